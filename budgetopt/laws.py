@@ -1,0 +1,302 @@
+"""Scaling laws: pure, jittable, vmappable loss functions in log space, and their presets.
+
+N = parameters, D = training tokens, U = unique tokens, L = loss (nats/token).
+Every law is a NamedTuple of arrays (a pytree), so a batch of laws is the same NamedTuple with
+a leading batch axis, and ``jax.vmap`` / broadcasting work unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, NamedTuple, Union
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from .errors import InputError
+
+LOG6 = math.log(6.0)
+
+
+class Parametric(NamedTuple):
+    """L = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022), stored as logs of A, B, E.
+    Field order is the covariance order (log A, log B, log E, alpha, beta)."""
+
+    log_A: Float[ArrayLike, "*b"]
+    log_B: Float[ArrayLike, "*b"]
+    log_E: Float[ArrayLike, "*b"]
+    alpha: Float[ArrayLike, "*b"]
+    beta: Float[ArrayLike, "*b"]
+
+
+class Kaplan(NamedTuple):
+    """L = [(Nc/N)^(alpha_N/alpha_D) + Dc/D]^alpha_D (Kaplan et al. 2020)."""
+
+    log_Nc: Float[ArrayLike, "*b"]
+    log_Dc: Float[ArrayLike, "*b"]
+    alpha_N: Float[ArrayLike, "*b"]
+    alpha_D: Float[ArrayLike, "*b"]
+
+
+class DataConstrained(NamedTuple):
+    """Muennighoff et al. 2023: a parametric base law evaluated at effective data D' and
+    effective parameters N', which discount repeated tokens and excess parameters."""
+
+    base: Parametric
+    rd_star: Float[ArrayLike, "*b"]
+    rn_star: Float[ArrayLike, "*b"]
+
+
+class TokensPerParam(NamedTuple):
+    """Allocation rule without a loss surface: D = ratio * N."""
+
+    ratio: Float[ArrayLike, "*b"]
+
+
+Law = Union[Parametric, Kaplan, DataConstrained, TokensPerParam]
+
+
+def has_loss(law: Law) -> bool:
+    """Whether the law predicts a loss (allocation rules do not)."""
+    return not isinstance(law, TokensPerParam)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loss functions (log N, log D in; loss out). All in log space: 1e25 FLOPs never overflows.
+
+
+def parametric_loss(p: Parametric, log_n: Array, log_d: Array) -> Array:
+    """E + A N^-alpha + B D^-beta, evaluated as exp(log A - alpha log N) etc."""
+    return jnp.exp(p.log_E) + jnp.exp(p.log_A - p.alpha * log_n) + jnp.exp(p.log_B - p.beta * log_d)
+
+
+def kaplan_loss(p: Kaplan, log_n: Array, log_d: Array) -> Array:
+    """[(Nc/N)^(aN/aD) + Dc/D]^aD, the bracket as a log-sum-exp."""
+    inner = jnp.logaddexp(p.alpha_N / p.alpha_D * (p.log_Nc - log_n), p.log_Dc - log_d)
+    return jnp.exp(p.alpha_D * inner)
+
+
+def _log_effective(log_unique: Array, log_total: Array, r_star: Array) -> Array:
+    """log of U + U R* (1 - exp(-R/R*)) with R = total/U - 1 >= 0 (repetitions past the first).
+
+    The difference is clipped at 60: past that exp(-R/R*) is 0 to any precision, and the clip
+    keeps float32 gradients finite for absurd repetition counts."""
+    r = jnp.expm1(jnp.minimum(log_total - log_unique, 60.0))
+    return log_unique + jnp.log1p(-r_star * jnp.expm1(-r / r_star))
+
+
+def data_constrained_loss(p: DataConstrained, log_n: Array, log_d: Array, log_u: Array) -> Array:
+    """Muennighoff et al. 2023, eq. 5-7, with U_N from the base law's closed form.
+
+    U_D = min(D, U); D' = U_D + U_D R_D* (1 - exp(-R_D/R_D*)), R_D = D/U_D - 1.
+    U_N = min(N, N_opt(U_D)), N_opt(U_D) = compute-optimal size for training once on U_D tokens;
+    N' = U_N + U_N R_N* (1 - exp(-R_N/R_N*)), R_N = N/U_N - 1.  L = base(N', D').
+    ``log_u = +inf`` means unlimited unique data."""
+    log_ud = jnp.minimum(log_d, log_u)
+    log_g, a, b = closed_form_coefficients(p.base)
+    # D_opt(C) = (C/6)^b / G  =>  C/6 = (G U_D)^(1/b);  N_opt = G (C/6)^a
+    log_n_opt = log_g + a / b * (log_g + log_ud)
+    log_un = jnp.minimum(log_n, log_n_opt)
+    return parametric_loss(p.base, _log_effective(log_un, log_n, p.rn_star),
+                           _log_effective(log_ud, log_d, p.rd_star))
+
+
+def loss(law: Law, log_n: Array, log_d: Array, log_u: Array | float = jnp.inf) -> Array:
+    """Predicted loss of ``law`` at (N, D) given as logs; ``log_u`` only for DataConstrained."""
+    if isinstance(law, Parametric):
+        return parametric_loss(law, log_n, log_d)
+    if isinstance(law, Kaplan):
+        return kaplan_loss(law, log_n, log_d)
+    if isinstance(law, DataConstrained):
+        return data_constrained_loss(law, log_n, log_d, log_u)
+    raise TypeError(f"{type(law).__name__} has no loss surface")
+
+
+def irreducible_loss(law: Law) -> Array:
+    """The loss as N, D -> infinity (E; 0 for Kaplan)."""
+    if isinstance(law, Parametric):
+        return jnp.exp(law.log_E)
+    if isinstance(law, DataConstrained):
+        return jnp.exp(law.base.log_E)
+    if isinstance(law, Kaplan):
+        return jnp.zeros_like(law.alpha_D)
+    raise TypeError(f"{type(law).__name__} has no loss surface")
+
+
+def closed_form_coefficients(p: Parametric) -> tuple[Array, Array, Array]:
+    """(log G, a, b) of the compute-optimal allocation under C = 6ND:
+    G = (alpha A / (beta B))^(1/(alpha+beta)), a = beta/(alpha+beta), b = alpha/(alpha+beta);
+    N_opt = G (C/6)^a, D_opt = (C/6)^b / G."""
+    s = p.alpha + p.beta
+    log_g = (jnp.log(p.alpha) + p.log_A - jnp.log(p.beta) - p.log_B) / s
+    return log_g, p.beta / s, p.alpha / s
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets and user laws (host side).
+
+
+@dataclass
+class LawSpec:
+    """A named law: its parameters (a pytree of floats), source, and optional uncertainty."""
+
+    name: str
+    params: Law
+    source: str = ""
+    covariance: np.ndarray | None = None  # (log A, log B, log E, alpha, beta) order
+    draws: np.ndarray | None = None  # bootstrap draws, rows in the covariance order
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return {Parametric: "parametric", Kaplan: "kaplan", DataConstrained: "data-constrained",
+                TokensPerParam: "rule"}[type(self.params)]
+
+    def describe(self) -> str:
+        """Human-readable formula with its numbers."""
+        p = self.params
+        if isinstance(p, Parametric):
+            return (f"L = {math.exp(p.log_E):.4g} + {math.exp(p.log_A):.4g}/N^{p.alpha:.4g}"
+                    f" + {math.exp(p.log_B):.4g}/D^{p.beta:.4g}")
+        if isinstance(p, Kaplan):
+            return (f"L = [({math.exp(p.log_Nc):.3g}/N)^({p.alpha_N:.3g}/{p.alpha_D:.3g})"
+                    f" + {math.exp(p.log_Dc):.3g}/D]^{p.alpha_D:.3g}")
+        if isinstance(p, TokensPerParam):
+            return f"D = {p.ratio:g} x N (no loss surface)"
+        return "data-constrained"
+
+
+def _data_file() -> dict:
+    return tomllib.loads(resources.files("budgetopt").joinpath("data/laws.toml").read_text())
+
+
+_PARAMETRIC_KEYS = ("E", "A", "B", "alpha", "beta")
+
+
+def parametric_from_mapping(m: dict, where: str) -> Parametric:
+    """Build a Parametric law from E, A, B, alpha, beta (or log_E, log_A, log_B)."""
+    vals = {}
+    for k in ("E", "A", "B"):
+        if f"log_{k}" in m:
+            vals[f"log_{k}"] = _finite(m[f"log_{k}"], f"{where}.log_{k}")
+        elif k in m:
+            v = _finite(m[k], f"{where}.{k}")
+            if v <= 0:
+                raise InputError(f"{where}.{k}", f"must be > 0, got {v}")
+            vals[f"log_{k}"] = math.log(v)
+        else:
+            raise InputError(f"{where}.{k}", "missing; a parametric law needs E, A, B, alpha, beta")
+    for k in ("alpha", "beta"):
+        if k not in m:
+            raise InputError(f"{where}.{k}", "missing; a parametric law needs E, A, B, alpha, beta")
+        v = _finite(m[k], f"{where}.{k}")
+        if not 0 < v < 10:
+            raise InputError(f"{where}.{k}", f"must be in (0, 10), got {v}")
+        vals[k] = v
+    return Parametric(**vals)
+
+
+def _finite(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InputError(where, f"must be a number, got {v!r}")
+    if not math.isfinite(v):
+        raise InputError(where, f"must be finite, got {v!r}")
+    return float(v)
+
+
+def data_constrained_constants() -> tuple[float, float, str]:
+    """(R_D*, R_N*, source) of the data-constrained law."""
+    d = _data_file()["data_constrained"]
+    return float(d["rd_star"]), float(d["rn_star"]), d["source"]
+
+
+def preset_names() -> list[str]:
+    return [k for k, v in _data_file().items() if "kind" in v]
+
+
+def get_preset(name: str, ratio: float | None = None) -> LawSpec:
+    """A preset by name (see ``budgetopt laws``); unknown names are an InputError."""
+    data = _data_file()
+    if name not in data or "kind" not in data[name]:
+        raise InputError("--law", f"unknown law {name!r}; known: {', '.join(preset_names())}")
+    e = data[name]
+    if e["kind"] == "parametric":
+        cov = np.asarray(e["covariance"], dtype=np.float64) if "covariance" in e else None
+        return LawSpec(name, parametric_from_mapping(e, name), e["source"], covariance=cov)
+    if e["kind"] == "kaplan":
+        return LawSpec(name, Kaplan(math.log(e["Nc"]), math.log(e["Dc"]), e["alpha_N"], e["alpha_D"]), e["source"])
+    r = float(e["ratio"] if ratio is None else ratio)
+    if not (r > 0 and math.isfinite(r)):
+        raise InputError("--ratio", f"tokens per parameter must be a positive number, got {r}")
+    return LawSpec(name if ratio is None else f"{name}:{r:g}", TokensPerParam(r), e["source"])
+
+
+_KV = re.compile(r"^\s*([A-Za-z_]+)\s*=\s*(\S+)\s*$")
+
+
+def law_from_params(text: str) -> LawSpec:
+    """``E=1.69,A=406.4,B=410.7,alpha=0.34,beta=0.28`` -> a custom parametric law."""
+    m: dict[str, float] = {}
+    for part in text.split(","):
+        kv = _KV.match(part)
+        if not kv:
+            raise InputError("--law-params", f"cannot read {part.strip()!r}; expected KEY=VALUE with keys E, A, B, alpha, beta")
+        key = kv.group(1)
+        if key not in _PARAMETRIC_KEYS:
+            raise InputError("--law-params", f"unknown key {key!r}; allowed: E, A, B, alpha, beta")
+        try:
+            m[key] = float(kv.group(2))
+        except ValueError:
+            raise InputError(f"--law-params {key}", f"cannot read {kv.group(2)!r} as a number") from None
+    return LawSpec("custom", parametric_from_mapping(m, "--law-params"), "user-supplied parameters")
+
+
+def law_from_file(path: str | Path) -> LawSpec:
+    """A parametric law from a JSON (as written by ``budgetopt fit``) or TOML file with keys
+    E, A, B, alpha, beta; bootstrap draws and covariance are kept when present."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError("--law-file", f"no such file: {path}") from None
+    try:
+        m = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise InputError("--law-file", f"{path} is not valid {path.suffix.lstrip('.').upper() or 'TOML'}: {e}") from None
+    if not isinstance(m, dict):
+        raise InputError("--law-file", f"{path} must hold an object with E, A, B, alpha, beta")
+    params = parametric_from_mapping(m, f"{path.name}")
+    boot = m.get("bootstrap") or {}
+    draws = np.asarray(boot["draws"], dtype=np.float64) if "draws" in boot else None
+    cov = np.asarray(boot["cov"], dtype=np.float64) if "cov" in boot else None
+    return LawSpec(str(m.get("name", path.stem)), params, f"fitted file {path}", covariance=cov, draws=draws)
+
+
+def resolve_law(law: str | None = None, law_params: str | None = None, law_file: str | None = None,
+                ratio: float | None = None, default: str = "besiroglu2024") -> LawSpec:
+    """The one way the CLI and library pick a law: a preset name, explicit parameters, or a file."""
+    given = [x for x in (law, law_params, law_file) if x is not None]
+    if len(given) > 1:
+        raise InputError("--law", "give only one of --law, --law-params, --law-file")
+    if law_params is not None:
+        return law_from_params(law_params)
+    if law_file is not None:
+        return law_from_file(law_file)
+    name = law if law is not None else default
+    if ratio is not None and name != "tokens-per-param":
+        raise InputError("--ratio", "only applies to --law tokens-per-param")
+    return get_preset(name, ratio)
+
+
+def to_array_law(law: Law, dtype=None) -> Law:
+    """Leaves as jnp arrays of ``dtype`` (default: JAX's default float)."""
+    import jax
+
+    return jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype=dtype or jnp.result_type(float)), law)
