@@ -85,6 +85,7 @@ def get_accelerator(hid: str, catalog: dict[str, Accelerator] | None = None) -> 
     key = hid.strip().lower()
     if key in catalog:
         return catalog[key]
-    close = difflib.get_close_matches(key, list(catalog), n=3, cutoff=0.4)
+    prefix = [k for k in catalog if k.startswith(key)]
+    close = (prefix + [k for k in difflib.get_close_matches(key, list(catalog), n=3, cutoff=0.4) if k not in prefix])[:3]
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise InputError("--gpu", f"unknown accelerator {hid!r}; {hint}known: {', '.join(catalog)}")

@@ -1,0 +1,268 @@
+"""The typer CLI: parse, call the library, print. No maths here.
+
+Every usage error or bad input ends as one line ``error: <field>: <what is allowed>`` on
+stderr with exit code 2 — never a traceback, never a partial output file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typer.core import TyperGroup
+
+from .errors import InputError
+from .report import check_format, emit, record_table, to_csv, to_json, to_table
+from .units import parse_number
+
+
+class _OneLineErrors(TyperGroup):
+    """Run the command non-standalone and turn every usage error into one line, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from typer._click import exceptions as cx
+
+        try:
+            rv = super().main(args=args, prog_name=prog_name or "budgetopt", complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except InputError as e:
+            _fail(f"{e.field}: {e.message}")
+        except cx.UsageError as e:
+            _fail(" ".join(e.format_message().split()))
+        except cx.ClickException as e:
+            _fail(" ".join(e.format_message().split()))
+        except (cx.Abort, KeyboardInterrupt):
+            print("aborted", file=sys.stderr)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_enable=False,
+                  help="Compute-optimal LLM pre-training budgets: how big a model, how many tokens, how sure.")
+
+
+def _setup(x64: bool) -> None:
+    """Precision and the persistent compile cache (compiles dominate a one-shot CLI call)."""
+    import jax
+
+    if x64:
+        jax.config.update("jax_enable_x64", True)
+    cache = os.environ.get("BUDGETOPT_CACHE_DIR", str(Path.home() / ".cache" / "budgetopt" / "jax"))
+    if cache and cache.lower() != "off":
+        try:
+            Path(cache).mkdir(parents=True, exist_ok=True)
+            jax.config.update("jax_compilation_cache_dir", cache)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        except OSError:
+            pass  # a read-only home just means no cache
+
+
+def _num(text: Optional[str], field: str, units: str = "count") -> Optional[float]:
+    return None if text is None else parse_number(text, field, units=units)
+
+
+def _hardware(gpu, dtype, count, hours, days, mfu, hardware_file):
+    from .hardware import get_accelerator, load_catalog
+    from .plan import DEFAULT_MFU, Hardware
+
+    if gpu is None:
+        for flag, v in (("--count", count), ("--hours", hours), ("--days", days)):
+            if v is not None:
+                raise InputError(flag, "needs --gpu (the accelerator id; see `budgetopt hardware`)")
+        return None
+    if hours is not None and days is not None:
+        raise InputError("--days", "give --hours or --days, not both")
+    h = _num(hours, "--hours", "plain")
+    if days is not None:
+        h = _num(days, "--days", "plain") * 24.0
+        if not (h > 0 and math.isfinite(h)):
+            raise InputError("--days", f"must be a positive number of days, got {days!r}")
+    m = DEFAULT_MFU if mfu is None else _num(mfu, "--mfu", "plain")
+    acc = get_accelerator(gpu, load_catalog(hardware_file))
+    return Hardware(acc, dtype, m, _num(count, "--count"), h)
+
+
+def _print(record_or_rows, fmt: str, out: Optional[Path], title: str, notes=(), columns=None):
+    check_format(fmt)
+    if fmt == "json":
+        text = to_json(record_or_rows)
+    elif fmt == "csv":
+        rows = record_or_rows if isinstance(record_or_rows, list) else [record_or_rows]
+        text = to_csv(rows)
+    elif isinstance(record_or_rows, list):
+        text = to_table(record_or_rows, title=title, columns=columns, notes=notes)
+    else:
+        text = record_table(record_or_rows, title=title, notes=notes)
+    emit(text, out)
+
+
+FMT = typer.Option("table", "--format", "-f", help="table | json | csv")
+OUT = typer.Option(None, "--output", "-o", help="write to this file (atomically) instead of stdout")
+
+
+@app.command()
+def optimize(
+    flops: Optional[str] = typer.Option(None, help="compute budget in FLOPs (5.76e23) or PF-days (3.6e3pfd)"),
+    gpu: Optional[str] = typer.Option(None, help="accelerator id (see `budgetopt hardware`)"),
+    count: Optional[str] = typer.Option(None, help="number of accelerators"),
+    hours: Optional[str] = typer.Option(None, help="wall-clock hours"),
+    days: Optional[str] = typer.Option(None, help="wall-clock days"),
+    mfu: Optional[str] = typer.Option(None, help="model-FLOPs utilisation in (0, 1] [default: 0.4]"),
+    dtype: str = typer.Option("bf16", help="fp32 | tf32 | bf16 | fp16 | fp8"),
+    law: Optional[str] = typer.Option(None, help="law preset (see `budgetopt laws`) [default: besiroglu2024]"),
+    law_params: Optional[str] = typer.Option(None, help="own parametric law: E=..,A=..,B=..,alpha=..,beta=.."),
+    law_file: Optional[Path] = typer.Option(None, help="law file (JSON from `budgetopt fit`, or TOML)"),
+    ratio: Optional[float] = typer.Option(None, help="tokens per parameter for --law tokens-per-param [default: 20]"),
+    unique_tokens: Optional[str] = typer.Option(None, help="unique training tokens available (data-constrained law)"),
+    max_params: Optional[str] = typer.Option(None, help="cap on parameters (memory, serving)"),
+    max_tokens: Optional[str] = typer.Option(None, help="cap on training tokens"),
+    max_epochs: Optional[str] = typer.Option(None, help="cap on epochs over the unique tokens"),
+    inference_tokens: Optional[str] = typer.Option(None, help="lifetime inference tokens; the budget becomes lifetime FLOPs"),
+    target_loss: Optional[str] = typer.Option(None, help="instead of a budget: the loss to reach at least compute"),
+    price_per_hour: Optional[str] = typer.Option(None, help="price per device-hour, to report a cost"),
+    hardware_file: Optional[Path] = typer.Option(None, help="extra accelerator catalog (TOML)"),
+    x64: bool = typer.Option(False, "--x64", help="compute in float64"),
+    fmt: str = FMT,
+    output: Optional[Path] = OUT,
+):
+    """The compute-optimal model size and token count for a budget."""
+    check_format(fmt)
+    _setup(x64)
+    from .laws import resolve_law
+    from .plan import Constraints
+    from .plan import optimize as plan_optimize
+
+    spec = resolve_law(law, law_params, str(law_file) if law_file else None, ratio)
+    hw = _hardware(gpu, dtype, count, hours, days, mfu, hardware_file)
+    cons = Constraints(unique_tokens=_num(unique_tokens, "--unique-tokens"), max_params=_num(max_params, "--max-params"),
+                       max_tokens=_num(max_tokens, "--max-tokens"), max_epochs=_num(max_epochs, "--max-epochs", "plain"),
+                       inference_tokens=_num(inference_tokens, "--inference-tokens"))
+    rec = plan_optimize(spec, flops=_num(flops, "--flops", "flops"), hardware=hw, constraints=cons,
+                        target_loss=_num(target_loss, "--target-loss", "plain"),
+                        price_per_hour=_num(price_per_hour, "--price-per-hour", "plain"))
+    notes = [f"law: {spec.name} — {spec.describe()}", f"source: {spec.source}"]
+    if cons.has_inference:
+        notes.append("with inference tokens the budget is lifetime FLOPs = 6·N·D + 2·N·D_inference")
+    _print(rec, fmt, output, "budgetopt optimize", notes)
+    if not rec["converged"]:
+        print("warning: the solve did not converge; the answer is not reliable", file=sys.stderr)
+        return 1
+    return 0
+
+
+@app.command()
+def convert(
+    value: Optional[str] = typer.Argument(None, help="compute: FLOPs (3.14e23) or PF-days (3.6e3pfd)"),
+    params: Optional[str] = typer.Option(None, help="instead of VALUE: parameters, with --tokens"),
+    tokens: Optional[str] = typer.Option(None, help="training tokens, with --params"),
+    flops_per_param_token: float = typer.Option(6.0, help="6 for a dense decoder; 3 for an encoder-decoder with half its weights active"),
+    to: Optional[str] = typer.Option(None, help="print only this quantity: flops | pf-days | gpu-hours | wall-days | cost"),
+    gpu: Optional[str] = typer.Option(None, help="accelerator id, to report GPU-hours"),
+    count: Optional[str] = typer.Option(None, help="number of accelerators, to report wall-days"),
+    mfu: Optional[str] = typer.Option(None, help="model-FLOPs utilisation in (0, 1] [default: 0.4]"),
+    dtype: str = typer.Option("bf16", help="fp32 | tf32 | bf16 | fp16 | fp8"),
+    price_per_hour: Optional[str] = typer.Option(None, help="price per device-hour"),
+    hardware_file: Optional[Path] = typer.Option(None, help="extra accelerator catalog (TOML)"),
+    fmt: str = FMT,
+    output: Optional[Path] = OUT,
+):
+    """Convert compute between FLOPs, PF-days, GPU-hours and wall-days."""
+    from . import units
+
+    check_format(fmt)
+    if value is not None and (params is not None or tokens is not None):
+        raise InputError("--params", "give VALUE or --params with --tokens, not both")
+    if value is None:
+        if params is None or tokens is None:
+            raise InputError("VALUE", "give a compute VALUE, or --params with --tokens")
+        n = units.require_positive(_num(params, "--params"), "--params")
+        d = units.require_positive(_num(tokens, "--tokens"), "--tokens")
+        units.require_positive(flops_per_param_token, "--flops-per-param-token")
+        flops = units.train_flops(n, d, flops_per_param_token)
+    else:
+        flops = units.require_positive(_num(value, "VALUE", "flops"), "VALUE")
+    rec = {"flops": flops, "pf_days": units.flops_to_pf_days(flops)}
+    hw = _hardware(gpu, dtype, count, None, None, mfu, hardware_file)
+    pph = _num(price_per_hour, "--price-per-hour", "plain")
+    if hw is not None:
+        rec.update(hw.describe(flops, pph))
+    keys = {"flops": "flops", "pf-days": "pf_days", "gpu-hours": "gpu_hours", "wall-days": "wall_days", "cost": "cost"}
+    if to is not None:
+        if to not in keys:
+            raise InputError("--to", f"unknown quantity {to!r}; allowed: {', '.join(keys)}")
+        if keys[to] not in rec:
+            need = {"gpu-hours": "--gpu", "wall-days": "--gpu and --count", "cost": "--gpu and --price-per-hour"}[to]
+            raise InputError("--to", f"{to} needs {need}")
+        if fmt == "table":
+            emit(f"{rec[keys[to]]:.6g}\n", output)
+            return 0
+        rec = {keys[to]: rec[keys[to]]}
+    _print(rec, fmt, output, "budgetopt convert")
+    return 0
+
+
+@app.command()
+def hardware(
+    hardware_file: Optional[Path] = typer.Option(None, help="extra accelerator catalog (TOML), same format"),
+    fmt: str = FMT,
+    output: Optional[Path] = OUT,
+):
+    """List the accelerator catalog: dense peak TFLOP/s per dtype, memory, bandwidth, source."""
+    from .hardware import DTYPES, load_catalog
+
+    check_format(fmt)
+    rows = []
+    for acc in load_catalog(hardware_file).values():
+        row = {"id": acc.id, "name": acc.name}
+        row.update({f"{d}_tflops": acc.peak_tflops.get(d) for d in DTYPES})
+        row.update({"memory_gb": acc.memory_gb, "bandwidth_tbs": acc.bandwidth_tbs, "source": acc.source})
+        rows.append(row)
+    cols = ["id"] + [f"{d}_tflops" for d in DTYPES] + ["memory_gb", "bandwidth_tbs", "name"]
+    _print(rows, fmt, output, "Accelerators (dense peak TFLOP/s per device)", columns=cols,
+           notes=["- = dtype not supported; sources: `budgetopt hardware --format json`"])
+    return 0
+
+
+@app.command()
+def laws(fmt: str = FMT, output: Optional[Path] = OUT):
+    """List the scaling-law presets with their formulas and sources."""
+    import jax.numpy as jnp
+
+    from .laws import Parametric, closed_form_coefficients, get_preset, preset_names, to_array_law
+
+    check_format(fmt)
+    rows = []
+    for name in preset_names():
+        spec = get_preset(name)
+        row = {"name": name, "kind": spec.kind, "formula": spec.describe()}
+        if isinstance(spec.params, Parametric):
+            _, a, b = closed_form_coefficients(to_array_law(spec.params))
+            row.update({"a": round(float(a), 4), "b": round(float(b), 4)})
+            row.update(dict(zip(("E", "A", "B", "alpha", "beta"),
+                                [float(jnp.exp(spec.params.log_E)), float(jnp.exp(spec.params.log_A)),
+                                 float(jnp.exp(spec.params.log_B)), spec.params.alpha, spec.params.beta])))
+        row["uncertainty"] = "covariance" if spec.covariance is not None else None
+        row["source"] = spec.source
+        rows.append(row)
+    _print(rows, fmt, output, "Scaling laws (a, b: N_opt ∝ C^a, D_opt ∝ C^b)",
+           columns=["name", "kind", "formula", "a", "b", "uncertainty", "source"])
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console-script entry point."""
+    app(args=argv, prog_name="budgetopt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Rendering results: a readable table, JSON or CSV, to stdout or atomically to a file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import InputError
+from .units import format_count, format_float, format_sci
+
+FORMATS = ("table", "json", "csv")
+
+_COUNT_KEYS = {"params", "tokens", "optimal_params", "optimal_tokens", "unique_tokens", "max_params",
+               "max_tokens", "inference_tokens", "count"}
+
+
+def human(key: str, value: Any) -> str:
+    """Format one value for a table by what its key holds."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    if key in _COUNT_KEYS:
+        return format_count(value)
+    if key.endswith("flops"):
+        return format_sci(value)
+    if isinstance(value, int):
+        return str(value)
+    return format_float(value)
+
+
+def _clean(v: Any) -> Any:
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(_clean(data), indent=2) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in _clean(r).items()})
+    return buf.getvalue()
+
+
+def to_table(rows: list[dict], title: str | None = None, columns: Iterable[str] | None = None,
+             labels: dict[str, str] | None = None, notes: Iterable[str] = ()) -> str:
+    """A rich table rendered to text (no colour codes when not on a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    labels = labels or {}
+    cols = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
+    t = Table(title=title, title_justify="left", show_lines=False)
+    for c in cols:
+        t.add_column(labels.get(c, c), overflow="fold")
+    for r in rows:
+        t.add_row(*[human(c, r.get(c)) for c in cols])
+    buf = io.StringIO()
+    Console(file=buf, width=200, force_terminal=False, color_system=None).print(t)
+    text = "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
+    for n in notes:
+        text += "\n" + n
+    return text + "\n"
+
+
+def record_table(record: dict, title: str | None = None, labels: dict[str, str] | None = None,
+                 notes: Iterable[str] = ()) -> str:
+    """One record as a two-column quantity | value table."""
+    labels = labels or {}
+    rows = [{"quantity": labels.get(k, k), "value": human(k, v)} for k, v in record.items()
+            if not isinstance(v, (dict, list))]
+    return to_table(rows, title=title, columns=["quantity", "value"], notes=notes)
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename: never a partial file."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError("-o", f"{path} is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError("-o", f"directory {parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise InputError("-o", f"cannot write to {parent}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def emit(text: str, out: str | Path | None) -> None:
+    """Print to stdout, or write atomically to ``out``."""
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(out, text)
+
+
+def check_format(fmt: str, allowed: tuple[str, ...] = FORMATS) -> str:
+    if fmt not in allowed:
+        raise InputError("--format", f"unknown format {fmt!r}; allowed: {', '.join(allowed)}")
+    return fmt

@@ -1,0 +1,45 @@
+"""Independent float64 references written plainly in NumPy from DESIGN.md's formulas, in raw
+N and D (not the package's log-space code), plus a brute-force minimiser."""
+
+from __future__ import annotations
+
+import numpy as np
+
+R_D_STAR, R_N_STAR = 15.387756, 5.309743
+
+
+def chinchilla(E, A, B, alpha, beta, N, D):
+    return E + A / N**alpha + B / D**beta
+
+
+def kaplan(Nc, Dc, aN, aD, N, D):
+    return ((Nc / N) ** (aN / aD) + Dc / D) ** aD
+
+
+def data_constrained(E, A, B, alpha, beta, N, D, U):
+    UD = np.minimum(D, U)
+    RD = np.maximum(D / UD - 1, 0)
+    Dp = UD + UD * R_D_STAR * (1 - np.exp(-RD / R_D_STAR))
+    G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
+    a, b = beta / (alpha + beta), alpha / (alpha + beta)
+    # compute-optimal N for D_opt = UD: C/6 = (G UD)^(1/b), N_opt = G (C/6)^a
+    n_opt = G * (G * UD) ** (a / b)
+    UN = np.minimum(N, n_opt)
+    RN = np.maximum(N / UN - 1, 0)
+    Np = UN + UN * R_N_STAR * (1 - np.exp(-RN / R_N_STAR))
+    return chinchilla(E, A, B, alpha, beta, Np, Dp)
+
+
+def brute_force_min(f, lo, hi, points=100_001, rounds=4):
+    """argmin of f over [lo, hi] by a grid of ``points``, then zooming on the best cell
+    ``rounds`` times (float64). Returns (x, f(x))."""
+    for _ in range(rounds):
+        xs = np.linspace(lo, hi, points)
+        ys = f(xs)
+        i = int(np.nanargmin(ys))
+        step = xs[1] - xs[0]
+        lo, hi = max(xs[0], xs[i] - 2 * step), min(xs[-1], xs[i] + 2 * step)
+    xs = np.linspace(lo, hi, points)
+    ys = f(xs)
+    i = int(np.nanargmin(ys))
+    return xs[i], ys[i]
