@@ -111,8 +111,9 @@ def _finish(law: Law, b: Budget, x: Array, converged: Array, grad: Array, iters:
 
 def _broadcast(law: Law, b: Budget) -> tuple[Law, Budget]:
     leaves = jax.tree_util.tree_leaves((law, b))
-    dtype = jnp.result_type(*[jnp.asarray(v).dtype for v in leaves], float)
-    if jnp.issubdtype(dtype, jnp.integer):
+    # Python scalars (the defaults +-inf) are weakly typed: they adopt the arrays' precision
+    dtype = jnp.result_type(*leaves)
+    if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
     shape = jnp.broadcast_shapes(*[jnp.shape(v) for v in leaves])
     cast = lambda v: jnp.broadcast_to(jnp.asarray(v, dtype), shape)  # noqa: E731
@@ -209,13 +210,18 @@ def solve_scalar(law: Law, b: Budget, max_iter: int = MAX_ITER) -> Allocation:
         return ~s.done & (s.it < max_iter)
 
     def body(s: _SolverState):
-        g, h = grad_and_curv(s.x)
-        lo = jnp.where(g < 0, s.x, s.lo)
-        hi = jnp.where(g > 0, s.x, s.hi)
+        # One materialised (g, h): without the barrier XLA may recompute g inside several
+        # fusions with different FMA contraction, and near the optimum (|g| ~ 1e-17) the copies
+        # can disagree in sign, so the bracket update and the probe direction contradict.
+        g, h = jax.lax.optimization_barrier(grad_and_curv(s.x))
+        lo = jnp.where(g < 0, jnp.maximum(s.x, s.lo), s.lo)
+        hi = jnp.where(g > 0, jnp.minimum(s.x, s.hi), s.hi)
         tol = xtol(s.x)
         # The bracket is the only certificate: a tiny Newton step proves nothing near a
         # singular bound (D -> 1 token, where the curvature explodes).
-        done = (g == 0) | (hi - lo <= 2.5 * tol)
+        # |g| at the float noise floor (losses are O(1) nats, so |dL/dx| below 16 eps cannot be
+        # resolved) also ends the solve; any sign drawn from such a g would be noise.
+        done = (jnp.abs(g) <= 16 * eps) | (hi - lo <= 2.5 * tol)
         newton_step = -g / h
         # Newton while it stays inside the bracket and at least halves |g| per step; else
         # bisect. (rtsafe's "halve the step" rule stalls when the root sits at a bracket edge.)
@@ -227,9 +233,11 @@ def solve_scalar(law: Law, b: Budget, max_iter: int = MAX_ITER) -> Allocation:
         # zeroin): the next gradient either closes the bracket or, failing that, forces a
         # bisection step (``probed``), so progress never stalls at tolerance-sized creeps.
         probe = jnp.abs(step) < tol
-        step = jnp.where(probe, -jnp.sign(g) * tol, step)
+        step = jnp.where(probe, jnp.where(g < 0, tol, -tol), step)
         x_new = jnp.where(done, s.x, jnp.clip(s.x + step, lo, hi))
-        return _SolverState(lo, hi, x_new, jnp.abs(g), s.it + 1, done, probe & ~done)
+        # the "|g| must halve" memory only spans consecutive Newton steps
+        g_old = jnp.where(use_newton | tiny_newton, jnp.abs(g), jnp.inf)
+        return _SolverState(lo, hi, x_new, g_old, s.it + 1, done, probe & ~done)
 
     x0 = _initial_guess(law, b, lo, hi_)
     start = _SolverState(lo, hi_, x0, jnp.full_like(lo, jnp.inf), jnp.zeros((), jnp.int32), at_lo | at_hi | ~feasible,
