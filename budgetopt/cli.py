@@ -51,12 +51,16 @@ app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True
                   help="Compute-optimal LLM pre-training budgets: how big a model, how many tokens, how sure.")
 
 
-def _setup(x64: bool) -> None:
-    """Precision and the persistent compile cache (compiles dominate a one-shot CLI call)."""
+def _setup(x64: Optional[bool]) -> None:
+    """Precision and the persistent compile cache (compiles dominate a one-shot CLI call).
+
+    Precision: float64 on CPU, where it costs nothing for a handful of problems; float32 on
+    accelerators; ``--x64`` / ``--x32`` force either."""
     import jax
 
-    if x64:
-        jax.config.update("jax_enable_x64", True)
+    if x64 is None:
+        x64 = jax.default_backend() == "cpu"
+    jax.config.update("jax_enable_x64", bool(x64))
     cache = os.environ.get("BUDGETOPT_CACHE_DIR", str(Path.home() / ".cache" / "budgetopt" / "jax"))
     if cache and cache.lower() != "off":
         try:
@@ -131,7 +135,7 @@ def optimize(
     target_loss: Optional[str] = typer.Option(None, help="instead of a budget: the loss to reach at least compute"),
     price_per_hour: Optional[str] = typer.Option(None, help="price per device-hour, to report a cost"),
     hardware_file: Optional[Path] = typer.Option(None, help="extra accelerator catalog (TOML)"),
-    x64: bool = typer.Option(False, "--x64", help="compute in float64"),
+    x64: Optional[bool] = typer.Option(None, "--x64/--x32", help="float64 / float32 [default: float64 on CPU, float32 on accelerators]"),
     fmt: str = FMT,
     output: Optional[Path] = OUT,
 ):
@@ -251,6 +255,11 @@ def laws(fmt: str = FMT, output: Optional[Path] = OUT):
             row.update(dict(zip(("E", "A", "B", "alpha", "beta"),
                                 [float(jnp.exp(spec.params.log_E)), float(jnp.exp(spec.params.log_A)),
                                  float(jnp.exp(spec.params.log_B)), spec.params.alpha, spec.params.beta])))
+        elif spec.kind == "kaplan":  # under C = 6ND: N_opt ∝ C^(aD/(aD+aN)) (not the paper's 0.73, see README)
+            a = spec.params.alpha_D / (spec.params.alpha_D + spec.params.alpha_N)
+            row.update({"a": round(a, 4), "b": round(1 - a, 4)})
+        else:
+            row.update({"a": 0.5, "b": 0.5})
         row["uncertainty"] = "covariance" if spec.covariance is not None else None
         row["source"] = spec.source
         rows.append(row)

@@ -18,7 +18,19 @@ from .units import format_count, format_float, format_sci
 FORMATS = ("table", "json", "csv")
 
 _COUNT_KEYS = {"params", "tokens", "optimal_params", "optimal_tokens", "unique_tokens", "max_params",
-               "max_tokens", "inference_tokens", "count"}
+               "max_tokens", "inference_tokens"}
+
+LABELS = {
+    "law": "law", "flops": "compute (FLOPs)", "pf_days": "compute (PF-days)", "params": "parameters N",
+    "tokens": "training tokens D", "loss": "predicted loss (nats/token)", "tokens_per_param": "tokens per parameter",
+    "unique_tokens": "unique tokens U", "epochs": "epochs over U", "inference_tokens": "inference tokens",
+    "train_flops": "training compute 6ND (FLOPs)", "lifetime_flops": "lifetime compute (FLOPs)",
+    "unused_flops": "unused compute (FLOPs)", "loss_penalty": "loss above unconstrained optimum",
+    "converged": "converged", "method": "method", "iterations": "solver iterations",
+    "grad_norm": "|dL/dlog N| at answer", "gpu": "accelerator", "dtype": "dtype", "mfu": "MFU",
+    "count": "devices", "gpu_hours": "device-hours", "wall_days": "wall-clock days", "cost": "cost",
+    "target_loss": "target loss",
+}
 
 
 def human(key: str, value: Any) -> str:
@@ -35,8 +47,12 @@ def human(key: str, value: Any) -> str:
         return format_count(value)
     if key.endswith("flops"):
         return format_sci(value)
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
+        return f"{int(value):,}" if abs(value) >= 1e4 else str(int(value))
+    if key in ("loss", "target_loss"):
+        return f"{value:.4f}"
+    if 1e4 <= abs(value) < 1e15:
+        return f"{value:,.0f}"
     return format_float(value)
 
 
@@ -93,7 +109,7 @@ def to_table(rows: list[dict], title: str | None = None, columns: Iterable[str] 
 def record_table(record: dict, title: str | None = None, labels: dict[str, str] | None = None,
                  notes: Iterable[str] = ()) -> str:
     """One record as a two-column quantity | value table."""
-    labels = labels or {}
+    labels = {**LABELS, **(labels or {})}
     rows = [{"quantity": labels.get(k, k), "value": human(k, v)} for k, v in record.items()
             if not isinstance(v, (dict, list))]
     return to_table(rows, title=title, columns=["quantity", "value"], notes=notes)
