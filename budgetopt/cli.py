@@ -268,6 +268,167 @@ def laws(fmt: str = FMT, output: Optional[Path] = OUT):
     return 0
 
 
+def _sweep_tables(res: dict) -> str:
+    """Readable sweep report: quantiles per quantity, then the recommendation."""
+    from .report import to_table
+    from .units import format_count, format_float, format_sci
+
+    fmt = {"params": format_count, "tokens": format_count, "loss": lambda v: f"{v:.4f}",
+           "tokens_per_param": lambda v: format_float(v, 3), "flops": format_sci, "epochs": lambda v: format_float(v, 3)}
+    rows = []
+    for name, q in res["quantiles"].items():
+        rows.append({"quantity": name, **{p: fmt[name](v) for p, v in q.items()}})
+    text = to_table(rows, title=f"budgetopt sweep — {res['scenario']}: {res['samples']:,} samples, law {res['law']} "
+                    f"(uncertainty: {res['uncertainty']}), converged {res['converged_fraction']:.2%}")
+    rec = res.get("recommendation")
+    if rec:
+        r = {"recommended params": format_count(rec["params"]), "expected loss": f"{rec['expected_loss']:.4f}",
+             "expected regret (nats)": format_float(rec["expected_regret"], 3),
+             "p95 regret (nats)": format_float(rec["p95_regret"], 3),
+             "P(regret < 1 %)": f"{rec['p_regret_below_1pct']:.2%}", "chosen by": f"{rec['risk']} loss, from {rec['from']}"}
+        text += to_table([{"quantity": k, "value": v} for k, v in r.items()],
+                         title="Robust recommendation: commit to N before hours, MFU and the law are known")
+    run = res["run"]
+    text += (f"backend {run['backend']} × {run['devices']} device(s), {run['processes']} process(es), chunk {run['chunk_size']:,}, "
+             f"{'float64' if run['x64'] else 'float32'}, {run['elapsed_s']:.1f} s\n")
+    return text
+
+
+@app.command()
+def sweep(
+    scenario: Optional[Path] = typer.Argument(None, help="scenario TOML file (see README)"),
+    example: Optional[str] = typer.Option(None, help="run a built-in scenario: h100-cluster | bloomberggpt | serving"),
+    samples: Optional[str] = typer.Option(None, help="number of samples (overrides the file)"),
+    seed: Optional[int] = typer.Option(None, help="random seed (overrides the file)"),
+    chunk_size: str = typer.Option("65536", help="samples per compiled chunk (results do not depend on it)"),
+    candidates: Optional[int] = typer.Option(None, help="candidate sizes in the robust grid (0 = no recommendation)"),
+    checkpoint: Optional[Path] = typer.Option(None, help="write the merged state here after every chunk"),
+    resume: bool = typer.Option(False, help="continue from --checkpoint"),
+    shard: Optional[str] = typer.Option(None, help="run only shard i of n (i/n); combine with `budgetopt merge`"),
+    distributed: bool = typer.Option(False, help="join a multi-process run (jax.distributed; Slurm/MPI auto-detected)"),
+    coordinator: Optional[str] = typer.Option(None, help="host:port of process 0, with --distributed"),
+    num_processes: Optional[int] = typer.Option(None, help="with --distributed and --coordinator"),
+    process_id: Optional[int] = typer.Option(None, help="with --distributed and --coordinator"),
+    host_devices: Optional[int] = typer.Option(None, help="split a CPU host into this many devices [default: one per core on CPU]"),
+    x64: bool = typer.Option(False, "--x64", help="compute in float64 (default float32)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    hardware_file: Optional[Path] = typer.Option(None, help="extra accelerator catalog (TOML)"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
+    output: Optional[Path] = OUT,
+):
+    """Monte Carlo over everything uncertain: distributions of the optimum, and a robust N."""
+    import dataclasses
+
+    check_format(fmt, ("table", "json"))
+    if (scenario is None) == (example is None):
+        raise InputError("SCENARIO", "give a scenario file or --example NAME (one of them)")
+    if output is not None and not output.parent.is_dir():
+        raise InputError("-o", f"directory {output.parent} does not exist")
+    from .devices import set_host_device_count
+
+    if distributed:
+        import jax
+
+        kw = {}
+        if coordinator is not None:
+            kw = {"coordinator_address": coordinator, "num_processes": num_processes, "process_id": process_id}
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(**kw)
+    elif host_devices is not None or "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        if host_devices is not None and host_devices < 1:
+            raise InputError("--host-devices", f"must be >= 1, got {host_devices}")
+        set_host_device_count(host_devices or os.cpu_count() or 1)  # CPU only; accelerators ignore it
+    _setup(None)
+    from . import scenario as scn
+    from . import sweep as sw
+
+    sc = scn.example(example) if example else scn.load(scenario, str(hardware_file) if hardware_file else None)
+    if seed is not None:
+        if not 0 <= seed < 2**31:
+            raise InputError("--seed", f"must be in [0, 2^31), got {seed}")
+        sc = dataclasses.replace(sc, seed=seed)
+    if candidates is not None:
+        if candidates != 0 and not 2 <= candidates <= 1024:
+            raise InputError("--candidates", f"must be 0 or from 2 to 1024, got {candidates}")
+        sc = dataclasses.replace(sc, candidates=candidates)
+    n = None if samples is None else parse_number(samples, "--samples")
+    if n is not None and (n != int(n) or not 1 <= n <= 1e13):
+        raise InputError("--samples", f"must be a whole number from 1 to 1e13, got {samples}")
+    chunk = parse_number(chunk_size, "--chunk-size")
+    if chunk != int(chunk) or chunk < 1:
+        raise InputError("--chunk-size", f"must be a positive whole number, got {chunk_size}")
+    i_sh, n_sh = sw.parse_shard(shard)
+    progress = _progress(quiet)
+    try:
+        with progress as tick:
+            res = sw.run(sc, samples=None if n is None else int(n), chunk_size=int(chunk), x64=x64,
+                         checkpoint=checkpoint, resume=resume, shard=(i_sh, n_sh), progress=tick)
+    except KeyboardInterrupt:
+        hint = f"; resume with --checkpoint {checkpoint} --resume" if checkpoint else "; use --checkpoint to make runs resumable"
+        print(f"interrupted{hint}", file=sys.stderr)
+        return 130
+    import jax
+
+    if jax.process_index() != 0:
+        return 0
+    if fmt == "json":
+        emit(to_json(res), output)
+    else:
+        emit(_sweep_tables(res), output)
+    if res["converged_fraction"] < 1.0:
+        print(f"warning: {1 - res['converged_fraction']:.3%} of samples did not converge", file=sys.stderr)
+    return 0
+
+
+class _progress:
+    """A rich progress bar on stderr when it is a terminal (one tick per chunk); else silent."""
+
+    def __init__(self, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+        from rich.console import Console
+
+        self.p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self.p.__enter__()
+        self.task = self.p.add_task("samples", total=None)
+        return lambda done, total: self.p.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.p.__exit__(*exc)
+        return False
+
+
+@app.command()
+def merge(
+    files: list[Path] = typer.Argument(..., help="sweep JSON outputs of --shard 0/n .. n-1/n"),
+    fmt: str = typer.Option("json", "--format", "-f", help="json | table"),
+    output: Optional[Path] = OUT,
+):
+    """Merge the shards of one sweep into the summary of the whole (exact)."""
+    import json
+
+    from . import sweep as sw
+
+    check_format(fmt, ("table", "json"))
+    results = []
+    for f in files:
+        try:
+            results.append(json.loads(Path(f).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError("FILES", f"cannot read {f} as a sweep JSON: {e}") from None
+        if not isinstance(results[-1], dict) or "state" not in results[-1] or "run" not in results[-1]:
+            raise InputError("FILES", f"{f} is not a sweep JSON output (no 'state'); write one with `budgetopt sweep ... -f json -o FILE`")
+    res = sw.merge_results(results)
+    emit(to_json(res) if fmt == "json" else _sweep_tables(res), output)
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point."""
     app(args=argv, prog_name="budgetopt")

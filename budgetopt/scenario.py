@@ -1,0 +1,311 @@
+"""Scenario files (TOML) -> a typed, validated Scenario. Any scalar input may be a
+distribution; unknown keys, wrong types, bad ranges are InputErrors naming the field path
+(e.g. ``budget.mfu.high``).
+
+    samples = 1_000_000          # optional; --samples overrides
+    seed = 0
+    [law]                        # preset | params | file, and the law's uncertainty
+    preset = "besiroglu2024"
+    uncertainty = "covariance"   # none | covariance | bootstrap (a `budgetopt fit` file's draws)
+    [budget]                     # flops, or gpu + count + hours|days + mfu (+ dtype)
+    gpu = "h100-sxm"
+    count = 1024
+    hours = { dist = "triangular", low = 400, mode = 700, high = 720 }
+    mfu   = { dist = "uniform", low = 0.35, high = 0.45 }
+    [data]
+    unique_tokens = { dist = "lognormal", median = 7e11, sigma = 0.3 }
+    [constraints]                # max_params, max_tokens, max_epochs, inference_tokens
+    [recommend]                  # candidates (grid size), risk = "mean" | "p95", refine
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .distributions import Dist
+from .errors import InputError
+from .hardware import Accelerator, get_accelerator, load_catalog
+from .laws import LawSpec, Parametric, TokensPerParam, get_preset, law_from_file, parametric_from_mapping
+from .units import parse_number
+
+DIST_PARAMS = {"uniform": ("low", "high"), "loguniform": ("low", "high"), "normal": ("mean", "sd"),
+               "lognormal": ("median", "sigma"), "triangular": ("low", "mode", "high")}
+# field -> (lowest allowed, highest allowed, lowest is exclusive)
+DOMAINS = {"flops": (0.0, math.inf, True), "count": (0.0, math.inf, True), "hours": (0.0, math.inf, True),
+           "days": (0.0, math.inf, True), "mfu": (0.0, 1.0, True), "unique_tokens": (0.0, math.inf, True),
+           "max_params": (0.0, math.inf, True), "max_tokens": (0.0, math.inf, True),
+           "max_epochs": (0.0, math.inf, True), "inference_tokens": (0.0, math.inf, True)}
+SECTIONS = {
+    "": {"samples", "seed", "name", "description", "law", "budget", "data", "constraints", "recommend"},
+    "law": {"preset", "params", "file", "uncertainty", "ratio"},
+    "budget": {"flops", "gpu", "dtype", "count", "hours", "days", "mfu"},
+    "data": {"unique_tokens"},
+    "constraints": {"max_params", "max_tokens", "max_epochs", "inference_tokens"},
+    "recommend": {"candidates", "risk", "refine"},
+}
+MAX_SAMPLES = 10**13
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated sweep specification. Inputs are Dists in natural units (FLOPs, hours...)."""
+
+    law: LawSpec
+    uncertainty: str = "none"
+    samples: int = 1_000_000
+    seed: int = 0
+    name: str = "scenario"
+    flops: Dist | None = None
+    accelerator: Accelerator | None = None
+    dtype: str = "bf16"
+    count: Dist | None = None
+    hours: Dist | None = None
+    mfu: Dist | None = None
+    unique_tokens: Dist | None = None
+    max_params: Dist | None = None
+    max_tokens: Dist | None = None
+    max_epochs: Dist | None = None
+    inference_tokens: Dist | None = None
+    candidates: int = 64
+    risk: str = "mean"
+    refine: bool = True
+    source: str = ""
+    raw: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def has_loss(self) -> bool:
+        return not isinstance(self.law.params, TokensPerParam)
+
+
+def _where(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _check_keys(table: dict, section: str, path: str) -> None:
+    for k in table:
+        if k not in SECTIONS[section]:
+            raise InputError(_where(path, k), f"unknown key; allowed here: {', '.join(sorted(SECTIONS[section]))}")
+
+
+def _number(v: Any, where: str) -> float:
+    if isinstance(v, bool):
+        raise InputError(where, f"must be a number, got {v!r}")
+    if isinstance(v, (int, float)):
+        x = float(v)
+    elif isinstance(v, str):
+        x = parse_number(v, where)
+    else:
+        raise InputError(where, f"must be a number or a distribution table, got {type(v).__name__}")
+    if not math.isfinite(x):
+        raise InputError(where, f"must be finite, got {v!r}")
+    return x
+
+
+def _in_domain(x: float, name: str, where: str) -> None:
+    lo, hi, excl = DOMAINS[name]
+    if (x <= lo if excl else x < lo) or x > hi:
+        rng = f"({lo:g}, {hi:g}]" if hi < math.inf else f"> {lo:g}"
+        raise InputError(where, f"must be {rng}, got {x:g}")
+
+
+def parse_dist(v: Any, name: str, where: str) -> Dist:
+    """A number (fixed) or a table {dist = ..., params}; checked against the field's domain."""
+    if not isinstance(v, dict):
+        x = _number(v, where)
+        _in_domain(x, name, where)
+        return Dist("fixed", x)
+    kind = v.get("dist")
+    if kind not in DIST_PARAMS:
+        raise InputError(_where(where, "dist"), f"unknown distribution {kind!r}; allowed: {', '.join(DIST_PARAMS)}")
+    names = DIST_PARAMS[kind]
+    for k in v:
+        if k != "dist" and k not in names:
+            raise InputError(_where(where, k), f"unknown key for a {kind} distribution; allowed: {', '.join(names)}")
+    vals = []
+    for k in names:
+        if k not in v:
+            raise InputError(_where(where, k), f"missing; a {kind} distribution needs {', '.join(names)}")
+        vals.append(_number(v[k], _where(where, k)))
+    lo, hi, excl = DOMAINS[name]
+    if kind in ("uniform", "loguniform", "triangular"):
+        low, high = vals[0], vals[-1]
+        if not low < high:
+            raise InputError(_where(where, "high"), f"must be greater than low ({low:g}), got {high:g}")
+        if kind == "triangular" and not low <= vals[1] <= high:
+            raise InputError(_where(where, "mode"), f"must lie in [low, high] = [{low:g}, {high:g}], got {vals[1]:g}")
+        _in_domain(low, name, _where(where, "low"))
+        _in_domain(high, name, _where(where, "high"))
+    elif kind == "normal":
+        mean, sd = vals
+        if not sd > 0:
+            raise InputError(_where(where, "sd"), f"must be > 0, got {sd:g}")
+        if mean - 4 * sd <= lo or mean + 4 * sd > hi:
+            raise InputError(_where(where, "sd"), f"a normal({mean:g}, {sd:g}) reaches outside the allowed range within "
+                             f"4 sd; use a smaller sd, or a uniform/triangular/lognormal distribution")
+    else:  # lognormal
+        median, sigma = vals
+        _in_domain(median, name, _where(where, "median"))
+        if not sigma > 0:
+            raise InputError(_where(where, "sigma"), f"must be > 0, got {sigma:g}")
+        if hi < math.inf and median * math.exp(4 * sigma) > hi:
+            raise InputError(_where(where, "sigma"), f"a lognormal reaches above {hi:g} within 4 sigma")
+    return Dist(kind, *vals)
+
+
+def _law(t: dict, base_dir: Path) -> tuple[LawSpec, str]:
+    _check_keys(t, "law", "law")
+    given = [k for k in ("preset", "params", "file") if k in t]
+    if len(given) > 1:
+        raise InputError(f"law.{given[1]}", "give one of law.preset, law.params, law.file")
+    if "params" in t:
+        if not isinstance(t["params"], dict):
+            raise InputError("law.params", "must be a table with E, A, B, alpha, beta")
+        spec = LawSpec("custom", parametric_from_mapping(t["params"], "law.params"), "scenario parameters")
+    elif "file" in t:
+        if not isinstance(t["file"], str):
+            raise InputError("law.file", "must be a path string")
+        p = Path(t["file"])
+        try:
+            spec = law_from_file(p if p.is_absolute() else base_dir / p)
+        except InputError as e:
+            raise InputError("law.file", e.message) from None
+    else:
+        preset = t.get("preset", "besiroglu2024")
+        if not isinstance(preset, str):
+            raise InputError("law.preset", "must be a preset name string")
+        ratio = t.get("ratio")
+        if ratio is not None:
+            ratio = _number(ratio, "law.ratio")
+        try:
+            spec = get_preset(preset, ratio)
+        except InputError as e:
+            raise InputError("law.preset" if e.field == "--law" else "law.ratio", e.message) from None
+    unc = t.get("uncertainty", "none")
+    allowed = ("none", "covariance", "bootstrap")
+    if unc not in allowed:
+        raise InputError("law.uncertainty", f"unknown {unc!r}; allowed: {', '.join(allowed)}")
+    if unc == "covariance" and spec.covariance is None:
+        raise InputError("law.uncertainty", f"{spec.name} has no covariance; use 'none', or a fitted file with 'bootstrap'")
+    if unc == "bootstrap" and spec.draws is None:
+        raise InputError("law.uncertainty", f"{spec.name} has no bootstrap draws; write a law file with `budgetopt fit --bootstrap`")
+    if unc != "none" and not isinstance(spec.params, Parametric):
+        raise InputError("law.uncertainty", "only parametric laws carry parameter uncertainty")
+    return spec, unc
+
+
+def from_dict(d: dict, source: str = "", base_dir: Path | None = None, hardware_file: str | None = None) -> Scenario:
+    """Validate a parsed TOML document."""
+    base_dir = base_dir or Path(".")
+    _check_keys(d, "", "")
+    for sec in ("law", "budget", "data", "constraints", "recommend"):
+        if sec in d and not isinstance(d[sec], dict):
+            raise InputError(sec, "must be a table ([" + sec + "])")
+    kw: dict[str, Any] = {"source": source, "raw": d}
+    if "samples" in d:
+        s = d["samples"]
+        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_SAMPLES:
+            raise InputError("samples", f"must be a whole number from 1 to {MAX_SAMPLES:.0e}, got {s!r}")
+        kw["samples"] = s
+    if "seed" in d:
+        if isinstance(d["seed"], bool) or not isinstance(d["seed"], int) or not 0 <= d["seed"] < 2**31:
+            raise InputError("seed", f"must be a whole number in [0, 2^31), got {d['seed']!r}")
+        kw["seed"] = d["seed"]
+    if "name" in d:
+        kw["name"] = str(d["name"])
+    kw["law"], kw["uncertainty"] = _law(d.get("law", {}), base_dir)
+
+    b = d.get("budget")
+    if b is None:
+        raise InputError("budget", "missing; give budget.flops, or budget.gpu with count, hours (or days) and mfu")
+    _check_keys(b, "budget", "budget")
+    if "flops" in b:
+        extra = [k for k in ("gpu", "count", "hours", "days", "mfu", "dtype") if k in b]
+        if extra:
+            raise InputError(f"budget.{extra[0]}", "give budget.flops or hardware (gpu, count, hours, mfu), not both")
+        kw["flops"] = parse_dist(b["flops"], "flops", "budget.flops")
+    else:
+        if "gpu" not in b:
+            raise InputError("budget.gpu", "missing; give budget.flops, or budget.gpu with count, hours (or days) and mfu")
+        if not isinstance(b["gpu"], str):
+            raise InputError("budget.gpu", "must be an accelerator id string")
+        try:
+            acc = get_accelerator(b["gpu"], load_catalog(hardware_file))
+            dtype = b.get("dtype", "bf16")
+            acc.peak_flops(dtype)
+        except InputError as e:
+            raise InputError("budget.gpu" if e.field == "--gpu" else "budget.dtype", e.message) from None
+        kw["accelerator"], kw["dtype"] = acc, dtype
+        for k in ("count", "mfu"):
+            if k not in b:
+                raise InputError(f"budget.{k}", "missing; hardware budgets need gpu, count, hours (or days) and mfu")
+            kw[k] = parse_dist(b[k], k, f"budget.{k}")
+        if ("hours" in b) == ("days" in b):
+            raise InputError("budget.hours", "give exactly one of budget.hours and budget.days")
+        if "hours" in b:
+            kw["hours"] = parse_dist(b["hours"], "hours", "budget.hours")
+        else:
+            days = parse_dist(b["days"], "days", "budget.days")
+            scale = {"fixed": (24, 1, 1), "uniform": (24, 24, 1), "loguniform": (24, 24, 1), "normal": (24, 24, 1),
+                     "lognormal": (24, 1, 1), "triangular": (24, 24, 24)}[days.kind]
+            kw["hours"] = Dist(days.kind, days.a * scale[0], days.b * scale[1], days.c * scale[2])
+    data = d.get("data", {})
+    _check_keys(data, "data", "data")
+    if "unique_tokens" in data:
+        kw["unique_tokens"] = parse_dist(data["unique_tokens"], "unique_tokens", "data.unique_tokens")
+    cons = d.get("constraints", {})
+    _check_keys(cons, "constraints", "constraints")
+    for k in SECTIONS["constraints"]:
+        if k in cons:
+            kw[k] = parse_dist(cons[k], k, f"constraints.{k}")
+    if "max_epochs" in kw and "unique_tokens" not in kw:
+        raise InputError("constraints.max_epochs", "needs data.unique_tokens (epochs are counted over the unique data)")
+    if "unique_tokens" in kw and not isinstance(kw["law"].params, Parametric):
+        raise InputError("data.unique_tokens", f"the data-constrained form needs a parametric law; {kw['law'].name} is {kw['law'].kind}")
+    rec = d.get("recommend", {})
+    _check_keys(rec, "recommend", "recommend")
+    if "candidates" in rec:
+        c = rec["candidates"]
+        if isinstance(c, bool) or not isinstance(c, int) or not 2 <= c <= 1024:
+            raise InputError("recommend.candidates", f"must be a whole number from 2 to 1024, got {c!r}")
+        kw["candidates"] = c
+    if "risk" in rec:
+        if rec["risk"] not in ("mean", "p95"):
+            raise InputError("recommend.risk", f"unknown {rec['risk']!r}; allowed: mean, p95")
+        kw["risk"] = rec["risk"]
+    if "refine" in rec:
+        if not isinstance(rec["refine"], bool):
+            raise InputError("recommend.refine", "must be true or false")
+        kw["refine"] = rec["refine"]
+    return Scenario(**kw)
+
+
+def load(path: str | Path, hardware_file: str | None = None) -> Scenario:
+    """Read and validate a scenario file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError("SCENARIO", f"no such file: {path}") from None
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError("SCENARIO", f"{path} is not valid TOML: {e}") from None
+    return from_dict(d, str(path), path.parent, hardware_file)
+
+
+def example_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("budgetopt").joinpath("data/scenarios").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def example(name: str) -> Scenario:
+    """A scenario shipped with the package (``budgetopt sweep --example NAME``)."""
+    if name not in example_names():
+        raise InputError("--example", f"unknown example {name!r}; known: {', '.join(example_names())}")
+    text = resources.files("budgetopt").joinpath(f"data/scenarios/{name}.toml").read_text()
+    return from_dict(tomllib.loads(text), f"example:{name}")

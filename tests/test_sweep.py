@@ -1,0 +1,253 @@
+"""The Monte Carlo sweep: exactness of the streaming summaries, determinism across chunkings,
+devices, interruptions and shards, the robust recommendation, and bad scenario files."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from budgetopt import scenario as scn
+from budgetopt import summary as S
+from budgetopt import sweep as sw
+from budgetopt.cli import app
+from budgetopt.laws import get_preset
+from budgetopt.plan import optimize
+
+from . import reference as ref
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+SCEN = """
+name = "test"
+samples = 20000
+seed = 7
+[law]
+preset = "besiroglu2024"
+uncertainty = "covariance"
+[budget]
+gpu = "h100-sxm"
+count = 1024
+hours = { dist = "triangular", low = 400, mode = 700, high = 720 }
+mfu = { dist = "uniform", low = 0.35, high = 0.45 }
+[recommend]
+candidates = 16
+"""
+
+
+def strip(res: dict) -> dict:
+    return {k: v for k, v in res.items() if k != "run"}
+
+
+@pytest.fixture(scope="module")
+def sc():
+    import tomllib
+
+    return scn.from_dict(tomllib.loads(SCEN), "test")
+
+
+@pytest.fixture(scope="module")
+def base(sc):
+    return sw.run(sc, chunk_size=65536)
+
+
+def _raw(sc, n, dtype=jnp.float32):
+    """The same samples and per-sample optima, computed directly (no streaming)."""
+    sampler = sw.make_sampler(sc, dtype)
+    law, b = sampler(*sw._indices(0, n))
+    a = sw._solve(sc, law, b)
+    return law, b, a
+
+
+def test_streaming_quantiles_match_exact_quantiles(sc, base):
+    n = base["samples"]
+    _, b, a = _raw(sc, n)
+    vals, ok = sw._quantities(a, b)
+    vals = np.asarray(vals, np.float64)
+    ranges = base["plan"]["ranges"]
+    for k, name in enumerate(sw.QUANTITIES[:5]):
+        v = vals[k]
+        lo, hi = ranges[name]
+        width = (hi - lo) / S.BINS
+        for p, f in S.QUANTILES.items():
+            exact = np.quantile(v, f)
+            got = base["quantiles"][name][p]
+            got_t = math.log(got) if name in sw.LOG_QUANTITIES else got
+            assert abs(got_t - exact) <= width * 1.0001, (name, p)
+            exact_n = math.exp(exact) if name in sw.LOG_QUANTITIES else exact
+            assert got == pytest.approx(exact_n, rel=5e-3)
+
+
+def test_moments_and_counts(sc, base):
+    _, b, a = _raw(sc, base["samples"])
+    ln = np.asarray(a.log_n, np.float64)
+    assert base["stats"]["params"]["geomean"] == pytest.approx(math.exp(ln.mean()), rel=1e-5)
+    assert base["stats"]["params"]["log_sd"] == pytest.approx(ln.std(), rel=1e-3)
+    assert base["stats"]["params"]["min"] == pytest.approx(math.exp(ln.min()), rel=1e-5)  # f32 ulps of log N
+    assert base["samples"] == 20000 and base["converged_fraction"] == 1.0
+    assert base["stats"]["loss"]["outside_histogram"] == 0
+
+
+def test_chunk_size_does_not_change_the_result(sc, base):
+    other = sw.run(sc, chunk_size=1000)
+    assert other["run"]["chunk_size"] == 1000
+    assert json.dumps(strip(other), sort_keys=True) == json.dumps(strip(base), sort_keys=True)
+
+
+def test_shards_merge_to_the_single_run(sc, base):
+    parts = [sw.run(sc, chunk_size=4096, shard=(i, 3)) for i in range(3)]
+    merged = sw.merge_results([json.loads(json.dumps(p)) for p in parts[::-1]])
+    assert json.dumps(strip(merged), sort_keys=True) == json.dumps(strip(base), sort_keys=True)
+
+
+def test_resume_from_checkpoint_matches(sc, base, tmp_path):
+    ck = tmp_path / "ck.npz"
+    calls = []
+
+    def stop_after_two(done, total):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sw.run(sc, chunk_size=4096, checkpoint=ck, progress=stop_after_two)
+    assert ck.exists()
+    resumed = sw.run(sc, chunk_size=4096, checkpoint=ck, resume=True)
+    assert json.dumps(strip(resumed), sort_keys=True) == json.dumps(strip(base), sort_keys=True)
+
+
+def test_recommendation_matches_brute_force(sc, base):
+    """Every candidate's mean loss over all samples, in float64 NumPy from the same sampled
+    inputs: the sweep's choice is the argmin and its expected loss agrees."""
+    law, b, a = _raw(sc, base["samples"])
+    th = [np.asarray(v, np.float64) for v in law]
+    E, A, B, al, be = np.exp(th[2]), np.exp(th[0]), np.exp(th[1]), th[3], th[4]
+    s = np.exp(np.asarray(b.log_c, np.float64)) / 6
+    cands = np.array(base["plan"]["candidates"])
+    means = np.array([ref.chinchilla(E, A, B, al, be, np.exp(x), s / np.exp(x)).mean() for x in cands])
+    best = int(np.argmin(means))
+    rec = base["recommendation"]
+    assert rec["params"] == pytest.approx(math.exp(cands[best]), rel=1e-9)
+    assert rec["expected_loss"] == pytest.approx(means[best], rel=1e-6)
+    grid_best = means[:-1].min()
+    assert rec["expected_loss"] <= grid_best + 1e-6  # the refinement never ends worse
+    opt = ref.chinchilla(E, A, B, al, be, np.exp(np.asarray(a.log_n, np.float64)), np.exp(np.asarray(a.log_d, np.float64)))
+    regret = ref.chinchilla(E, A, B, al, be, rec["params"], s / rec["params"]) - opt
+    assert rec["expected_regret"] == pytest.approx(regret.mean(), rel=1e-3, abs=1e-6)
+    assert rec["p_regret_below_1pct"] == pytest.approx(np.mean(regret < 0.01 * opt), abs=1e-3)
+    sub = regret[::8]
+    p95 = np.quantile(sub, 0.95)
+    assert p95 <= rec["p95_regret"] <= p95 * 1.08 + 1e-7
+    curve = base["regret_curve"]
+    assert len(curve) == len(cands) and all(c1["params"] <= c2["params"] for c1, c2 in zip(curve, curve[1:]))
+
+
+def test_degenerate_scenario_equals_optimize():
+    import tomllib
+
+    jax.config.update("jax_enable_x64", True)
+    sc = scn.from_dict(tomllib.loads('samples = 1000\n[law]\npreset = "hoffmann2022"\n[budget]\nflops = 5.76e23\n'
+                                     '[recommend]\ncandidates = 4\n'), "degenerate")
+    res = sw.run(sc, x64=True)
+    opt = optimize(get_preset("hoffmann2022"), flops=5.76e23)
+    for k in ("params", "tokens", "loss", "tokens_per_param", "flops"):
+        for p, v in res["quantiles"][k].items():
+            assert v == pytest.approx(opt[k], rel=1e-12), (k, p)
+    assert res["recommendation"]["expected_regret"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_data_constrained_example_converges():
+    res = sw.run(scn.example("bloomberggpt"), samples=8192)
+    assert res["converged_fraction"] == 1.0
+    assert res["quantiles"]["epochs"]["p50"] > 1
+    for name in ("h100-cluster", "serving"):
+        assert sw.run(scn.example(name), samples=4096)["converged_fraction"] == 1.0
+
+
+def _cli(args, env=None, **kw):
+    e = dict(os.environ, BUDGETOPT_CACHE_DIR="off", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "budgetopt", *args], capture_output=True, text=True, env=e, cwd=ROOT, **kw)
+
+
+@pytest.mark.slow
+def test_device_count_and_sigkill_resume_via_cli(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text(SCEN.replace("samples = 20000", "samples = 400000"))
+    outs = {}
+    for dev in (1, 4):
+        out = tmp_path / f"d{dev}.json"
+        r = _cli(["sweep", str(f), "--host-devices", str(dev), "--chunk-size", "65536", "-f", "json", "-o", str(out), "-q"])
+        assert r.returncode == 0, r.stderr
+        outs[dev] = strip(json.loads(out.read_text()))
+    assert json.dumps(outs[1], sort_keys=True) == json.dumps(outs[4], sort_keys=True)
+    # SIGKILL mid-way, then resume
+    ck, out = tmp_path / "ck.npz", tmp_path / "resumed.json"
+    args = ["sweep", str(f), "--chunk-size", "2000", "--checkpoint", str(ck), "-q", "-f", "json", "-o", str(out)]
+    p = subprocess.Popen([sys.executable, "-m", "budgetopt", *args], cwd=ROOT, env=dict(os.environ, BUDGETOPT_CACHE_DIR="off"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not ck.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert ck.exists() and not out.exists()
+    r = _cli(args + ["--resume"])
+    assert r.returncode == 0, r.stderr
+    assert json.dumps(strip(json.loads(out.read_text())), sort_keys=True) == json.dumps(outs[1], sort_keys=True)
+
+
+BAD = [
+    ('[budget]\nflops = { dist = "gamma", low = 1, high = 2 }\n', "budget.flops.dist"),
+    ('[budget]\nflops = { dist = "uniform", low = 2e23, high = 1e23 }\n', "budget.flops.high"),
+    ('[budget]\nflops = { dist = "lognormal", median = 1e23, sigma = -0.1 }\n', "budget.flops.sigma"),
+    ('[budget]\ngpu = "h100-sxm"\ncount = 8\nhours = 10\n', "budget.mfu"),
+    ('[budget]\nflops = 1e23\nflopz = 2\n', "budget.flopz"),
+    ('[budget]\nflops = "lots"\n', "budget.flops"),
+    ('[budget]\nflops = nan\n', "budget.flops"),
+    ('[budget]\ngpu = "h100-sxm"\ncount = 8\nhours = 10\nmfu = { dist = "uniform", low = 0.3, high = 1.5 }\n', "budget.mfu.high"),
+    ('[budget]\ngpu = "h100-sxm"\ncount = 8\nhours = 10\nmfu = { dist = "normal", mean = 0.4, sd = 0.2 }\n', "budget.mfu.sd"),
+    ('[budget]\nflops = { dist = "triangular", low = 1, mode = 5, high = 3 }\n', "budget.flops.mode"),
+    ('[budget]\nflops = { dist = "uniform", low = 1e22 }\n', "budget.flops.high"),
+    ('samples = -5\n[budget]\nflops = 1e23\n', "samples"),
+    ('[law]\npreset = "hoffmann2022"\nuncertainty = "covariance"\n[budget]\nflops = 1e23\n', "law.uncertainty"),
+    ('[law]\npreset = "nope"\n[budget]\nflops = 1e23\n', "law.preset"),
+    ('[budget]\nflops = 1e23\n[data]\nunique_tokens = { dist = "loguniform", low = 0, high = 1e12 }\n', "data.unique_tokens.low"),
+    ('[budget]\nflops = 1e23\n[constraints]\nmax_epochs = 4\n', "constraints.max_epochs"),
+    ('budget = 5\n', "budget"),
+    ('[budget\n', "SCENARIO"),
+]
+
+
+@pytest.mark.parametrize("text,field", BAD, ids=[f for _, f in BAD])
+def test_bad_scenario_exits_2_naming_the_field(tmp_path, text, field):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    out = tmp_path / "out.json"
+    r = runner.invoke(app, ["sweep", str(f), "-f", "json", "-o", str(out), "-q"])
+    assert r.exit_code == 2, r.output
+    line = r.stderr.strip().splitlines()
+    assert len(line) == 1 and line[0].startswith("error: ") and field in line[0], r.stderr
+    assert not out.exists()
+
+
+def test_sweep_cli_json_keys(tmp_path):
+    r = runner.invoke(app, ["sweep", "--example", "h100-cluster", "--samples", "5000", "--candidates", "8", "-f", "json", "-q"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert set(res["quantiles"]["params"]) == set(S.QUANTILES)
+    for k in ("params", "expected_loss", "expected_regret", "p95_regret", "p_regret_below_1pct"):
+        assert k in res["recommendation"]
+    for k in ("seed", "chunk_size", "devices", "backend", "jax_version", "x64"):
+        assert k in res["run"]
+    assert res["samples"] == 5000 and res["converged_fraction"] == 1.0
