@@ -270,8 +270,8 @@ def from_dict(d: dict, source: str = "", base_dir: Path | None = None, hardware_
     _check_keys(rec, "recommend", "recommend")
     if "candidates" in rec:
         c = rec["candidates"]
-        if isinstance(c, bool) or not isinstance(c, int) or not 2 <= c <= 1024:
-            raise InputError("recommend.candidates", f"must be a whole number from 2 to 1024, got {c!r}")
+        if isinstance(c, bool) or not isinstance(c, int) or not (c == 0 or 2 <= c <= 1024):
+            raise InputError("recommend.candidates", f"must be 0 (no recommendation) or a whole number from 2 to 1024, got {c!r}")
         kw["candidates"] = c
     if "risk" in rec:
         if rec["risk"] not in ("mean", "p95"):

@@ -72,7 +72,7 @@ def _raw(sc, n, dtype=jnp.float32):
 def test_streaming_quantiles_match_exact_quantiles(sc, base):
     n = base["samples"]
     _, b, a = _raw(sc, n)
-    vals, ok = sw._quantities(a, b)
+    vals, ok = sw._quantities(a, b, False)
     vals = np.asarray(vals, np.float64)
     ranges = base["plan"]["ranges"]
     for k, name in enumerate(sw.QUANTITIES[:5]):
@@ -174,8 +174,14 @@ def test_data_constrained_example_converges():
         assert sw.run(scn.example(name), samples=4096)["converged_fraction"] == 1.0
 
 
+def _clean_env(**extra):
+    """The environment for a child process, without the XLA_FLAGS that in-process CLI calls set."""
+    e = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    return dict(e, BUDGETOPT_CACHE_DIR="off", **extra)
+
+
 def _cli(args, env=None, **kw):
-    e = dict(os.environ, BUDGETOPT_CACHE_DIR="off", **(env or {}))
+    e = _clean_env(**(env or {}))
     return subprocess.run([sys.executable, "-m", "budgetopt", *args], capture_output=True, text=True, env=e, cwd=ROOT, **kw)
 
 
@@ -193,7 +199,7 @@ def test_device_count_and_sigkill_resume_via_cli(tmp_path):
     # SIGKILL mid-way, then resume
     ck, out = tmp_path / "ck.npz", tmp_path / "resumed.json"
     args = ["sweep", str(f), "--chunk-size", "2000", "--checkpoint", str(ck), "-q", "-f", "json", "-o", str(out)]
-    p = subprocess.Popen([sys.executable, "-m", "budgetopt", *args], cwd=ROOT, env=dict(os.environ, BUDGETOPT_CACHE_DIR="off"),
+    p = subprocess.Popen([sys.executable, "-m", "budgetopt", *args], cwd=ROOT, env=_clean_env(),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not ck.exists() and time.time() < deadline:
@@ -251,3 +257,28 @@ def test_sweep_cli_json_keys(tmp_path):
     for k in ("seed", "chunk_size", "devices", "backend", "jax_version", "x64"):
         assert k in res["run"]
     assert res["samples"] == 5000 and res["converged_fraction"] == 1.0
+
+
+@pytest.mark.slow
+def test_two_processes_through_jax_distributed_match_one(tmp_path):
+    import socket
+
+    f = tmp_path / "s.toml"
+    f.write_text(SCEN.replace("samples = 20000", "samples = 60000"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = _clean_env()
+    out = tmp_path / "dist.json"
+    procs = [subprocess.Popen([sys.executable, "-m", "budgetopt", "sweep", str(f), "--distributed", "--coordinator",
+                               f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i), "-q", "-f", "json",
+                               "-o", str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    dist = json.loads(out.read_text())
+    assert dist["run"]["processes"] == 2 and dist["run"]["devices"] == 2
+    single = _cli(["sweep", str(f), "--host-devices", "1", "-q", "-f", "json"])
+    assert single.returncode == 0, single.stderr
+    assert json.dumps(strip(dist), sort_keys=True) == json.dumps(strip(json.loads(single.stdout)), sort_keys=True)
