@@ -15,4 +15,4 @@ def test_ci_runs_the_readme_test_command():
 
 def test_readme_example_command_is_the_one_shown():
     readme = (ROOT / "README.md").read_text()
-    assert "budgetopt optimize --gpu h100-sxm --count 1024 --days 30 --mfu 0.4\n```" in readme
+    assert ".venv/bin/budgetopt sweep --example h100-cluster\n```" in readme

@@ -282,3 +282,25 @@ def test_two_processes_through_jax_distributed_match_one(tmp_path):
     single = _cli(["sweep", str(f), "--host-devices", "1", "-q", "-f", "json"])
     assert single.returncode == 0, single.stderr
     assert json.dumps(strip(dist), sort_keys=True) == json.dumps(strip(json.loads(single.stdout)), sort_keys=True)
+
+
+def test_bootstrap_draws_from_a_law_file(tmp_path):
+    """uncertainty = "bootstrap" samples whole rows of the file's draws (log A, log B, log E,
+    alpha, beta), each with probability 1/B."""
+    import tomllib
+
+    rows = np.array([[6.18, 7.64, 0.597, 0.348, 0.366], [6.0, 7.9, 0.60, 0.33, 0.38], [6.3, 7.5, 0.59, 0.36, 0.35]])
+    law = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658,
+           "bootstrap": {"draws": rows.tolist(), "cov": np.cov(rows.T).tolist()}}
+    (tmp_path / "law.json").write_text(json.dumps(law))
+    sc = scn.from_dict(tomllib.loads('samples = 3000\n[law]\nfile = "law.json"\nuncertainty = "bootstrap"\n'
+                                     '[budget]\nflops = 1e24\n[recommend]\ncandidates = 0\n'), "boot", tmp_path)
+    law_s, b, a = _raw(sc, 3000, jnp.float64)
+    got = np.stack([np.asarray(v) for v in law_s], axis=1)
+    match = (np.abs(got[:, None, :] - rows[None]) < 1e-12).all(axis=2)
+    assert match.any(axis=1).all()
+    assert np.allclose(match.mean(axis=0), 1 / 3, atol=0.03)
+    res = sw.run(sc)
+    assert res["uncertainty"] == "bootstrap" and res["converged_fraction"] == 1.0
+    # three laws -> at most three distinct optimal sizes at a fixed budget
+    assert res["quantiles"]["params"]["p01"] < res["quantiles"]["params"]["p99"]
