@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from .errors import InputError
-from .report import check_format, emit, record_table, to_csv, to_json, to_table
+from .report import check_format, emit, record_table, to_csv, to_json, to_table, write_atomic
 from .units import parse_number
 
 
@@ -402,6 +402,61 @@ class _progress:
         if self.enabled:
             self.p.__exit__(*exc)
         return False
+
+
+@app.command()
+def fit(
+    runs: Path = typer.Argument(..., help="CSV of training runs: params, tokens (or flops), loss"),
+    approach: int = typer.Option(3, help="3: parametric Huber fit; 2: IsoFLOP parabolas"),
+    bootstrap: int = typer.Option(0, help="bootstrap replicates (Approach 3)"),
+    seed: int = typer.Option(0, help="seed of the bootstrap resampling"),
+    n_col: str = typer.Option("params", help="column of parameter counts"),
+    d_col: str = typer.Option("tokens", help="column of training tokens"),
+    c_col: str = typer.Option("flops", help="column of compute (used when there is no tokens column)"),
+    loss_col: str = typer.Option("loss", help="column of final losses"),
+    drop_highest: int = typer.Option(0, help="drop the K highest losses"),
+    loss_min: Optional[float] = typer.Option(None, help="keep runs with loss >= this"),
+    loss_max: Optional[float] = typer.Option(None, help="keep runs with loss <= this"),
+    delta: float = typer.Option(1e-3, help="Huber delta (Approach 3)"),
+    tolerance: float = typer.Option(0.05, help="relative compute tolerance grouping runs into budgets (Approach 2)"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the fitted law (JSON) here"),
+):
+    """Fit a scaling law to your own training runs (Approach 3 with bootstrap, or Approach 2)."""
+    check_format(fmt, ("table", "json"))
+    if approach not in (2, 3):
+        raise InputError("--approach", f"must be 2 or 3, got {approach}")
+    if bootstrap < 0:
+        raise InputError("--bootstrap", f"must be >= 0, got {bootstrap}")
+    if output is not None and not output.parent.is_dir():
+        raise InputError("-o", f"directory {output.parent} does not exist")
+    from . import fit as F
+
+    data = F.read_runs(runs, n_col, d_col, c_col, loss_col, drop_highest, loss_min, loss_max)
+    res = F.fit_approach3(data, delta, bootstrap, seed) if approach == 3 else F.fit_approach2(data, tolerance)
+    res["source"] = str(runs)
+    if output is not None:
+        write_atomic(output, to_json(res))
+    if fmt == "json":
+        sys.stdout.write(to_json(res))
+    else:
+        if approach == 3:
+            rec = {k: res[k] for k in ("E", "A", "B", "alpha", "beta", "objective", "rmse_log_loss", "n_runs", "converged")}
+            if "bootstrap" in res:
+                for k, v in res["bootstrap"]["ci95"].items():
+                    rec[f"{k} 95% CI"] = f"[{v[0]:.4g}, {v[1]:.4g}]"
+            text = record_table(rec, title=f"budgetopt fit — Approach 3 on {res['n_runs']} runs")
+            a = res["beta"] / (res["alpha"] + res["beta"])
+            text += f"compute-optimal N ∝ C^{a:.3f}; {res['method']}\n"
+        else:
+            rec = {k: res[k] for k in ("a", "b", "tokens_per_param_at_5.76e23", "n_runs")}
+            text = record_table(rec, title=f"budgetopt fit — Approach 2 (IsoFLOP) on {len(res['budgets'])} budgets")
+        for w in res.get("warnings", []):
+            text += f"warning: {w}\n"
+        sys.stdout.write(text)
+        if output is not None:
+            sys.stdout.write(f"wrote {output} (use it with `optimize --law-file` or a scenario's law.file)\n")
+    return 0
 
 
 @app.command()

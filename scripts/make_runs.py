@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Synthetic training runs from a known parametric law, with noise, for trying `budgetopt fit`
+and for the tests: isoFLOP grids (several model sizes at each of several compute budgets, as
+in the Chinchilla paper's Approach 2 and Figure 4).
+
+    python scripts/make_runs.py -o runs.csv [--law besiroglu2024] [--noise 0.005] [--seed 0]
+
+Columns: params, tokens, flops, loss. Noise is multiplicative: loss * exp(N(0, noise)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+
+import numpy as np
+
+
+def make_runs(E, A, B, alpha, beta, budgets=(1e18, 3e18, 1e19, 3e19, 1e20, 3e20, 1e21),
+              sizes_per_budget=9, span=1.6, noise=0.005, seed=0):
+    """Rows (N, D, C, L): at each budget C, sizes log-spaced over N_opt(C) * e^(+-span)."""
+    rng = np.random.default_rng(seed)
+    G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
+    a = beta / (alpha + beta)
+    rows = []
+    for c in budgets:
+        n_opt = G * (c / 6) ** a
+        for n in n_opt * np.exp(np.linspace(-span, span, sizes_per_budget)):
+            d = c / (6 * n)
+            loss = (E + A / n**alpha + B / d**beta) * math.exp(rng.normal(0, noise) if noise else 0.0)
+            rows.append((n, d, c, loss))
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-o", "--output", default="-")
+    ap.add_argument("--law", default="besiroglu2024", help="a parametric preset of budgetopt")
+    ap.add_argument("--noise", type=float, default=0.005)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sizes", type=int, default=9, help="model sizes per compute budget")
+    args = ap.parse_args(argv)
+    from budgetopt.laws import get_preset
+
+    p = get_preset(args.law).params
+    rows = make_runs(math.exp(p.log_E), math.exp(p.log_A), math.exp(p.log_B), p.alpha, p.beta,
+                     sizes_per_budget=args.sizes, noise=args.noise, seed=args.seed)
+    out = sys.stdout if args.output == "-" else open(args.output, "w", newline="")
+    w = csv.writer(out)
+    w.writerow(["params", "tokens", "flops", "loss"])
+    for r in rows:
+        w.writerow([f"{v:.6g}" for v in r[:3]] + [f"{r[3]:.6f}"])
+    if out is not sys.stdout:
+        out.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Fitting laws from runs: recovery on synthetic data, the published Chinchilla refit on the
+real points, agreement with a SciPy L-BFGS-B loop, the bootstrap, Approach 2, bad CSVs."""
+
+import csv
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from budgetopt import fit as F
+from budgetopt.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "chinchilla_fig4_epoch.csv"
+TRUE = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+runner = CliRunner()
+
+_spec = importlib.util.spec_from_file_location("make_runs", ROOT / "scripts" / "make_runs.py")
+make_runs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_runs)
+
+
+def write_runs(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["params", "tokens", "flops", "loss"])
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    rows = make_runs.make_runs(**TRUE, sizes_per_budget=12, noise=0.001, seed=1)
+    return F.read_runs(write_runs(tmp_path_factory.mktemp("runs") / "runs.csv", rows))
+
+
+@pytest.fixture(scope="module")
+def synthetic_fit(synthetic):
+    return F.fit_approach3(synthetic, bootstrap=40, seed=3)
+
+
+def test_recovers_a_known_law(synthetic_fit):
+    r = synthetic_fit
+    for k in ("E", "alpha", "beta"):
+        assert r[k] == pytest.approx(TRUE[k], rel=0.01), k
+    for k in ("A", "B"):
+        assert r[k] == pytest.approx(TRUE[k], rel=0.10), k
+    assert r["converged"] and r["grad_norm"] < 1e-8 and not r["warnings"]
+    assert r["rmse_log_loss"] == pytest.approx(0.001, rel=0.3)  # the noise put in
+
+
+def test_bootstrap_reproducible_and_shrinks_with_more_data(synthetic, synthetic_fit):
+    again = F.fit_approach3(synthetic, bootstrap=40, seed=3)
+    assert again["bootstrap"]["draws"] == synthetic_fit["bootstrap"]["draws"]
+    b = synthetic_fit["bootstrap"]
+    cov = np.array(b["cov"])
+    assert cov.shape == (5, 5) and np.allclose(cov, cov.T) and b["order"] == ["log_A", "log_B", "log_E", "alpha", "beta"]
+    assert np.allclose(np.sqrt(cov[3, 3]), b["se"]["alpha"], rtol=1e-9)
+    for k, (lo, hi) in b["ci95"].items():
+        assert lo <= synthetic_fit[k] * 1.02 and synthetic_fit[k] * 0.98 <= hi
+    four = F.Runs(*(np.tile(v, 4) for v in synthetic))
+    big = F.fit_approach3(four, bootstrap=40, seed=3)["bootstrap"]["se"]
+    for k in ("E", "alpha", "beta"):
+        assert 1.4 < b["se"][k] / big[k] < 2.9, k  # ~ sqrt(4) = 2
+
+
+@pytest.mark.skipif(not DATA.exists(), reason=f"real data not found at {DATA} (Epoch AI's Chinchilla Figure 4 points)")
+def test_reproduces_the_published_chinchilla_refit():
+    runs = F.read_runs(DATA, n_col="Model Size", c_col="Training FLOP", drop_highest=5)
+    assert len(runs.log_l) == 240
+    r = F.fit_approach3(runs)
+    assert r["E"] == pytest.approx(1.817, abs=0.005)
+    assert r["alpha"] == pytest.approx(0.347, abs=0.003)
+    assert r["beta"] == pytest.approx(0.367, abs=0.003)
+    assert r["A"] == pytest.approx(478, rel=0.03)
+    assert r["B"] == pytest.approx(2144, rel=0.05)
+    # the same optimum as SciPy's L-BFGS-B from a subset of the same starts, to 1e-8 in the objective
+    from scipy.optimize import minimize
+
+    x, y, z = runs
+
+    def f(t):
+        a, b, e, al, be = t
+        u = np.stack([a - al * x, b - be * y, np.full_like(x, e)])
+        m = u.max(axis=0)
+        p = np.exp(u - m)
+        pred = m + np.log(p.sum(axis=0))
+        r_ = pred - z
+        d = 1e-3
+        psi = np.clip(r_, -d, d)
+        hub = np.where(np.abs(r_) <= d, 0.5 * r_**2, d * (np.abs(r_) - 0.5 * d))
+        w = p / p.sum(axis=0)
+        grad = np.array([(psi * w[0]).sum(), (psi * w[1]).sum(), (psi * w[2]).sum(), -(psi * w[0] * x).sum(), -(psi * w[1] * y).sum()])
+        return hub.sum(), grad
+
+    best = min(minimize(f, s, jac=True, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000}).fun
+               for s in F.start_grid()[::75])
+    assert r["objective"] == pytest.approx(best, rel=1e-8)
+
+
+def test_approach2_recovers_the_exponent_on_noise_free_isoflops():
+    rows = make_runs.make_runs(**TRUE, sizes_per_budget=15, span=1.2, noise=0.0)
+    runs = F.Runs(*(np.log(np.array([r[i] for r in rows])) for i in (0, 1, 3)))
+    r = F.fit_approach2(runs)
+    assert r["a"] == pytest.approx(TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"]), abs=0.01)
+    assert r["a"] + r["b"] == pytest.approx(1.0, abs=1e-9)
+    assert len(r["budgets"]) == 7
+
+
+def test_cli_writes_a_law_file_that_optimize_and_sweep_read(tmp_path):
+    src = write_runs(tmp_path / "runs.csv", make_runs.make_runs(**TRUE, sizes_per_budget=6, noise=0.002, seed=2))
+    law = tmp_path / "law.json"
+    r = runner.invoke(app, ["fit", str(src), "--bootstrap", "20", "-o", str(law), "-f", "json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(law.read_text())
+    for k in ("E", "A", "B", "alpha", "beta", "objective", "rmse_log_loss", "n_runs"):
+        assert k in res
+    for k in ("draws", "cov", "se", "ci95"):
+        assert k in res["bootstrap"]
+    assert set(res["bootstrap"]["se"]) == {"E", "A", "B", "alpha", "beta"}
+    o = runner.invoke(app, ["optimize", "--flops", "1e23", "--law-file", str(law), "-f", "json"])
+    assert o.exit_code == 0, o.output
+    G = (res["alpha"] * res["A"] / (res["beta"] * res["B"])) ** (1 / (res["alpha"] + res["beta"]))
+    n_closed = G * (1e23 / 6) ** (res["beta"] / (res["alpha"] + res["beta"]))
+    assert json.loads(o.stdout)["params"] == pytest.approx(n_closed, rel=1e-9)
+    scen = tmp_path / "s.toml"
+    scen.write_text(f'samples = 2000\n[law]\nfile = "{law.name}"\nuncertainty = "bootstrap"\n[budget]\nflops = 1e23\n'
+                    '[recommend]\ncandidates = 4\n')
+    s = runner.invoke(app, ["sweep", str(scen), "-f", "json", "-q"])
+    assert s.exit_code == 0, s.output
+    assert json.loads(s.stdout)["uncertainty"] == "bootstrap"
+
+
+BAD = [
+    ("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 6, ["--loss-col", "final"], "--loss-col"),
+    ("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 5 + "1e8,abc,3.0\n", [], "row 6, column 'tokens'"),
+    ("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 5 + "0,2e9,3.0\n", [], "row 6, column 'params'"),
+    ("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 5 + "1e8,-2e9,3.0\n", [], "row 6, column 'tokens'"),
+    ("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 5 + "1e8,2e9,nan\n", [], "row 6, column 'loss'"),
+    ("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 4, [], "at least 5"),
+    ("params,params,loss\n" + "1e8,2e9,3.1\n" * 6, [], "duplicate column 'params'"),
+    ("params,loss\n" + "1e8,3.1\n" * 6, [], "--d-col"),
+]
+
+
+@pytest.mark.parametrize("text,extra,needle", BAD, ids=[b[2] for b in BAD])
+def test_bad_csv_exits_2_naming_row_and_column(tmp_path, text, extra, needle):
+    f = tmp_path / "runs.csv"
+    f.write_text(text)
+    out = tmp_path / "law.json"
+    r = runner.invoke(app, ["fit", str(f), "-o", str(out), *extra])
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
+    assert not out.exists()
