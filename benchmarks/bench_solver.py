@@ -71,8 +71,8 @@ def scipy_baseline(log_c, log_u):
 
 
 def lbfgs_variant(law, b: Budget, iters: int = 30):
-    """optax L-BFGS on x (clipped to the feasible interval), vmapped, fixed iteration count."""
-    import optax
+    """optax L-BFGS on x (clipped to the feasible interval), vmapped, at most ``iters`` steps."""
+    from budgetopt.fit import lbfgs_minimize
 
     def one(law, b):
         lo, hi = interval(b)
@@ -81,21 +81,12 @@ def lbfgs_variant(law, b: Budget, iters: int = 30):
             xc = jnp.clip(x[0], lo, hi)
             return loss(law, xc, log_tokens(b, xc), b.log_u)
 
-        opt = optax.lbfgs()
         x0 = jnp.clip(closed_form_x(law.base, b.log_c), lo, hi)[None]
-        vg = optax.value_and_grad_from_state(f)
-
-        def step(carry, _):
-            x, state = carry
-            v, g = vg(x, state=state)
-            u, state = opt.update(g, state, x, value=v, grad=g, value_fn=f)
-            return (optax.apply_updates(x, u), state), None
-
-        (x, _), _ = jax.lax.scan(step, (x0, opt.init(x0)), None, length=iters)
-        return jnp.clip(x[0], lo, hi)
+        return jnp.clip(lbfgs_minimize(x0, f, iters, 1e-12)[0][0], lo, hi)
 
     law, b = _broadcast(law, b)
-    return jax.jit(jax.vmap(one))(law, b)
+    with jax.numpy_dtype_promotion("standard"):
+        return jax.jit(jax.vmap(one))(law, b)
 
 
 def main():
@@ -172,7 +163,7 @@ def main():
           f"|---|---|---|---|---|\n"
           f"| budgetopt Newton/bisection, vmapped | {args.problems:,} | {t['median']:.3f} ({t['min']:.3f}–{t['max']:.3f}) | {rate:.3g} | **{rate / scipy_rate:,.0f}× SciPy** |\n"
           f"| SciPy `minimize_scalar` (bounded Brent), per problem | {k:,} | {scipy_s:.2f} ({ts['min']:.2f}–{ts['max']:.2f}) | {scipy_rate:.3g} | 1 |\n"
-          f"| optax L-BFGS, 30 steps, vmapped | {m:,} | {tl['median']:.3f} | {lbfgs_rate:.3g} | {lbfgs_rate / scipy_rate:,.0f}× |\n\n"
+          f"| optax L-BFGS, ≤ 30 steps, vmapped | {m:,} | {tl['median']:.3f} | {lbfgs_rate:.3g} | {lbfgs_rate / scipy_rate:,.0f}× |\n\n"
           f"Agreement with SciPy on the {k:,} shared problems: max |ΔL|/L = {np.abs(dl).max():.1e} (all); "
           f"max |ΔN|/N = {dn.max():.2e} (median {np.median(dn):.1e}) on the {sharp.mean():.1%} where N is identifiable "
           f"(loss changes > 1e-6, resolvable in float32, within ±1 % of N; the rest are flat, data-saturated optima); converged {conv:.4%}; iterations mean {data['iterations_mean']:.1f}, "

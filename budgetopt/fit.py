@@ -129,8 +129,10 @@ def start_grid() -> np.ndarray:
     return g.reshape(5, -1).T
 
 
-def _lbfgs(theta0, fun, max_iter: int, tol: float):
-    """One L-BFGS run (optax, zoom line search) until ||grad|| < tol or max_iter."""
+def lbfgs_minimize(theta0, fun, max_iter: int, tol: float):
+    """Minimise ``fun`` from ``theta0`` with optax L-BFGS (zoom line search) until
+    ||grad|| < tol or ``max_iter`` steps; pure and vmappable. Returns (x, f(x), ||grad||, steps).
+    The one L-BFGS loop of the package (fit polish, sweep refinement, benchmarks)."""
     opt = optax.lbfgs()
     vg = optax.value_and_grad_from_state(fun)
 
@@ -200,7 +202,7 @@ def fit_starts(starts, log_n, log_d, log_l, weights, delta, iters: int = 60):
 def polish(starts, log_n, log_d, log_l, weights, delta, max_iter: int = 400, tol: float = 1e-11):
     """optax L-BFGS from a few starts (vmapped) to a tight gradient tolerance."""
     fun = lambda th: objective(th, log_n, log_d, log_l, weights, delta)  # noqa: E731
-    return jax.vmap(lambda s: _lbfgs(s, fun, max_iter, tol))(starts)
+    return jax.vmap(lambda s: lbfgs_minimize(s, fun, max_iter, tol))(starts)
 
 
 @partial(jax.jit, static_argnames=("iters",))

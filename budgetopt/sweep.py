@@ -226,7 +226,7 @@ def make_plan(sc: Scenario, n: int, dtype) -> Plan:
 def _refine(sc: Scenario, sampler, p: int, grid: np.ndarray, dtype, steps: int = 40):
     """Refine the best grid candidate by L-BFGS (optax) on the pilot's sample-average loss
     over x = log N. Returns (x, report)."""
-    import optax
+    from .fit import lbfgs_minimize
 
     lo_i, hi_i = _indices(0, p)
     law, b = sampler(lo_i, hi_i)
@@ -242,18 +242,8 @@ def _refine(sc: Scenario, sampler, p: int, grid: np.ndarray, dtype, steps: int =
     def run(grid):
         grid_losses = jax.vmap(lambda x: mean_loss(x[None]))(grid)
         x0 = grid[jnp.argmin(grid_losses)][None]
-        opt = optax.lbfgs()
-        vg = optax.value_and_grad_from_state(mean_loss)
-
-        def step(carry, _):
-            x, state = carry
-            v, g = vg(x, state=state)
-            u, state = opt.update(g, state, x, value=v, grad=g, value_fn=mean_loss)
-            return (optax.apply_updates(x, u), state), None
-
-        (x, _), _ = jax.lax.scan(step, (x0, opt.init(x0)), None, length=steps)
-        v_end, g_end = jax.value_and_grad(mean_loss)(x)
-        return x0[0], jnp.min(grid_losses), x[0], v_end, g_end[0], jnp.mean(opt_loss)
+        x, v_end, g_end, _ = lbfgs_minimize(x0, mean_loss, steps, 1e-12)
+        return x0[0], jnp.min(grid_losses), x[0], v_end, g_end, jnp.mean(opt_loss)
 
     with jax.numpy_dtype_promotion("standard"):  # optax's L-BFGS mixes int32/int64 internally
         x0, v0, x, v, g, v_opt = (float(t) for t in run(jnp.asarray(grid, jnp.float64)))
