@@ -460,6 +460,52 @@ def fit(
 
 
 @app.command()
+def audit(
+    model: Optional[list[str]] = typer.Option(None, help="catalog model id(s) (default: all); see the table"),
+    params: Optional[str] = typer.Option(None, help="your model: parameters (with --tokens)"),
+    tokens: Optional[str] = typer.Option(None, help="your model: training tokens (with --params)"),
+    flops: Optional[str] = typer.Option(None, help="your model: training compute if not 6ND"),
+    name: str = typer.Option("your model", help="label for --params/--tokens"),
+    law: Optional[str] = typer.Option(None, help="law preset [default: hoffmann2022]"),
+    law_params: Optional[str] = typer.Option(None, help="own parametric law: E=..,A=..,B=..,alpha=..,beta=.."),
+    law_file: Optional[Path] = typer.Option(None, help="law file (JSON from `budgetopt fit`)"),
+    ratio: Optional[float] = typer.Option(None, help="tokens per parameter for --law tokens-per-param"),
+    near_multiplier: float = typer.Option(1.25, help="near-optimal if the optimal allocation needs >= 1/this of the compute"),
+    near_ratio: float = typer.Option(2.0, help="allocation rules: near-optimal within this factor of the rule's D/N"),
+    fmt: str = FMT,
+    output: Optional[Path] = OUT,
+):
+    """Was a model compute-optimal? Audit the catalog (GPT-3, Chinchilla, Llama ...) or your own."""
+    from . import audit as A
+    from .laws import resolve_law
+
+    check_format(fmt)
+    _setup(None)
+    spec = resolve_law(law, law_params, str(law_file) if law_file else None, ratio, default="hoffmann2022")
+    if params is not None or tokens is not None:
+        if params is None or tokens is None:
+            raise InputError("--params" if params is None else "--tokens", "give both --params and --tokens")
+        if model:
+            raise InputError("--model", "give catalog models or --params/--tokens, not both")
+        f = _num(flops, "--flops", "flops")
+        if f is not None and not (f > 0 and math.isfinite(f)):
+            raise InputError("--flops", f"must be a positive finite number, got {flops}")
+        models = [A.Model("custom", name, _num(params, "--params"), _num(tokens, "--tokens"), f)]
+    else:
+        models = [A.get_model(m) for m in model] if model else list(A.catalog().values())
+    rows = A.audit(models, spec, near_multiplier, near_ratio)
+    rule = spec.kind == "rule"
+    cols = ["name", "params", "tokens", "tokens_per_param", "flops", "optimal_params", "optimal_tokens"]
+    cols += ["ratio_to_rule", "verdict"] if rule else ["loss", "loss_gap", "compute_multiplier", "verdict"]
+    crit = (f"near-optimal: D/N within ×{near_ratio:g} of the rule's {float(spec.params.ratio):g}" if rule else
+            f"near-optimal: the optimal allocation needs ≥ 1/{near_multiplier:g} of the compute for the same predicted loss; "
+            "else under-trained (too many parameters, too few tokens) or over-trained (the reverse)")
+    _print(rows, fmt, output, f"budgetopt audit — law {spec.name}: {spec.describe()}", columns=cols,
+           notes=[crit, "compute: published figure where there is one, else 6ND; compute_multiplier = C / C needed for the same loss"])
+    return 0
+
+
+@app.command()
 def merge(
     files: list[Path] = typer.Argument(..., help="sweep JSON outputs of --shard 0/n .. n-1/n"),
     fmt: str = typer.Option("json", "--format", "-f", help="json | table"),

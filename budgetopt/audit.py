@@ -1,0 +1,97 @@
+"""Audit of trained models: was the allocation compute-optimal under a given law?
+
+For a model (N, D, C) and a law with a loss surface: the predicted loss, the compute-optimal
+(N*, D*) at the same C, the loss gap L(N, D) - L*(C), and the compute multiplier
+C / C_needed, where C_needed is the least compute whose optimal allocation reaches the
+model's predicted loss (> 1 means the model spent more compute than the loss needed). The
+verdict uses the multiplier (the tokens/param ratio alone misleads: under hoffmann2022 the
+optimal ratio grows with compute) and the side: too few tokens -> under-trained, too many ->
+over-trained. For an allocation rule, the verdict is the ratio of D/N to the rule's ratio.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+
+import jax.numpy as jnp
+
+from . import units
+from .allocate import Budget, allocate, compute_for_loss, log_compute_for_loss, uses_closed_form
+from .errors import InputError
+from .laws import LawSpec, Parametric, TokensPerParam, loss, to_array_law
+
+NEAR_MULTIPLIER = 1.25  # the optimal allocation would reach the same loss with >= 80 % of the compute
+NEAR_RATIO = 2.0  # allocation rules: D/N within a factor 2 of the rule's ratio
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    name: str
+    params: float
+    tokens: float
+    flops: float | None = None
+    hardware: str = ""
+    source: str = ""
+
+
+def catalog() -> dict[str, Model]:
+    data = tomllib.loads(resources.files("budgetopt").joinpath("data/models.toml").read_text())
+    return {k: Model(k, v["name"], float(v["params"]), float(v["tokens"]), v.get("flops"), v.get("hardware", ""),
+                     v["source"]) for k, v in data.items()}
+
+
+def get_model(name: str) -> Model:
+    cat = catalog()
+    key = name.strip().lower()
+    if key in cat:
+        return cat[key]
+    raise InputError("--model", f"unknown model {name!r}; known: {', '.join(cat)}")
+
+
+def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER, near_ratio: float = NEAR_RATIO) -> dict:
+    """One audit row (units: FLOPs, parameters, tokens, nats/token)."""
+    for v, f in ((m.params, "--params"), (m.tokens, "--tokens")):
+        units.require_positive(v, f)
+    c = m.flops if m.flops else units.train_flops(m.params, m.tokens)
+    law = to_array_law(spec.params)
+    log_c = math.log(c)
+    method = "closed" if uses_closed_form(spec.params, False) else "solve"
+    opt = allocate(law, Budget(jnp.asarray(log_c)), method=method)
+    n_opt, d_opt = math.exp(float(opt.log_n)), math.exp(float(opt.log_d))
+    row = {"name": m.name, "params": m.params, "tokens": m.tokens, "flops": c,
+           "flops_published": m.flops is not None, "tokens_per_param": m.tokens / m.params,
+           "optimal_params": n_opt, "optimal_tokens": d_opt}
+    if isinstance(spec.params, TokensPerParam):
+        k = float(spec.params.ratio)
+        ratio = (m.tokens / m.params) / k
+        row.update({"loss": None, "optimal_loss": None, "loss_gap": None, "compute_multiplier": None,
+                    "ratio_to_rule": ratio})
+        row["verdict"] = ("near-optimal" if 1 / near_ratio <= ratio <= near_ratio
+                          else "under-trained" if ratio < 1 else "over-trained")
+        return row
+    # The model's predicted loss at its own (N, D); its optimum at the same compute C.
+    l_model = float(loss(law, jnp.log(m.params), jnp.log(m.tokens)))
+    l_opt = float(opt.loss)
+    if isinstance(spec.params, Parametric):
+        log_need = float(log_compute_for_loss(law, l_model))
+    else:
+        log_need = float(compute_for_loss(law, l_model, Budget(jnp.asarray(0.0))).log_c)
+    mult = math.exp(log_c - log_need)
+    row.update({"loss": l_model, "optimal_loss": l_opt, "loss_gap": max(l_model - l_opt, 0.0),
+                "compute_multiplier": mult, "ratio_to_rule": None})
+    side = "under-trained" if m.params > n_opt else "over-trained"
+    row["verdict"] = "near-optimal" if mult <= near_multiplier else side
+    return row
+
+
+def audit(models: list[Model], spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER,
+          near_ratio: float = NEAR_RATIO) -> list[dict]:
+    if not near_multiplier >= 1:
+        raise InputError("--near-multiplier", f"must be >= 1, got {near_multiplier}")
+    if not near_ratio >= 1:
+        raise InputError("--near-ratio", f"must be >= 1, got {near_ratio}")
+    return [audit_model(m, spec, near_multiplier, near_ratio) for m in models]
