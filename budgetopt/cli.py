@@ -506,6 +506,72 @@ def audit(
 
 
 @app.command()
+def plot(
+    kind: str = typer.Argument(..., help="frontier | isoflop | loss-vs-compute | sweep"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="PNG or SVG file [default: KIND.png]"),
+    law: Optional[list[str]] = typer.Option(None, help="law preset(s) [default: hoffmann2022 and besiroglu2024]"),
+    law_file: Optional[Path] = typer.Option(None, help="a fitted law file (added to the laws)"),
+    sweep_file: Optional[Path] = typer.Option(None, "--sweep", help="sweep JSON (`sweep -f json -o FILE`) for KIND sweep"),
+    runs: Optional[Path] = typer.Option(None, help="runs CSV to overlay on the isoflop plot (params, tokens|flops, loss)"),
+    min_flops: str = typer.Option("1e18", help="left end of the compute axis"),
+    max_flops: str = typer.Option("1e27", help="right end of the compute axis"),
+    width: float = typer.Option(0.0, help="figure width in inches [default: per kind]"),
+    height: float = typer.Option(0.0, help="figure height in inches [default: per kind]"),
+    dpi: int = typer.Option(100, help="PNG resolution"),
+):
+    """Draw the figures: frontier, isoflop, loss-vs-compute, sweep."""
+    import json
+
+    from . import plots as P
+    from .laws import law_from_file, resolve_law
+
+    if kind not in P.KINDS:
+        raise InputError("KIND", f"unknown plot {kind!r}; allowed: {', '.join(P.KINDS)}")
+    out = output or Path(f"{kind}.png")
+    if out.suffix.lower() not in (".png", ".svg"):
+        raise InputError("-o", f"unsupported figure type {out.suffix!r}; use .png or .svg")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise InputError("-o", f"directory {out.parent} does not exist")
+    if not 10 <= dpi <= 1200:
+        raise InputError("--dpi", f"must be from 10 to 1200, got {dpi}")
+    if width < 0 or height < 0 or width > 100 or height > 100:
+        raise InputError("--width", "width and height must be in (0, 100] inches")
+    _setup(None)
+    specs = [resolve_law(name) for name in (law or ["hoffmann2022", "besiroglu2024"])]
+    if law_file is not None:
+        specs.append(law_from_file(law_file))
+    cmin, cmax = _num(min_flops, "--min-flops", "flops"), _num(max_flops, "--max-flops", "flops")
+    if not 0 < cmin < cmax or not math.isfinite(cmax):
+        raise InputError("--max-flops", f"need 0 < --min-flops < --max-flops, got {min_flops} and {max_flops}")
+    size = {k: v for k, v in (("width", width), ("height", height)) if v}
+    if kind == "frontier":
+        fig = P.frontier(specs, cmin, cmax, **size)
+    elif kind == "loss-vs-compute":
+        fig = P.loss_vs_compute(specs, cmin, cmax, **size)
+    elif kind == "isoflop":
+        from .fit import read_runs
+
+        fig = P.isoflop(specs[-1], runs=read_runs(runs) if runs else None, **size)
+    else:
+        if sweep_file is not None:
+            try:
+                res = json.loads(Path(sweep_file).read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise InputError("--sweep", f"cannot read {sweep_file} as JSON: {e}") from None
+        else:  # a small built-in sweep, so `budgetopt plot sweep` works as is
+            import dataclasses
+
+            from . import scenario as scn
+            from . import sweep as sw
+
+            res = sw.run(dataclasses.replace(scn.example("h100-cluster"), candidates=32), samples=200_000)
+        fig = P.sweep(res, **size)
+    P.save(fig, out, dpi)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+@app.command()
 def merge(
     files: list[Path] = typer.Argument(..., help="sweep JSON outputs of --shard 0/n .. n-1/n"),
     fmt: str = typer.Option("json", "--format", "-f", help="json | table"),

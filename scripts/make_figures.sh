@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Regenerate the README's figures from budgetopt's own commands (CPU is fine, ~1 minute).
+#   bash scripts/make_figures.sh [python-env-bin-dir, default .venv/bin]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${1:-.venv/bin}"
+mkdir -p docs
+"$BIN/budgetopt" plot frontier -o docs/frontier.png --width 11 --height 4.8
+"$BIN/budgetopt" sweep --example h100-cluster --samples 1e6 --candidates 32 -q -f json -o docs/sweep.json
+"$BIN/budgetopt" plot sweep --sweep docs/sweep.json -o docs/sweep.png
+rm -f docs/sweep.json

@@ -1,0 +1,85 @@
+"""Every figure kind writes a valid, non-blank PNG and SVG of the requested size, with log axes
+where they belong; bad input exits 2."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from budgetopt import plots as P
+from budgetopt import scenario as scn
+from budgetopt import sweep as sw
+from budgetopt.cli import app
+from budgetopt.laws import get_preset
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def sweep_json(tmp_path_factory):
+    import dataclasses
+
+    res = sw.run(dataclasses.replace(scn.example("h100-cluster"), candidates=8), samples=8192)
+    f = tmp_path_factory.mktemp("sw") / "sweep.json"
+    f.write_text(json.dumps(res))
+    return f
+
+
+def figures(sweep_json):
+    specs = [get_preset("hoffmann2022"), get_preset("besiroglu2024")]
+    return {"frontier": P.frontier(specs, width=8, height=4), "isoflop": P.isoflop(specs[1], width=6, height=4),
+            "loss-vs-compute": P.loss_vs_compute(specs, width=6, height=4),
+            "sweep": P.sweep(json.loads(sweep_json.read_text()), width=10, height=4)}
+
+
+def test_axes_are_log_scaled_where_they_should_be(sweep_json):
+    f = figures(sweep_json)
+    for ax in f["frontier"].axes:
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert f["isoflop"].axes[0].get_xscale() == "log" and f["isoflop"].axes[0].get_yscale() == "linear"
+    assert f["loss-vs-compute"].axes[0].get_xscale() == "log"
+    ax_n, ax_d, ax_l, ax_r = f["sweep"].axes
+    assert ax_n.get_xscale() == "log" and ax_l.get_xscale() == "linear" and ax_r.get_yscale() == "log"
+    for fig in f.values():
+        for ax in fig.axes:
+            assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+    labels = f["frontier"].axes[0].get_legend_handles_labels()[1]
+    assert "hoffmann2022" in labels and any("p05" in t for t in labels)
+
+
+@pytest.mark.parametrize("kind", P.KINDS)
+def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json):
+    import matplotlib.image as mpimg
+
+    extra = ["--sweep", str(sweep_json)] if kind == "sweep" else []
+    png = tmp_path / f"{kind}.png"
+    r = runner.invoke(app, ["plot", kind, "-o", str(png), "--width", "6", "--height", "4", "--dpi", "50", *extra])
+    assert r.exit_code == 0, r.output
+    img = mpimg.imread(png)
+    assert img.shape[:2] == (200, 300)  # 4 x 6 inches at 50 dpi
+    assert float(np.var(img[..., :3])) > 1e-3  # not blank
+    svg = tmp_path / f"{kind}.svg"
+    r = runner.invoke(app, ["plot", kind, "-o", str(svg), *extra])
+    assert r.exit_code == 0 and svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+
+
+@pytest.mark.parametrize("args,field", [
+    (["plot", "histogram"], "KIND"),
+    (["plot", "frontier", "-o", "/nonexistent/dir/f.png"], "-o"),
+    (["plot", "frontier", "-o", "f.jpg"], "-o"),
+    (["plot", "isoflop", "--law", "tokens-per-param"], "--law"),
+])
+def test_plot_bad_input(tmp_path, args, field):
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert field in r.stderr.strip().splitlines()[0]
+
+
+def test_sweep_plot_rejects_a_file_of_the_wrong_schema(tmp_path):
+    f = tmp_path / "x.json"
+    f.write_text(json.dumps({"law": "x"}))
+    out = tmp_path / "s.png"
+    r = runner.invoke(app, ["plot", "sweep", "--sweep", str(f), "-o", str(out)])
+    assert r.exit_code == 2 and "--sweep" in r.stderr and not out.exists()
