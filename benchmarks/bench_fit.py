@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize
 
 from budgetopt import fit as F
 
@@ -37,6 +36,8 @@ def load_runs():
 
 def scipy_fit(runs, starts, delta=1e-3):
     """The reference implementation's way: L-BFGS-B from every start, numpy objective + gradient."""
+    from scipy.optimize import minimize
+
     x, y, z = runs
 
     def f(t):
@@ -60,12 +61,12 @@ def scipy_fit(runs, starts, delta=1e-3):
     return best
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scipy-starts", type=int, default=4500, help="starts for the SciPy loop (rate extrapolated if fewer)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--record", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     runs, what = load_runs()
     t0 = time.perf_counter()
     F.fit_approach3(runs)
@@ -97,6 +98,7 @@ def main():
     print(md)
     if args.record:
         record("Approach-3 fit vs SciPy", md, data)
+    return data
 
 
 if __name__ == "__main__":

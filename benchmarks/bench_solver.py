@@ -89,7 +89,7 @@ def lbfgs_variant(law, b: Budget, iters: int = 30):
         return jax.jit(jax.vmap(one))(law, b)
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--problems", type=int, default=1_000_000)
     ap.add_argument("--scipy-sample", type=int, default=2000)
@@ -98,7 +98,7 @@ def main():
     ap.add_argument("--devices", type=int, default=None, help="CPU devices to split the host into (default: one per core); pass as --devices=N")
     ap.add_argument("--x64", action="store_true", help="solve in float64 (default: float32)")
     ap.add_argument("--record", action="store_true", help="append the figures to benchmarks/RESULTS.md")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     jax.config.update("jax_enable_x64", args.x64)
     dtype = jnp.float64 if args.x64 else jnp.float32
 
@@ -172,6 +172,7 @@ def main():
     print(md)
     if args.record:
         record("Data-constrained solver vs SciPy", md, data)
+    return data
 
 
 if __name__ == "__main__":

@@ -572,6 +572,39 @@ def plot(
 
 
 @app.command()
+def bench(
+    samples: str = typer.Option("2e6", help="sweep samples per timed run"),
+    problems: str = typer.Option("1048576", help="solver problems per timed run"),
+    host_devices: Optional[int] = typer.Option(None, help="split a CPU host into this many devices [default: one per core]"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
+):
+    """Quick speed check of this machine: sweep samples/s, solver problems/s, devices."""
+    check_format(fmt, ("table", "json"))
+    from .devices import set_host_device_count
+
+    if host_devices is not None and host_devices < 1:
+        raise InputError("--host-devices", f"must be >= 1, got {host_devices}")
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "") or host_devices:
+        set_host_device_count(host_devices or os.cpu_count() or 1)
+    n, m = parse_number(samples, "--samples"), parse_number(problems, "--problems")
+    for v, f in ((n, "--samples"), (m, "--problems")):
+        if v != int(v) or not 1024 <= v <= 1e10:
+            raise InputError(f, f"must be a whole number from 1024 to 1e10, got {v:g}")
+    _setup(False)
+    from .bench import quick
+
+    res = quick(int(n), int(m))
+    if fmt == "json":
+        sys.stdout.write(to_json(res))
+    else:
+        rec = {"backend": res["backend"], "devices": f"{len(res['devices'])} × {', '.join(res['device_kinds'])}",
+               "parametric sweep (samples/s)": f"{res['sweep_samples_per_s']:.3g}",
+               "data-constrained solver (problems/s)": f"{res['solver_problems_per_s']:.3g}", "jax": res["jax_version"]}
+        sys.stdout.write(record_table(rec, title="budgetopt bench (float32, compile excluded; full suite: benchmarks/run.py)"))
+    return 0
+
+
+@app.command()
 def merge(
     files: list[Path] = typer.Argument(..., help="sweep JSON outputs of --shard 0/n .. n-1/n"),
     fmt: str = typer.Option("json", "--format", "-f", help="json | table"),

@@ -1,0 +1,65 @@
+"""The whole benchmark suite of DESIGN §10 in one process and one run: every comparison side
+by side with its baseline, compile time apart from run time, medians over repeats, and a
+closing table of ratios against the targets. With --record each benchmark appends its block
+(date, machine, versions, command, figures) to benchmarks/RESULTS.md.
+
+    python benchmarks/run.py [--record] [--gpu]      # --gpu: accelerator sizes (1e9 samples)
+
+SciPy is optional: without it the SciPy baselines are skipped and said so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from budgetopt.devices import set_host_device_count  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--record", action="store_true")
+    ap.add_argument("--gpu", action="store_true", help="accelerator sizes: 1e9-sample sweep, 1e8 solver problems")
+    ap.add_argument("--rss", action="store_true", help="also the 1e9-sample peak-RSS run on CPU (~3 min)")
+    args = ap.parse_args(argv)
+    set_host_device_count(os.cpu_count() or 1)
+    import jax
+
+    import bench_sweep
+    import bench_solver
+
+    have_scipy = importlib.util.find_spec("scipy") is not None
+    rec = ["--record"] if args.record else []
+    t0 = time.time()
+    rows = []
+    sw_args = (["--samples", "1e9", "--chunk-size", str(1 << 24), "--baseline-samples", "1e7", "--stage-samples", str(1 << 24)]
+               if args.gpu else ["--samples", "1e7"] + (["--rss-samples", "1e9"] if args.rss else []))
+    s = bench_sweep.main(sw_args + rec)
+    rows.append(("parametric sweep vs NumPy", f"{s['budgetopt_rate']:.3g} samples/s", f"{s['ratio']:.2f}×",
+                 "≥ 1e10 samples/s" if args.gpu else "≥ 3× (stretch 5×)"))
+    if s.get("rss"):
+        rows.append(("1e9-sample sweep peak RSS", f"{s['rss']['peak_rss_mb']:.0f} MB", "—", "< 2 GB"))
+    if have_scipy:
+        so = bench_solver.main((["--problems", "100000000", "--lbfgs-sample", "100000"] if args.gpu else []) + rec)
+        rows.append(("data-constrained solver vs SciPy", f"{so['budgetopt_rate']:.3g} problems/s", f"{so['ratio_vs_scipy']:.0f}×",
+                     "≥ 1e9 problems/s" if args.gpu else "≥ 1000×"))
+        import bench_fit
+
+        fi = bench_fit.main(["--scipy-starts", "450"] + rec)
+        rows.append(("Approach-3 fit vs SciPy loop", f"{fi['budgetopt_s']['median']:.2f} s", f"{fi['ratio']:.1f}×", "≥ 100×"))
+    else:
+        rows.append(("data-constrained solver, Approach-3 fit", "skipped", "—", "SciPy not installed (baseline)"))
+    print(f"\n## Summary ({jax.default_backend()}, {jax.device_count()} devices, {time.time() - t0:.0f} s)\n")
+    print("| benchmark | budgetopt | ratio to baseline | target |\n|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""`budgetopt bench`: a quick (< 1 minute on CPU) measure of this machine — samples/s of the
+parametric sweep and problems/s of the data-constrained solver on the current backend — and
+the device list. The full side-by-side suite with baselines is benchmarks/run.py."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _median_time(fn, repeats: int = 3) -> float:
+    fn()  # warm-up / compile
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def quick(sweep_samples: int = 2_000_000, solver_problems: int = 1 << 20) -> dict:
+    """Rates on the current backend (float32), compile excluded."""
+    import dataclasses
+
+    from . import scenario as scn
+    from . import sweep as sw
+    from .allocate import Budget, allocate
+    from .laws import DataConstrained, data_constrained_constants, get_preset, to_array_law
+
+    sc = dataclasses.replace(scn.example("h100-cluster"), candidates=0)
+    t_sweep = _median_time(lambda: sw.run(sc, samples=sweep_samples))
+    rd, rn, _ = data_constrained_constants()
+    law = to_array_law(DataConstrained(get_preset("muennighoff2023").params, rd, rn), jnp.float32)
+    rng = np.random.default_rng(0)
+    b = Budget(jnp.asarray(rng.uniform(math.log(1e19), math.log(1e26), solver_problems), jnp.float32),
+               jnp.asarray(rng.uniform(math.log(1e9), math.log(1e14), solver_problems), jnp.float32))
+    t_solve = _median_time(lambda: jax.block_until_ready(allocate(law, b)))
+    return {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+            "device_kinds": sorted({getattr(d, "device_kind", "") for d in jax.devices()}), "jax_version": jax.__version__,
+            "sweep_samples": sweep_samples, "sweep_seconds": t_sweep, "sweep_samples_per_s": sweep_samples / t_sweep,
+            "solver_problems": solver_problems, "solver_seconds": t_solve, "solver_problems_per_s": solver_problems / t_solve}
