@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -34,8 +33,7 @@ import numpy as np
 from budgetopt import scenario as scn
 from budgetopt import summary as S
 from budgetopt import sweep as sw
-from budgetopt.allocate import closed_form_scalar, closed_form_x
-from budgetopt.hardware import get_accelerator
+from budgetopt.allocate import closed_form_x
 from budgetopt.laws import Parametric, get_preset
 
 from common import machine, record, timeit

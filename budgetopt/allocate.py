@@ -31,12 +31,10 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 from .laws import (
     LOG6,
     DataConstrained,
-    Kaplan,
     Law,
     Parametric,
     TokensPerParam,
     closed_form_coefficients,
-    irreducible_loss,
     loss,
 )
 
@@ -296,9 +294,11 @@ def closed_form_scalar(law: Law, b: Budget) -> Allocation:
     return _finish(law, b, x, jnp.ones_like(x, bool), zero, zero.astype(jnp.int32))
 
 
-def uses_closed_form(law: Law, has_inference: bool) -> bool:
-    """Whether the closed form answers this law exactly (else the solver must)."""
-    return isinstance(law, TokensPerParam) or (isinstance(law, Parametric) and not has_inference)
+def method_for(law: Law, has_inference: bool = False) -> str:
+    """"closed" when the closed form answers this law exactly (an allocation rule, or the
+    parametric law without inference tokens), else "solve"."""
+    exact = isinstance(law, TokensPerParam) or (isinstance(law, Parametric) and not has_inference)
+    return "closed" if exact else "solve"
 
 
 def _allocate(law: Law, b: Budget, method: str, max_iter: int) -> Allocation:
@@ -409,5 +409,5 @@ def log_compute_for_loss(law: Parametric, target: ArrayLike) -> Array:
 __all__ = [
     "Allocation", "Budget", "ComputeForLoss", "allocate", "compute_for_loss", "optimal_loss",
     "log_compute_for_loss", "closed_form_x", "log_tokens", "interval", "solve_scalar",
-    "closed_form_scalar", "uses_closed_form", "irreducible_loss", "Kaplan",
+    "closed_form_scalar", "method_for",
 ]

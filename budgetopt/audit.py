@@ -19,7 +19,7 @@ from importlib import resources
 import jax.numpy as jnp
 
 from . import units
-from .allocate import Budget, allocate, compute_for_loss, log_compute_for_loss, uses_closed_form
+from .allocate import Budget, allocate, compute_for_loss, log_compute_for_loss, method_for
 from .errors import InputError
 from .laws import LawSpec, Parametric, TokensPerParam, loss, to_array_law
 
@@ -59,8 +59,7 @@ def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIE
     c = m.flops if m.flops else units.train_flops(m.params, m.tokens)
     law = to_array_law(spec.params)
     log_c = math.log(c)
-    method = "closed" if uses_closed_form(spec.params, False) else "solve"
-    opt = allocate(law, Budget(jnp.asarray(log_c)), method=method)
+    opt = allocate(law, Budget(jnp.asarray(log_c)), method=method_for(spec.params))
     n_opt, d_opt = math.exp(float(opt.log_n)), math.exp(float(opt.log_d))
     row = {"name": m.name, "params": m.params, "tokens": m.tokens, "flops": c,
            "flops_published": m.flops is not None, "tokens_per_param": m.tokens / m.params,

@@ -71,6 +71,17 @@ def _setup(x64: Optional[bool]) -> None:
             pass  # a read-only home just means no cache
 
 
+def _host_devices(n: Optional[int]) -> None:
+    """Split a CPU host into ``n`` devices (default one per core, unless XLA_FLAGS already
+    says); accelerators ignore it. Must run before JAX starts its backends."""
+    from .devices import set_host_device_count
+
+    if n is not None and n < 1:
+        raise InputError("--host-devices", f"must be >= 1, got {n}")
+    if n is not None or "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        set_host_device_count(n or os.cpu_count() or 1)
+
+
 def _num(text: Optional[str], field: str, units: str = "count") -> Optional[float]:
     return None if text is None else parse_number(text, field, units=units)
 
@@ -324,8 +335,6 @@ def sweep(
         raise InputError("SCENARIO", "give a scenario file or --example NAME (one of them)")
     if output is not None and not output.parent.is_dir():
         raise InputError("-o", f"directory {output.parent} does not exist")
-    from .devices import set_host_device_count
-
     if distributed:
         import jax
 
@@ -334,10 +343,8 @@ def sweep(
             kw = {"coordinator_address": coordinator, "num_processes": num_processes, "process_id": process_id}
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(**kw)
-    elif host_devices is not None or "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        if host_devices is not None and host_devices < 1:
-            raise InputError("--host-devices", f"must be >= 1, got {host_devices}")
-        set_host_device_count(host_devices or os.cpu_count() or 1)  # CPU only; accelerators ignore it
+    else:
+        _host_devices(host_devices)
     _setup(None)
     from . import scenario as scn
     from . import sweep as sw
@@ -580,12 +587,7 @@ def bench(
 ):
     """Quick speed check of this machine: sweep samples/s, solver problems/s, devices."""
     check_format(fmt, ("table", "json"))
-    from .devices import set_host_device_count
-
-    if host_devices is not None and host_devices < 1:
-        raise InputError("--host-devices", f"must be >= 1, got {host_devices}")
-    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "") or host_devices:
-        set_host_device_count(host_devices or os.cpu_count() or 1)
+    _host_devices(host_devices)
     n, m = parse_number(samples, "--samples"), parse_number(problems, "--problems")
     for v, f in ((n, "--samples"), (m, "--problems")):
         if v != int(v) or not 1024 <= v <= 1e10:

@@ -24,8 +24,9 @@ def set_host_device_count(n: int) -> None:
 
 
 def batch_sharding() -> NamedSharding:
-    """Shard axis 0 over every local device."""
-    return NamedSharding(Mesh(np.array(jax.local_devices()), ("batch",)), PartitionSpec("batch"))
+    """Shard axis 0 over every device (all processes' under jax.distributed; on one host,
+    its local devices)."""
+    return NamedSharding(Mesh(np.array(jax.devices()), ("batch",)), PartitionSpec("batch"))
 
 
 def shard_batch(tree, size: int):
@@ -33,7 +34,7 @@ def shard_batch(tree, size: int):
     ``size`` must be a multiple of the device count (pad the batch first)."""
     import jax.numpy as jnp
 
-    n_dev = jax.local_device_count()
+    n_dev = jax.device_count()
     if size % n_dev:
         raise ValueError(f"batch of {size} does not split over {n_dev} devices; pad it to a multiple")
     sharding = batch_sharding()

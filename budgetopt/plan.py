@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 
 from . import units
-from .allocate import Allocation, Budget, allocate, compute_for_loss, uses_closed_form
+from .allocate import Allocation, Budget, allocate, compute_for_loss, method_for
 from .errors import InputError
 from .hardware import Accelerator
 from .laws import (DataConstrained, LawSpec, Parametric, TokensPerParam, data_constrained_constants,
@@ -120,10 +120,6 @@ def law_for(spec: LawSpec, c: Constraints):
     return DataConstrained(spec.params, rd, rn)
 
 
-def method_for(law, c: Constraints) -> str:
-    return "closed" if uses_closed_form(law, c.has_inference) else "solve"
-
-
 def _alloc_record(law, c: Constraints, a: Allocation, flops: float) -> dict:
     n, d = math.exp(float(a.log_n)), math.exp(float(a.log_d))
     used = math.exp(float(a.log_c_used))
@@ -151,7 +147,7 @@ def reference_loss(spec: LawSpec, c: Constraints, log_c: float) -> float | None:
         return None
     free = Constraints(inference_tokens=c.inference_tokens)
     law = to_array_law(spec.params)
-    a = allocate(law, free.budget(log_c), method=method_for(spec.params, free))
+    a = allocate(law, free.budget(log_c), method=method_for(spec.params, free.has_inference))
     return float(a.loss)
 
 
@@ -162,7 +158,7 @@ def optimize(spec: LawSpec, *, flops: float | None = None, hardware: Hardware | 
     hours) or ``target_loss``. Returns a flat record (see README for the keys and units)."""
     c = constraints
     law = law_for(spec, c)
-    method = method_for(law, c)
+    method = method_for(law, c.has_inference)
     arr_law = to_array_law(law)
     given = [k for k, v in (("--flops", flops), ("--target-loss", target_loss)) if v is not None]
     if hardware is not None and hardware.hours is not None:

@@ -41,11 +41,10 @@ def _optimum(spec, log_c: np.ndarray):
     """(N*, D*, L*) along a compute grid under a law (closed form or solver)."""
     import jax.numpy as jnp
 
-    from .allocate import Budget, allocate, uses_closed_form
+    from .allocate import Budget, allocate, method_for
     from .laws import to_array_law
 
-    method = "closed" if uses_closed_form(spec.params, False) else "solve"
-    a = allocate(to_array_law(spec.params), Budget(jnp.asarray(log_c)), method=method)
+    a = allocate(to_array_law(spec.params), Budget(jnp.asarray(log_c)), method=method_for(spec.params))
     return np.exp(np.asarray(a.log_n, np.float64)), np.exp(np.asarray(a.log_d, np.float64)), np.asarray(a.loss, np.float64)
 
 

@@ -78,31 +78,6 @@ def accumulate(values: Float[Array, "q s"], mask: Bool[Array, "q s"], r: Ranges)
                  jnp.min(jnp.where(mask, values, big), axis=1), jnp.max(jnp.where(mask, values, -big), axis=1))
 
 
-def empty(q: int) -> dict:
-    """Host-side zero state for ``q`` quantities."""
-    return {"count": np.zeros(q, np.int64), "hist": np.zeros((q, BINS + 2), np.int64),
-            "sum": np.zeros(q, np.int64), "sumsq": np.zeros(q, np.int64),
-            "vmin": np.full(q, np.inf), "vmax": np.full(q, -np.inf)}
-
-
-def merge(a: dict, b: dict) -> dict:
-    """Exact merge of two host-side states (any pytree of these accumulators)."""
-    out = {}
-    for k in a:
-        if k in ("vmin",) or k.endswith("_min"):
-            out[k] = np.minimum(a[k], b[k])
-        elif k in ("vmax",) or k.endswith("_max"):
-            out[k] = np.maximum(a[k], b[k])
-        else:
-            out[k] = np.asarray(a[k]) + np.asarray(b[k])
-    return out
-
-
-def to_host(acc) -> dict:
-    """Device accumulator (NamedTuple) -> dict of NumPy arrays."""
-    return {k: np.asarray(v) for k, v in acc._asdict().items()}
-
-
 def _order_statistic(cum: np.ndarray, hist: np.ndarray, k: int, lo: float, width: float,
                      vmin: float, vmax: float) -> float:
     """The k-th smallest value (0-based), placed inside its bin by its rank within the bin."""

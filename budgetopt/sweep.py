@@ -22,7 +22,6 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import summary as S
-from .allocate import Budget, _broadcast, closed_form_scalar, interval, log_tokens, solve_scalar, uses_closed_form
+from .allocate import Budget, _broadcast, closed_form_scalar, interval, log_tokens, method_for, solve_scalar
+from .devices import batch_sharding
 from .distributions import Dist, key_words, sample_log, uniform
 from .errors import InputError
 from .laws import DataConstrained, Parametric, TokensPerParam, data_constrained_constants, loss
@@ -118,15 +118,15 @@ def make_sampler(sc: Scenario, dtype) -> Callable:
     return sample
 
 
-def _indices(start: int, size: int, sharding=None):
-    """Global sample indices start..start+size-1 as (lo, hi) uint32 words (64-bit counters)."""
-    j = jnp.arange(size, dtype=jnp.uint32)
-    if sharding is not None:
-        j = jax.device_put(j, sharding)
-    s_lo = jnp.uint32(start & 0xFFFFFFFF)
-    lo = s_lo + j
-    hi = jnp.uint32(start >> 32) + (lo < s_lo).astype(jnp.uint32)
-    return lo, hi
+def _index_words(start_lo, start_hi, j):
+    """Global indices start + j as (lo, hi) uint32 words: a 64-bit counter with carry."""
+    lo = start_lo + j
+    return lo, start_hi + (lo < start_lo).astype(jnp.uint32)
+
+
+def _indices(start: int, size: int):
+    """Global sample indices start..start+size-1 as (lo, hi) uint32 words."""
+    return _index_words(jnp.uint32(start & 0xFFFFFFFF), jnp.uint32(start >> 32), jnp.arange(size, dtype=jnp.uint32))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,7 +136,7 @@ def _indices(start: int, size: int, sharding=None):
 def _method(sc: Scenario) -> str:
     p = sc.law.params
     law = DataConstrained(p, 0.0, 0.0) if sc.unique_tokens is not None else p
-    return "closed" if uses_closed_form(law, sc.inference_tokens is not None) else "solve"
+    return method_for(law, sc.inference_tokens is not None)
 
 
 def _solve(sc: Scenario, law, b: Budget):
@@ -271,8 +271,7 @@ def make_chunk_fn(sc: Scenario, plan: Plan, chunk: int, dtype, sharding=None):
         j = jnp.arange(chunk, dtype=jnp.uint32)
         if sharding is not None:
             j = jax.lax.with_sharding_constraint(j, sharding)
-        lo = start_lo + j
-        hi = start_hi + (lo < start_lo).astype(jnp.uint32)
+        lo, hi = _index_words(start_lo, start_hi, j)
         law, b = sampler(lo, hi)
         live = j < valid
         a = _solve(sc, law, b)
@@ -450,11 +449,7 @@ def _compiled(sc: Scenario, n: int, x64: bool, chunk: int, fp: str):
     if key not in _CACHE:
         dtype = jnp.float64 if x64 else jnp.float32
         plan = make_plan(sc, n, dtype)
-        sharding = None
-        if jax.device_count() > 1:
-            from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-            sharding = NamedSharding(Mesh(np.array(jax.devices()), ("batch",)), PartitionSpec("batch"))
+        sharding = batch_sharding() if jax.device_count() > 1 else None
         _CACHE.clear()  # one sweep at a time: compiled kernels hold device memory
         _CACHE[key] = (plan, make_chunk_fn(sc, plan, chunk, dtype, sharding))
     return _CACHE[key]
@@ -512,7 +507,8 @@ def summarise(sc: Scenario, plan: Plan, state: dict, fp: str) -> dict:
                 continue
             cum = np.cumsum(h)
             b = int(np.searchsorted(cum, 0.95 * tot, side="left"))
-            p95.append(0.0 if b == 0 else math.exp(edges[min(b, REGRET_BINS)]) if b <= REGRET_BINS else float("inf"))
+            # bin b (1..REGRET_BINS) ends at edges[b]; 0 is "no regret", REGRET_BINS + 1 overflow
+            p95.append(0.0 if b == 0 else math.exp(edges[b]) if b <= REGRET_BINS else float("inf"))
         p95 = np.array(p95)
         order = np.argsort(plan.candidates)
         curve = [{"params": math.exp(plan.candidates[k]), "expected_loss": float(exp_loss[k]),

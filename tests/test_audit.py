@@ -40,7 +40,7 @@ def test_chinchilla_beats_gopher_at_the_same_compute():
 @pytest.mark.parametrize("law", ["hoffmann2022", "besiroglu2024"])
 def test_a_model_on_the_optimum_has_no_gap(law):
     p = get_preset(law).params
-    E, A, B, al, be = math.exp(p.log_E), math.exp(p.log_A), math.exp(p.log_B), p.alpha, p.beta
+    A, B, al, be = math.exp(p.log_A), math.exp(p.log_B), p.alpha, p.beta
     c = 1e24
     G = (al * A / (be * B)) ** (1 / (al + be))
     n = G * (c / 6) ** (be / (al + be))

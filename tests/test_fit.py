@@ -4,7 +4,6 @@ real points, agreement with a SciPy L-BFGS-B loop, the bootstrap, Approach 2, ba
 import csv
 import importlib.util
 import json
-import math
 from pathlib import Path
 
 import numpy as np

@@ -2,7 +2,6 @@
 where they belong; bad input exits 2."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
