@@ -16,7 +16,8 @@ import typer
 from typer.core import TyperGroup
 
 from .errors import InputError
-from .report import check_format, emit, record_table, to_csv, to_json, to_table, write_atomic
+from .files import load_json, same_file, write_atomic
+from .report import check_format, emit, record_table, to_csv, to_json, to_table
 from .units import parse_number
 
 
@@ -527,8 +528,6 @@ def plot(
     dpi: int = typer.Option(100, help="PNG resolution"),
 ):
     """Draw the figures: frontier, isoflop, loss-vs-compute, sweep."""
-    import json
-
     from . import plots as P
     from .laws import law_from_file, resolve_law
 
@@ -561,10 +560,7 @@ def plot(
         fig = P.isoflop(specs[-1], runs=read_runs(runs) if runs else None, **size)
     else:
         if sweep_file is not None:
-            try:
-                res = json.loads(Path(sweep_file).read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                raise InputError("--sweep", f"cannot read {sweep_file} as JSON: {e}") from None
+            res = load_json(sweep_file, "--sweep", "a sweep JSON output")
         else:  # a small built-in sweep, so `budgetopt plot sweep` works as is
             import dataclasses
 
@@ -613,20 +609,13 @@ def merge(
     output: Optional[Path] = OUT,
 ):
     """Merge the shards of one sweep into the summary of the whole (exact)."""
-    import json
-
     from . import sweep as sw
 
     check_format(fmt, ("table", "json"))
-    results = []
-    for f in files:
-        try:
-            results.append(json.loads(Path(f).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError("FILES", f"cannot read {f} as a sweep JSON: {e}") from None
-        if not isinstance(results[-1], dict) or "state" not in results[-1] or "run" not in results[-1]:
-            raise InputError("FILES", f"{f} is not a sweep JSON output (no 'state'); write one with `budgetopt sweep ... -f json -o FILE`")
-    res = sw.merge_results(results)
+    if output is not None and any(same_file(output, f) for f in files):
+        raise InputError("-o", f"{output} is one of the FILES being merged; write the merge elsewhere")
+    results = [load_json(f, "FILES", "a sweep JSON output") for f in files]
+    res = sw.merge_results(results, [str(f) for f in files])
     emit(to_json(res) if fmt == "json" else _sweep_tables(res), output)
     return 0
 

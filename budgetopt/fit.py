@@ -25,6 +25,7 @@ import optax
 import optax.tree_utils as otu
 
 from .errors import InputError
+from .files import read_text
 
 PARAM_NAMES = ("log_A", "log_B", "log_E", "alpha", "beta")  # covariance / draws order
 GRID = {"alpha": (0.0, 0.5, 1.0, 1.5, 2.0), "beta": (0.0, 0.5, 1.0, 1.5, 2.0), "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
@@ -50,13 +51,11 @@ def read_runs(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_
     """Read a CSV of runs. Tokens come from ``d_col`` or, when absent, from compute: D = C/(6N).
     Errors name the row (1 = first data row) and the column."""
     path = Path(path)
+    text = read_text(path, "RUNS", "a CSV of runs")
     try:
-        text = path.read_text()
-    except (FileNotFoundError, IsADirectoryError):
-        raise InputError("RUNS", f"no such file: {path}") from None
-    except UnicodeDecodeError:
-        raise InputError("RUNS", f"{path} is not a text CSV file") from None
-    rows = list(csv.reader(text.splitlines()))
+        rows = list(csv.reader(text.splitlines()))
+    except csv.Error as e:  # e.g. a cell over the csv module's field size limit
+        raise InputError("RUNS", f"{path} is not a readable CSV: {e}") from None
     if not rows:
         raise InputError("RUNS", f"{path} is empty")
     header = [h.strip() for h in rows[0]]

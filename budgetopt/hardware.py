@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import InputError
+from .files import load_toml
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
 
@@ -69,12 +70,7 @@ def load_catalog(extra_file: str | Path | None = None) -> dict[str, Accelerator]
     catalog = _parse_catalog(tomllib.loads(text), "built-in hardware.toml")
     if extra_file is not None:
         path = Path(extra_file)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError("--hardware-file", f"no such file: {path}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise InputError("--hardware-file", f"{path} is not valid TOML: {e}") from None
+        data = load_toml(path, "--hardware-file", "a TOML accelerator catalog")
         catalog.update(_parse_catalog(data, str(path)))
     return catalog
 

@@ -7,7 +7,6 @@ a leading batch axis, and ``jax.vmap`` / broadcasting work unchanged.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import tomllib
@@ -21,6 +20,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .errors import InputError
+from .files import load_json, load_toml
 
 LOG6 = math.log(6.0)
 
@@ -186,6 +186,8 @@ def parametric_from_mapping(m: dict, where: str) -> Parametric:
     for k in ("E", "A", "B"):
         if f"log_{k}" in m:
             vals[f"log_{k}"] = _finite(m[f"log_{k}"], f"{where}.log_{k}")
+            if abs(vals[f"log_{k}"]) > 700:  # exp must stay a float64
+                raise InputError(f"{where}.log_{k}", f"must be in [-700, 700], got {vals[f'log_{k}']:g}")
         elif k in m:
             v = _finite(m[k], f"{where}.{k}")
             if v <= 0:
@@ -203,12 +205,30 @@ def parametric_from_mapping(m: dict, where: str) -> Parametric:
     return Parametric(**vals)
 
 
+def _matrix(v: Any, where: str, rows: int | None) -> np.ndarray:
+    """A finite float64 matrix with 5 columns (the covariance order) and ``rows`` rows (any if None)."""
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(where, "must be a matrix of numbers with 5 columns (log A, log B, log E, alpha, beta)") from None
+    if a.ndim != 2 or a.shape[1] != 5 or a.shape[0] < 1 or (rows is not None and a.shape[0] != rows):
+        shape = "5x5" if rows else "k x 5 (k >= 1)"
+        raise InputError(where, f"must be a {shape} matrix, got shape {'x'.join(map(str, a.shape)) or 'scalar'}")
+    if not np.isfinite(a).all():
+        raise InputError(where, "must hold finite numbers only")
+    return a
+
+
 def _finite(v: Any, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise InputError(where, f"must be a number, got {v!r}")
-    if not math.isfinite(v):
+    try:
+        x = float(v)
+    except OverflowError:  # a JSON integer beyond float range
+        x = math.inf
+    if not math.isfinite(x):
         raise InputError(where, f"must be finite, got {v!r}")
-    return float(v)
+    return x
 
 
 def data_constrained_constants() -> tuple[float, float, str]:
@@ -262,20 +282,21 @@ def law_from_file(path: str | Path) -> LawSpec:
     """A parametric law from a JSON (as written by ``budgetopt fit``) or TOML file with keys
     E, A, B, alpha, beta; bootstrap draws and covariance are kept when present."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (FileNotFoundError, IsADirectoryError):
-        raise InputError("--law-file", f"no such file: {path}") from None
-    try:
-        m = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise InputError("--law-file", f"{path} is not valid {path.suffix.lstrip('.').upper() or 'TOML'}: {e}") from None
+    if path.suffix.lower() == ".json":
+        m = load_json(path, "--law-file", "a JSON law file")
+    else:
+        m = load_toml(path, "--law-file", "a TOML law file")
     if not isinstance(m, dict):
         raise InputError("--law-file", f"{path} must hold an object with E, A, B, alpha, beta")
     params = parametric_from_mapping(m, f"{path.name}")
     boot = m.get("bootstrap") or {}
-    draws = np.asarray(boot["draws"], dtype=np.float64) if "draws" in boot else None
-    cov = np.asarray(boot["cov"], dtype=np.float64) if "cov" in boot else None
+    if not isinstance(boot, dict):
+        raise InputError(f"{path.name}.bootstrap", "must be an object with draws and/or cov")
+    draws = _matrix(boot["draws"], f"{path.name}.bootstrap.draws", None) if "draws" in boot else None
+    cov = _matrix(boot["cov"], f"{path.name}.bootstrap.cov", 5) if "cov" in boot else None
+    if cov is not None and (not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-12)
+                            or np.linalg.eigvalsh(0.5 * (cov + cov.T)).min() < -1e-9 * max(1.0, np.abs(cov).max())):
+        raise InputError(f"{path.name}.bootstrap.cov", "must be a symmetric positive semi-definite 5x5 matrix")
     return LawSpec(str(m.get("name", path.stem)), params, f"fitted file {path}", covariance=cov, draws=draws)
 
 

@@ -11,13 +11,12 @@ tests can inspect axes; ``save`` writes it atomically.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .files import to_bytes, write_atomic
 
 KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep")
 
@@ -215,18 +214,8 @@ def save(fig, path: str | Path, dpi: int = 100) -> None:
     ext = path.suffix.lower().lstrip(".")
     if ext not in ("png", "svg"):
         raise InputError("-o", f"unsupported figure type {path.suffix!r}; use .png or .svg")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError("-o", f"directory {parent} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=f".{ext}")
-    except OSError as e:
-        raise InputError("-o", f"cannot write to {parent}: {e.strerror}") from None
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=ext, dpi=dpi)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 is wrong for a figure meant to be shared
-        os.replace(tmp, path)
+        data = to_bytes(fig.savefig, format=ext, dpi=dpi)
     finally:
-        Path(tmp).unlink(missing_ok=True)
         _plt().close(fig)
+    write_atomic(path, data)

@@ -6,13 +6,12 @@ import csv
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import InputError
+from .files import write_atomic
 from .units import format_count, format_float, format_sci
 
 FORMATS = ("table", "json", "csv")
@@ -113,28 +112,6 @@ def record_table(record: dict, title: str | None = None, labels: dict[str, str] 
     rows = [{"quantity": labels.get(k, k), "value": human(k, v)} for k, v in record.items()
             if not isinstance(v, (dict, list))]
     return to_table(rows, title=title, columns=["quantity", "value"], notes=notes)
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename: never a partial file."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError("-o", f"{path} is a directory")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError("-o", f"directory {parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise InputError("-o", f"cannot write to {parent}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 is wrong for a result meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def emit(text: str, out: str | Path | None) -> None:

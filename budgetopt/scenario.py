@@ -29,6 +29,7 @@ from typing import Any
 
 from .distributions import Dist
 from .errors import InputError
+from .files import load_toml
 from .hardware import Accelerator, get_accelerator, load_catalog
 from .laws import LawSpec, Parametric, TokensPerParam, get_preset, law_from_file, parametric_from_mapping
 from .units import parse_number
@@ -287,14 +288,7 @@ def from_dict(d: dict, source: str = "", base_dir: Path | None = None, hardware_
 def load(path: str | Path, hardware_file: str | None = None) -> Scenario:
     """Read and validate a scenario file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (FileNotFoundError, IsADirectoryError):
-        raise InputError("SCENARIO", f"no such file: {path}") from None
-    try:
-        d = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise InputError("SCENARIO", f"{path} is not valid TOML: {e}") from None
+    d = load_toml(path, "SCENARIO", "a TOML scenario file")
     return from_dict(d, str(path), path.parent, hardware_file)
 
 

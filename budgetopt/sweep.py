@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from .allocate import Budget, _broadcast, closed_form_scalar, interval, log_toke
 from .devices import batch_sharding
 from .distributions import Dist, key_words, sample_log, uniform
 from .errors import InputError
+from .files import to_bytes, write_atomic
 from .laws import DataConstrained, Parametric, TokensPerParam, data_constrained_constants, loss
 from .scenario import Scenario
 
@@ -347,38 +347,50 @@ def fingerprint(sc: Scenario, n: int, x64: bool) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _save_checkpoint(path: Path, state: dict, meta: dict) -> None:
+def _flatten(state: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    """A nested state as {"a/b": array}: the checkpoint's npz keys."""
     flat = {}
-
-    def walk(prefix, d):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(prefix + k + "/", v)
-            else:
-                flat[prefix + k] = np.asarray(v)
-
-    walk("", state)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **flat)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    for k, v in state.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, prefix + k + "/"))
+        else:
+            flat[prefix + k] = np.asarray(v)
+    return flat
 
 
-def _load_checkpoint(path: Path) -> tuple[dict, dict]:
-    with np.load(path) as z:
-        meta = json.loads(bytes(z["__meta__"]).decode())
-        state: dict = {}
-        for k in z.files:
-            if k == "__meta__":
-                continue
-            d = state
-            parts = k.split("/")
-            for p in parts[:-1]:
-                d = d.setdefault(p, {})
-            d[parts[-1]] = z[k]
+def _save_checkpoint(path: Path, state: dict, meta: dict) -> None:
+    meta_bytes = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    write_atomic(path, to_bytes(np.savez, __meta__=meta_bytes, **_flatten(state)), field="--checkpoint")
+
+
+def _load_checkpoint(path: Path, template: dict) -> tuple[dict, dict]:
+    """The state and meta saved by ``_save_checkpoint``. The state must have exactly the
+    keys, shapes and dtypes of ``template`` (an empty chunk's state); anything else, a file
+    that is not an npz included, is an InputError on --checkpoint, never a silent merge."""
+    bad = f"{path} is not a checkpoint of this sweep (damaged, or written by another version)"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["__meta__"]).decode())
+            flat = {k: np.asarray(z[k]) for k in z.files if k != "__meta__"}
+    except Exception:  # zipfile, npy-format, JSON and key errors all mean the same to the user
+        raise InputError("--checkpoint", bad) from None
+    want = _flatten(template)
+    if (not isinstance(meta, dict) or set(flat) != set(want)
+            or any(flat[k].shape != want[k].shape or flat[k].dtype != want[k].dtype for k in want)):
+        raise InputError("--checkpoint", bad)
+    state: dict = {}
+    for k, v in flat.items():
+        d = state
+        parts = k.split("/")
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = v
     return state, meta
+
+
+def _empty_state(fn, plan) -> dict:
+    """The summary of no samples: the identity of ``merge_states``."""
+    return _fetch(fn(jnp.uint32(0), jnp.uint32(0), jnp.uint32(0), plan.ranges))
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -417,10 +429,12 @@ def run(sc: Scenario, *, samples: int | None = None, chunk_size: int = 65536, x6
         if ckpt is None:
             raise InputError("--resume", "needs --checkpoint PATH")
         if ckpt.exists():
-            state, meta = _load_checkpoint(ckpt)
-            if meta.get("fingerprint") != fp or tuple(meta.get("shard", (0, 1))) != (i_shard, n_shards):
+            state, meta = _load_checkpoint(ckpt, _empty_state(fn, plan))
+            if meta.get("fingerprint") != fp or meta.get("shard", [0, 1]) != [i_shard, n_shards]:
                 raise InputError("--resume", f"{ckpt} belongs to a different sweep (scenario, samples, seed, precision or shard differ)")
-            pos = int(meta["next"])
+            pos = meta.get("next")
+            if isinstance(pos, bool) or not isinstance(pos, int) or not begin <= pos <= end:
+                raise InputError("--checkpoint", f"{ckpt} is damaged: its position {pos!r} is outside this shard")
     while pos < end:
         valid = min(chunk, end - pos)
         out = _fetch(fn(jnp.uint32(pos & 0xFFFFFFFF), jnp.uint32(pos >> 32), jnp.uint32(valid), plan.ranges))
@@ -431,7 +445,7 @@ def run(sc: Scenario, *, samples: int | None = None, chunk_size: int = 65536, x6
         if progress is not None:
             progress(pos - begin, end - begin)
     if state is None:  # an empty shard
-        state = _fetch(fn(jnp.uint32(0), jnp.uint32(0), jnp.uint32(0), plan.ranges))
+        state = _empty_state(fn, plan)
     result = summarise(sc, plan, state, fp)
     result["run"] = {"seed": sc.seed, "samples_requested": n, "chunk_size": chunk, "devices": n_dev,
                      "processes": jax.process_count(), "backend": jax.default_backend(), "jax_version": jax.__version__,
@@ -531,24 +545,48 @@ def summarise(sc: Scenario, plan: Plan, state: dict, fp: str) -> dict:
     return result
 
 
-def merge_results(results: list[dict], sc: Scenario | None = None) -> dict:
-    """Merge sweep outputs of the shards of one sweep (``--shard i/n``) exactly."""
+def merge_results(results: list[dict], names: list[str] | None = None) -> dict:
+    """Merge sweep outputs of the shards of one sweep (``--shard i/n``) exactly. ``names``
+    label the results in errors (file names). A result that is not a sweep output, or was
+    edited so its state no longer matches the others, is an InputError on FILES."""
     if not results:
         raise InputError("FILES", "nothing to merge")
+    names = names or [f"result {i}" for i in range(len(results))]
+    try:
+        return _merge_results(results, names)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError("FILES", f"a file is not an intact sweep JSON output ({type(e).__name__}: {e})") from None
+
+
+def _merge_results(results: list[dict], names: list[str]) -> dict:
+    for r, name in zip(results, names):
+        if not isinstance(r, dict) or not isinstance(r.get("state"), dict) or not isinstance(r.get("run"), dict):
+            raise InputError("FILES", f"{name} is not a sweep JSON output (no 'state'); write one with "
+                             "`budgetopt sweep ... -f json -o FILE`")
     fps = {r.get("fingerprint") for r in results}
     if len(fps) != 1:
         raise InputError("FILES", "the files come from different sweeps (fingerprints differ)")
-    shards = sorted(r["run"]["shard"] for r in results)
+    shards = sorted(str(r["run"]["shard"]) for r in results)
     n_sh = int(shards[0].split("/")[1])
-    if shards != [f"{i}/{n_sh}" for i in range(n_sh)]:
+    if shards != sorted(f"{i}/{n_sh}" for i in range(n_sh)):
         raise InputError("FILES", f"need each shard 0/{n_sh} .. {n_sh - 1}/{n_sh} exactly once, got {', '.join(shards)}")
-    state = state_from_json(results[0]["state"])
-    for r in results[1:]:
-        state = merge_states(state, state_from_json(r["state"]))
+    states = [state_from_json(r["state"]) for r in results]
+    want = _flatten(states[0])
+    for st, name in zip(states, names):
+        flat = _flatten(st)
+        if set(flat) != set(want) or any(flat[k].shape != want[k].shape for k in want):
+            raise InputError("FILES", f"{name}: its state does not match the other shards' (edited or damaged)")
+        if any((v < 0).any() for k, v in flat.items() if k.endswith(("count", "hist", "nonconv"))):
+            raise InputError("FILES", f"{name}: negative counts in its state (edited or damaged)")
+    state = states[0]
+    for st in states[1:]:
+        state = merge_states(state, st)
     r0 = results[0]
-    names = [q for q in QUANTITIES if q in r0["plan"]["ranges"]]
+    names_q = [q for q in QUANTITIES if q in r0["plan"]["ranges"]]
     plan = Plan(S.Ranges(*(np.array(v, np.float64) for v in (
-        [r0["plan"]["ranges"][q][0] for q in names], [r0["plan"]["ranges"][q][1] for q in names],
+        [r0["plan"]["ranges"][q][0] for q in names_q], [r0["plan"]["ranges"][q][1] for q in names_q],
         r0["plan"]["centre"]))), np.array(r0["plan"]["candidates"]), r0.get("refinement", {}), r0["plan"]["pilot_size"])
     sc_view = _ScView(r0)
     out = summarise(sc_view, plan, state, r0["fingerprint"])

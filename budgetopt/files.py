@@ -1,0 +1,153 @@
+"""The one way budgetopt reads a user's file and writes a result.
+
+Reading: a size cap, UTF-8 only (a UTF-8 byte-order mark is accepted, as spreadsheets write
+one), binary and UTF-16 files recognised and named, every failure an InputError on the flag
+or file field that named the file. Parsers (TOML, JSON) run here so their errors, including
+pathological nesting, surface the same way.
+
+Writing: a temporary file beside the target, flushed and fsync'ed, then renamed over it, so a
+reader (or a process killed at any instant) sees the old file or the new one, never a part.
+The temporary file is removed on any error; only a SIGKILL between create and rename can
+leave one, named ``.<name>.*.tmp`` next to the target, and the next write ignores it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+#: Largest input file read, in bytes. Scenario, law and hardware files are kilobytes; a CSV
+#: of a million runs is ~50 MB; merged sweep JSONs are a few MB.
+MAX_INPUT_BYTES = 64 * 2**20
+
+
+def read_text(path: str | Path, field: str, what: str = "file", max_bytes: int = MAX_INPUT_BYTES) -> str:
+    """The text of ``path`` (UTF-8). ``field`` names the flag or key that gave the path;
+    ``what`` says what the file should be (``"a TOML scenario"``), for the messages."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise InputError(field, f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise InputError(field, f"{path} is a directory, not {what}") from None
+    except PermissionError:
+        raise InputError(field, f"permission denied reading {path}") from None
+    except OSError as e:
+        raise InputError(field, f"cannot read {path}: {e.strerror or e}") from None
+    if len(data) > max_bytes:
+        raise InputError(field, f"{path} is larger than {max_bytes // 2**20} MiB; that is not {what}")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(field, f"{path} is UTF-16 text; save it as UTF-8")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if b"\x00" in data:
+        raise InputError(field, f"{path} is a binary file, not {what}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(field, f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                         "save it as UTF-8") from None
+
+
+def parse_toml(text: str, field: str, path: str | Path) -> dict[str, Any]:
+    """A TOML document; syntax errors (duplicate keys included) are InputErrors on ``field``."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(field, f"{path} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise InputError(field, f"{path} nests too deeply to be a budgetopt file") from None
+
+
+def parse_json(text: str, field: str, path: str | Path) -> Any:
+    """A JSON document; syntax errors are InputErrors on ``field``. JSON's NaN/Infinity
+    extensions are refused: no budgetopt file holds them."""
+
+    def no_constant(name):
+        raise ValueError(f"{name} is not allowed")
+
+    try:
+        return json.loads(text, parse_constant=no_constant)
+    except (json.JSONDecodeError, ValueError) as e:
+        raise InputError(field, f"{path} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InputError(field, f"{path} nests too deeply to be a budgetopt file") from None
+
+
+def load_toml(path: str | Path, field: str, what: str = "a TOML file") -> dict[str, Any]:
+    return parse_toml(read_text(path, field, what), field, path)
+
+
+def load_json(path: str | Path, field: str, what: str = "a JSON file") -> Any:
+    return parse_json(read_text(path, field, what), field, path)
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same existing file (so an output would overwrite an input)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | Path, data: str | bytes, field: str = "-o") -> None:
+    """Write ``data`` to ``path`` atomically (see the module docstring). A new file gets the
+    usual 0666 & ~umask mode (``mkstemp``'s 0600 is wrong for a result meant to be shared);
+    an existing one keeps its mode."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(field, f"{path} is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(field, f"directory {parent} does not exist")
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise InputError(field, f"cannot write to {parent}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(field, f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the rename is still atomic
+
+
+def to_bytes(save, *args, **kwargs) -> bytes:
+    """Run a writer that takes a file object (``np.savez``, ``fig.savefig``) into bytes."""
+    buf = io.BytesIO()
+    save(buf, *args, **kwargs)
+    return buf.getvalue()
