@@ -32,6 +32,8 @@ class _OneLineErrors(TyperGroup):
                               standalone_mode=False, **extra)
         except InputError as e:
             _fail(f"{e.field}: {e.message}")
+        except cx.NoSuchOption as e:
+            _fail(_negative_argument(e) or " ".join(e.format_message().split()))
         except cx.UsageError as e:
             _fail(" ".join(e.format_message().split()))
         except cx.ClickException as e:
@@ -40,6 +42,17 @@ class _OneLineErrors(TyperGroup):
             print("aborted", file=sys.stderr)
             sys.exit(130)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _negative_argument(e) -> str | None:
+    """``convert -1`` reaches click as an unknown option "-1": name the argument instead."""
+    try:
+        float(e.option_name)
+    except (TypeError, ValueError):
+        return None
+    args = [p for p in (e.ctx.command.params if e.ctx else []) if p.param_type_name == "argument"]
+    name = args[0].name.upper() if len(args) == 1 else "argument"
+    return f"{name}: must be positive, got {e.option_name}"
 
 
 def _fail(msg: str) -> None:
@@ -336,6 +349,10 @@ def sweep(
         raise InputError("SCENARIO", "give a scenario file or --example NAME (one of them)")
     if output is not None and not output.parent.is_dir():
         raise InputError("-o", f"directory {output.parent} does not exist")
+    if output is not None and scenario is not None and same_file(output, scenario):
+        raise InputError("-o", f"{output} is the SCENARIO file; write the result elsewhere")
+    if output is not None and checkpoint is not None and Path(output).absolute() == Path(checkpoint).absolute():
+        raise InputError("-o", "the result and --checkpoint must be different files")
     if distributed:
         import jax
 
@@ -434,10 +451,23 @@ def fit(
     check_format(fmt, ("table", "json"))
     if approach not in (2, 3):
         raise InputError("--approach", f"must be 2 or 3, got {approach}")
-    if bootstrap < 0:
-        raise InputError("--bootstrap", f"must be >= 0, got {bootstrap}")
+    if not 0 <= bootstrap <= 10_000:
+        raise InputError("--bootstrap", f"must be from 0 to 10000 replicates, got {bootstrap}")
+    if not (delta > 0 and math.isfinite(delta)):
+        raise InputError("--delta", f"must be a positive finite Huber delta, got {delta}")
+    if not 0 < tolerance < 1:
+        raise InputError("--tolerance", f"must be a relative tolerance in (0, 1), got {tolerance}")
+    if drop_highest < 0:
+        raise InputError("--drop-highest", f"must be >= 0, got {drop_highest}")
+    for flag, v in (("--loss-min", loss_min), ("--loss-max", loss_max)):
+        if v is not None and not math.isfinite(v):
+            raise InputError(flag, f"must be a finite loss, got {v}")
+    if loss_min is not None and loss_max is not None and not loss_min < loss_max:
+        raise InputError("--loss-max", f"must be greater than --loss-min ({loss_min:g}), got {loss_max:g}")
     if output is not None and not output.parent.is_dir():
         raise InputError("-o", f"directory {output.parent} does not exist")
+    if output is not None and same_file(output, runs):
+        raise InputError("-o", f"{output} is the RUNS file; write the law elsewhere")
     from . import fit as F
 
     data = F.read_runs(runs, n_col, d_col, c_col, loss_col, drop_highest, loss_min, loss_max)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 import tomllib
 from pathlib import Path
@@ -63,7 +64,13 @@ def parse_toml(text: str, field: str, path: str | Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise InputError(field, f"{path} is not valid TOML: {e}") from None
+        # tomllib names the position only; quote the line so "Cannot overwrite a value" shows the key
+        m = re.search(r"at line (\d+)", str(e))
+        lines = text.splitlines()
+        quote = ""
+        if m and 1 <= int(m.group(1)) <= len(lines):
+            quote = f": {lines[int(m.group(1)) - 1].strip()[:80]!r}"
+        raise InputError(field, f"{path} is not valid TOML: {e}{quote}") from None
     except RecursionError:
         raise InputError(field, f"{path} nests too deeply to be a budgetopt file") from None
 

@@ -65,7 +65,9 @@ def read_runs(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_
     col = {h: i for i, h in enumerate(header)}
     for name, flag in ((n_col, "--n-col"), (loss_col, "--loss-col")):
         if name not in col:
-            raise InputError(flag, f"column {name!r} not in {path.name}; columns: {', '.join(header)}")
+            hint = next((f" (the header looks separated by {sep!r}; budgetopt reads comma-separated CSV)"
+                         for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), "")
+            raise InputError(flag, f"column {name!r} not in {path.name}; columns: {', '.join(header)}{hint}")
     use_d = d_col in col
     if not use_d and c_col not in col:
         raise InputError("--d-col", f"need a tokens column ({d_col!r}) or a compute column ({c_col!r}); columns: {', '.join(header)}")

@@ -50,11 +50,11 @@ def _parse_catalog(data: dict, origin: str) -> dict[str, Accelerator]:
         for k, v in peaks.items():
             if k not in DTYPES:
                 raise InputError(f"{where}.peak_tflops.{k}", f"unknown dtype; allowed: {', '.join(DTYPES)}")
-            if not isinstance(v, (int, float)) or not v > 0 or v == float("inf"):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
                 raise InputError(f"{where}.peak_tflops.{k}", "must be a positive number of TFLOP/s")
         for k in ("memory_gb", "bandwidth_tbs"):
             v = entry.get(k, 0.0)
-            if not isinstance(v, (int, float)) or v < 0:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
                 raise InputError(f"{where}.{k}", "must be a non-negative number")
         out[hid] = Accelerator(id=hid, name=str(entry.get("name", hid)),
                                memory_gb=float(entry.get("memory_gb", 0.0)),

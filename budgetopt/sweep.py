@@ -415,6 +415,8 @@ def run(sc: Scenario, *, samples: int | None = None, chunk_size: int = 65536, x6
         raise InputError("--samples", f"must be from 1 to 1e13, got {n}")
     if chunk_size < 1:
         raise InputError("--chunk-size", f"must be a positive number of samples, got {chunk_size}")
+    if resume and not checkpoint:
+        raise InputError("--resume", "needs --checkpoint PATH")
     n_dev = jax.device_count()
     unit = math.lcm(n_dev, REGRET_STRIDE)
     chunk = max(unit, -(-chunk_size // unit) * unit)  # a multiple of devices and the stride
@@ -426,8 +428,6 @@ def run(sc: Scenario, *, samples: int | None = None, chunk_size: int = 65536, x6
     ckpt = Path(checkpoint) if checkpoint else None
     state, pos = None, begin
     if resume:
-        if ckpt is None:
-            raise InputError("--resume", "needs --checkpoint PATH")
         if ckpt.exists():
             state, meta = _load_checkpoint(ckpt, _empty_state(fn, plan))
             if meta.get("fingerprint") != fp or meta.get("shard", [0, 1]) != [i_shard, n_shards]:

@@ -132,27 +132,3 @@ def test_cli_writes_a_law_file_that_optimize_and_sweep_read(tmp_path):
     s = runner.invoke(app, ["sweep", str(scen), "-f", "json", "-q"])
     assert s.exit_code == 0, s.output
     assert json.loads(s.stdout)["uncertainty"] == "bootstrap"
-
-
-BAD = [
-    ("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 6, ["--loss-col", "final"], "--loss-col"),
-    ("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 5 + "1e8,abc,3.0\n", [], "row 6, column 'tokens'"),
-    ("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 5 + "0,2e9,3.0\n", [], "row 6, column 'params'"),
-    ("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 5 + "1e8,-2e9,3.0\n", [], "row 6, column 'tokens'"),
-    ("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 5 + "1e8,2e9,nan\n", [], "row 6, column 'loss'"),
-    ("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 4, [], "at least 5"),
-    ("params,params,loss\n" + "1e8,2e9,3.1\n" * 6, [], "duplicate column 'params'"),
-    ("params,loss\n" + "1e8,3.1\n" * 6, [], "--d-col"),
-]
-
-
-@pytest.mark.parametrize("text,extra,needle", BAD, ids=[b[2] for b in BAD])
-def test_bad_csv_exits_2_naming_row_and_column(tmp_path, text, extra, needle):
-    f = tmp_path / "runs.csv"
-    f.write_text(text)
-    out = tmp_path / "law.json"
-    r = runner.invoke(app, ["fit", str(f), "-o", str(out), *extra])
-    assert r.exit_code == 2, r.output
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
-    assert not out.exists()

@@ -62,23 +62,3 @@ def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json
     svg = tmp_path / f"{kind}.svg"
     r = runner.invoke(app, ["plot", kind, "-o", str(svg), *extra])
     assert r.exit_code == 0 and svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
-
-
-@pytest.mark.parametrize("args,field", [
-    (["plot", "histogram"], "KIND"),
-    (["plot", "frontier", "-o", "/nonexistent/dir/f.png"], "-o"),
-    (["plot", "frontier", "-o", "f.jpg"], "-o"),
-    (["plot", "isoflop", "--law", "tokens-per-param"], "--law"),
-])
-def test_plot_bad_input(tmp_path, args, field):
-    r = runner.invoke(app, args)
-    assert r.exit_code == 2, r.output
-    assert field in r.stderr.strip().splitlines()[0]
-
-
-def test_sweep_plot_rejects_a_file_of_the_wrong_schema(tmp_path):
-    f = tmp_path / "x.json"
-    f.write_text(json.dumps({"law": "x"}))
-    out = tmp_path / "s.png"
-    r = runner.invoke(app, ["plot", "sweep", "--sweep", str(f), "-o", str(out)])
-    assert r.exit_code == 2 and "--sweep" in r.stderr and not out.exists()
