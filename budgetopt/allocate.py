@@ -103,8 +103,9 @@ def _finish(law: Law, b: Budget, x: Array, converged: Array, grad: Array, iters:
     x = jnp.where(capped, jnp.minimum(b.log_n_max, hi), x)
     log_d = jnp.where(capped, jnp.minimum(b.log_d_max, log_tokens(b, x)), log_tokens(b, x))
     value = loss(law, x, log_d, b.log_u) if not isinstance(law, TokensPerParam) else jnp.full_like(x, jnp.nan)
+    # hi < 0: not even one parameter fits (N_max < 1, or serving D_inf tokens costs the budget)
     return Allocation(x, log_d, value, log_lifetime_flops(x, log_d, b.log_d_inf),
-                      converged & jnp.isfinite(x) & jnp.isfinite(log_d), grad, iters)
+                      converged & (hi >= 0) & jnp.isfinite(x) & jnp.isfinite(log_d), grad, iters)
 
 
 def _broadcast(law: Law, b: Budget) -> tuple[Law, Budget]:

@@ -50,6 +50,9 @@ SECTIONS = {
     "recommend": {"candidates", "risk", "refine"},
 }
 MAX_SAMPLES = 10**13
+# A lognormal's 4-sigma range is a factor exp(8 sigma); beyond sigma = 10 (1e34) it is no longer
+# a belief about a budget, and in float32 sigma * ndtri(u) overflows.
+MAX_SIGMA = 10.0
 
 
 @dataclass(frozen=True)
@@ -151,8 +154,8 @@ def parse_dist(v: Any, name: str, where: str) -> Dist:
     else:  # lognormal
         median, sigma = vals
         _in_domain(median, name, _where(where, "median"))
-        if not sigma > 0:
-            raise InputError(_where(where, "sigma"), f"must be > 0, got {sigma:g}")
+        if not 0 < sigma <= MAX_SIGMA:
+            raise InputError(_where(where, "sigma"), f"must be in (0, {MAX_SIGMA:g}], got {sigma:g}")
         if hi < math.inf and median * math.exp(4 * sigma) > hi:
             raise InputError(_where(where, "sigma"), f"a lognormal reaches above {hi:g} within 4 sigma")
     return Dist(kind, *vals)

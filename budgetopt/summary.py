@@ -21,6 +21,8 @@ from jaxtyping import Array, Bool, Float, Int
 BINS = 4096
 SUM_BITS = 20  # fixed-point resolution 2^-20 of (value - centre)
 SQ_BITS = 16  # 2^-16 for (value - centre)^2
+MAX_CHUNK_BITS = 26  # a chunk kernel sums at most 2^26 samples ...
+FIXED_LIMIT_BITS = 36  # ... of at most 2^36 each: |chunk sum| < 2^62, no int64 overflow
 QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p95": 0.95, "p99": 0.99}
 
 
@@ -34,20 +36,39 @@ class Ranges(NamedTuple):
 
 class Accum(NamedTuple):
     """Per quantity q: valid count, histogram [underflow, BINS bins, overflow], fixed-point
-    sums of (v - centre) and (v - centre)^2, min and max."""
+    sums of (v - centre) and (v - centre)^2 (wide integers, see fixed_point_sum), min and max."""
 
     count: Int[Array, "q"]
     hist: Int[Array, "q nb"]
-    sum: Int[Array, "q"]
-    sumsq: Int[Array, "q"]
+    sum: dict
+    sumsq: dict
     vmin: Float[Array, "q"]
     vmax: Float[Array, "q"]
 
 
-def fixed_point_sum(x: Float[Array, "*b"], bits: int, mask: Bool[Array, "*b"], axis=-1) -> Int[Array, "..."]:
-    """Sum of round(x 2^bits) in int64 over ``axis`` where ``mask``: exact and order-free."""
-    q = jnp.round(x * (2.0 ** bits)).astype(jnp.int64)
-    return jnp.sum(jnp.where(mask, q, 0), axis=axis)
+def fixed_point_sum(x: Float[Array, "*b"], bits: int, mask: Bool[Array, "*b"], axis=-1) -> dict[str, Int[Array, "..."]]:
+    """Sum of round(x 2^bits) over ``axis`` where ``mask``: exact and order-free, as a wide
+    integer {"hi", "lo"} = hi 2^32 + lo (0 <= lo < 2^32).
+
+    Why wide: a single int64 of losses at 2^24 overflows after ~3e11 samples, minutes of a
+    GPU sweep. Within one chunk the int64 sum cannot overflow: |round(x 2^bits)| is clipped to
+    2^FIXED_LIMIT_BITS and a chunk holds at most 2^MAX_CHUNK_BITS samples; across chunks the
+    host adds wide integers with carries (``wide_add``), exact to 2^95."""
+    lim = 2.0 ** (FIXED_LIMIT_BITS - bits)  # beyond it a value is nonsense anyway (a loss of 4096 nats)
+    q = jnp.round(jnp.clip(x, -lim, lim) * (2.0 ** bits)).astype(jnp.int64)
+    s = jnp.sum(jnp.where(mask, q, 0), axis=axis)
+    return {"hi": s >> 32, "lo": s & 0xFFFFFFFF}
+
+
+def wide_add(a: dict, b: dict) -> dict:
+    """Exact sum of two wide integers (host side, NumPy int64 words)."""
+    lo = np.asarray(a["lo"], np.int64) + np.asarray(b["lo"], np.int64)
+    return {"hi": np.asarray(a["hi"], np.int64) + np.asarray(b["hi"], np.int64) + (lo >> 32), "lo": lo & 0xFFFFFFFF}
+
+
+def wide_value(w: dict) -> np.ndarray:
+    """A wide integer as float64 (relative error 1e-16: ample for means)."""
+    return np.asarray(w["hi"], np.int64).astype(np.float64) * 2.0**32 + np.asarray(w["lo"], np.int64)
 
 
 def histogram_index(v: Float[Array, "*b"], lo, hi, bins: int = BINS) -> Int[Array, "*b"]:
@@ -110,8 +131,8 @@ def quantile_from_hist(hist: np.ndarray, lo: float, hi: float, p: float, vmin: f
     return float(min(max(v0 + (r - k0) * (v1 - v0), vmin), vmax))
 
 
-def moments(count: int, s: int, ss: int, centre: float) -> tuple[float, float]:
-    """Mean and standard deviation from the fixed-point sums."""
+def moments(count: int, s: float, ss: float, centre: float) -> tuple[float, float]:
+    """Mean and standard deviation from the fixed-point sums (``wide_value`` of each)."""
     if count == 0:
         return float("nan"), float("nan")
     m1 = s / 2.0**SUM_BITS / count

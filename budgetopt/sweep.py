@@ -33,7 +33,7 @@ from .allocate import Budget, _broadcast, closed_form_scalar, interval, log_toke
 from .devices import batch_sharding
 from .distributions import Dist, key_words, sample_log, uniform
 from .errors import InputError
-from .files import to_bytes, write_atomic
+from .files import remove_stale_temps, to_bytes, write_atomic
 from .laws import DataConstrained, Parametric, TokensPerParam, data_constrained_constants, loss
 from .scenario import Scenario
 
@@ -153,6 +153,13 @@ def _quantities(a, b: Budget, epochs: bool = True):
     return vals, jnp.isfinite(vals)
 
 
+def _usable(ok, converged):
+    """Which [Q, S] values enter the summaries: outputs of a converged solve; the budget (an
+    input, row 4) always, so its distribution is reported even where no model fits it."""
+    rows = jnp.arange(ok.shape[0])[:, None]
+    return ok & (converged[None, :] | (rows == QUANTITIES.index("flops")))
+
+
 def _names(sc: Scenario) -> tuple[str, ...]:
     return QUANTITIES if sc.unique_tokens is not None else QUANTITIES[:5]
 
@@ -201,10 +208,10 @@ def make_plan(sc: Scenario, n: int, dtype) -> Plan:
         law, b = sampler(lo, hi)
         a = _solve(sc, law, b)
         vals, ok = _quantities(a, b, sc.unique_tokens is not None)
-        return vals, ok
+        return vals, _usable(ok, a.converged)
 
     vals, ok = (np.asarray(v, np.float64) for v in pilot())
-    ok = ok.astype(bool)
+    ok = ok.astype(bool)  # (already masked to converged samples in the pilot kernel)
     lo, hi, centre = [], [], []
     for q in range(len(_names(sc))):
         v = vals[q][ok[q]]
@@ -217,6 +224,8 @@ def make_plan(sc: Scenario, n: int, dtype) -> Plan:
     if not sc.has_loss or sc.candidates == 0:
         return Plan(ranges, np.zeros(0), refine, p)
     xn = vals[0][ok[0]]
+    if xn.size == 0:
+        return Plan(ranges, np.zeros(0), {"note": "no pilot sample converged: no candidate grid"}, p)
     g_lo, g_hi = np.quantile(xn, 0.005) - math.log(2), np.quantile(xn, 0.995) + math.log(2)
     grid = np.linspace(g_lo, g_hi, sc.candidates)
     refined, refine = _refine(sc, sampler, p, grid, dtype)
@@ -276,7 +285,7 @@ def make_chunk_fn(sc: Scenario, plan: Plan, chunk: int, dtype, sharding=None):
         live = j < valid
         a = _solve(sc, law, b)
         vals, ok = _quantities(a, b, sc.unique_tokens is not None)
-        out = {"q": S.accumulate(vals, ok & live[None, :], ranges)._asdict(),
+        out = {"q": S.accumulate(vals, _usable(ok, a.converged) & live[None, :], ranges)._asdict(),
                "samples": jnp.sum(live).astype(jnp.int64),
                "converged": jnp.sum(live & a.converged).astype(jnp.int64)}
         if kc:
@@ -287,16 +296,18 @@ def make_chunk_fn(sc: Scenario, plan: Plan, chunk: int, dtype, sharding=None):
             # strided slice: scattering every sample into K histograms costs more than the solve
             off = (-start_lo) % REGRET_STRIDE
             sub = lambda v: jnp.take(v.reshape(chunk // REGRET_STRIDE, REGRET_STRIDE), off, axis=1)  # noqa: E731
-            opt_sub, live_sub = sub(opt), sub(live)
+            # regret is defined against a sample's optimum: only where that solve converged
+            use = live & a.converged & jnp.isfinite(opt)
+            opt_sub, use_sub = sub(opt), sub(use)
 
             def one(_, x):
                 # A scan step per candidate: XLA cannot fuse the sampler across the loop
                 # boundary, so it is not recomputed K times (measured 60x slower when fused).
                 lk = _candidate_losses(law_b, b_b, x[None])[0]
                 regret = jnp.maximum(lk - opt, 0.0)
-                m = live & jnp.isfinite(lk) & jnp.isfinite(opt)
+                m = use & jnp.isfinite(lk)
                 r_sub = jnp.maximum(sub(lk) - opt_sub, 0.0)
-                m_sub = live_sub & jnp.isfinite(r_sub)
+                m_sub = use_sub & jnp.isfinite(r_sub)
                 t = (jnp.log(jnp.maximum(r_sub, 1e-30)) - reg_lo) / (reg_hi - reg_lo) * REGRET_BINS
                 idx = jnp.where(m_sub, jnp.clip(jnp.floor(t).astype(jnp.int32) + 1, 0, REGRET_BINS + 1), nb)
                 return None, {"loss_sum": S.fixed_point_sum(lk, LOSS_BITS, m, axis=0),
@@ -306,7 +317,7 @@ def make_chunk_fn(sc: Scenario, plan: Plan, chunk: int, dtype, sharding=None):
                               "regret_hist": S.count_bins(idx, nb + 1)[:-1]}
 
             _, out["cand"] = jax.lax.scan(one, None, cands)
-            out["opt_loss_sum"] = S.fixed_point_sum(a.loss, LOSS_BITS, live & jnp.isfinite(a.loss), axis=0)
+            out["opt_loss_sum"] = S.fixed_point_sum(a.loss, LOSS_BITS, use, axis=0)
         return out
 
     return run
@@ -329,7 +340,9 @@ def merge_states(a: dict, b: dict) -> dict:
     """Exact merge of two sweep states (counts and fixed-point sums add, min/max combine)."""
     out = {}
     for k in a:
-        if isinstance(a[k], dict):
+        if isinstance(a[k], dict) and set(a[k]) == {"hi", "lo"}:
+            out[k] = S.wide_add(a[k], b[k])
+        elif isinstance(a[k], dict):
             out[k] = merge_states(a[k], b[k])
         elif k == "vmin":
             out[k] = np.minimum(a[k], b[k])
@@ -413,13 +426,15 @@ def run(sc: Scenario, *, samples: int | None = None, chunk_size: int = 65536, x6
     n = samples if samples is not None else sc.samples
     if not 1 <= n <= 10**13:
         raise InputError("--samples", f"must be from 1 to 1e13, got {n}")
-    if chunk_size < 1:
-        raise InputError("--chunk-size", f"must be a positive number of samples, got {chunk_size}")
+    if not 1 <= chunk_size <= 2**S.MAX_CHUNK_BITS:
+        raise InputError("--chunk-size", f"must be from 1 to {2**S.MAX_CHUNK_BITS} samples, got {chunk_size}")
     if resume and not checkpoint:
         raise InputError("--resume", "needs --checkpoint PATH")
     n_dev = jax.device_count()
     unit = math.lcm(n_dev, REGRET_STRIDE)
     chunk = max(unit, -(-chunk_size // unit) * unit)  # a multiple of devices and the stride
+    if chunk > 2**S.MAX_CHUNK_BITS:  # keep the in-chunk int64 sums from overflowing
+        chunk -= unit
     i_shard, n_shards = shard
     begin, end = n * i_shard // n_shards, n * (i_shard + 1) // n_shards
     fp = fingerprint(sc, n, x64)
@@ -428,6 +443,7 @@ def run(sc: Scenario, *, samples: int | None = None, chunk_size: int = 65536, x6
     ckpt = Path(checkpoint) if checkpoint else None
     state, pos = None, begin
     if resume:
+        remove_stale_temps(ckpt)  # a SIGKILL between write and rename leaves one
         if ckpt.exists():
             state, meta = _load_checkpoint(ckpt, _empty_state(fn, plan))
             if meta.get("fingerprint") != fp or meta.get("shard", [0, 1]) != [i_shard, n_shards]:
@@ -495,7 +511,8 @@ def summarise(sc: Scenario, plan: Plan, state: dict, fp: str) -> dict:
             continue
         vals = {p: S.quantile_from_hist(q["hist"][k], lo[k], hi[k], f, q["vmin"][k], q["vmax"][k])
                 for p, f in S.QUANTILES.items()}
-        mean, std = S.moments(int(q["count"][k]), int(q["sum"][k]), int(q["sumsq"][k]), centre[k])
+        mean, std = S.moments(int(q["count"][k]), float(S.wide_value(q["sum"])[k]), float(S.wide_value(q["sumsq"])[k]),
+                              centre[k])
         lg = name in LOG_QUANTITIES
         conv = (lambda v: math.exp(v)) if lg else (lambda v: v)
         quant[name] = {p: conv(v) for p, v in vals.items()}
@@ -506,11 +523,17 @@ def summarise(sc: Scenario, plan: Plan, state: dict, fp: str) -> dict:
     result = {"scenario": sc.name, "law": sc.law.name, "uncertainty": sc.uncertainty, "samples": n,
               "converged_fraction": int(state["converged"]) / n if n else float("nan"),
               "quantiles": quant, "stats": stats, "fingerprint": fp}
-    if "cand" in state and n:
+    if plan.refine.get("note"):
+        result["recommendation"] = None
+        result["recommendation_note"] = plan.refine["note"]
+    elif "cand" in state and n and int(np.min(state["cand"]["count"])) == 0:
+        result["recommendation"] = None
+        result["recommendation_note"] = "no sample converged to a usable optimum: nothing to recommend"
+    elif "cand" in state and n:
         c = state["cand"]
-        cnt = np.maximum(c["count"], 1)
-        exp_loss = c["loss_sum"] / 2.0**LOSS_BITS / cnt
-        exp_reg = c["regret_sum"] / 2.0**LOSS_BITS / cnt
+        cnt = c["count"]
+        exp_loss = S.wide_value(c["loss_sum"]) / 2.0**LOSS_BITS / cnt
+        exp_reg = S.wide_value(c["regret_sum"]) / 2.0**LOSS_BITS / cnt
         win = c["win"] / cnt
         edges = np.linspace(*REGRET_RANGE, REGRET_BINS + 1)
         p95 = []
@@ -535,7 +558,7 @@ def summarise(sc: Scenario, plan: Plan, state: dict, fp: str) -> dict:
             "expected_regret": float(exp_reg[best]), "p95_regret": float(p95[best]),
             "p_regret_below_1pct": float(win[best]), "risk": sc.risk,
             "from": "optax refinement" if best == len(plan.candidates) - 1 else "grid",
-            "expected_optimal_loss": float(state["opt_loss_sum"] / 2.0**LOSS_BITS / n),
+            "expected_optimal_loss": float(S.wide_value(state["opt_loss_sum"]) / 2.0**LOSS_BITS / int(state["converged"])),
             "p95_regret_note": f"upper edge of the 1-in-{REGRET_STRIDE} subsample's bin (±{100 * (math.exp((REGRET_RANGE[1] - REGRET_RANGE[0]) / REGRET_BINS) - 1):.0f} %)"}
         result["refinement"] = plan.refine
         result["regret_curve"] = curve

@@ -1,0 +1,34 @@
+"""Running the real CLI in child processes (for what CliRunner cannot show: signals, devices,
+the interpreter's own exit path)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def clean_env(**extra) -> dict:
+    """The environment for a child process, without the XLA_FLAGS that in-process CLI calls set;
+    the compile cache off unless ``extra`` says otherwise (a value of None removes a variable)."""
+    e = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    e = dict(e, **{"BUDGETOPT_CACHE_DIR": "off", **extra})
+    return {k: v for k, v in e.items() if v is not None}
+
+
+def cli(args, env=None, cwd=ROOT, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "budgetopt", *map(str, args)], capture_output=True, text=True,
+                          env=clean_env(**(env or {})), cwd=cwd, **kw)
+
+
+def popen(args, env=None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "budgetopt", *map(str, args)], env=clean_env(**(env or {})),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def strip_run(res: dict) -> dict:
+    """A sweep result without its "run" block (timings, devices), for equality checks."""
+    return {k: v for k, v in res.items() if k != "run"}
