@@ -21,11 +21,15 @@ from .report import check_format, emit, record_table, to_csv, to_json, to_table
 from .units import parse_number
 
 
+EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+
+
 class _OneLineErrors(TyperGroup):
     """Run the command non-standalone and turn every usage error into one line, exit 2."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         from typer._click import exceptions as cx
+        from typer.exceptions import Abort
 
         try:
             rv = super().main(args=args, prog_name=prog_name or "budgetopt", complete_var=complete_var,
@@ -38,9 +42,16 @@ class _OneLineErrors(TyperGroup):
             _fail(" ".join(e.format_message().split()))
         except cx.ClickException as e:
             _fail(" ".join(e.format_message().split()))
-        except (cx.Abort, KeyboardInterrupt):
-            print("aborted", file=sys.stderr)
-            sys.exit(130)
+        except (Abort, KeyboardInterrupt):
+            _interrupted("interrupted")
+        except Exception as e:  # a bug, not bad input: say so in one line, keep the traceback on request
+            if os.environ.get("BUDGETOPT_DEBUG"):
+                raise
+            print(f"internal error: {type(e).__name__}: {e} (a bug in budgetopt; rerun with BUDGETOPT_DEBUG=1 "
+                  "for the traceback, and please report it)", file=sys.stderr)
+            sys.exit(EXIT_INTERNAL)
+        if rv == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into exit code 130
+            _interrupted("interrupted")
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -55,9 +66,19 @@ def _negative_argument(e) -> str | None:
     return f"{name}: must be positive, got {e.option_name}"
 
 
+def _interrupted(msg: str) -> None:
+    """Ctrl-C: say so and leave at once. os._exit skips interpreter teardown, which can crash
+    (SIGSEGV) while XLA's threads are still inside an interrupted computation; every file
+    budgetopt writes is already whole (written atomically), so nothing is lost."""
+    print(msg, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
 def _fail(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(EXIT_BAD_INPUT)
 
 
 app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True,
@@ -75,14 +96,32 @@ def _setup(x64: Optional[bool]) -> None:
     if x64 is None:
         x64 = jax.default_backend() == "cpu"
     jax.config.update("jax_enable_x64", bool(x64))
-    cache = os.environ.get("BUDGETOPT_CACHE_DIR", str(Path.home() / ".cache" / "budgetopt" / "jax"))
-    if cache and cache.lower() != "off":
-        try:
-            Path(cache).mkdir(parents=True, exist_ok=True)
-            jax.config.update("jax_compilation_cache_dir", cache)
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        except OSError:
-            pass  # a read-only home just means no cache
+    cache = compile_cache_dir()
+    if cache is not None:
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def compile_cache_dir() -> Optional[Path]:
+    """Where JAX's persistent compile cache lives: $BUDGETOPT_CACHE_DIR ("off" disables it),
+    else $XDG_CACHE_HOME/budgetopt/jax, else ~/.cache/budgetopt/jax. The cache holds compiled
+    executables that JAX loads and runs, so a directory another user could write to is refused
+    (with a warning): that would let them run code as you. New directories are made 0700."""
+    env = os.environ.get("BUDGETOPT_CACHE_DIR")
+    if env is not None and env.strip().lower() in ("", "off", "0", "none"):
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    path = Path(env) if env else base / "budgetopt" / "jax"
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = path.stat()
+    except OSError:
+        return None  # a read-only home just means no cache
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        print(f"warning: not using the compile cache {path}: it is writable by other users or not yours "
+              "(chmod go-w it, or set BUDGETOPT_CACHE_DIR)", file=sys.stderr)
+        return None
+    return path
 
 
 def _host_devices(n: Optional[int]) -> None:
@@ -185,7 +224,7 @@ def optimize(
     _print(rec, fmt, output, "budgetopt optimize", notes)
     if not rec["converged"]:
         print("warning: the solve did not converge; the answer is not reliable", file=sys.stderr)
-        return 1
+        return EXIT_NOT_CONVERGED
     return 0
 
 
@@ -313,6 +352,8 @@ def _sweep_tables(res: dict) -> str:
              "P(regret < 1 %)": f"{rec['p_regret_below_1pct']:.2%}", "chosen by": f"{rec['risk']} loss, from {rec['from']}"}
         text += to_table([{"quantity": k, "value": v} for k, v in r.items()],
                          title="Robust recommendation: commit to N before hours, MFU and the law are known")
+    if res.get("recommendation_note"):
+        text += f"note: {res['recommendation_note']}\n"
     run = res["run"]
     text += (f"backend {run['backend']} × {run['devices']} device(s), {run['processes']} process(es), chunk {run['chunk_size']:,}, "
              f"{'float64' if run['x64'] else 'float32'}, {run['elapsed_s']:.1f} s\n")
@@ -390,8 +431,7 @@ def sweep(
                          checkpoint=checkpoint, resume=resume, shard=(i_sh, n_sh), progress=tick)
     except KeyboardInterrupt:
         hint = f"; resume with --checkpoint {checkpoint} --resume" if checkpoint else "; use --checkpoint to make runs resumable"
-        print(f"interrupted{hint}", file=sys.stderr)
-        return 130
+        _interrupted(f"interrupted{hint}")
     import jax
 
     if jax.process_index() != 0:

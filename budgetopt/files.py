@@ -13,6 +13,7 @@ leave one, named ``.<name>.*.tmp`` next to the target, and the next write ignore
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
@@ -151,6 +152,19 @@ def write_atomic(path: str | Path, data: str | bytes, field: str = "-o") -> None
             os.close(dfd)
     except OSError:
         pass  # some filesystems refuse fsync on a directory; the rename is still atomic
+
+
+def remove_stale_temps(path: str | Path) -> int:
+    """Delete the temporary files a killed ``write_atomic(path, ...)`` left behind; returns how
+    many. Only for a path this process owns (a resumed checkpoint): a concurrent writer's
+    temporary file would be removed too."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    n = 0
+    for p in parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
 
 
 def to_bytes(save, *args, **kwargs) -> bytes:
