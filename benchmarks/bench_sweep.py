@@ -34,6 +34,7 @@ from budgetopt import scenario as scn
 from budgetopt import summary as S
 from budgetopt import sweep as sw
 from budgetopt.allocate import closed_form_x
+from budgetopt.devices import x64
 from budgetopt.laws import Parametric, get_preset
 
 from common import machine, record, timeit
@@ -79,6 +80,11 @@ def numpy_sweep(n: int, seed: int = 0) -> dict:
 def stage_rates(sc, n_stage: int, dtype=jnp.float32) -> dict:
     """Rates of the sampling, solve and summary stages alone, and of the bare closed-form
     kernel on inputs already in memory (jitted separately, one chunk of n_stage samples)."""
+    with x64():  # the summary's int64 accumulators, as inside sweep.run
+        return _stage_rates(sc, n_stage, dtype)
+
+
+def _stage_rates(sc, n_stage: int, dtype) -> dict:
     sampler = sw.make_sampler(sc, dtype)
     plan = sw.make_plan(sc, n_stage, dtype)
     idx = sw._indices(0, n_stage)

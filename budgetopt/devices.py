@@ -8,6 +8,7 @@ on 2 cores, benchmarks/NOTES.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -39,3 +40,16 @@ def shard_batch(tree, size: int):
         raise ValueError(f"batch of {size} does not split over {n_dev} devices; pad it to a multiple")
     sharding = batch_sharding()
     return jax.tree_util.tree_map(lambda v: jax.device_put(jnp.broadcast_to(jnp.asarray(v), (size,)), sharding), tree)
+
+
+@contextlib.contextmanager
+def x64(enabled: bool = True):
+    """JAX's 64-bit mode inside the block, the caller's setting restored after: library
+    entry points that need int64 accumulators or a float64 fit must not flip it for the
+    whole process."""
+    prev = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", enabled)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", prev)

@@ -24,6 +24,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from .devices import x64
 from .errors import InputError
 from .files import read_text
 
@@ -242,7 +243,7 @@ def fit_approach3(runs: Runs, delta: float = 1e-3, bootstrap: int = 0, seed: int
     log B, log E, alpha, beta) order, standard errors and 95 % percentile intervals."""
     if not delta > 0:
         raise InputError("--delta", f"must be > 0, got {delta}")
-    with _x64(), jax.numpy_dtype_promotion("standard"):  # optax mixes int32/int64 internally
+    with x64(), jax.numpy_dtype_promotion("standard"):  # optax mixes int32/int64 internally
         args = [jnp.asarray(v, jnp.float64) for v in runs]
         n = len(runs.log_l)
         ones = jnp.ones(n, jnp.float64)
@@ -297,16 +298,6 @@ def fit_approach3(runs: Runs, delta: float = 1e-3, bootstrap: int = 0, seed: int
                                 "ci95": {nm: [float(np.percentile(nat[:, i], 2.5)), float(np.percentile(nat[:, i], 97.5))]
                                          for i, nm in enumerate(names)}}
     return out
-
-
-class _x64:
-    def __enter__(self):
-        self.prev = jax.config.jax_enable_x64
-        jax.config.update("jax_enable_x64", True)
-
-    def __exit__(self, *exc):
-        jax.config.update("jax_enable_x64", self.prev)
-        return False
 
 
 # ----------------------------------------------------------------------------------------------

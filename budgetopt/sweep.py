@@ -31,6 +31,7 @@ import numpy as np
 from . import summary as S
 from .allocate import Budget, _broadcast, closed_form_scalar, interval, log_tokens, method_for, solve_scalar
 from .devices import batch_sharding
+from .devices import x64 as _x64_mode  # (run's own x64 argument is the compute precision)
 from .distributions import Dist, key_words, sample_log, uniform
 from .errors import InputError
 from .files import remove_stale_temps, to_bytes, write_atomic
@@ -421,8 +422,14 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def run(sc: Scenario, *, samples: int | None = None, chunk_size: int = 65536, x64: bool = False,
         checkpoint: str | Path | None = None, resume: bool = False, shard: tuple[int, int] = (0, 1),
         progress: Callable[[int, int], None] | None = None) -> dict:
-    """Run a sweep and return its result (summary + state). See the module docstring."""
-    jax.config.update("jax_enable_x64", True)  # int64 accumulators; compute dtype stays explicit
+    """Run a sweep and return its result (summary + state). See the module docstring.
+    Runs in JAX's 64-bit mode (int64 accumulators; the compute dtype stays explicit) and
+    restores the caller's setting."""
+    with _x64_mode():
+        return _run(sc, samples, chunk_size, x64, checkpoint, resume, shard, progress)
+
+
+def _run(sc, samples, chunk_size, x64, checkpoint, resume, shard, progress) -> dict:
     n = samples if samples is not None else sc.samples
     if not 1 <= n <= 10**13:
         raise InputError("--samples", f"must be from 1 to 1e13, got {n}")

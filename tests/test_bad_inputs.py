@@ -136,3 +136,8 @@ def test_bad_input_in_a_real_process(cmd, workdir):
     assert p.returncode == 2, p.stderr
     assert len(p.stderr.splitlines()) == 1 and p.stderr.startswith("error: "), p.stderr
     assert p.stdout == "" and _snapshot(workdir) == before
+
+
+def test_tests_readme_states_the_corpus_size():
+    text = (Path(__file__).parent / "README.md").read_text()
+    assert f"holds {len(CASES)} cases" in text and f"| {len(CASES) * 2 + len(REAL) + 2} |" in text

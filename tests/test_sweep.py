@@ -272,3 +272,12 @@ def test_samples_without_a_usable_optimum_are_counted_not_summarised():
     none = sw.run(scn.from_dict({"samples": 2000, "budget": {"flops": 1.0}}, "test"))
     assert none["converged_fraction"] == 0 and none["recommendation"] is None and "no pilot sample" in none["recommendation_note"]
     assert set(none["quantiles"]) == {"flops"}
+
+
+def test_run_leaves_the_callers_precision_setting_alone():
+    jax.config.update("jax_enable_x64", False)
+    try:
+        res = sw.run(scn.from_dict({"samples": 1000, "budget": {"flops": 1e23}, "recommend": {"candidates": 0}}, "t"))
+        assert not jax.config.jax_enable_x64 and res["samples"] == 1000
+    finally:
+        jax.config.update("jax_enable_x64", True)
