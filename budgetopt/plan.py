@@ -82,6 +82,12 @@ class Constraints:
             v = getattr(self, name)
             if v is not None and (math.isnan(v) or v <= 0 or math.isinf(v)):
                 raise InputError("--" + name.replace("_", "-"), f"must be a positive finite number, got {v!r}")
+        for name in ("unique_tokens", "max_params", "max_tokens"):  # counts: the model needs N >= 1, D >= 1
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise InputError("--" + name.replace("_", "-"), f"must be at least 1, got {v!r}")
+        if self.max_epochs is not None and self.unique_tokens is not None and self.max_epochs * self.unique_tokens < 1:
+            raise InputError("--max-epochs", "allows less than one training token: --max-epochs x --unique-tokens must be >= 1")
         v = self.inference_tokens
         if v is not None and (math.isnan(v) or v < 0 or math.isinf(v)):
             raise InputError("--inference-tokens", f"must be a non-negative finite number, got {v!r}")

@@ -38,8 +38,8 @@ DIST_PARAMS = {"uniform": ("low", "high"), "loguniform": ("low", "high"), "norma
                "lognormal": ("median", "sigma"), "triangular": ("low", "mode", "high")}
 # field -> (lowest allowed, highest allowed, lowest is exclusive)
 DOMAINS = {"flops": (0.0, math.inf, True), "count": (0.0, math.inf, True), "hours": (0.0, math.inf, True),
-           "days": (0.0, math.inf, True), "mfu": (0.0, 1.0, True), "unique_tokens": (0.0, math.inf, True),
-           "max_params": (0.0, math.inf, True), "max_tokens": (0.0, math.inf, True),
+           "days": (0.0, math.inf, True), "mfu": (0.0, 1.0, True), "unique_tokens": (1.0, math.inf, False),
+           "max_params": (1.0, math.inf, False), "max_tokens": (1.0, math.inf, False),
            "max_epochs": (0.0, math.inf, True), "inference_tokens": (0.0, math.inf, True)}
 SECTIONS = {
     "": {"samples", "seed", "name", "description", "law", "budget", "data", "constraints", "recommend"},
@@ -113,7 +113,7 @@ def _number(v: Any, where: str) -> float:
 def _in_domain(x: float, name: str, where: str) -> None:
     lo, hi, excl = DOMAINS[name]
     if (x <= lo if excl else x < lo) or x > hi:
-        rng = f"({lo:g}, {hi:g}]" if hi < math.inf else f"> {lo:g}"
+        rng = f"({lo:g}, {hi:g}]" if hi < math.inf else f"> {lo:g}" if excl else f">= {lo:g}"
         raise InputError(where, f"must be {rng}, got {x:g}")
 
 
