@@ -18,21 +18,6 @@ from budgetopt.errors import InputError
 
 from .procs import cli, popen, strip_run
 
-SCENARIO = """
-samples = 12_000_000
-seed = 11
-[law]
-preset = "besiroglu2024"
-uncertainty = "covariance"
-[budget]
-gpu = "h100-sxm"
-count = 1024
-hours = { dist = "triangular", low = 400, mode = 700, high = 720 }
-mfu = { dist = "uniform", low = 0.35, high = 0.45 }
-[recommend]
-candidates = 8
-"""
-
 
 def _kill_at(p, delay: float, sig: int) -> bool:
     """Send ``sig`` after ``delay`` seconds unless the process ended first; True if it was sent."""
@@ -55,16 +40,15 @@ def _checkpoint_position(ck: Path) -> int:
 
 @pytest.mark.slow
 def test_sweep_killed_again_and_again_resumes_to_the_uninterrupted_result(tmp_path):
-    scen = tmp_path / "s.toml"
-    scen.write_text(SCENARIO)
+    scen = ["--example", "h100-cluster", "--samples", "12000000", "--candidates", "8", "--seed", "11"]
     env = {"BUDGETOPT_CACHE_DIR": str(tmp_path / "jax-cache")}  # later starts skip the compile
     ref = tmp_path / "ref.json"
-    r = cli(["sweep", scen, "--chunk-size", "262144", "-q", "-f", "json", "-o", ref], env=env)
+    r = cli(["sweep", *scen, "--chunk-size", "262144", "-q", "-f", "json", "-o", ref], env=env)
     assert r.returncode == 0, r.stderr
     want = json.dumps(strip_run(json.loads(ref.read_text())), sort_keys=True)
 
     ck, out = tmp_path / "ck.npz", tmp_path / "out.json"
-    args = ["sweep", scen, "--chunk-size", "262144", "--checkpoint", ck, "--resume", "-q", "-f", "json", "-o", out]
+    args = ["sweep", *scen, "--chunk-size", "262144", "--checkpoint", ck, "--resume", "-q", "-f", "json", "-o", out]
     rng = random.Random(2026)
     positions, kills = [], {signal.SIGINT: 0, signal.SIGKILL: 0}
     for attempt in range(6):
