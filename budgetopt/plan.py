@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 
 from . import units
@@ -17,7 +18,7 @@ from .allocate import Allocation, Budget, allocate, compute_for_loss, method_for
 from .errors import InputError
 from .hardware import Accelerator
 from .laws import (DataConstrained, LawSpec, Parametric, TokensPerParam, data_constrained_constants,
-                   irreducible_loss, to_array_law)
+                   irreducible_loss, loss, to_array_law)
 
 DEFAULT_MFU = 0.4
 MIN_FLOPS = 6.0  # one parameter trained on one token
@@ -185,7 +186,13 @@ def optimize(spec: LawSpec, *, flops: float | None = None, hardware: Hardware | 
         floor = float(irreducible_loss(arr_law))
         if target_loss <= floor:
             raise InputError("--target-loss", f"{target_loss} is at or below the law's irreducible loss E = {floor:.4g}; no compute reaches it")
-        res = compute_for_loss(arr_law, target_loss, c.budget(0.0), method=method)
+        b0 = c.budget(0.0)
+        zero = jnp.zeros((), jnp.result_type(*jax.tree_util.tree_leaves(arr_law)))
+        smallest = float(loss(arr_law, zero, zero, b0.log_u.astype(zero.dtype)))  # N = 1 parameter, D = 1 token
+        if target_loss >= smallest:
+            raise InputError("--target-loss", f"{target_loss:g} is at or above the loss of a 1-parameter model trained on "
+                             f"1 token ({smallest:.4g}): any compute reaches it; give a lower target")
+        res = compute_for_loss(arr_law, target_loss, b0, method=method)
         if not bool(res.reachable):
             best = compute_for_loss(arr_law, 0.0, c.budget(0.0), method=method)  # loss at the search cap
             raise InputError("--target-loss", f"{target_loss} is unreachable under these constraints "
