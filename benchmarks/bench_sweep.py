@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import time
-import tomllib
 
 if __name__ == "__main__":
     from budgetopt.devices import set_host_device_count
@@ -39,20 +38,6 @@ from budgetopt.laws import Parametric, get_preset
 
 from common import machine, record, timeit
 
-SCENARIO = """
-name = "bench"
-seed = 0
-[law]
-preset = "besiroglu2024"
-uncertainty = "covariance"
-[budget]
-gpu = "h100-sxm"
-count = 1024
-hours = { dist = "triangular", low = 400, mode = 700, high = 720 }
-mfu = { dist = "uniform", low = 0.35, high = 0.45 }
-[recommend]
-candidates = 0
-"""
 PROBS = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
 
 
@@ -129,7 +114,8 @@ def main(argv=None):
     n = int(args.samples)
     nb = int(min(n, args.baseline_samples))
     chunk = int(args.chunk_size)
-    sc = scn.from_dict(tomllib.loads(SCENARIO), "bench")
+    # the built-in example (what the README runs), without the recommendation stage
+    sc = dataclasses.replace(scn.example("h100-cluster"), candidates=0)
 
     t0 = time.perf_counter()
     first = sw.run(sc, samples=n, chunk_size=chunk)
