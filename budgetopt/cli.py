@@ -392,6 +392,8 @@ def sweep(
         raise InputError("-o", f"directory {output.parent} does not exist")
     if output is not None and scenario is not None and same_file(output, scenario):
         raise InputError("-o", f"{output} is the SCENARIO file; write the result elsewhere")
+    if checkpoint is not None and scenario is not None and same_file(checkpoint, scenario):
+        raise InputError("--checkpoint", f"{checkpoint} is the SCENARIO file; keep the checkpoint elsewhere")
     if output is not None and checkpoint is not None and Path(output).absolute() == Path(checkpoint).absolute():
         raise InputError("-o", "the result and --checkpoint must be different files")
     if distributed:
