@@ -141,3 +141,4 @@ def test_bad_input_in_a_real_process(cmd, workdir):
 def test_tests_readme_states_the_corpus_size():
     text = (Path(__file__).parent / "README.md").read_text()
     assert f"holds {len(CASES)} cases" in text and f"| {len(CASES) * 2 + len(REAL) + 2} |" in text
+    assert f"a corpus of {len(CASES)} bad inputs" in (Path(__file__).parent.parent / "README.md").read_text()
