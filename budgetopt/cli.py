@@ -499,8 +499,6 @@ def fit(
         raise InputError("--delta", f"must be a positive finite Huber delta, got {delta}")
     if not 0 < tolerance < 1:
         raise InputError("--tolerance", f"must be a relative tolerance in (0, 1), got {tolerance}")
-    if drop_highest < 0:
-        raise InputError("--drop-highest", f"must be >= 0, got {drop_highest}")
     for flag, v in (("--loss-min", loss_min), ("--loss-max", loss_max)):
         if v is not None and not math.isfinite(v):
             raise InputError(flag, f"must be a finite loss, got {v}")

@@ -608,7 +608,7 @@ def _merge_results(results: list[dict], names: list[str]) -> dict:
         flat = _flatten(st)
         if set(flat) != set(want) or any(flat[k].shape != want[k].shape for k in want):
             raise InputError("FILES", f"{name}: its state does not match the other shards' (edited or damaged)")
-        if any((v < 0).any() for k, v in flat.items() if k.endswith(("count", "hist", "nonconv"))):
+        if any((v < 0).any() for k, v in flat.items() if k.endswith(("count", "hist", "win", "converged", "samples", "/lo"))):
             raise InputError("FILES", f"{name}: negative counts in its state (edited or damaged)")
     state = states[0]
     for st in states[1:]:
