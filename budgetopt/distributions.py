@@ -52,11 +52,15 @@ def random_bits(key: tuple, index_lo, index_hi, stream: int) -> UInt32[Array, "*
 
 
 def uniform(key: tuple, index_lo, index_hi, stream: int, dtype=jnp.float32) -> Float[Array, "*b"]:
-    """Uniform on the open interval (0, 1): 24 bits for float32, 32 bits for float64."""
+    """Uniform on the open interval (0, 1): 24 bits for float32, 32 bits for float64.
+
+    The float32 grid (k + 1/2) 2^-24 ends at 1 - 2^-25, which float32 rounds to 1.0 (where
+    ndtri is +inf: one law draw in ~3e6 was infinite); that top point is kept at 1 - 2^-24."""
     bits = random_bits(key, index_lo, index_hi, stream)
     if jnp.dtype(dtype) == jnp.float64:
         return (bits.astype(jnp.float64) + 0.5) * (2.0 ** -32)
-    return ((bits >> 8).astype(jnp.float32) + jnp.float32(0.5)) * jnp.float32(2.0 ** -24)
+    u = ((bits >> 8).astype(jnp.float32) + jnp.float32(0.5)) * jnp.float32(2.0 ** -24)
+    return jnp.minimum(u, jnp.float32(1.0 - 2.0 ** -24))
 
 
 class Dist(NamedTuple):
