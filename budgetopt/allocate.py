@@ -76,8 +76,16 @@ class Allocation(NamedTuple):
 # Geometry of the constraint
 
 
+def absent(v, default: float) -> bool:
+    """Whether a Budget field is the Python constant of "not given" (known at trace time, so
+    the term it would enter is left out of the program rather than computed as a zero)."""
+    return isinstance(v, (int, float)) and v == default
+
+
 def log_tokens(b: Budget, x: Array) -> Array:
     """log D on the constraint 6 N D + 2 N D_inf = C, for x = log N."""
+    if absent(b.log_d_inf, -math.inf):  # no serving: the correction below is log1p(0) = 0
+        return b.log_c - x - LOG6
     # log((C e^-x - 2 D_inf) / 6) = log C - x - log 6 + log1p(-2 D_inf e^x / C)
     frac = jnp.exp(jnp.minimum(x + LOG2 + b.log_d_inf - b.log_c, 0.0))
     return b.log_c - x - LOG6 + jnp.log1p(-frac)
@@ -91,8 +99,17 @@ def log_lifetime_flops(log_n: Array, log_d: Array, log_d_inf: Array) -> Array:
 def interval(b: Budget) -> tuple[Array, Array]:
     """Feasible [lo, hi] on x = log N: N >= 1, N <= N_max, D >= 1 token, D <= D_max.
     lo > hi means the caps make the whole budget unusable."""
-    lo = jnp.maximum(0.0, b.log_c - jnp.logaddexp(LOG6 + b.log_d_max, LOG2 + b.log_d_inf))
-    hi = jnp.minimum(b.log_n_max, b.log_c - jnp.logaddexp(LOG6, LOG2 + b.log_d_inf))
+    # The same values with absent fields left out (logaddexp(a, -inf) = a exactly).
+    no_serving = absent(b.log_d_inf, -math.inf)
+    if absent(b.log_d_max, math.inf):
+        lo = jnp.zeros_like(b.log_c)
+    elif no_serving:
+        lo = jnp.maximum(0.0, b.log_c - (LOG6 + b.log_d_max))
+    else:
+        lo = jnp.maximum(0.0, b.log_c - jnp.logaddexp(LOG6 + b.log_d_max, LOG2 + b.log_d_inf))
+    hi = b.log_c - (LOG6 if no_serving else jnp.logaddexp(LOG6, LOG2 + b.log_d_inf))
+    if not absent(b.log_n_max, math.inf):
+        hi = jnp.minimum(b.log_n_max, hi)
     return lo, hi
 
 
