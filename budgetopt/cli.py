@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from .errors import InputError
 from .files import load_json, same_file, write_atomic
-from .report import check_format, emit, record_table, to_csv, to_json, to_table
+from .report import check_format, emit, record_table, sweep_report, to_csv, to_json, to_table
 from .units import parse_number
 
 
@@ -332,41 +332,14 @@ def laws(fmt: str = FMT, output: Optional[Path] = OUT):
     return 0
 
 
-def _sweep_tables(res: dict) -> str:
-    """Readable sweep report: quantiles per quantity, then the recommendation."""
-    from .report import to_table
-    from .units import format_count, format_float, format_sci
-
-    fmt = {"params": format_count, "tokens": format_count, "loss": lambda v: f"{v:.4f}",
-           "tokens_per_param": lambda v: format_float(v, 3), "flops": format_sci, "epochs": lambda v: format_float(v, 3)}
-    rows = []
-    for name, q in res["quantiles"].items():
-        rows.append({"quantity": name, **{p: fmt[name](v) for p, v in q.items()}})
-    text = to_table(rows, title=f"budgetopt sweep — {res['scenario']}: {res['samples']:,} samples, law {res['law']} "
-                    f"(uncertainty: {res['uncertainty']}), converged {res['converged_fraction']:.2%}")
-    rec = res.get("recommendation")
-    if rec:
-        r = {"recommended params": format_count(rec["params"]), "expected loss": f"{rec['expected_loss']:.4f}",
-             "expected regret (nats)": format_float(rec["expected_regret"], 3),
-             "p95 regret (nats)": format_float(rec["p95_regret"], 3),
-             "P(regret < 1 %)": f"{rec['p_regret_below_1pct']:.2%}", "chosen by": f"{rec['risk']} loss, from {rec['from']}"}
-        text += to_table([{"quantity": k, "value": v} for k, v in r.items()],
-                         title="Robust recommendation: commit to N before hours, MFU and the law are known")
-    if res.get("recommendation_note"):
-        text += f"note: {res['recommendation_note']}\n"
-    run = res["run"]
-    text += (f"backend {run['backend']} × {run['devices']} device(s), {run['processes']} process(es), chunk {run['chunk_size']:,}, "
-             f"{'float64' if run['x64'] else 'float32'}, {run['elapsed_s']:.1f} s\n")
-    return text
-
-
 @app.command()
 def sweep(
     scenario: Optional[Path] = typer.Argument(None, help="scenario TOML file (see README)"),
     example: Optional[str] = typer.Option(None, help="run a built-in scenario: h100-cluster | bloomberggpt | serving"),
     samples: Optional[str] = typer.Option(None, help="number of samples (overrides the file)"),
     seed: Optional[int] = typer.Option(None, help="random seed (overrides the file)"),
-    chunk_size: str = typer.Option("65536", help="samples per compiled chunk (results do not depend on it)"),
+    chunk_size: Optional[str] = typer.Option(None, help="samples per compiled chunk; results do not depend on it "
+                                             "[default: 65536 per CPU device, 2^22 per accelerator]"),
     candidates: Optional[int] = typer.Option(None, help="candidate sizes in the robust grid (0 = no recommendation)"),
     checkpoint: Optional[Path] = typer.Option(None, help="write the merged state here after every chunk"),
     resume: bool = typer.Option(False, help="continue from --checkpoint"),
@@ -422,18 +395,23 @@ def sweep(
     n = None if samples is None else parse_number(samples, "--samples")
     if n is not None and (n != int(n) or not 1 <= n <= 1e13):
         raise InputError("--samples", f"must be a whole number from 1 to 1e13, got {samples}")
-    chunk = parse_number(chunk_size, "--chunk-size")
-    if chunk != int(chunk) or chunk < 1:
+    chunk = None if chunk_size is None else parse_number(chunk_size, "--chunk-size")
+    if chunk is not None and (chunk != int(chunk) or chunk < 1):
         raise InputError("--chunk-size", f"must be a positive whole number, got {chunk_size}")
+    if resume and checkpoint is None:
+        raise InputError("--resume", "needs --checkpoint PATH")
     i_sh, n_sh = sw.parse_shard(shard)
     progress = _progress(quiet)
     try:
         with progress as tick:
-            res = sw.run(sc, samples=None if n is None else int(n), chunk_size=int(chunk), x64=x64,
+            res = sw.run(sc, samples=None if n is None else int(n), chunk_size=None if chunk is None else int(chunk), x64=x64,
                          checkpoint=checkpoint, resume=resume, shard=(i_sh, n_sh), progress=tick)
     except KeyboardInterrupt:
         hint = f"; resume with --checkpoint {checkpoint} --resume" if checkpoint else "; use --checkpoint to make runs resumable"
         _interrupted(f"interrupted{hint}")
+    except InputError as e:  # the library names its parameters; say which flag that is
+        raise InputError({"samples": "--samples", "chunk_size": "--chunk-size", "resume": "--resume"}.get(e.field, e.field),
+                         e.message) from None
     import jax
 
     if jax.process_index() != 0:
@@ -441,9 +419,11 @@ def sweep(
     if fmt == "json":
         emit(to_json(res), output)
     else:
-        emit(_sweep_tables(res), output)
-    if res["converged_fraction"] < 1.0:
-        print(f"warning: {1 - res['converged_fraction']:.3%} of samples did not converge", file=sys.stderr)
+        emit(sweep_report(res), output)
+    bad = res.get("not_converged", 0)
+    if bad:
+        print(f"warning: {bad:,} of {res['samples']:,} samples ({bad / res['samples']:.2g} of the total) did not "
+              "converge; they are left out of the summaries", file=sys.stderr)
     return 0
 
 
@@ -686,7 +666,7 @@ def merge(
         raise InputError("-o", f"{output} is one of the FILES being merged; write the merge elsewhere")
     results = [load_json(f, "FILES", "a sweep JSON output") for f in files]
     res = sw.merge_results(results, [str(f) for f in files])
-    emit(to_json(res) if fmt == "json" else _sweep_tables(res), output)
+    emit(to_json(res) if fmt == "json" else sweep_report(res), output)
     return 0
 
 

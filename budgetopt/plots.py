@@ -162,11 +162,11 @@ def _log_x(ax) -> None:
 def sweep(result: dict, width=12.0, height=4.2):
     """Histograms from a sweep JSON's state and plan, and the regret curve when present."""
     try:
-        hist = np.asarray(result["state"]["q"]["hist"], np.float64)
-        ranges = result["plan"]["ranges"]
+        hist = np.asarray(result["state"]["quantities"]["hist"], np.float64)
+        ranges = result["pilot"]["ranges"]
         quant = result["quantiles"]
     except (KeyError, TypeError):
-        raise InputError("--sweep", "not a sweep JSON (needs 'state', 'plan' and 'quantiles'; write one with "
+        raise InputError("--sweep", "not a sweep JSON (needs 'state', 'pilot' and 'quantiles'; write one with "
                                     "`budgetopt sweep ... -f json -o FILE`)") from None
     names = [("params", "optimal parameters N*", True), ("tokens", "optimal tokens D*", True),
              ("loss", "optimal loss L* (nats/token)", False)]

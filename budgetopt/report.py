@@ -114,6 +114,32 @@ def record_table(record: dict, title: str | None = None, labels: dict[str, str] 
     return to_table(rows, title=title, columns=["quantity", "value"], notes=notes)
 
 
+def sweep_report(res: dict) -> str:
+    """A sweep result as text: quantiles per quantity, then the robust recommendation with its
+    Monte Carlo error, then how it ran."""
+    fmt = {"params": format_count, "tokens": format_count, "loss": lambda v: f"{v:.4f}",
+           "tokens_per_param": lambda v: format_float(v, 3), "flops": format_sci, "epochs": lambda v: format_float(v, 3)}
+    rows = [{"quantity": name, **{p: fmt[name](v) for p, v in q.items()}} for name, q in res["quantiles"].items()]
+    text = to_table(rows, title=f"budgetopt sweep — {res['scenario']}: {res['samples']:,} samples, law {res['law']} "
+                    f"(uncertainty: {res['uncertainty']}), converged {res['converged_fraction']:.2%}")
+    rec = res.get("recommendation")
+    if rec:
+        lo, hi = rec["p95_regret_ci95"]
+        r = {"recommended params": format_count(rec["params"]), "expected loss": f"{rec['expected_loss']:.4f}",
+             "expected regret (nats)": f"{format_float(rec['expected_regret'], 3)} ± {format_float(rec['expected_regret_se'], 2)}",
+             "p95 regret (nats)": f"{format_float(rec['p95_regret'], 3)} (95% CI {format_float(lo, 3)}–{format_float(hi, 3)})",
+             "P(regret < 1 %)": f"{rec['p_regret_below_1pct']:.2%}", "chosen by": f"{rec['risk']} loss, from {rec['from']}",
+             "scored on": f"1 in {rec['subsample']} samples ({rec['scored_samples']:,})"}
+        text += to_table([{"quantity": k, "value": v} for k, v in r.items()],
+                         title="Robust recommendation: commit to N before hours, MFU and the law are known")
+    if res.get("recommendation_note"):
+        text += f"note: {res['recommendation_note']}\n"
+    run = res["run"]
+    text += (f"backend {run['backend']} × {run['devices']} device(s), {run['processes']} process(es), chunk {run['chunk_size']:,}, "
+             f"{'float64' if run['x64'] else 'float32'}, {run['elapsed_s']:.1f} s\n")
+    return text
+
+
 def emit(text: str, out: str | Path | None) -> None:
     """Print to stdout, or write atomically to ``out``."""
     if out is None:

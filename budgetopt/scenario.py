@@ -15,7 +15,7 @@ distribution; unknown keys, wrong types, bad ranges are InputErrors naming the f
     [data]
     unique_tokens = { dist = "lognormal", median = 7e11, sigma = 0.3 }
     [constraints]                # max_params, max_tokens, max_epochs, inference_tokens
-    [recommend]                  # candidates (grid size), risk = "mean" | "p95", refine
+    [recommend]                  # candidates (grid size), risk = "mean" | "p95", refine, subsample
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ SECTIONS = {
     "budget": {"flops", "gpu", "dtype", "count", "hours", "days", "mfu"},
     "data": {"unique_tokens"},
     "constraints": {"max_params", "max_tokens", "max_epochs", "inference_tokens"},
-    "recommend": {"candidates", "risk", "refine"},
+    "recommend": {"candidates", "risk", "refine", "subsample"},
 }
 MAX_SAMPLES = 10**13
+# the decision subsample: candidates are scored on the samples with global index = 0 mod this
+SUBSAMPLES = (1, 2, 4, 8, 16, 32, 64)
 # A lognormal's 4-sigma range is a factor exp(8 sigma); beyond sigma = 10 (1e34) it is no longer
 # a belief about a budget, and in float32 sigma * ndtri(u) overflows.
 MAX_SIGMA = 10.0
@@ -78,6 +80,7 @@ class Scenario:
     candidates: int = 64
     risk: str = "mean"
     refine: bool = True
+    subsample: int = 8
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False)
 
@@ -281,6 +284,12 @@ def from_dict(d: dict, source: str = "", base_dir: Path | None = None, hardware_
         if rec["risk"] not in ("mean", "p95"):
             raise InputError("recommend.risk", f"unknown {rec['risk']!r}; allowed: mean, p95")
         kw["risk"] = rec["risk"]
+    if "subsample" in rec:
+        k = rec["subsample"]
+        if isinstance(k, bool) or not isinstance(k, int) or k not in SUBSAMPLES:
+            raise InputError("recommend.subsample", f"must be one of {', '.join(map(str, SUBSAMPLES))} (1 = every "
+                             f"sample scores the candidates), got {k!r}")
+        kw["subsample"] = k
     if "refine" in rec:
         if not isinstance(rec["refine"], bool):
             raise InputError("recommend.refine", "must be true or false")

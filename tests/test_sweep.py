@@ -3,8 +3,6 @@ devices, interruptions and shards, the robust recommendation, and bad scenario f
 
 import json
 import math
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +18,7 @@ from budgetopt.laws import get_preset
 from budgetopt.plan import optimize
 
 from . import reference as ref
-from .procs import ROOT, clean_env, cli, strip_run
+from .procs import cli, strip_run
 
 runner = CliRunner()
 
@@ -59,17 +57,18 @@ def base(sc):
 def _raw(sc, n, dtype=jnp.float32):
     """The same samples and per-sample optima, computed directly (no streaming)."""
     sampler = sw.make_sampler(sc, dtype)
-    law, b = sampler(*sw._indices(0, n))
-    a = sw._solve(sc, law, b)
+    law, b = sw.complete(sc, sampler(*sw.sample_indices(0, n)))
+    law, b = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(jnp.asarray(v, dtype), (n,)), (law, b))
+    a = sw.solve_samples(sc, law, b)
     return law, b, a
 
 
 def test_streaming_quantiles_match_exact_quantiles(sc, base):
     n = base["samples"]
     _, b, a = _raw(sc, n)
-    vals, ok = sw._quantities(a, b, False)
+    vals, ok = sw.quantities(a, b, False)
     vals = np.asarray(vals, np.float64)
-    ranges = base["plan"]["ranges"]
+    ranges = base["pilot"]["ranges"]
     for k, name in enumerate(sw.QUANTITIES[:5]):
         v = vals[k]
         lo, hi = ranges[name]
@@ -122,13 +121,14 @@ def test_resume_from_checkpoint_matches(sc, base, tmp_path):
 
 
 def test_recommendation_matches_brute_force(sc, base):
-    """Every candidate's mean loss over all samples, in float64 NumPy from the same sampled
-    inputs: the sweep's choice is the argmin and its expected loss agrees."""
+    """Every candidate's mean loss over the decision subsample (global index = 0 mod 8), in
+    float64 NumPy from the same sampled inputs: the sweep's choice is the argmin and its
+    expected loss agrees."""
     law, b, a = _raw(sc, base["samples"])
-    th = [np.asarray(v, np.float64) for v in law]
+    th = [np.asarray(v, np.float64)[::8] for v in law]
     E, A, B, al, be = np.exp(th[2]), np.exp(th[0]), np.exp(th[1]), th[3], th[4]
-    s = np.exp(np.asarray(b.log_c, np.float64)) / 6
-    cands = np.array(base["plan"]["candidates"])
+    s = np.exp(np.asarray(b.log_c, np.float64)[::8]) / 6
+    cands = np.array(base["pilot"]["candidates"])
     means = np.array([ref.chinchilla(E, A, B, al, be, np.exp(x), s / np.exp(x)).mean() for x in cands])
     best = int(np.argmin(means))
     rec = base["recommendation"]
@@ -136,12 +136,12 @@ def test_recommendation_matches_brute_force(sc, base):
     assert rec["expected_loss"] == pytest.approx(means[best], rel=1e-6)
     grid_best = means[:-1].min()
     assert rec["expected_loss"] <= grid_best + 1e-6  # the refinement never ends worse
-    opt = ref.chinchilla(E, A, B, al, be, np.exp(np.asarray(a.log_n, np.float64)), np.exp(np.asarray(a.log_d, np.float64)))
+    opt = ref.chinchilla(E, A, B, al, be, np.exp(np.asarray(a.log_n, np.float64)[::8]),
+                         np.exp(np.asarray(a.log_d, np.float64)[::8]))
     regret = ref.chinchilla(E, A, B, al, be, rec["params"], s / rec["params"]) - opt
     assert rec["expected_regret"] == pytest.approx(regret.mean(), rel=1e-3, abs=1e-6)
-    assert rec["p_regret_below_1pct"] == pytest.approx(np.mean(regret < 0.01 * opt), abs=1e-3)
-    sub = regret[::8]
-    p95 = np.quantile(sub, 0.95)
+    assert rec["p_regret_below_1pct"] == pytest.approx(np.mean(regret < 0.01 * opt), abs=1e-12)
+    p95 = np.quantile(regret, 0.95)
     assert p95 <= rec["p95_regret"] <= p95 * 1.08 + 1e-7
     curve = base["regret_curve"]
     assert len(curve) == len(cands) and all(c1["params"] <= c2["params"] for c1, c2 in zip(curve, curve[1:]))
@@ -194,31 +194,6 @@ def test_sweep_cli_json_keys(tmp_path):
     assert res["samples"] == 5000 and res["converged_fraction"] == 1.0
 
 
-@pytest.mark.slow
-def test_two_processes_through_jax_distributed_match_one(tmp_path):
-    import socket
-
-    f = tmp_path / "s.toml"
-    f.write_text(SCEN.replace("samples = 20000", "samples = 60000"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = clean_env()
-    out = tmp_path / "dist.json"
-    procs = [subprocess.Popen([sys.executable, "-m", "budgetopt", "sweep", str(f), "--distributed", "--coordinator",
-                               f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i), "-q", "-f", "json",
-                               "-o", str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
-    dist = json.loads(out.read_text())
-    assert dist["run"]["processes"] == 2 and dist["run"]["devices"] == 2
-    single = cli(["sweep", str(f), "--host-devices", "1", "-q", "-f", "json"])
-    assert single.returncode == 0, single.stderr
-    assert json.dumps(strip(dist), sort_keys=True) == json.dumps(strip(json.loads(single.stdout)), sort_keys=True)
-
-
 def test_bootstrap_draws_from_a_law_file(tmp_path):
     """uncertainty = "bootstrap" samples whole rows of the file's draws (log A, log B, log E,
     alpha, beta), each with probability 1/B."""
@@ -245,16 +220,16 @@ def test_wide_sums_stay_exact_past_int64():
     """Loss sums at 2^24 overflow one int64 after ~3e11 samples: the host adds wide integers."""
     rng = np.random.default_rng(0)
     parts = [int(v) for v in rng.integers(-(2**62), 2**62, 64)] + [2**62 - 1] * 64  # legal chunk sums
-    acc = {"hi": np.zeros(1, np.int64), "lo": np.zeros(1, np.int64)}
+    acc = S.WideSum.empty(1)
     for c in parts:
-        acc = S.wide_add(acc, {"hi": np.array([c >> 32]), "lo": np.array([c & 0xFFFFFFFF])})
-    assert int(acc["hi"][0]) * 2**32 + int(acc["lo"][0]) == sum(parts) and abs(sum(parts)) > 2**63
-    assert S.wide_value(acc)[0] == pytest.approx(float(sum(parts)), rel=1e-15)
+        acc = acc.merge(S.WideSum(np.array([c >> 32]), np.array([c & 0xFFFFFFFF])))
+    assert int(acc.hi[0]) * 2**32 + int(acc.lo[0]) == sum(parts) and abs(sum(parts)) > 2**63
+    assert acc.value()[0] == pytest.approx(float(sum(parts)), rel=1e-15)
     # the device side: a chunk's fixed-point sum, split into the same words
     x = jnp.asarray(rng.uniform(-3000, 3000, 1000))
     w = S.fixed_point_sum(x, 24, jnp.ones(1000, bool))
     exact = sum(int(round(float(v) * 2**24)) for v in np.asarray(x))
-    assert int(w["hi"]) * 2**32 + int(w["lo"]) == exact
+    assert int(w.hi) * 2**32 + int(w.lo) == exact
 
 
 def test_samples_without_a_usable_optimum_are_counted_not_summarised():

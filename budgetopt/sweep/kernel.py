@@ -1,0 +1,202 @@
+"""The chunk kernel: a fixed-shape batch of global sample indices in, each device's own
+accumulators out. One compile per sweep; the tail chunk is masked, not reshaped.
+
+Why it cannot deadlock. The sample axis is split over the local devices with ``shard_map``:
+every device computes its block of indices from its own position (``axis_index``), samples,
+solves and summarises them, and returns its accumulators with a leading device axis
+(``out_specs=P("dev")``). Nothing in the program combines values across devices — no psum, no
+all-gather, no sharding constraint left for GSPMD to resolve — so XLA emits no collective and
+no device ever waits for another (tests/test_sweep_engine.py checks the compiled program for
+collectives). The host merges the devices' accumulators exactly, as it merges chunks, shards
+and processes. Collectives had made 2-device CPU sweeps abort (XLA's in-process rendezvous
+starved on a 2-core thread pool once the executable came from the persistent compile cache).
+
+Two programs per chunk: ``draw`` (sample and solve) and ``accumulate`` (summaries and the
+candidates). In one program XLA CPU fuses the sampler into every reduction that reads it and
+recomputes it there (measured 10x slower); a program boundary materialises the draw once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
+from jaxtyping import Array, Bool, Float
+
+from ..allocate import Allocation, Budget, absent, closed_form_scalar, interval, log_tokens, method_for, solve_scalar
+from ..laws import Law, loss
+from ..scenario import Scenario
+from ..summary import Count, Ranges, accumulate, count_bins, fixed_point_sum
+from .sampling import Draw, complete, fixed_law, index_words, make_sampler
+from .state import REGRET_BINS, CandidateStats, SweepState
+
+QUANTITIES = ("params", "tokens", "loss", "tokens_per_param", "flops", "epochs")
+LOG_QUANTITIES = frozenset({"params", "tokens", "tokens_per_param", "flops", "epochs"})
+REGRET_RANGE = (math.log(1e-7), math.log(10.0))  # nats; below -> the first bin, above -> overflow
+LOSS_BITS = 24  # fixed-point resolution of summed losses and regrets
+WIN = 0.01  # "regret below 1 %" of the sample's optimal loss
+
+
+def quantity_names(sc: Scenario) -> tuple[str, ...]:
+    """The quantities a scenario's sweep summarises (epochs only with unique tokens)."""
+    return QUANTITIES if sc.unique_tokens is not None else QUANTITIES[:5]
+
+
+def method(sc: Scenario) -> str:
+    """"closed" or "solve": how each sample's optimum is found."""
+    return method_for(fixed_law(sc), sc.inference_tokens is not None)
+
+
+def solve_samples(sc: Scenario, law: Law, b: Budget) -> Allocation:
+    """Each sample's optimal allocation. Leaves that are Python constants (a fixed law, absent
+    budget fields) are shared by all samples rather than broadcast."""
+    if method(sc) == "closed":
+        return closed_form_scalar(law, b)  # elementwise: no vmap needed
+    axes = jax.tree_util.tree_map(lambda v: 0 if jnp.ndim(v) else None, (law, b))
+    return jax.vmap(solve_scalar, in_axes=axes)(law, b)
+
+
+def quantities(a: "Allocation | Sampled", b: Budget, epochs: bool) -> tuple[Float[Array, "q s"], Bool[Array, "q s"]]:
+    """[Q, S] values in summary units (QUANTITIES order) and which enter the summaries: the
+    outputs of a converged solve, and the budget (an input) always, so its distribution is
+    reported even where no model fits it."""
+    rows = [a.log_n, a.log_d, a.loss, a.log_d - a.log_n, b.log_c] + ([a.log_d - b.log_u] if epochs else [])
+    vals = jnp.stack([jnp.broadcast_to(r, a.log_n.shape) for r in rows])
+    is_input = (jnp.arange(len(rows)) == QUANTITIES.index("flops"))[:, None]
+    return vals, jnp.isfinite(vals) & (a.converged[None, :] | is_input)
+
+
+def candidate_loss(law: Law, b: Budget, x: Float[Array, ""], bounds=None) -> Float[Array, "s"]:
+    """Loss of committing to N = exp(x) for every sample: tokens follow the sample's realised
+    compute, within its caps; a size outside a sample's feasible interval is clipped to it.
+    ``bounds``: that interval when already computed (``interval(b)``)."""
+    lo, hi = interval(b) if bounds is None else bounds
+    x = jnp.clip(x, lo, jnp.maximum(lo, hi))
+    log_d = log_tokens(b, x)
+    if not absent(b.log_d_max, math.inf):
+        log_d = jnp.minimum(log_d, b.log_d_max)
+    return loss(law, x, log_d, b.log_u)
+
+
+def regret_bin(r: Float[Array, "s"]) -> Float[Array, "s"]:
+    """Regret histogram index: 0 below REGRET_RANGE (including zero), 1..REGRET_BINS inside,
+    REGRET_BINS + 1 above."""
+    lo, hi = REGRET_RANGE
+    t = (jnp.log(jnp.maximum(r, 1e-30)) - lo) / (hi - lo) * REGRET_BINS
+    return jnp.clip(jnp.floor(t).astype(jnp.int32) + 1, 0, REGRET_BINS + 1)
+
+
+def decision_subsample(tree, stride: int, offset: Array):
+    """Every leaf with a per-sample axis at positions offset, offset + stride, ... (the block's
+    samples with global index = 0 mod stride); shared constants unchanged."""
+    def take(v):
+        if jnp.ndim(v) == 0 or stride == 1:
+            return v
+        return jnp.take(v.reshape(-1, stride), offset, axis=1)
+
+    return jax.tree_util.tree_map(take, tree)
+
+
+def candidate_stats(law: Law, b: Budget, opt: Array, use: Array, xs: Array) -> CandidateStats:
+    """Every candidate log-size in ``xs`` scored against every sample where ``use`` (the
+    caller passes the decision subsample). A sample is scored when its optimum is finite and the
+    loss is finite at the smallest and the largest candidate: every law here is unimodal along
+    the constraint, so the loss is then finite at every candidate in between and no
+    per-candidate count is needed."""
+    lo, hi = interval(b)
+    hi = jnp.maximum(lo, hi)
+    ends = [candidate_loss(law, b, jnp.min(xs), (lo, hi)), candidate_loss(law, b, jnp.max(xs), (lo, hi))]
+    use = use & jnp.isfinite(opt) & jnp.isfinite(ends[0]) & jnp.isfinite(ends[1])
+    n_bins = REGRET_BINS + 2
+
+    def one(_, x):
+        # A scan step per candidate: the loop boundary keeps XLA from fusing (and recomputing)
+        # the per-sample inputs into K consumers.
+        lk = candidate_loss(law, b, x, (lo, hi))
+        r = jnp.maximum(lk - opt, 0.0)
+        ok = use & jnp.isfinite(r)
+        # a non-finite regret (not expected, see above) lands in the overflow bin, in sight
+        idx = jnp.where(use, jnp.where(ok, regret_bin(r), REGRET_BINS + 1), n_bins)
+        return None, (fixed_point_sum(r, LOSS_BITS, ok, axis=0), Count(jnp.sum(ok & (r < WIN * opt)).astype(jnp.int64)),
+                      Count(count_bins(idx, n_bins + 1).n[:-1]))
+
+    _, (regret_sum, win, hist) = jax.lax.scan(one, None, xs)
+    return CandidateStats(regret_sum, win, hist, Count(jnp.sum(use).astype(jnp.int64)),
+                          fixed_point_sum(opt, LOSS_BITS, use, axis=0))
+
+
+class Sampled(NamedTuple):
+    """What ``draw`` hands to ``accumulate``: the inputs and each sample's optimum."""
+
+    draw: Draw
+    log_n: Array
+    log_d: Array
+    loss: Array
+    converged: Array
+
+
+class Kernel(NamedTuple):
+    """The two jitted programs of a chunk and their layout. Call ``run(start, valid, ranges,
+    candidates)`` for the chunk's stacked per-device state."""
+
+    draw: Callable
+    accumulate: Callable
+    chunk: int
+    devices: tuple
+
+    def run(self, start: int, valid: int, ranges: Ranges, candidates) -> SweepState:
+        lo, hi = np.uint32(start & 0xFFFFFFFF), np.uint32(start >> 32)
+        return self.accumulate(self.draw(lo, hi), lo, np.uint32(valid), ranges, candidates)
+
+
+def make_kernel(sc: Scenario, chunk: int, dtype, devices) -> Kernel:
+    """The chunk kernel over ``devices`` (this process's): ``chunk`` must be a multiple of
+    len(devices) x the scenario's decision subsample stride."""
+    n_dev = len(devices)
+    per = chunk // n_dev
+    stride = sc.subsample
+    if per * n_dev != chunk or per % stride:
+        raise ValueError(f"chunk {chunk} does not split into {n_dev} blocks of a multiple of {stride}")
+    sampler = make_sampler(sc, dtype)
+    epochs = sc.unique_tokens is not None
+    mesh = Mesh(np.array(devices), ("dev",))
+
+    def positions(start_lo, start_hi):
+        j = jax.lax.axis_index("dev").astype(jnp.uint32) * jnp.uint32(per) + jnp.arange(per, dtype=jnp.uint32)
+        return j, index_words(start_lo, start_hi, j)
+
+    def draw_block(start_lo, start_hi) -> Sampled:
+        _, (lo, hi) = positions(start_lo, start_hi)
+        d = sampler(lo, hi)
+        a = solve_samples(sc, *complete(sc, d))
+        return Sampled(d, a.log_n, a.log_d, a.loss, a.converged)
+
+    def accumulate_block(s: Sampled, start_lo, valid, ranges, xs) -> SweepState:
+        j, _ = positions(start_lo, jnp.uint32(0))
+        live = j < valid
+        law, b = complete(sc, s.draw)
+        vals, ok = quantities(s, b, epochs)
+        state = SweepState(Count(jnp.sum(live).astype(jnp.int64)), Count(jnp.sum(live & s.converged).astype(jnp.int64)),
+                           accumulate(vals, ok & live[None, :], ranges), None)
+        if xs.shape[0]:
+            # this block starts at global index start + j[0]; its subsample is index = 0 mod stride
+            offset = ((jnp.uint32(stride) - (start_lo + j[0]) % stride) % stride).astype(jnp.int32)
+            law_s, b_s, opt_s, use_s = decision_subsample((law, b, s.loss, live & s.converged), stride, offset)
+            state = state._replace(candidates=candidate_stats(law_s, b_s, opt_s, use_s, xs))
+        return jax.tree_util.tree_map(lambda v: v[None], state)  # this device's slot
+
+    # check_vma off: it types values for collectives, and there are none (the solver's
+    # while-loop mixes per-sample and shared leaves, which it would otherwise reject)
+    draw = jax.jit(jax.shard_map(draw_block, mesh=mesh, in_specs=(P(), P()), out_specs=P("dev"), check_vma=False))
+    acc = jax.jit(jax.shard_map(accumulate_block, mesh=mesh, in_specs=(P("dev"), P(), P(), P(), P()),
+                                out_specs=P("dev"), check_vma=False))
+    return Kernel(draw, acc, chunk, tuple(devices))
+
+
+__all__ = ["QUANTITIES", "LOG_QUANTITIES", "REGRET_RANGE", "LOSS_BITS", "WIN", "quantity_names",
+           "method", "solve_samples", "quantities", "candidate_loss", "decision_subsample", "candidate_stats", "Sampled", "Kernel",
+           "make_kernel"]

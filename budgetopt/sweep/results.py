@@ -1,0 +1,123 @@
+"""A sweep's result: the user-facing summary of a state, and the exact merge of shard files.
+
+``summarise`` is a pure function of (labels, pilot, state): shards merged from their JSON files
+give the same result, to the bit, as the sweep run whole.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import InputError
+from ..summary import QUANTILES, Ranges, merge, moments, quantile_from_hist
+from . import state as st
+from .decision import recommend
+from .kernel import LOG_QUANTITIES, QUANTITIES
+from .pilot import Pilot
+
+
+class Labels(NamedTuple):
+    """The scenario facts a result carries besides its numbers."""
+
+    scenario: str
+    law: str
+    uncertainty: str
+    risk: str
+    subsample: int
+
+
+def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: str) -> dict:
+    """The result dict (JSON-ready except for NaN/inf, which the writer turns into null)."""
+    q = state.quantities
+    lo, hi, centre = (np.asarray(v, np.float64) for v in pilot.ranges)
+    names = QUANTITIES[:len(lo)]
+    quant, stats = {}, {}
+    for k, name in enumerate(names):
+        count = int(q.count.n[k])
+        if count == 0:
+            continue
+        h, vmin, vmax = q.hist.n[k], float(q.vmin.v[k]), float(q.vmax.v[k])
+        vals = {p: quantile_from_hist(h, lo[k], hi[k], f, vmin, vmax) for p, f in QUANTILES.items()}
+        mean, sd = moments(count, float(q.sum.value()[k]), float(q.sumsq.value()[k]), centre[k])
+        log = name in LOG_QUANTITIES
+        conv = math.exp if log else float
+        quant[name] = {p: conv(v) for p, v in vals.items()}
+        stats[name] = {"min": conv(vmin), "max": conv(vmax), ("geomean" if log else "mean"): conv(mean),
+                       ("log_sd" if log else "sd"): sd, "outside_histogram": int(h[0] + h[-1])}
+    n = int(state.samples.n)
+    converged = int(state.converged.n)
+    result = {"scenario": labels.scenario, "law": labels.law, "uncertainty": labels.uncertainty, "samples": n,
+              "converged_fraction": converged / n if n else float("nan"), "not_converged": n - converged,
+              "quantiles": quant, "stats": stats, "fingerprint": fingerprint}
+    if pilot.note:
+        result["recommendation"], result["recommendation_note"] = None, pilot.note
+    elif state.candidates is not None and n:
+        rec, curve, note = recommend(state.candidates, pilot.candidates, labels.risk, pilot.refined, labels.subsample)
+        result["recommendation"] = rec
+        if note:
+            result["recommendation_note"] = note
+        if rec is not None:
+            result["refinement"] = pilot.refinement
+            result["regret_curve"] = curve
+    result["pilot"] = {"ranges": {names[k]: [float(lo[k]), float(hi[k])] for k in range(len(names))},
+                       "centre": centre.tolist(), "candidates": pilot.candidates.tolist(), "size": pilot.size,
+                       "dtype": str(np.asarray(pilot.ranges.lo).dtype), "refinement": pilot.refinement, "note": pilot.note}
+    result["labels"] = labels._asdict()
+    result["state"] = st.to_json(state)
+    return result
+
+
+def _pilot_from(r: dict) -> Pilot:
+    p = r["pilot"]
+    names = [q for q in QUANTITIES if q in p["ranges"]]
+    dtype = np.dtype(p["dtype"])
+    if len(names) != len(p["ranges"]) or dtype not in (np.float32, np.float64):
+        raise ValueError("unknown quantities or dtype")
+    ranges = Ranges(*(np.asarray(v, np.float64).astype(dtype) for v in (
+        [p["ranges"][q][0] for q in names], [p["ranges"][q][1] for q in names], p["centre"])))
+    if not all(len(v) == len(names) for v in ranges):
+        raise ValueError("ranges and centres differ in length")
+    return Pilot(ranges, np.asarray(p["candidates"], np.float64).reshape(-1), dict(p["refinement"]), int(p["size"]),
+                 p["note"])
+
+
+def merge_results(results: list[dict], names: list[str] | None = None) -> dict:
+    """Merge the results of the shards of one sweep (``--shard i/n``) exactly. ``names`` label
+    them in errors (file names). A result that is not a sweep output, or whose state no longer
+    matches the others', is an InputError on FILES."""
+    if not results:
+        raise InputError("FILES", "nothing to merge")
+    names = names or [f"result {i}" for i in range(len(results))]
+    for r, name in zip(results, names):
+        if not isinstance(r, dict) or not all(isinstance(r.get(k), dict) for k in ("state", "run")):
+            raise InputError("FILES", f"{name} is not a sweep JSON output (no 'state'); write one with "
+                             "`budgetopt sweep ... -f json -o FILE`")
+    if len({r.get("fingerprint") for r in results}) != 1:
+        raise InputError("FILES", "the files come from different sweeps (fingerprints differ)")
+    shards = sorted(str(r["run"].get("shard")) for r in results)
+    n_sh = shards[0].split("/")[-1]
+    if not n_sh.isdigit() or shards != sorted(f"{i}/{n_sh}" for i in range(int(n_sh))):
+        raise InputError("FILES", f"need each shard 0/{n_sh} .. {int(n_sh) - 1 if n_sh.isdigit() else 'n-1'}/{n_sh} "
+                         f"exactly once, got {', '.join(shards)}")
+    r0 = results[0]
+    try:
+        pilot = _pilot_from(r0)
+        lab = r0["labels"]
+        labels = Labels(str(lab["scenario"]), str(lab["law"]), str(lab["uncertainty"]), str(lab["risk"]),
+                        int(lab["subsample"]))
+        if labels.risk not in ("mean", "p95") or labels.subsample < 1:
+            raise ValueError("risk or subsample")
+    except (KeyError, TypeError, ValueError):
+        raise InputError("FILES", f"{names[0]} is not an intact sweep JSON output (its pilot or labels are damaged)") from None
+    template = st.empty_state(len(pilot.ranges.lo), len(pilot.candidates) if r0["state"].get("candidates") else 0)
+    state = None
+    for r, name in zip(results, names):
+        s = st.from_json(r["state"], template, name)
+        state = s if state is None else merge(state, s)
+    out = summarise(labels, pilot, state, r0["fingerprint"])
+    out["run"] = dict(r0["run"], shard=f"merged {n_sh}",
+                      elapsed_s=sum(float(r["run"].get("elapsed_s", 0.0)) for r in results))
+    return out

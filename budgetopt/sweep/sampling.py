@@ -1,0 +1,126 @@
+"""Sampling a scenario: sample i of a sweep as a pure function of (seed, i).
+
+Every uncertain input is drawn on the device by the counter-based generator of
+``distributions`` from the sample's 64-bit global index, given as two uint32 words: results do
+not depend on chunk size, device count, shard or resume point.
+
+What is fixed stays a Python constant rather than an array: inputs a scenario does not give
+(unique tokens, caps, serving) are ``None`` in the sampled ``Budget`` and a law without
+uncertainty is ``None`` in the draw. ``complete`` fills both in as constants, so XLA folds them
+and the candidate loop does not evaluate, per sample, corrections that are identically zero.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, UInt32
+
+from ..allocate import Budget
+from ..distributions import Dist, key_words, sample_log, uniform
+from ..laws import DataConstrained, Law, Parametric, data_constrained_constants
+from ..scenario import Scenario
+
+# stream ids of the counter-based generator (part of the sample's definition: never renumber)
+_S_LAW, _S_FLOPS, _S_COUNT, _S_HOURS, _S_MFU, _S_U, _S_NMAX, _S_DMAX, _S_EPOCHS, _S_DINF = 0, 10, 11, 12, 13, 14, 15, 16, 17, 18
+
+
+class Draw(NamedTuple):
+    """The sampled inputs of a batch: ``law`` (None when the law is fixed) and ``budget``
+    (fields a scenario does not give are None). ``complete`` makes them usable."""
+
+    law: Law | None
+    budget: Budget
+
+
+def index_words(start_lo: UInt32[Array, ""], start_hi: UInt32[Array, ""], j: UInt32[Array, "s"]):
+    """Global indices start + j as (lo, hi) uint32 words: a 64-bit counter with carry."""
+    lo = start_lo + j
+    return lo, start_hi + (lo < start_lo).astype(jnp.uint32)
+
+
+def sample_indices(start: int, size: int):
+    """Global sample indices start .. start + size - 1 as (lo, hi) uint32 words."""
+    return index_words(jnp.uint32(start & 0xFFFFFFFF), jnp.uint32(start >> 32), jnp.arange(size, dtype=jnp.uint32))
+
+
+def fixed_law(sc: Scenario) -> Law:
+    """The scenario's law with Python-float leaves (the data-constrained form when it has
+    unique tokens). Under uncertainty its leaves are replaced by draws."""
+    p = sc.law.params
+    if sc.unique_tokens is None:
+        return p
+    rd, rn, _ = data_constrained_constants()
+    return DataConstrained(p, rd, rn)
+
+
+def complete(sc: Scenario, draw: Draw) -> tuple[Law, Budget]:
+    """(law, budget) with the fixed law and the absent budget fields filled in as constants."""
+    law = fixed_law(sc)
+    if draw.law is not None:
+        law = DataConstrained(draw.law, law.rd_star, law.rn_star) if isinstance(law, DataConstrained) else draw.law
+    b = draw.budget
+    defaults = Budget._field_defaults
+    return law, b._replace(**{k: defaults[k] for k, v in b._asdict().items() if v is None})
+
+
+def _law_sampler(sc: Scenario, dtype) -> Callable:
+    """(key, idx_lo, idx_hi) -> base law with leaves of shape (S,), or None (fixed law)."""
+    p = sc.law.params
+    if sc.uncertainty == "covariance":
+        chol = np.linalg.cholesky(sc.law.covariance)
+        mean = [float(v) for v in p]
+
+        def draw(key, lo, hi):
+            z = [jax.scipy.special.ndtri(uniform(key, lo, hi, _S_LAW + j, dtype)) for j in range(5)]
+            # theta = mean + L z written as the 15 multiply-adds of the lower triangle: as a
+            # 5x5 dot, XLA CPU recomputed the draw inside every consumer (measured 14x slower)
+            theta = [sum((float(chol[i, k]) * z[k] for k in range(1, i + 1)), float(chol[i, 0]) * z[0]) + mean[i]
+                     for i in range(5)]
+            return Parametric(*[t.astype(dtype) for t in theta])
+    elif sc.uncertainty == "bootstrap":
+        draws = jnp.asarray(sc.law.draws, dtype)
+
+        def draw(key, lo, hi):
+            u = uniform(key, lo, hi, _S_LAW, jnp.float32)
+            i = jnp.minimum((u * draws.shape[0]).astype(jnp.int32), draws.shape[0] - 1)
+            return Parametric(*draws[i].T)
+    else:
+        return lambda key, lo, hi: None
+    return draw
+
+
+def _field(d: Dist | None, key, lo, hi, stream: int, dtype, domain=(-math.inf, math.inf)) -> Float[Array, "s"] | None:
+    """log of a scenario input for each index (None when the scenario does not give it)."""
+    if d is None:
+        return None
+    u = uniform(key, lo, hi, stream, dtype) if not d.fixed else jnp.full(lo.shape, 0.5, dtype)
+    return sample_log(d, u, *domain)
+
+
+def make_sampler(sc: Scenario, dtype) -> Callable[..., Draw]:
+    """(idx_lo, idx_hi) uint32 arrays -> the Draw of those global sample indices."""
+    key = key_words(sc.seed)
+    law_draw = _law_sampler(sc, dtype)
+
+    def sample(lo, hi) -> Draw:
+        if sc.flops is not None:
+            log_c = _field(sc.flops, key, lo, hi, _S_FLOPS, dtype)
+        else:  # C = count x peak FLOP/s x 3600 s/h x hours x MFU, in logs
+            peak = math.log(sc.accelerator.peak_flops(sc.dtype)) + math.log(3600.0)
+            log_c = (_field(sc.count, key, lo, hi, _S_COUNT, dtype) + _field(sc.hours, key, lo, hi, _S_HOURS, dtype)
+                     + _field(sc.mfu, key, lo, hi, _S_MFU, dtype, (-math.inf, 0.0)) + peak)
+        log_u = _field(sc.unique_tokens, key, lo, hi, _S_U, dtype)
+        log_d_max = _field(sc.max_tokens, key, lo, hi, _S_DMAX, dtype)
+        if sc.max_epochs is not None:
+            log_epochs_cap = _field(sc.max_epochs, key, lo, hi, _S_EPOCHS, dtype) + log_u
+            log_d_max = log_epochs_cap if log_d_max is None else jnp.minimum(log_d_max, log_epochs_cap)
+        return Draw(law_draw(key, lo, hi),
+                    Budget(log_c, log_u, _field(sc.max_params, key, lo, hi, _S_NMAX, dtype), log_d_max,
+                           _field(sc.inference_tokens, key, lo, hi, _S_DINF, dtype)))
+
+    return sample
