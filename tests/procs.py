@@ -4,6 +4,7 @@ the interpreter's own exit path)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def clean_env(**extra) -> dict:
     """The environment for a child process, without the XLA_FLAGS that in-process CLI calls set;
-    the compile cache off unless ``extra`` says otherwise (a value of None removes a variable)."""
+    the test session's compile cache (conftest.py) unless ``extra`` says otherwise (a value of
+    None removes a variable)."""
     e = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    e = dict(e, **{"BUDGETOPT_CACHE_DIR": "off", **extra})
+    e = dict(e, **extra)
     return {k: v for k, v in e.items() if v is not None}
 
 
@@ -24,9 +26,18 @@ def cli(args, env=None, cwd=ROOT, **kw) -> subprocess.CompletedProcess:
                           env=clean_env(**(env or {})), cwd=cwd, **kw)
 
 
+def _default_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored, and a Python started that way never
+    # installs its KeyboardInterrupt handler: a test run from `cmd &` would see SIGINT do nothing.
+    # The child gets the disposition a user's terminal gives it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def popen(args, env=None, **kw) -> subprocess.Popen:
+    """The CLI as a child process that reacts to SIGINT as it does in a terminal."""
     return subprocess.Popen([sys.executable, "-m", "budgetopt", *map(str, args)], env=clean_env(**(env or {})),
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint, **kw)
 
 
 def strip_run(res: dict) -> dict:

@@ -131,7 +131,7 @@ REAL = ["optimize --flops nan", "sweep {file:scn_mfu_above_one.toml}", "fit {gen
 def test_bad_input_in_a_real_process(cmd, workdir):
     args = [_expand(a, workdir) for a in cmd.split()]
     before = _snapshot(workdir)
-    env = dict(os.environ, BUDGETOPT_CACHE_DIR="off")
+    env = dict(os.environ)  # the session's compile cache, as users run
     p = subprocess.run([sys.executable, "-m", "budgetopt", *args], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 2, p.stderr
     assert len(p.stderr.splitlines()) == 1 and p.stderr.startswith("error: "), p.stderr
