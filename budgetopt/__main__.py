@@ -1,3 +1,15 @@
-from .cli import main
+"""``budgetopt`` and ``python -m budgetopt``: signals are routed (interrupts.py) before the CLI,
+and anything it imports, is loaded."""
 
-main()
+
+def main() -> None:
+    from .interrupts import route_signals
+
+    route_signals()
+    from .cli import main as run
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -17,11 +17,12 @@ from typer.core import TyperGroup
 
 from .errors import InputError
 from .files import load_json, same_file, write_atomic
+from .interrupts import EXIT_INTERRUPTED, resume_hint, set_resume_hint
 from .report import check_format, emit, record_table, sweep_report, to_csv, to_json, to_table
 from .units import parse_number
 
 
-EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
 
 
 class _OneLineErrors(TyperGroup):
@@ -402,13 +403,14 @@ def sweep(
         raise InputError("--resume", "needs --checkpoint PATH")
     i_sh, n_sh = sw.parse_shard(shard)
     progress = _progress(quiet)
+    set_resume_hint(f"; resume with --checkpoint {checkpoint} --resume" if checkpoint
+                    else "; use --checkpoint to make runs resumable")
     try:
         with progress as tick:
             res = sw.run(sc, samples=None if n is None else int(n), chunk_size=None if chunk is None else int(chunk), x64=x64,
                          checkpoint=checkpoint, resume=resume, shard=(i_sh, n_sh), progress=tick)
-    except KeyboardInterrupt:
-        hint = f"; resume with --checkpoint {checkpoint} --resume" if checkpoint else "; use --checkpoint to make runs resumable"
-        _interrupted(f"interrupted{hint}")
+    except KeyboardInterrupt:  # in-process callers (the console script routes signals instead)
+        _interrupted(f"interrupted{resume_hint()}")
     except InputError as e:  # the library names its parameters; say which flag that is
         raise InputError({"samples": "--samples", "chunk_size": "--chunk-size", "resume": "--resume"}.get(e.field, e.field),
                          e.message) from None
@@ -671,7 +673,7 @@ def merge(
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Console-script entry point."""
+    """Run one command (``budgetopt.__main__.main`` routes signals first, then calls this)."""
     app(args=argv, prog_name="budgetopt")
 
 

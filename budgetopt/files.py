@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .interrupts import EXIT_LOCK
 
 #: Largest input file read, in bytes. Scenario, law and hardware files are kilobytes; a CSV
 #: of a million runs is ~50 MB; merged sweep JSONs are a few MB.
@@ -127,23 +128,24 @@ def write_atomic(path: str | Path, data: str | bytes, field: str = "-o") -> None
         mode = path.stat().st_mode & 0o7777
     except OSError:
         mode = 0o666 & ~_umask()
-    try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise InputError(field, f"cannot write to {parent}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(field, f"cannot write {path}: {e.strerror or e}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with EXIT_LOCK:
+        try:
+            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as e:
+            raise InputError(field, f"cannot write to {parent}: {e.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except OSError as e:
+            Path(tmp).unlink(missing_ok=True)
+            raise InputError(field, f"cannot write {path}: {e.strerror or e}") from None
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     try:  # make the rename itself durable
         dfd = os.open(parent, os.O_RDONLY)
         try:

@@ -7,11 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export BUDGETOPT_CACHE_DIR=off
 PY="${PYTHON:-python3}"
 "$PY" -c "import jax; print('jax', jax.__version__, jax.devices())"
-# Correctness on the device: allocation (f64 and f32), generator, sweep determinism, fit.
+# Correctness on the device: allocation (f64 and f32), generator, sweep determinism and the
+# decision against NumPy, the typed state. (One process owns the GPU: no -n here.)
 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_allocate.py tests/test_distributions.py tests/test_laws.py \
-  tests/test_sweep.py -k "not sigkill and not two_processes"
+  tests/test_sweep.py tests/test_sweep_engine.py -m "not slow"
 # Benchmarks at accelerator sizes; the closing summary table is printed last.
 "$PY" benchmarks/run.py --gpu "$@"

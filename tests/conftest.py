@@ -23,13 +23,16 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 # Property tests and fuzzers (hypothesis): deterministic and bounded by default, so CI is
 # reproducible and time-boxed; HYPOTHESIS_PROFILE=soak explores far more, with fresh randomness.
-from hypothesis import HealthCheck, settings  # noqa: E402
-
-settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, database=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-settings.register_profile("soak", max_examples=3000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # a bare accelerator image (scripts/gpu_check.sh runs no file that needs it)
+    settings = None
+if settings is not None:
+    settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, database=None,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    settings.register_profile("soak", max_examples=3000, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 _CONFIG = ("jax_enable_x64", "jax_numpy_dtype_promotion", "jax_compilation_cache_dir",

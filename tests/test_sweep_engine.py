@@ -81,7 +81,7 @@ def test_the_chunk_kernel_compiles_without_collectives_on_four_devices():
             out["devices"] = jax.device_count()
         print(json.dumps(out))
     """ % (COLLECTIVES,))
-    env = clean_env(XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = clean_env(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr
     found = json.loads(r.stdout.strip().splitlines()[-1])
