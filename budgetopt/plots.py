@@ -152,11 +152,18 @@ def loss_vs_compute(specs, cmin=1e18, cmax=1e27, width=7.5, height=5.0):
 
 
 def _log_x(ax) -> None:
-    """Log x axis without minor-tick labels (they collide on narrow spans)."""
-    from matplotlib.ticker import NullFormatter
+    """Log x axis with labels at 1, 2 and 5 times each power of ten, so a span under a decade
+    (a sweep's histograms) still reads more than one label; the default minor labels at every
+    integer collided on narrow spans."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
     ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    lo, hi = ax.get_xlim()
+    if hi / lo < 100:
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(float("inf"), float("inf"))))
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def sweep(result: dict, width=12.0, height=4.2):
