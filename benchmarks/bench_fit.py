@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import machine, record, timeit
 
 from budgetopt import fit as F
-
-from common import machine, record, timeit
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "chinchilla_fig4_epoch.csv"

@@ -20,11 +20,10 @@ import time
 from functools import partial
 
 import numpy as np
-
-from budgetopt import fit as F
-
 from bench_fit import load_runs
 from common import machine, record
+
+from budgetopt import fit as F
 
 
 def peer_fit(runs, values: int):

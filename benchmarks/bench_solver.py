@@ -25,12 +25,11 @@ if __name__ == "__main__":  # one CPU device per core, before JAX starts (see bu
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import machine, record, timeit
 
 from budgetopt.allocate import Budget, _broadcast, allocate, closed_form_x, interval, log_tokens
 from budgetopt.devices import shard_batch
 from budgetopt.laws import DataConstrained, data_constrained_constants, get_preset, loss, to_array_law
-
-from common import machine, record, timeit
 
 
 def problems(n: int, seed: int = 0):

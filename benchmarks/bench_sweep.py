@@ -33,14 +33,13 @@ if __name__ == "__main__":
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import machine, record, timeit
 
 from budgetopt import scenario as scn
 from budgetopt import sweep as sw
 from budgetopt.devices import x64
 from budgetopt.laws import get_preset
 from budgetopt.summary import QUANTILES, Ranges
-
-from common import machine, record, timeit
 
 PROBS = list(QUANTILES.values())
 STRIDE = 8

@@ -61,7 +61,7 @@ def machine() -> dict:
 def record(title: str, table_md: str, data: dict, path: Path = RESULTS) -> None:
     """Append a dated block (machine, command, table, raw JSON) to RESULTS.md."""
     m = machine()
-    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     cmd = "python " + " ".join([Path(sys.argv[0]).as_posix().split("/main/")[-1]] + sys.argv[1:])
     block = (f"\n## {title} — {when}\n\n"
              f"Machine: {m['cpu']}, {m['cores']} cores; backend {m['backend']} {m['devices']}; "

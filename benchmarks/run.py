@@ -29,10 +29,9 @@ def main(argv=None):
     ap.add_argument("--rss", action="store_true", help="also the 1e9-sample peak-RSS run on CPU (~3 min)")
     args = ap.parse_args(argv)
     set_host_device_count(os.cpu_count() or 1)
-    import jax
-
-    import bench_sweep
     import bench_solver
+    import bench_sweep
+    import jax
 
     have_scipy = importlib.util.find_spec("scipy") is not None
     rec = ["--record"] if args.record else []

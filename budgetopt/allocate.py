@@ -210,9 +210,10 @@ def solve_scalar(law: Law, b: Budget, max_iter: int = MAX_ITER) -> Allocation:
     derivative; a Newton step is taken when it stays inside the bracket and |dL/dx| at least
     halves, otherwise bisection. Converged when the bracket is below 2.5 xtol,
     xtol = max(1e-12, 8 eps |x|) (so relative accuracy in N), when |dL/dx| reaches the float
-    noise floor 16 eps, when Newton visibly converges quadratically to within xtol, or when the optimum is at a bound with the derivative pointing outward
-    (a KKT point). Cost: one gradient+curvature evaluation per iteration, plus one at the
-    start and one gradient at the bound the start points to."""
+    noise floor 16 eps, when Newton visibly converges quadratically to within xtol, or when the
+    optimum is at a bound with the derivative pointing outward (a KKT point). Cost: one
+    gradient+curvature evaluation per iteration, plus one at the start and one gradient at the
+    bound the start points to."""
     f = _objective(law, b)
 
     def df(x):

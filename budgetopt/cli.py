@@ -21,7 +21,6 @@ from .interrupts import EXIT_INTERRUPTED, resume_hint, set_resume_hint
 from .report import check_format, emit, record_table, sweep_report, to_csv, to_json, to_table
 from .units import parse_number
 
-
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
 
 
@@ -438,8 +437,8 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
         from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         self.p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), console=Console(stderr=True), transient=True)

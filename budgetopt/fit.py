@@ -261,7 +261,8 @@ def fit_approach3(runs: Runs, delta: float = 1e-3, bootstrap: int = 0, seed: int
         hess = np.asarray(jax.hessian(lambda t: objective(t, *args, ones, delta))(jnp.asarray(theta)))
         out = {"approach": 3, **_natural(theta), "objective": best_obj, "rmse_log_loss": float(np.sqrt(np.mean(resid**2))),
                "n_runs": n, "delta": delta, "converged": bool(best_gn < 1e-8), "grad_norm": best_gn,
-               "method": f"IRLS-Levenberg-Marquardt from {len(starts)} starts ({iters} steps), optax L-BFGS polish of the {len(picks)} best distinct optima",
+               "method": f"IRLS-Levenberg-Marquardt from {len(starts)} starts ({iters} steps), optax L-BFGS polish "
+                         f"of the {len(picks)} best distinct optima",
                "starts": len(starts), "starts_at_best_fraction": float(np.mean(obj <= best_obj * (1 + 1e-6))),
                "theta": [float(t) for t in theta], "warnings": []}
         lo = np.array([min(GRID[k_]) for k_ in ("a", "b", "e", "alpha", "beta")])
@@ -335,7 +336,8 @@ def fit_approach2(runs: Runs, tolerance: float = 0.05) -> dict:
         budgets.append({"flops": c, "runs": len(g), "params_opt": float(np.exp(xm)), "tokens_opt": c / (6 * float(np.exp(xm))),
                         "loss_opt": float(p0 + p1 * xm + p2 * xm * xm)})
     if len(budgets) < 2:
-        raise InputError("RUNS", f"Approach 2 needs at least 2 compute budgets with >= 3 runs and an interior minimum; found {len(budgets)}")
+        raise InputError("RUNS", "Approach 2 needs at least 2 compute budgets with >= 3 runs and an interior minimum; "
+                         f"found {len(budgets)}")
     lc = np.log([b["flops"] for b in budgets])
     a, ca = np.polyfit(lc, np.log([b["params_opt"] for b in budgets]), 1)
     b_, cb = np.polyfit(lc, np.log([b["tokens_opt"] for b in budgets]), 1)

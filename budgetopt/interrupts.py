@@ -7,7 +7,9 @@ on the CLI (34 Ctrl-C's in its first second): it landed inside C-extension impor
 an ImportError), in a garbage-collector callback that swallowed it (the sweep then ran to the
 end and wrote its result), or unwound through XLA (SIGSEGV, SIGABRT). Here both signals are
 blocked in every thread — ``route_signals`` runs before any thread exists, and threads inherit
-the mask — and one thread waits for them with sigwait, then exits under ``EXIT_LOCK``.
+the mask — and one thread waits for them with sigwait, then exits under ``EXIT_LOCK``. A
+blocked signal is delivered to sigwait even when the process started with it ignored (a
+background job of a shell), so ``kill -INT`` stops such a run too.
 Standard library only, so it loads before anything that could be interrupted.
 """
 

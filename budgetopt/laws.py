@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -60,7 +60,7 @@ class TokensPerParam(NamedTuple):
     ratio: Float[ArrayLike, "*b"]
 
 
-Law = Union[Parametric, Kaplan, DataConstrained, TokensPerParam]
+Law = Parametric | Kaplan | DataConstrained | TokensPerParam
 
 
 def has_loss(law: Law) -> bool:

@@ -17,8 +17,7 @@ from . import units
 from .allocate import Allocation, Budget, allocate, compute_for_loss, method_for
 from .errors import InputError
 from .hardware import Accelerator
-from .laws import (DataConstrained, LawSpec, Parametric, TokensPerParam, data_constrained_constants,
-                   irreducible_loss, loss, to_array_law)
+from .laws import DataConstrained, LawSpec, Parametric, TokensPerParam, data_constrained_constants, irreducible_loss, loss, to_array_law
 
 DEFAULT_MFU = 0.4
 MIN_FLOPS = 6.0  # one parameter trained on one token
@@ -185,7 +184,8 @@ def optimize(spec: LawSpec, *, flops: float | None = None, hardware: Hardware | 
             raise InputError("--target-loss", f"must be a finite number, got {target_loss!r}")
         floor = float(irreducible_loss(arr_law))
         if target_loss <= floor:
-            raise InputError("--target-loss", f"{target_loss} is at or below the law's irreducible loss E = {floor:.4g}; no compute reaches it")
+            raise InputError("--target-loss", f"{target_loss} is at or below the law's irreducible loss E = {floor:.4g}; "
+                             "no compute reaches it")
         b0 = c.budget(0.0)
         zero = jnp.zeros((), jnp.result_type(*jax.tree_util.tree_leaves(arr_law)))
         smallest = float(loss(arr_law, zero, zero, b0.log_u.astype(zero.dtype)))  # N = 1 parameter, D = 1 token

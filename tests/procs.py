@@ -4,7 +4,6 @@ the interpreter's own exit path)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,18 +25,11 @@ def cli(args, env=None, cwd=ROOT, **kw) -> subprocess.CompletedProcess:
                           env=clean_env(**(env or {})), cwd=cwd, **kw)
 
 
-def _default_sigint() -> None:
-    # A shell starts background jobs with SIGINT ignored, and a Python started that way never
-    # installs its KeyboardInterrupt handler: a test run from `cmd &` would see SIGINT do nothing.
-    # The child gets the disposition a user's terminal gives it.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def popen(args, env=None, **kw) -> subprocess.Popen:
-    """The CLI as a child process that reacts to SIGINT as it does in a terminal."""
+    """The CLI as a child process (it reacts to SIGINT even when started with SIGINT ignored,
+    as a shell starts background jobs: interrupts.route_signals blocks it and waits for it)."""
     return subprocess.Popen([sys.executable, "-m", "budgetopt", *map(str, args)], env=clean_env(**(env or {})),
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_sigint, **kw)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def strip_run(res: dict) -> dict:

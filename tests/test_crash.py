@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import pytest
 from budgetopt import files
 from budgetopt.errors import InputError
 
-from .procs import cli, popen, strip_run
+from .procs import ROOT, clean_env, cli, popen, strip_run
 
 
 def _kill_at(p, delay: float, sig: int) -> bool:
@@ -137,6 +140,14 @@ def test_ctrl_c_in_the_first_second_always_ends_with_one_line_and_exit_130(tmp_p
     sig.send_signal(signal.SIGTERM)
     _, err = sig.communicate(timeout=120)
     assert sig.returncode == 143 and err.startswith("terminated") and not out.exists(), err
+    # started with SIGINT ignored, as a shell starts a background job: `kill -INT` still stops it
+    cmd = " ".join(shlex.quote(str(a)) for a in [sys.executable, "-m", "budgetopt", *args])
+    bg = subprocess.Popen(["sh", "-c", f"trap '' INT; exec {cmd}"], cwd=ROOT, env=clean_env(), stderr=subprocess.PIPE,
+                          stdout=subprocess.DEVNULL, text=True)
+    _wait_until_signals_are_routed(bg)
+    bg.send_signal(signal.SIGINT)
+    _, err = bg.communicate(timeout=120)
+    assert bg.returncode == 130 and err.startswith("interrupted") and not out.exists(), err
 
 
 @pytest.mark.slow

@@ -6,8 +6,18 @@ import pytest
 
 from budgetopt.allocate import Budget, allocate
 from budgetopt.errors import InputError
-from budgetopt.laws import (DataConstrained, Parametric, data_constrained_constants, get_preset, law_from_file,
-                            law_from_params, loss, preset_names, resolve_law, to_array_law)
+from budgetopt.laws import (
+    DataConstrained,
+    Parametric,
+    data_constrained_constants,
+    get_preset,
+    law_from_file,
+    law_from_params,
+    loss,
+    preset_names,
+    resolve_law,
+    to_array_law,
+)
 
 from . import reference as ref
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from .procs import ROOT, cli, clean_env, strip_run
+from .procs import ROOT, clean_env, cli, strip_run
 
 SAMPLES = "5e7"
 ARGS = ["sweep", "--example", "h100-cluster", "--samples", SAMPLES]
@@ -33,7 +33,7 @@ def test_sweeps_at_5e7_samples_with_a_warm_compile_cache_always_finish_identical
     env = {"BUDGETOPT_CACHE_DIR": str(tmp_path / "cache")}  # fresh: the first run fills it
     jsons, tables, log = [], [], []
     for devices in ([], ["--host-devices", "1"]):
-        for rep in range(3):
+        for _rep in range(3):
             for mode in ("json", "table", "quiet"):
                 out = tmp_path / f"out-{len(log)}.{'txt' if mode == 'table' else 'json'}"
                 extra = {"json": ["-f", "json"], "table": [], "quiet": ["-q", "-f", "json"]}[mode]
@@ -61,7 +61,7 @@ def test_two_processes_under_jax_distributed_at_1e7_samples_match_one(tmp_path):
     out = tmp_path / "dist.json"
     single = cli([*ARGS[:-1], "1e7", "--host-devices", "1", "-q", "-f", "json"])
     assert single.returncode == 0, single.stderr
-    for attempt in range(3):
+    for _attempt in range(3):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]

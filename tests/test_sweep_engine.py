@@ -61,7 +61,7 @@ def test_the_chunk_kernel_compiles_without_collectives_on_four_devices():
         from budgetopt import scenario as scn, sweep as sw
         from budgetopt.summary import Ranges
         from budgetopt.devices import x64
-        ops = %r
+        ops = OPS
         out = {}
         with x64():
             for name in ("h100-cluster", "bloomberggpt", "serving"):
@@ -80,7 +80,7 @@ def test_the_chunk_kernel_compiles_without_collectives_on_four_devices():
             out["psum"] = [op for op in ops if op in f.lower(jnp.ones(8)).compile().as_text()]
             out["devices"] = jax.device_count()
         print(json.dumps(out))
-    """ % (COLLECTIVES,))
+    """).replace("OPS", repr(COLLECTIVES))
     env = clean_env(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr

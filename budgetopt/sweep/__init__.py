@@ -12,8 +12,7 @@ One job per module, lower ones first (none imports a module after it):
 """
 
 from .driver import MAX_SAMPLES, chunk_layout, default_chunk, fingerprint, parse_shard, prepare, run
-from .kernel import (LOG_QUANTITIES, QUANTITIES, candidate_loss, make_kernel, method, quantities,
-                     quantity_names, solve_samples)
+from .kernel import LOG_QUANTITIES, QUANTITIES, candidate_loss, make_kernel, method, quantities, quantity_names, solve_samples
 from .pilot import PILOT, Pilot, make_pilot
 from .results import Labels, merge_results, summarise
 from .sampling import Draw, complete, make_sampler, sample_indices

@@ -62,7 +62,8 @@ def regret_sd(hist: np.ndarray) -> float:
     return math.sqrt(max(m2 - m1 * m1, 0.0))
 
 
-def recommend(c: CandidateStats, candidates: np.ndarray, risk: str, refined: bool, stride: int) -> tuple[dict | None, list[dict], str | None]:
+def recommend(c: CandidateStats, candidates: np.ndarray, risk: str, refined: bool,
+              stride: int) -> tuple[dict | None, list[dict], str | None]:
     """(recommendation, regret curve over all candidates sorted by size, note)."""
     scored = int(c.scored.n)
     if scored == 0:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -43,8 +43,8 @@ MAX_SAMPLES = 10**13
 def fingerprint(sc: Scenario, n: int, x64: bool) -> str:
     """What must match for a checkpoint to resume or shards to merge."""
     blob = json.dumps({"scenario": sc.raw, "source": sc.source if sc.source.startswith("example:") else "",
-                       "samples": n, "seed": sc.seed, "x64": x64, "candidates": sc.candidates, "refine": sc.refine, "subsample": sc.subsample,
-                       "format": FORMAT}, sort_keys=True, default=str)
+                       "samples": n, "seed": sc.seed, "x64": x64, "candidates": sc.candidates, "refine": sc.refine,
+                       "subsample": sc.subsample, "format": FORMAT}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -19,12 +19,14 @@ recomputes it there (measured 10x slower); a program boundary materialises the d
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float
 
 from ..allocate import Allocation, Budget, absent, closed_form_scalar, interval, log_tokens, method_for, solve_scalar
@@ -60,7 +62,7 @@ def solve_samples(sc: Scenario, law: Law, b: Budget) -> Allocation:
     return jax.vmap(solve_scalar, in_axes=axes)(law, b)
 
 
-def quantities(a: "Allocation | Sampled", b: Budget, epochs: bool) -> tuple[Float[Array, "q s"], Bool[Array, "q s"]]:
+def quantities(a: Allocation | Sampled, b: Budget, epochs: bool) -> tuple[Float[Array, "q s"], Bool[Array, "q s"]]:
     """[Q, S] values in summary units (QUANTITIES order) and which enter the summaries: the
     outputs of a converged solve, and the budget (an input) always, so its distribution is
     reported even where no model fits it."""
@@ -70,7 +72,7 @@ def quantities(a: "Allocation | Sampled", b: Budget, epochs: bool) -> tuple[Floa
     return vals, jnp.isfinite(vals) & (a.converged[None, :] | is_input)
 
 
-def candidate_loss(law: Law, b: Budget, x: Float[Array, ""], bounds=None) -> Float[Array, "s"]:
+def candidate_loss(law: Law, b: Budget, x: Float[Array, ""], bounds=None) -> Float[Array, " s"]:
     """Loss of committing to N = exp(x) for every sample: tokens follow the sample's realised
     compute, within its caps; a size outside a sample's feasible interval is clipped to it.
     ``bounds``: that interval when already computed (``interval(b)``)."""
@@ -82,7 +84,7 @@ def candidate_loss(law: Law, b: Budget, x: Float[Array, ""], bounds=None) -> Flo
     return loss(law, x, log_d, b.log_u)
 
 
-def regret_bin(r: Float[Array, "s"]) -> Float[Array, "s"]:
+def regret_bin(r: Float[Array, " s"]) -> Float[Array, " s"]:
     """Regret histogram index: 0 below REGRET_RANGE (including zero), 1..REGRET_BINS inside,
     REGRET_BINS + 1 above."""
     lo, hi = REGRET_RANGE

@@ -13,7 +13,8 @@ and the candidate loop does not evaluate, per sample, corrections that are ident
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,7 @@ class Draw(NamedTuple):
     budget: Budget
 
 
-def index_words(start_lo: UInt32[Array, ""], start_hi: UInt32[Array, ""], j: UInt32[Array, "s"]):
+def index_words(start_lo: UInt32[Array, ""], start_hi: UInt32[Array, ""], j: UInt32[Array, " s"]):
     """Global indices start + j as (lo, hi) uint32 words: a 64-bit counter with carry."""
     lo = start_lo + j
     return lo, start_hi + (lo < start_lo).astype(jnp.uint32)
@@ -94,7 +95,7 @@ def _law_sampler(sc: Scenario, dtype) -> Callable:
     return draw
 
 
-def _field(d: Dist | None, key, lo, hi, stream: int, dtype, domain=(-math.inf, math.inf)) -> Float[Array, "s"] | None:
+def _field(d: Dist | None, key, lo, hi, stream: int, dtype, domain=(-math.inf, math.inf)) -> Float[Array, " s"] | None:
     """log of a scenario input for each index (None when the scenario does not give it)."""
     if d is None:
         return None

@@ -40,7 +40,7 @@ class CandidateStats(NamedTuple):
     optimal_loss_sum: WideSum
 
     @staticmethod
-    def empty(k: int) -> "CandidateStats":
+    def empty(k: int) -> CandidateStats:
         return CandidateStats(WideSum.empty(k), Count.empty(k), Count.empty((k, REGRET_BINS + 2)), Count.empty(()),
                               WideSum.empty(()))
 
