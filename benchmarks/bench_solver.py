@@ -25,11 +25,10 @@ if __name__ == "__main__":  # one CPU device per core, before JAX starts (see bu
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import machine, record, timeit
+from common import machine, record, shard_batch, timeit
 
-from budgetopt.allocate import Budget, _broadcast, allocate, closed_form_x, interval, log_tokens
-from budgetopt.devices import shard_batch
-from budgetopt.laws import DataConstrained, data_constrained_constants, get_preset, loss, to_array_law
+from budgetopt.allocate import Budget, allocate, broadcast_problems, closed_form_x, interval, log_tokens
+from budgetopt.laws import data_constrained, data_constrained_constants, get_preset, loss, to_array_law
 
 
 def problems(n: int, seed: int = 0):
@@ -83,7 +82,7 @@ def lbfgs_variant(law, b: Budget, iters: int = 30):
         x0 = jnp.clip(closed_form_x(law.base, b.log_c), lo, hi)[None]
         return jnp.clip(lbfgs_minimize(x0, f, iters, 1e-12)[0][0], lo, hi)
 
-    law, b = _broadcast(law, b)
+    law, b = broadcast_problems(law, b)
     with jax.numpy_dtype_promotion("standard"):
         return jax.jit(jax.vmap(one))(law, b)
 
@@ -101,8 +100,7 @@ def main(argv=None):
     jax.config.update("jax_enable_x64", args.x64)
     dtype = jnp.float64 if args.x64 else jnp.float32
 
-    rd, rn, _ = data_constrained_constants()
-    law = to_array_law(DataConstrained(get_preset("muennighoff2023").params, rd, rn), dtype)
+    law = to_array_law(data_constrained(get_preset("muennighoff2023").params), dtype)
     log_c, log_u = problems(args.problems)
     n = args.problems
     b = shard_batch(Budget(jnp.asarray(log_c, dtype), jnp.asarray(log_u, dtype), jnp.asarray(jnp.inf, dtype),

@@ -37,7 +37,7 @@ from common import machine, record, timeit
 
 from budgetopt import scenario as scn
 from budgetopt import sweep as sw
-from budgetopt.devices import x64
+from budgetopt.devices import jax_x64
 from budgetopt.laws import get_preset
 from budgetopt.summary import QUANTILES, Ranges
 
@@ -103,7 +103,7 @@ def numpy_recommendation(law, log_n, loss) -> dict:
 def kernel_rates(sc, n: int) -> dict:
     """Samples/s of the kernel's two programs alone (one chunk, warm): draw = sampling and the
     closed-form solve; accumulate = summaries and candidates."""
-    with x64():
+    with jax_x64():
         chunk = sw.chunk_layout(sw.default_chunk(jax.default_backend(), jax.local_device_count()),
                                 jax.local_device_count(), sc.subsample)
         pilot, k = sw.prepare(sc, n, False, chunk)

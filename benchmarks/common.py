@@ -12,6 +12,22 @@ import sys
 import time
 from pathlib import Path
 
+
+def shard_batch(tree, size: int):
+    """Broadcast every leaf to shape (size,) and place it split over the local devices
+    (``size`` a multiple of the device count): the solver benchmark's batch."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    n_dev = jax.device_count()
+    if size % n_dev:
+        raise ValueError(f"batch of {size} does not split over {n_dev} devices; pad it to a multiple")
+    sharding = NamedSharding(Mesh(np.array(jax.devices()), ("batch",)), PartitionSpec("batch"))
+    return jax.tree_util.tree_map(lambda v: jax.device_put(jnp.broadcast_to(jnp.asarray(v), (size,)), sharding), tree)
+
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 

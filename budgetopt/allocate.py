@@ -37,8 +37,9 @@ from .laws import (
     closed_form_coefficients,
     loss,
 )
+from .units import INFER_FLOPS_PER_PARAM_TOKEN
 
-LOG2 = math.log(2.0)
+LOG2 = math.log(INFER_FLOPS_PER_PARAM_TOKEN)  # each inference token costs 2N FLOPs
 MAX_ITER = 100  # bisection alone shrinks a bracket of width 64 below 1e-13 in 50 steps
 
 
@@ -125,7 +126,9 @@ def _finish(law: Law, b: Budget, x: Array, converged: Array, grad: Array, iters:
                       converged & (hi >= 0) & jnp.isfinite(x) & jnp.isfinite(log_d), grad, iters)
 
 
-def _broadcast(law: Law, b: Budget) -> tuple[Law, Budget]:
+def broadcast_problems(law: Law, b: Budget) -> tuple[Law, Budget]:
+    """(law, budget) with every leaf broadcast to one common shape and float dtype: a batch of
+    independent problems, as the solvers take them."""
     leaves = jax.tree_util.tree_leaves((law, b))
     # Python scalars (the defaults +-inf) are weakly typed: they adopt the arrays' precision
     dtype = jnp.result_type(*leaves)
@@ -321,7 +324,7 @@ def method_for(law: Law, has_inference: bool = False) -> str:
 
 
 def _allocate(law: Law, b: Budget, method: str, max_iter: int) -> Allocation:
-    law, b = _broadcast(law, b)
+    law, b = broadcast_problems(law, b)
     if method == "closed":
         if not (isinstance(law, TokensPerParam) or isinstance(law, Parametric)):
             raise ValueError(f"no closed form for {type(law).__name__}")
@@ -396,7 +399,7 @@ def compute_for_loss_scalar(law: Law, target: Array, b: Budget, method: str, max
 
 
 def _compute_for_loss(law: Law, target: Array, b: Budget, method: str, max_iter: int) -> ComputeForLoss:
-    law, b = _broadcast(law, b._replace(log_c=jnp.zeros_like(jnp.asarray(target, float))))
+    law, b = broadcast_problems(law, b._replace(log_c=jnp.zeros_like(jnp.asarray(target, float))))
     target = jnp.broadcast_to(jnp.asarray(target, b.log_c.dtype), b.log_c.shape)
     shape = target.shape
     flat = jax.tree_util.tree_map(lambda v: v.reshape(-1), (law, target, b))

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from . import units
 from .allocate import Budget, allocate, compute_for_loss, log_compute_for_loss, method_for
-from .errors import InputError
+from .errors import ParameterError
 from .laws import LawSpec, Parametric, TokensPerParam, loss, to_array_law
 
 NEAR_MULTIPLIER = 1.25  # the optimal allocation would reach the same loss with >= 80 % of the compute
@@ -49,12 +49,29 @@ def get_model(name: str) -> Model:
     key = name.strip().lower()
     if key in cat:
         return cat[key]
-    raise InputError("--model", f"unknown model {name!r}; known: {', '.join(cat)}")
+    raise ParameterError("model", f"unknown model {name!r}; known: {', '.join(cat)}")
+
+
+def select_models(ids: list[str] | None = None, *, params: float | None = None, tokens: float | None = None,
+                  flops: float | None = None, name: str = "your model") -> list[Model]:
+    """What to audit: catalog models by id (default: all), or one model of ``params`` and
+    ``tokens`` (and its training compute ``flops`` when it is not 6ND), never both."""
+    if params is None and tokens is None:
+        if flops is not None:
+            raise ParameterError("flops", "applies to {params} with {tokens}", names=True)
+        return [get_model(m) for m in ids] if ids else list(catalog().values())
+    if params is None or tokens is None:
+        raise ParameterError("params" if params is None else "tokens", "give both {params} and {tokens}", names=True)
+    if ids:
+        raise ParameterError("model", "give catalog models or {params}/{tokens}, not both", names=True)
+    if flops is not None:
+        units.require_positive(flops, "flops")
+    return [Model("custom", name, units.require_positive(params, "params"), units.require_positive(tokens, "tokens"), flops)]
 
 
 def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER, near_ratio: float = NEAR_RATIO) -> dict:
     """One audit row (units: FLOPs, parameters, tokens, nats/token)."""
-    for v, f in ((m.params, "--params"), (m.tokens, "--tokens")):
+    for v, f in ((m.params, "params"), (m.tokens, "tokens")):
         units.require_positive(v, f)
     c = m.flops if m.flops else units.train_flops(m.params, m.tokens)
     law = to_array_law(spec.params)
@@ -90,7 +107,7 @@ def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIE
 def audit(models: list[Model], spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER,
           near_ratio: float = NEAR_RATIO) -> list[dict]:
     if not near_multiplier >= 1:
-        raise InputError("--near-multiplier", f"must be >= 1, got {near_multiplier}")
+        raise ParameterError("near_multiplier", f"must be >= 1, got {near_multiplier}")
     if not near_ratio >= 1:
-        raise InputError("--near-ratio", f"must be >= 1, got {near_ratio}")
+        raise ParameterError("near_ratio", f"must be >= 1, got {near_ratio}")
     return [audit_model(m, spec, near_multiplier, near_ratio) for m in models]

@@ -1,4 +1,6 @@
-"""The typer CLI: parse, call the library, print. No maths here.
+"""The typer CLI: every command parses its flags, calls one library function and prints.
+No maths and no validation here: the library checks its arguments and names them by their
+parameter names (``errors.ParameterError``), which ``flag_of`` turns into the flag a user typed.
 
 Every usage error or bad input ends as one line ``error: <field>: <what is allowed>`` on
 stderr with exit code 2 — never a traceback, never a partial output file.
@@ -6,7 +8,6 @@ stderr with exit code 2 — never a traceback, never a partial output file.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -15,13 +16,33 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from .errors import InputError
-from .files import load_json, same_file, write_atomic
+from .errors import InputError, ParameterError
+from .files import load_json, write_atomic
 from .interrupts import EXIT_INTERRUPTED, resume_hint, set_resume_hint
-from .report import check_format, emit, record_table, sweep_report, to_csv, to_json, to_table
+from .report import audit_notes, bench_report, check_format, emit, fit_report, record_table, sweep_report, to_csv, to_json, to_table
 from .units import parse_number
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
+
+#: library parameter names a command takes under another name (arguments, short flags)
+_NAMES = {"output": "-o", "runs": "RUNS", "results": "FILES", "kind": "KIND", "scenario": "SCENARIO",
+          "sweep_file": "--sweep"}
+_COMMAND_NAMES = {"convert": {"flops": "VALUE"}}
+
+
+def flag_of(name: str, command: str | None = None) -> str:
+    """The flag or argument through which ``command`` takes the library parameter ``name``
+    (``max_params`` -> ``--max-params``; ``law_params.E`` -> ``--law-params.E``). A name that
+    is already a flag, an argument or a file field is returned as it is."""
+    if not name[:1].islower():
+        return name
+    head, dot, rest = name.partition(".")
+    special = {**_NAMES, **_COMMAND_NAMES.get(command or "", {})}.get(head)
+    return (special or "--" + head.replace("_", "-")) + dot + rest
+
+
+def _command(args) -> str | None:
+    return next((a for a in (sys.argv[1:] if args is None else args) if not a.startswith("-")), None)
 
 
 class _OneLineErrors(TyperGroup):
@@ -34,6 +55,9 @@ class _OneLineErrors(TyperGroup):
         try:
             rv = super().main(args=args, prog_name=prog_name or "budgetopt", complete_var=complete_var,
                               standalone_mode=False, **extra)
+        except ParameterError as e:
+            e = e.rename(lambda name: flag_of(name, _command(args)))
+            _fail(f"{e.field}: {e.message}")
         except InputError as e:
             _fail(f"{e.field}: {e.message}")
         except cx.NoSuchOption as e:
@@ -86,20 +110,25 @@ app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True
                   help="Compute-optimal LLM pre-training budgets: how big a model, how many tokens, how sure.")
 
 
-def _setup(x64: Optional[bool]) -> None:
-    """Precision and the persistent compile cache (compiles dominate a one-shot CLI call).
-
-    Precision: float64 on CPU, where it costs nothing for a handful of problems; float32 on
-    accelerators; ``--x64`` / ``--x32`` force either."""
+def _setup() -> None:
+    """The persistent compile cache (compiles dominate a one-shot CLI call)."""
     import jax
 
-    if x64 is None:
-        x64 = jax.default_backend() == "cpu"
-    jax.config.update("jax_enable_x64", bool(x64))
     cache = compile_cache_dir()
     if cache is not None:
         jax.config.update("jax_compilation_cache_dir", str(cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def _precision(x64: Optional[bool]):
+    """JAX's 64-bit mode for one command, the process's setting restored after: float64 on
+    CPU, where it costs nothing for a handful of problems; float32 on accelerators; ``--x64`` /
+    ``--x32`` force either."""
+    import jax
+
+    from .devices import jax_x64
+
+    return jax_x64(jax.default_backend() == "cpu" if x64 is None else bool(x64))
 
 
 def compile_cache_dir() -> Optional[Path]:
@@ -124,43 +153,16 @@ def compile_cache_dir() -> Optional[Path]:
     return path
 
 
-def _host_devices(n: Optional[int]) -> None:
-    """Split a CPU host into ``n`` devices (default one per core, unless XLA_FLAGS already
-    says); accelerators ignore it. Must run before JAX starts its backends."""
-    from .devices import set_host_device_count
-
-    if n is not None and n < 1:
-        raise InputError("--host-devices", f"must be >= 1, got {n}")
-    if n is not None or "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        set_host_device_count(n or os.cpu_count() or 1)
-
-
 def _num(text: Optional[str], field: str, units: str = "count") -> Optional[float]:
     return None if text is None else parse_number(text, field, units=units)
 
 
-def _hardware(gpu, dtype, count, hours, days, mfu, hardware_file):
-    from .hardware import get_accelerator, load_catalog
-    from .plan import DEFAULT_MFU, Hardware
-
-    if gpu is None:
-        for flag, v in (("--count", count), ("--hours", hours), ("--days", days)):
-            if v is not None:
-                raise InputError(flag, "needs --gpu (the accelerator id; see `budgetopt hardware`)")
-        return None
-    if hours is not None and days is not None:
-        raise InputError("--days", "give --hours or --days, not both")
-    h = _num(hours, "--hours", "plain")
-    if days is not None:
-        h = _num(days, "--days", "plain") * 24.0
-        if not (h > 0 and math.isfinite(h)):
-            raise InputError("--days", f"must be a positive number of days, got {days!r}")
-    m = DEFAULT_MFU if mfu is None else _num(mfu, "--mfu", "plain")
-    acc = get_accelerator(gpu, load_catalog(hardware_file))
-    return Hardware(acc, dtype, m, _num(count, "--count"), h)
+def _no_effect(names: list[str], command: str, why: str) -> None:
+    for name in names:
+        print(f"note: {flag_of(name, command)} has no effect {why}", file=sys.stderr)
 
 
-def _print(record_or_rows, fmt: str, out: Optional[Path], title: str, notes=(), columns=None):
+def _print(record_or_rows, fmt: str, out: Optional[Path], title: str, notes=(), columns=None, optional=()):
     check_format(fmt)
     if fmt == "json":
         text = to_json(record_or_rows)
@@ -168,7 +170,7 @@ def _print(record_or_rows, fmt: str, out: Optional[Path], title: str, notes=(), 
         rows = record_or_rows if isinstance(record_or_rows, list) else [record_or_rows]
         text = to_csv(rows)
     elif isinstance(record_or_rows, list):
-        text = to_table(record_or_rows, title=title, columns=columns, notes=notes)
+        text = to_table(record_or_rows, title=title, columns=columns, notes=notes, optional=optional)
     else:
         text = record_table(record_or_rows, title=title, notes=notes)
     emit(text, out)
@@ -186,7 +188,7 @@ def optimize(
     hours: Optional[str] = typer.Option(None, help="wall-clock hours"),
     days: Optional[str] = typer.Option(None, help="wall-clock days"),
     mfu: Optional[str] = typer.Option(None, help="model-FLOPs utilisation in (0, 1] [default: 0.4]"),
-    dtype: str = typer.Option("bf16", help="fp32 | tf32 | bf16 | fp16 | fp8"),
+    dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | bf16 | fp16 | fp8 [default: bf16]"),
     law: Optional[str] = typer.Option(None, help="law preset (see `budgetopt laws`) [default: besiroglu2024]"),
     law_params: Optional[str] = typer.Option(None, help="own parametric law: E=..,A=..,B=..,alpha=..,beta=.."),
     law_file: Optional[Path] = typer.Option(None, help="law file (JSON from `budgetopt fit`, or TOML)"),
@@ -205,19 +207,23 @@ def optimize(
 ):
     """The compute-optimal model size and token count for a budget."""
     check_format(fmt)
-    _setup(x64)
+    _setup()
     from .laws import resolve_law
-    from .plan import Constraints
+    from .plan import Constraints, hardware_from
     from .plan import optimize as plan_optimize
 
     spec = resolve_law(law, law_params, str(law_file) if law_file else None, ratio)
-    hw = _hardware(gpu, dtype, count, hours, days, mfu, hardware_file)
+    pph = _num(price_per_hour, "--price-per-hour", "plain")
+    hw, unused = hardware_from(gpu, dtype=dtype, count=_num(count, "--count"), hours=_num(hours, "--hours", "plain"),
+                               days=_num(days, "--days", "plain"), mfu=_num(mfu, "--mfu", "plain"), price_per_hour=pph,
+                               hardware_file=str(hardware_file) if hardware_file else None)
     cons = Constraints(unique_tokens=_num(unique_tokens, "--unique-tokens"), max_params=_num(max_params, "--max-params"),
                        max_tokens=_num(max_tokens, "--max-tokens"), max_epochs=_num(max_epochs, "--max-epochs", "plain"),
                        inference_tokens=_num(inference_tokens, "--inference-tokens"))
-    rec = plan_optimize(spec, flops=_num(flops, "--flops", "flops"), hardware=hw, constraints=cons,
-                        target_loss=_num(target_loss, "--target-loss", "plain"),
-                        price_per_hour=_num(price_per_hour, "--price-per-hour", "plain"))
+    with _precision(x64):
+        rec = plan_optimize(spec, flops=_num(flops, "--flops", "flops"), hardware=hw, constraints=cons,
+                            target_loss=_num(target_loss, "--target-loss", "plain"), price_per_hour=pph)
+    _no_effect(unused, "optimize", "without --gpu")
     notes = [f"law: {spec.name} — {spec.describe()}", f"source: {spec.source}"]
     if cons.has_inference:
         notes.append("with inference tokens the budget is lifetime FLOPs = 6·N·D + 2·N·D_inference")
@@ -238,43 +244,26 @@ def convert(
     gpu: Optional[str] = typer.Option(None, help="accelerator id, to report GPU-hours"),
     count: Optional[str] = typer.Option(None, help="number of accelerators, to report wall-days"),
     mfu: Optional[str] = typer.Option(None, help="model-FLOPs utilisation in (0, 1] [default: 0.4]"),
-    dtype: str = typer.Option("bf16", help="fp32 | tf32 | bf16 | fp16 | fp8"),
+    dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | bf16 | fp16 | fp8 [default: bf16]"),
     price_per_hour: Optional[str] = typer.Option(None, help="price per device-hour"),
     hardware_file: Optional[Path] = typer.Option(None, help="extra accelerator catalog (TOML)"),
     fmt: str = FMT,
     output: Optional[Path] = OUT,
 ):
     """Convert compute between FLOPs, PF-days, GPU-hours and wall-days."""
-    from . import units
+    from .plan import convert as plan_convert
+    from .plan import hardware_from
 
     check_format(fmt)
-    if value is not None and (params is not None or tokens is not None):
-        raise InputError("--params", "give VALUE or --params with --tokens, not both")
-    if value is None:
-        if params is None or tokens is None:
-            raise InputError("VALUE", "give a compute VALUE, or --params with --tokens")
-        n = units.require_positive(_num(params, "--params"), "--params")
-        d = units.require_positive(_num(tokens, "--tokens"), "--tokens")
-        units.require_positive(flops_per_param_token, "--flops-per-param-token")
-        flops = units.train_flops(n, d, flops_per_param_token)
-    else:
-        flops = units.require_positive(_num(value, "VALUE", "flops"), "VALUE")
-    rec = {"flops": flops, "pf_days": units.flops_to_pf_days(flops)}
-    hw = _hardware(gpu, dtype, count, None, None, mfu, hardware_file)
     pph = _num(price_per_hour, "--price-per-hour", "plain")
-    if hw is not None:
-        rec.update(hw.describe(flops, pph))
-    keys = {"flops": "flops", "pf-days": "pf_days", "gpu-hours": "gpu_hours", "wall-days": "wall_days", "cost": "cost"}
-    if to is not None:
-        if to not in keys:
-            raise InputError("--to", f"unknown quantity {to!r}; allowed: {', '.join(keys)}")
-        if keys[to] not in rec:
-            need = {"gpu-hours": "--gpu", "wall-days": "--gpu and --count", "cost": "--gpu and --price-per-hour"}[to]
-            raise InputError("--to", f"{to} needs {need}")
-        if fmt == "table":
-            emit(f"{rec[keys[to]]:.6g}\n", output)
-            return 0
-        rec = {keys[to]: rec[keys[to]]}
+    hw, unused = hardware_from(gpu, dtype=dtype, count=_num(count, "--count"), mfu=_num(mfu, "--mfu", "plain"),
+                               price_per_hour=pph, hardware_file=str(hardware_file) if hardware_file else None)
+    rec = plan_convert(_num(value, "VALUE", "flops"), params=_num(params, "--params"), tokens=_num(tokens, "--tokens"),
+                       flops_per_param_token=flops_per_param_token, hardware=hw, price_per_hour=pph, to=to)
+    _no_effect(unused, "convert", "without --gpu")
+    if to is not None and fmt == "table":
+        emit(f"{next(iter(rec.values())):.6g}\n", output)
+        return 0
     _print(rec, fmt, output, "budgetopt convert")
     return 0
 
@@ -286,49 +275,25 @@ def hardware(
     output: Optional[Path] = OUT,
 ):
     """List the accelerator catalog: dense peak TFLOP/s per dtype, memory, bandwidth, source."""
-    from .hardware import DTYPES, load_catalog
+    from .hardware import DTYPES, catalog_rows
 
     check_format(fmt)
-    rows = []
-    for acc in load_catalog(hardware_file).values():
-        row = {"id": acc.id, "name": acc.name}
-        row.update({f"{d}_tflops": acc.peak_tflops.get(d) for d in DTYPES})
-        row.update({"memory_gb": acc.memory_gb, "bandwidth_tbs": acc.bandwidth_tbs, "source": acc.source})
-        rows.append(row)
+    rows = catalog_rows(hardware_file)
     cols = ["id"] + [f"{d}_tflops" for d in DTYPES] + ["memory_gb", "bandwidth_tbs", "name"]
     _print(rows, fmt, output, "Accelerators (dense peak TFLOP/s per device)", columns=cols,
-           notes=["- = dtype not supported; sources: `budgetopt hardware --format json`"])
+           notes=["- = dtype not supported; sources: `budgetopt hardware --format json`"],
+           optional=["name", "tf32_tflops", "fp32_tflops", "bandwidth_tbs"])
     return 0
 
 
 @app.command()
 def laws(fmt: str = FMT, output: Optional[Path] = OUT):
     """List the scaling-law presets with their formulas and sources."""
-    import jax.numpy as jnp
-
-    from .laws import Parametric, closed_form_coefficients, get_preset, preset_names, to_array_law
+    from .laws import preset_rows
 
     check_format(fmt)
-    rows = []
-    for name in preset_names():
-        spec = get_preset(name)
-        row = {"name": name, "kind": spec.kind, "formula": spec.describe()}
-        if isinstance(spec.params, Parametric):
-            _, a, b = closed_form_coefficients(to_array_law(spec.params))
-            row.update({"a": round(float(a), 4), "b": round(float(b), 4)})
-            row.update(dict(zip(("E", "A", "B", "alpha", "beta"),
-                                [float(jnp.exp(spec.params.log_E)), float(jnp.exp(spec.params.log_A)),
-                                 float(jnp.exp(spec.params.log_B)), spec.params.alpha, spec.params.beta])))
-        elif spec.kind == "kaplan":  # under C = 6ND: N_opt ∝ C^(aD/(aD+aN)) (not the paper's 0.73, see README)
-            a = spec.params.alpha_D / (spec.params.alpha_D + spec.params.alpha_N)
-            row.update({"a": round(a, 4), "b": round(1 - a, 4)})
-        else:
-            row.update({"a": 0.5, "b": 0.5})
-        row["uncertainty"] = "covariance" if spec.covariance is not None else None
-        row["source"] = spec.source
-        rows.append(row)
-    _print(rows, fmt, output, "Scaling laws (a, b: N_opt ∝ C^a, D_opt ∝ C^b)",
-           columns=["name", "kind", "formula", "a", "b", "uncertainty", "source"])
+    _print(preset_rows(), fmt, output, "Scaling laws (a, b: N_opt ∝ C^a, D_opt ∝ C^b)",
+           columns=["name", "kind", "formula", "a", "b", "uncertainty", "source"], optional=["source", "uncertainty", "b"])
     return 0
 
 
@@ -356,63 +321,31 @@ def sweep(
     output: Optional[Path] = OUT,
 ):
     """Monte Carlo over everything uncertain: distributions of the optimum, and a robust N."""
-    import dataclasses
+    from .devices import split_host, start_distributed
+    from .files import check_outputs
 
     check_format(fmt, ("table", "json"))
-    if (scenario is None) == (example is None):
-        raise InputError("SCENARIO", "give a scenario file or --example NAME (one of them)")
-    if output is not None and not output.parent.is_dir():
-        raise InputError("-o", f"directory {output.parent} does not exist")
-    if output is not None and scenario is not None and same_file(output, scenario):
-        raise InputError("-o", f"{output} is the SCENARIO file; write the result elsewhere")
-    if checkpoint is not None and scenario is not None and same_file(checkpoint, scenario):
-        raise InputError("--checkpoint", f"{checkpoint} is the SCENARIO file; keep the checkpoint elsewhere")
-    if output is not None and checkpoint is not None and Path(output).absolute() == Path(checkpoint).absolute():
-        raise InputError("-o", "the result and --checkpoint must be different files")
+    check_outputs({"output": output, "checkpoint": checkpoint}, {"scenario": scenario})
     if distributed:
-        import jax
-
-        kw = {}
-        if coordinator is not None:
-            kw = {"coordinator_address": coordinator, "num_processes": num_processes, "process_id": process_id}
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(**kw)
+        start_distributed(coordinator, num_processes, process_id)
     else:
-        _host_devices(host_devices)
-    _setup(None)
+        split_host(host_devices)
+    _setup()
     from . import scenario as scn
     from . import sweep as sw
 
-    sc = scn.example(example) if example else scn.load(scenario, str(hardware_file) if hardware_file else None)
-    if seed is not None:
-        if not 0 <= seed < 2**31:
-            raise InputError("--seed", f"must be in [0, 2^31), got {seed}")
-        sc = dataclasses.replace(sc, seed=seed)
-    if candidates is not None:
-        if candidates != 0 and not 2 <= candidates <= 1024:
-            raise InputError("--candidates", f"must be 0 or from 2 to 1024, got {candidates}")
-        sc = dataclasses.replace(sc, candidates=candidates)
-    n = None if samples is None else parse_number(samples, "--samples")
-    if n is not None and (n != int(n) or not 1 <= n <= 1e13):
-        raise InputError("--samples", f"must be a whole number from 1 to 1e13, got {samples}")
-    chunk = None if chunk_size is None else parse_number(chunk_size, "--chunk-size")
-    if chunk is not None and (chunk != int(chunk) or chunk < 1):
-        raise InputError("--chunk-size", f"must be a positive whole number, got {chunk_size}")
-    if resume and checkpoint is None:
-        raise InputError("--resume", "needs --checkpoint PATH")
-    i_sh, n_sh = sw.parse_shard(shard)
+    sc = scn.with_overrides(scn.resolve(scenario, example, str(hardware_file) if hardware_file else None),
+                            seed=seed, candidates=candidates)
+    shard_of = sw.parse_shard(shard)
     progress = _progress(quiet)
     set_resume_hint(f"; resume with --checkpoint {checkpoint} --resume" if checkpoint
                     else "; use --checkpoint to make runs resumable")
     try:
         with progress as tick:
-            res = sw.run(sc, samples=None if n is None else int(n), chunk_size=None if chunk is None else int(chunk), x64=x64,
-                         checkpoint=checkpoint, resume=resume, shard=(i_sh, n_sh), progress=tick)
+            res = sw.run(sc, samples=_num(samples, "--samples"), chunk_size=_num(chunk_size, "--chunk-size"), x64=x64,
+                         checkpoint=checkpoint, resume=resume, shard=shard_of, progress=tick)
     except KeyboardInterrupt:  # in-process callers (the console script routes signals instead)
         _interrupted(f"interrupted{resume_hint()}")
-    except InputError as e:  # the library names its parameters; say which flag that is
-        raise InputError({"samples": "--samples", "chunk_size": "--chunk-size", "resume": "--resume"}.get(e.field, e.field),
-                         e.message) from None
     import jax
 
     if jax.process_index() != 0:
@@ -471,50 +404,22 @@ def fit(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the fitted law (JSON) here"),
 ):
     """Fit a scaling law to your own training runs (Approach 3 with bootstrap, or Approach 2)."""
-    check_format(fmt, ("table", "json"))
-    if approach not in (2, 3):
-        raise InputError("--approach", f"must be 2 or 3, got {approach}")
-    if not 0 <= bootstrap <= 10_000:
-        raise InputError("--bootstrap", f"must be from 0 to 10000 replicates, got {bootstrap}")
-    if not (delta > 0 and math.isfinite(delta)):
-        raise InputError("--delta", f"must be a positive finite Huber delta, got {delta}")
-    if not 0 < tolerance < 1:
-        raise InputError("--tolerance", f"must be a relative tolerance in (0, 1), got {tolerance}")
-    for flag, v in (("--loss-min", loss_min), ("--loss-max", loss_max)):
-        if v is not None and not math.isfinite(v):
-            raise InputError(flag, f"must be a finite loss, got {v}")
-    if loss_min is not None and loss_max is not None and not loss_min < loss_max:
-        raise InputError("--loss-max", f"must be greater than --loss-min ({loss_min:g}), got {loss_max:g}")
-    if output is not None and not output.parent.is_dir():
-        raise InputError("-o", f"directory {output.parent} does not exist")
-    if output is not None and same_file(output, runs):
-        raise InputError("-o", f"{output} is the RUNS file; write the law elsewhere")
-    from . import fit as F
+    from .files import check_outputs
+    from .fit import fit_file
 
-    data = F.read_runs(runs, n_col, d_col, c_col, loss_col, drop_highest, loss_min, loss_max)
-    res = F.fit_approach3(data, delta, bootstrap, seed) if approach == 3 else F.fit_approach2(data, tolerance)
-    res["source"] = str(runs)
+    check_format(fmt, ("table", "json"))
+    check_outputs({"output": output}, {"runs": runs})
+    res = fit_file(runs, approach=approach, bootstrap=bootstrap, seed=seed, n_col=n_col, d_col=d_col, c_col=c_col,
+                   loss_col=loss_col, drop_highest=drop_highest, loss_min=loss_min, loss_max=loss_max, delta=delta,
+                   tolerance=tolerance)
     if output is not None:
         write_atomic(output, to_json(res))
     if fmt == "json":
         sys.stdout.write(to_json(res))
-    else:
-        if approach == 3:
-            rec = {k: res[k] for k in ("E", "A", "B", "alpha", "beta", "objective", "rmse_log_loss", "n_runs", "converged")}
-            if "bootstrap" in res:
-                for k, v in res["bootstrap"]["ci95"].items():
-                    rec[f"{k} 95% CI"] = f"[{v[0]:.4g}, {v[1]:.4g}]"
-            text = record_table(rec, title=f"budgetopt fit — Approach 3 on {res['n_runs']} runs")
-            a = res["beta"] / (res["alpha"] + res["beta"])
-            text += f"compute-optimal N ∝ C^{a:.3f}; {res['method']}\n"
-        else:
-            rec = {k: res[k] for k in ("a", "b", "tokens_per_param_at_5.76e23", "n_runs")}
-            text = record_table(rec, title=f"budgetopt fit — Approach 2 (IsoFLOP) on {len(res['budgets'])} budgets")
-        for w in res.get("warnings", []):
-            text += f"warning: {w}\n"
-        sys.stdout.write(text)
-        if output is not None:
-            sys.stdout.write(f"wrote {output} (use it with `optimize --law-file` or a scenario's law.file)\n")
+        return 0
+    sys.stdout.write(fit_report(res))
+    if output is not None:
+        sys.stdout.write(f"wrote {output} (use it with `optimize --law-file` or a scenario's law.file)\n")
     return 0
 
 
@@ -535,32 +440,19 @@ def audit(
     output: Optional[Path] = OUT,
 ):
     """Was a model compute-optimal? Audit the catalog (GPT-3, Chinchilla, Llama ...) or your own."""
-    from . import audit as A
+    from . import audit as audit_lib
     from .laws import resolve_law
 
     check_format(fmt)
-    _setup(None)
+    _setup()
     spec = resolve_law(law, law_params, str(law_file) if law_file else None, ratio, default="hoffmann2022")
-    if params is not None or tokens is not None:
-        if params is None or tokens is None:
-            raise InputError("--params" if params is None else "--tokens", "give both --params and --tokens")
-        if model:
-            raise InputError("--model", "give catalog models or --params/--tokens, not both")
-        f = _num(flops, "--flops", "flops")
-        if f is not None and not (f > 0 and math.isfinite(f)):
-            raise InputError("--flops", f"must be a positive finite number, got {flops}")
-        models = [A.Model("custom", name, _num(params, "--params"), _num(tokens, "--tokens"), f)]
-    else:
-        models = [A.get_model(m) for m in model] if model else list(A.catalog().values())
-    rows = A.audit(models, spec, near_multiplier, near_ratio)
-    rule = spec.kind == "rule"
-    cols = ["name", "params", "tokens", "tokens_per_param", "flops", "optimal_params", "optimal_tokens"]
-    cols += ["ratio_to_rule", "verdict"] if rule else ["loss", "loss_gap", "compute_multiplier", "verdict"]
-    crit = (f"near-optimal: D/N within ×{near_ratio:g} of the rule's {float(spec.params.ratio):g}" if rule else
-            f"near-optimal: the optimal allocation needs ≥ 1/{near_multiplier:g} of the compute for the same predicted loss; "
-            "else under-trained (too many parameters, too few tokens) or over-trained (the reverse)")
-    _print(rows, fmt, output, f"budgetopt audit — law {spec.name}: {spec.describe()}", columns=cols,
-           notes=[crit, "compute: published figure where there is one, else 6ND; compute_multiplier = C / C needed for the same loss"])
+    models = audit_lib.select_models(model, params=_num(params, "--params"), tokens=_num(tokens, "--tokens"),
+                                     flops=_num(flops, "--flops", "flops"), name=name)
+    with _precision(None):
+        rows = audit_lib.audit(models, spec, near_multiplier, near_ratio)
+    cols, notes = audit_notes(spec, near_multiplier, near_ratio)
+    _print(rows, fmt, output, f"budgetopt audit — law {spec.name}: {spec.describe()}", columns=cols, notes=notes,
+           optional=["loss", "tokens_per_param", "optimal_tokens", "flops", "loss_gap"])
     return 0
 
 
@@ -579,48 +471,13 @@ def plot(
     dpi: int = typer.Option(100, help="PNG resolution"),
 ):
     """Draw the figures: frontier, isoflop, loss-vs-compute, sweep."""
-    from . import plots as P
-    from .laws import law_from_file, resolve_law
+    from .plots import draw
 
-    if kind not in P.KINDS:
-        raise InputError("KIND", f"unknown plot {kind!r}; allowed: {', '.join(P.KINDS)}")
-    out = output or Path(f"{kind}.png")
-    if out.suffix.lower() not in (".png", ".svg"):
-        raise InputError("-o", f"unsupported figure type {out.suffix!r}; use .png or .svg")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise InputError("-o", f"directory {out.parent} does not exist")
-    if not 10 <= dpi <= 1200:
-        raise InputError("--dpi", f"must be from 10 to 1200, got {dpi}")
-    if width < 0 or height < 0 or width > 100 or height > 100:
-        raise InputError("--width", "width and height must be in (0, 100] inches")
-    _setup(None)
-    specs = [resolve_law(name) for name in (law or ["hoffmann2022", "besiroglu2024"])]
-    if law_file is not None:
-        specs.append(law_from_file(law_file))
-    cmin, cmax = _num(min_flops, "--min-flops", "flops"), _num(max_flops, "--max-flops", "flops")
-    if not 0 < cmin < cmax or not math.isfinite(cmax):
-        raise InputError("--max-flops", f"need 0 < --min-flops < --max-flops, got {min_flops} and {max_flops}")
-    size = {k: v for k, v in (("width", width), ("height", height)) if v}
-    if kind == "frontier":
-        fig = P.frontier(specs, cmin, cmax, **size)
-    elif kind == "loss-vs-compute":
-        fig = P.loss_vs_compute(specs, cmin, cmax, **size)
-    elif kind == "isoflop":
-        from .fit import read_runs
-
-        fig = P.isoflop(specs[-1], runs=read_runs(runs) if runs else None, **size)
-    else:
-        if sweep_file is not None:
-            res = load_json(sweep_file, "--sweep", "a sweep JSON output")
-        else:  # a small built-in sweep, so `budgetopt plot sweep` works as is
-            import dataclasses
-
-            from . import scenario as scn
-            from . import sweep as sw
-
-            res = sw.run(dataclasses.replace(scn.example("h100-cluster"), candidates=32), samples=200_000)
-        fig = P.sweep(res, **size)
-    P.save(fig, out, dpi)
+    _setup()
+    with _precision(None):
+        out = draw(kind, output, law=law, law_file=law_file, sweep_file=sweep_file, runs=runs,
+                   min_flops=parse_number(min_flops, "--min-flops", units="flops"),
+                   max_flops=parse_number(max_flops, "--max-flops", units="flops"), width=width, height=height, dpi=dpi)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -633,23 +490,16 @@ def bench(
     fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
 ):
     """Quick speed check of this machine: sweep samples/s, solver problems/s, devices."""
+    from .devices import split_host
+
     check_format(fmt, ("table", "json"))
-    _host_devices(host_devices)
-    n, m = parse_number(samples, "--samples"), parse_number(problems, "--problems")
-    for v, f in ((n, "--samples"), (m, "--problems")):
-        if v != int(v) or not 1024 <= v <= 1e10:
-            raise InputError(f, f"must be a whole number from 1024 to 1e10, got {v:g}")
-    _setup(False)
+    split_host(host_devices)
+    _setup()
     from .bench import quick
 
-    res = quick(int(n), int(m))
-    if fmt == "json":
-        sys.stdout.write(to_json(res))
-    else:
-        rec = {"backend": res["backend"], "devices": f"{len(res['devices'])} × {', '.join(res['device_kinds'])}",
-               "parametric sweep (samples/s)": f"{res['sweep_samples_per_s']:.3g}",
-               "data-constrained solver (problems/s)": f"{res['solver_problems_per_s']:.3g}", "jax": res["jax_version"]}
-        sys.stdout.write(record_table(rec, title="budgetopt bench (float32, compile excluded; full suite: benchmarks/run.py)"))
+    with _precision(False):
+        res = quick(parse_number(samples, "--samples"), parse_number(problems, "--problems"))
+    sys.stdout.write(to_json(res) if fmt == "json" else bench_report(res))
     return 0
 
 
@@ -661,10 +511,10 @@ def merge(
 ):
     """Merge the shards of one sweep into the summary of the whole (exact)."""
     from . import sweep as sw
+    from .files import check_outputs
 
     check_format(fmt, ("table", "json"))
-    if output is not None and any(same_file(output, f) for f in files):
-        raise InputError("-o", f"{output} is one of the FILES being merged; write the merge elsewhere")
+    check_outputs({"output": output}, {"results": list(files)})
     results = [load_json(f, "FILES", "a sweep JSON output") for f in files]
     res = sw.merge_results(results, [str(f) for f in files])
     emit(to_json(res) if fmt == "json" else sweep_report(res), output)

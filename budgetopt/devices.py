@@ -1,4 +1,5 @@
-"""Local devices: how many, and how to spread a batch over them with jax.sharding.
+"""Devices: splitting a CPU host into several, joining a multi-process run, and JAX's 64-bit
+mode switched for one block.
 
 On a CPU-only machine XLA exposes one device that threads its elementwise work; splitting the
 host into one device per core (``set_host_device_count``) lets every core run its own share of
@@ -13,8 +14,6 @@ import os
 import re
 
 import jax
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 def set_host_device_count(n: int) -> None:
@@ -24,26 +23,31 @@ def set_host_device_count(n: int) -> None:
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={int(n)}".strip()
 
 
-def batch_sharding() -> NamedSharding:
-    """Shard axis 0 over every device (all processes' under jax.distributed; on one host,
-    its local devices)."""
-    return NamedSharding(Mesh(np.array(jax.devices()), ("batch",)), PartitionSpec("batch"))
+def split_host(n: int | None = None) -> None:
+    """Split a CPU host into ``n`` devices (default: one per core, unless XLA_FLAGS already
+    sets a count); accelerators ignore it. Must run before JAX starts its backends."""
+    from .errors import ParameterError
+
+    if n is not None and n < 1:
+        raise ParameterError("host_devices", f"must be >= 1, got {n}")
+    if n is not None or "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        set_host_device_count(n or os.cpu_count() or 1)
 
 
-def shard_batch(tree, size: int):
-    """Broadcast every leaf to shape (size,) and place it split over the local devices.
-    ``size`` must be a multiple of the device count (pad the batch first)."""
-    import jax.numpy as jnp
-
-    n_dev = jax.device_count()
-    if size % n_dev:
-        raise ValueError(f"batch of {size} does not split over {n_dev} devices; pad it to a multiple")
-    sharding = batch_sharding()
-    return jax.tree_util.tree_map(lambda v: jax.device_put(jnp.broadcast_to(jnp.asarray(v), (size,)), sharding), tree)
+def start_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                      process_id: int | None = None) -> None:
+    """Join a multi-process run with JAX's own runtime (``jax.distributed``; Slurm and Open
+    MPI environments are detected by JAX when no coordinator is given). CPU processes
+    exchange the final merge over gloo."""
+    kw = {}
+    if coordinator is not None:
+        kw = {"coordinator_address": coordinator, "num_processes": num_processes, "process_id": process_id}
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**kw)
 
 
 @contextlib.contextmanager
-def x64(enabled: bool = True):
+def jax_x64(enabled: bool = True):
     """JAX's 64-bit mode inside the block, the caller's setting restored after: library
     entry points that need int64 accumulators or a float64 fit must not flip it for the
     whole process."""

@@ -23,7 +23,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import ParameterError
 from .interrupts import EXIT_LOCK
 
 #: Largest input file read, in bytes. Scenario, law and hardware files are kilobytes; a CSV
@@ -39,25 +39,25 @@ def read_text(path: str | Path, field: str, what: str = "file", max_bytes: int =
         with open(path, "rb") as f:
             data = f.read(max_bytes + 1)
     except FileNotFoundError:
-        raise InputError(field, f"no such file: {path}") from None
+        raise ParameterError(field, f"no such file: {path}") from None
     except IsADirectoryError:
-        raise InputError(field, f"{path} is a directory, not {what}") from None
+        raise ParameterError(field, f"{path} is a directory, not {what}") from None
     except PermissionError:
-        raise InputError(field, f"permission denied reading {path}") from None
+        raise ParameterError(field, f"permission denied reading {path}") from None
     except OSError as e:
-        raise InputError(field, f"cannot read {path}: {e.strerror or e}") from None
+        raise ParameterError(field, f"cannot read {path}: {e.strerror or e}") from None
     if len(data) > max_bytes:
-        raise InputError(field, f"{path} is larger than {max_bytes // 2**20} MiB; that is not {what}")
+        raise ParameterError(field, f"{path} is larger than {max_bytes // 2**20} MiB; that is not {what}")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InputError(field, f"{path} is UTF-16 text; save it as UTF-8")
+        raise ParameterError(field, f"{path} is UTF-16 text; save it as UTF-8")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if b"\x00" in data:
-        raise InputError(field, f"{path} is a binary file, not {what}")
+        raise ParameterError(field, f"{path} is a binary file, not {what}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(field, f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+        raise ParameterError(field, f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
                          "save it as UTF-8") from None
 
 
@@ -72,9 +72,9 @@ def parse_toml(text: str, field: str, path: str | Path) -> dict[str, Any]:
         quote = ""
         if m and 1 <= int(m.group(1)) <= len(lines):
             quote = f": {lines[int(m.group(1)) - 1].strip()[:80]!r}"
-        raise InputError(field, f"{path} is not valid TOML: {e}{quote}") from None
+        raise ParameterError(field, f"{path} is not valid TOML: {e}{quote}") from None
     except RecursionError:
-        raise InputError(field, f"{path} nests too deeply to be a budgetopt file") from None
+        raise ParameterError(field, f"{path} nests too deeply to be a budgetopt file") from None
 
 
 def parse_json(text: str, field: str, path: str | Path) -> Any:
@@ -87,9 +87,9 @@ def parse_json(text: str, field: str, path: str | Path) -> Any:
     try:
         return json.loads(text, parse_constant=no_constant)
     except (json.JSONDecodeError, ValueError) as e:
-        raise InputError(field, f"{path} is not valid JSON: {e}") from None
+        raise ParameterError(field, f"{path} is not valid JSON: {e}") from None
     except RecursionError:
-        raise InputError(field, f"{path} nests too deeply to be a budgetopt file") from None
+        raise ParameterError(field, f"{path} nests too deeply to be a budgetopt file") from None
 
 
 def load_toml(path: str | Path, field: str, what: str = "a TOML file") -> dict[str, Any]:
@@ -114,16 +114,16 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | Path, data: str | bytes, field: str = "-o") -> None:
+def write_atomic(path: str | Path, data: str | bytes, field: str = "output") -> None:
     """Write ``data`` to ``path`` atomically (see the module docstring). A new file gets the
     usual 0666 & ~umask mode (``mkstemp``'s 0600 is wrong for a result meant to be shared);
     an existing one keeps its mode."""
     path = Path(path)
     if path.is_dir():
-        raise InputError(field, f"{path} is a directory")
+        raise ParameterError(field, f"{path} is a directory")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise InputError(field, f"directory {parent} does not exist")
+        raise ParameterError(field, f"directory {parent} does not exist")
     try:
         mode = path.stat().st_mode & 0o7777
     except OSError:
@@ -132,7 +132,7 @@ def write_atomic(path: str | Path, data: str | bytes, field: str = "-o") -> None
         try:
             fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
         except OSError as e:
-            raise InputError(field, f"cannot write to {parent}: {e.strerror}") from None
+            raise ParameterError(field, f"cannot write to {parent}: {e.strerror}") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -142,7 +142,7 @@ def write_atomic(path: str | Path, data: str | bytes, field: str = "-o") -> None
             os.replace(tmp, path)
         except OSError as e:
             Path(tmp).unlink(missing_ok=True)
-            raise InputError(field, f"cannot write {path}: {e.strerror or e}") from None
+            raise ParameterError(field, f"cannot write {path}: {e.strerror or e}") from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -174,3 +174,24 @@ def to_bytes(save, *args, **kwargs) -> bytes:
     buf = io.BytesIO()
     save(buf, *args, **kwargs)
     return buf.getvalue()
+
+
+def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str | Path | list | None]) -> None:
+    """Before any work: every output (parameter name -> path) goes to an existing directory,
+    is none of the inputs (name -> path or list of paths) and no other output, so a run can
+    never overwrite what it reads nor end after hours on a typo."""
+    given = {k: Path(v) for k, v in outputs.items() if v is not None}
+    for name, path in given.items():
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise ParameterError(name, f"directory {parent} does not exist")
+        for in_name, src in inputs.items():
+            for one in (src if isinstance(src, list) else [src]):
+                if one is not None and same_file(path, one):
+                    raise ParameterError(name, f"{path} is {'one of ' if isinstance(src, list) else ''}the {{{in_name}}} "
+                                         "being read; write it elsewhere", names=True)
+    paths = list(given.items())
+    for i, (a, pa) in enumerate(paths):
+        for b, pb in paths[i + 1:]:
+            if pa.absolute() == pb.absolute():
+                raise ParameterError(a, f"{{{a}}} and {{{b}}} must be different files", names=True)

@@ -24,14 +24,16 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from .devices import x64
-from .errors import InputError
+from .devices import jax_x64
+from .errors import InputError, ParameterError
 from .files import read_text
+from .laws import Parametric, optimal_exponents
 
 PARAM_NAMES = ("log_A", "log_B", "log_E", "alpha", "beta")  # covariance / draws order
 GRID = {"alpha": (0.0, 0.5, 1.0, 1.5, 2.0), "beta": (0.0, 0.5, 1.0, 1.5, 2.0), "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
         "a": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0), "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)}
 MIN_RUNS = 5
+MAX_BOOTSTRAP = 10_000
 
 
 class Runs(NamedTuple):
@@ -52,26 +54,26 @@ def read_runs(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_
     """Read a CSV of runs. Tokens come from ``d_col`` or, when absent, from compute: D = C/(6N).
     Errors name the row (1 = first data row) and the column."""
     path = Path(path)
-    text = read_text(path, "RUNS", "a CSV of runs")
+    text = read_text(path, "runs", "a CSV of runs")
     try:
         rows = list(csv.reader(text.splitlines()))
     except csv.Error as e:  # e.g. a cell over the csv module's field size limit
-        raise InputError("RUNS", f"{path} is not a readable CSV: {e}") from None
+        raise ParameterError("runs", f"{path} is not a readable CSV: {e}") from None
     if not rows:
-        raise InputError("RUNS", f"{path} is empty")
+        raise ParameterError("runs", f"{path} is empty")
     header = [h.strip() for h in rows[0]]
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
-        raise InputError("RUNS", f"duplicate column {dup[0]!r} in the header")
+        raise ParameterError("runs", f"duplicate column {dup[0]!r} in the header")
     col = {h: i for i, h in enumerate(header)}
-    for name, flag in ((n_col, "--n-col"), (loss_col, "--loss-col")):
+    for name, flag in ((n_col, "n_col"), (loss_col, "loss_col")):
         if name not in col:
             hint = next((f" (the header looks separated by {sep!r}; budgetopt reads comma-separated CSV)"
                          for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), "")
-            raise InputError(flag, f"column {name!r} not in {path.name}; columns: {', '.join(header)}{hint}")
+            raise ParameterError(flag, f"column {name!r} not in {path.name}; columns: {', '.join(header)}{hint}")
     use_d = d_col in col
     if not use_d and c_col not in col:
-        raise InputError("--d-col", f"need a tokens column ({d_col!r}) or a compute column ({c_col!r}); columns: {', '.join(header)}")
+        raise ParameterError("d_col", f"need a tokens column ({d_col!r}) or a compute column ({c_col!r}); columns: {', '.join(header)}")
     n, d, loss = [], [], []
     for r, row in enumerate(rows[1:], start=1):
         if not any(c.strip() for c in row):
@@ -94,14 +96,14 @@ def read_runs(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_
     keep = np.ones(len(loss), bool)
     if drop_highest:
         if drop_highest < 0:
-            raise InputError("--drop-highest", f"must be >= 0, got {drop_highest}")
+            raise ParameterError("drop_highest", f"must be >= 0, got {drop_highest}")
         keep[np.argsort(-loss, kind="stable")[:drop_highest]] = False
     if loss_min is not None:
         keep &= loss >= loss_min
     if loss_max is not None:
         keep &= loss <= loss_max
     if keep.sum() < MIN_RUNS:
-        raise InputError("RUNS", f"{int(keep.sum())} runs left after filtering; a fit needs at least {MIN_RUNS}")
+        raise ParameterError("runs", f"{int(keep.sum())} runs left after filtering; a fit needs at least {MIN_RUNS}")
     return Runs(np.log(n[keep]), np.log(d[keep]), np.log(loss[keep]))
 
 
@@ -242,8 +244,8 @@ def fit_approach3(runs: Runs, delta: float = 1e-3, bootstrap: int = 0, seed: int
     IRLS-LM from those 8 optima; the output holds the draws, their covariance in (log A,
     log B, log E, alpha, beta) order, standard errors and 95 % percentile intervals."""
     if not delta > 0:
-        raise InputError("--delta", f"must be > 0, got {delta}")
-    with x64(), jax.numpy_dtype_promotion("standard"):  # optax mixes int32/int64 internally
+        raise ParameterError("delta", f"must be > 0, got {delta}")
+    with jax_x64(), jax.numpy_dtype_promotion("standard"):  # optax mixes int32/int64 internally
         args = [jnp.asarray(v, jnp.float64) for v in runs]
         n = len(runs.log_l)
         ones = jnp.ones(n, jnp.float64)
@@ -280,7 +282,7 @@ def fit_approach3(runs: Runs, delta: float = 1e-3, bootstrap: int = 0, seed: int
             out["warnings"].append(f"the best optimum did not reach the gradient tolerance (|grad| = {best_gn:.2g})")
         if bootstrap:
             if bootstrap < 2:
-                raise InputError("--bootstrap", f"needs at least 2 replicates, got {bootstrap}")
+                raise ParameterError("bootstrap", f"needs at least 2 replicates, got {bootstrap}")
             bstarts = jnp.asarray(np.vstack([theta[None], pth[np.argsort(pobj)]])[:boot_starts])
             rng = np.random.default_rng(seed)
             w = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(bootstrap)]).astype(np.float64)
@@ -310,7 +312,7 @@ def fit_approach2(runs: Runs, tolerance: float = 0.05) -> dict:
     L = p0 + p1 x + p2 x^2 in x = log N per group (>= 3 runs), take the minimum, then fit
     log N_opt = a log C + c and log D_opt = b log C + c' by least squares."""
     if not 0 < tolerance < 1:
-        raise InputError("--tolerance", f"must be in (0, 1), got {tolerance}")
+        raise ParameterError("tolerance", f"must be in (0, 1), got {tolerance}")
     log_c = math.log(6) + runs.log_n + runs.log_d
     order = np.argsort(log_c)
     groups, cur = [], [order[0]]
@@ -336,7 +338,7 @@ def fit_approach2(runs: Runs, tolerance: float = 0.05) -> dict:
         budgets.append({"flops": c, "runs": len(g), "params_opt": float(np.exp(xm)), "tokens_opt": c / (6 * float(np.exp(xm))),
                         "loss_opt": float(p0 + p1 * xm + p2 * xm * xm)})
     if len(budgets) < 2:
-        raise InputError("RUNS", "Approach 2 needs at least 2 compute budgets with >= 3 runs and an interior minimum; "
+        raise ParameterError("runs", "Approach 2 needs at least 2 compute budgets with >= 3 runs and an interior minimum; "
                          f"found {len(budgets)}")
     lc = np.log([b["flops"] for b in budgets])
     a, ca = np.polyfit(lc, np.log([b["params_opt"] for b in budgets]), 1)
@@ -345,3 +347,36 @@ def fit_approach2(runs: Runs, tolerance: float = 0.05) -> dict:
     return {"approach": 2, "a": float(a), "b": float(b_), "n_opt_coefficient": float(np.exp(ca)),
             "d_opt_coefficient": float(np.exp(cb)), "budgets": budgets, "n_runs": len(runs.log_l),
             "tokens_per_param_at_5.76e23": float(np.exp(cb + b_ * math.log(ref)) / np.exp(ca + a * math.log(ref)))}
+
+
+# ----------------------------------------------------------------------------------------------
+# One call from a runs file to a fitted law
+
+
+def fit_file(path: str | Path, *, approach: int = 3, bootstrap: int = 0, seed: int = 0, n_col: str = "params",
+             d_col: str = "tokens", c_col: str = "flops", loss_col: str = "loss", drop_highest: int = 0,
+             loss_min: float | None = None, loss_max: float | None = None, delta: float = 1e-3,
+             tolerance: float = 0.05) -> dict:
+    """Read the runs in ``path`` (see ``read_runs``) and fit Approach 3 (Huber, with
+    ``bootstrap`` replicates) or Approach 2 (IsoFLOP parabolas). Every argument is checked
+    before the file is read. The result records its ``source``; Approach 3 adds the
+    compute-optimal exponents ``a``, ``b`` its law implies (N_opt ∝ C^a, D_opt ∝ C^b)."""
+    if approach not in (2, 3):
+        raise ParameterError("approach", f"must be 2 or 3, got {approach}")
+    if not 0 <= bootstrap <= MAX_BOOTSTRAP:
+        raise ParameterError("bootstrap", f"must be from 0 to {MAX_BOOTSTRAP} replicates, got {bootstrap}")
+    if not (delta > 0 and math.isfinite(delta)):
+        raise ParameterError("delta", f"must be a positive finite Huber delta, got {delta}")
+    if not 0 < tolerance < 1:
+        raise ParameterError("tolerance", f"must be a relative tolerance in (0, 1), got {tolerance}")
+    for name, v in (("loss_min", loss_min), ("loss_max", loss_max)):
+        if v is not None and not math.isfinite(v):
+            raise ParameterError(name, f"must be a finite loss, got {v}")
+    if loss_min is not None and loss_max is not None and not loss_min < loss_max:
+        raise ParameterError("loss_max", f"must be greater than {{loss_min}} ({loss_min:g}), got {loss_max:g}", names=True)
+    runs = read_runs(path, n_col, d_col, c_col, loss_col, drop_highest, loss_min, loss_max)
+    res = fit_approach3(runs, delta, bootstrap, seed) if approach == 3 else fit_approach2(runs, tolerance)
+    if approach == 3:
+        res["a"], res["b"] = optimal_exponents(Parametric(*res["theta"]))
+    res["source"] = str(path)
+    return res

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, ParameterError
 from .files import load_toml
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
@@ -28,10 +28,10 @@ class Accelerator:
     def peak_flops(self, dtype: str = "bf16") -> float:
         """Dense peak in FLOP/s for ``dtype``; InputError if the device lacks it."""
         if dtype not in DTYPES:
-            raise InputError("--dtype", f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+            raise ParameterError("dtype", f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
         if dtype not in self.peak_tflops:
             have = ", ".join(k for k in DTYPES if k in self.peak_tflops)
-            raise InputError("--dtype", f"{self.id} has no {dtype} peak; it has: {have}")
+            raise ParameterError("dtype", f"{self.id} has no {dtype} peak; it has: {have}")
         return self.peak_tflops[dtype] * 1e12
 
 
@@ -70,7 +70,7 @@ def load_catalog(extra_file: str | Path | None = None) -> dict[str, Accelerator]
     catalog = _parse_catalog(tomllib.loads(text), "built-in hardware.toml")
     if extra_file is not None:
         path = Path(extra_file)
-        data = load_toml(path, "--hardware-file", "a TOML accelerator catalog")
+        data = load_toml(path, "hardware_file", "a TOML accelerator catalog")
         catalog.update(_parse_catalog(data, str(path)))
     return catalog
 
@@ -84,4 +84,16 @@ def get_accelerator(hid: str, catalog: dict[str, Accelerator] | None = None) -> 
     prefix = [k for k in catalog if k.startswith(key)]
     close = (prefix + [k for k in difflib.get_close_matches(key, list(catalog), n=3, cutoff=0.4) if k not in prefix])[:3]
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise InputError("--gpu", f"unknown accelerator {hid!r}; {hint}known: {', '.join(catalog)}")
+    raise ParameterError("gpu", f"unknown accelerator {hid!r}; {hint}known: {', '.join(catalog)}")
+
+
+def catalog_rows(extra_file: str | Path | None = None) -> list[dict]:
+    """One row per accelerator (``budgetopt hardware``): id, name, dense peak TFLOP/s per
+    dtype (None where unsupported), memory (GB), bandwidth (TB/s), source."""
+    rows = []
+    for acc in load_catalog(extra_file).values():
+        row = {"id": acc.id, "name": acc.name}
+        row.update({f"{d}_tflops": acc.peak_tflops.get(d) for d in DTYPES})
+        row.update({"memory_gb": acc.memory_gb, "bandwidth_tbs": acc.bandwidth_tbs, "source": acc.source})
+        rows.append(row)
+    return rows

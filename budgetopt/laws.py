@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,10 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .errors import InputError
+from .errors import InputError, ParameterError
 from .files import load_json, load_toml
+from .units import TRAIN_FLOPS_PER_PARAM_TOKEN
 
-LOG6 = math.log(6.0)
+LOG6 = math.log(TRAIN_FLOPS_PER_PARAM_TOKEN)  # C = 6ND
 
 
 class Parametric(NamedTuple):
@@ -152,7 +153,6 @@ class LawSpec:
     source: str = ""
     covariance: np.ndarray | None = None  # (log A, log B, log E, alpha, beta) order
     draws: np.ndarray | None = None  # bootstrap draws, rows in the covariance order
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -237,6 +237,45 @@ def data_constrained_constants() -> tuple[float, float, str]:
     return float(d["rd_star"]), float(d["rn_star"]), d["source"]
 
 
+def data_constrained(base: Parametric) -> DataConstrained:
+    """``base`` under repeated data: the Muennighoff et al. 2023 form with its fitted R_D*, R_N*."""
+    rd, rn, _ = data_constrained_constants()
+    return DataConstrained(base, rd, rn)
+
+
+def optimal_exponents(law: Law) -> tuple[float, float]:
+    """(a, b) with N_opt ∝ C^a and D_opt ∝ C^b under C = 6ND (a + b = 1). Parametric:
+    a = beta/(alpha+beta); Kaplan: a = alpha_D/(alpha_D+alpha_N) (not the paper's 0.73, which
+    it measured under a different compute count; README); a rule: 1/2."""
+    if isinstance(law, DataConstrained):
+        law = law.base
+    if isinstance(law, Parametric):
+        a = float(law.beta) / (float(law.alpha) + float(law.beta))
+    elif isinstance(law, Kaplan):
+        a = float(law.alpha_D) / (float(law.alpha_D) + float(law.alpha_N))
+    else:
+        a = 0.5
+    return a, 1.0 - a
+
+
+def preset_rows() -> list[dict]:
+    """One row per preset (``budgetopt laws``): name, kind, formula, exponents a and b, the
+    parameters of a parametric law, whether it carries a covariance, and its source."""
+    rows = []
+    for name in preset_names():
+        spec = get_preset(name)
+        a, b = optimal_exponents(spec.params)
+        row = {"name": name, "kind": spec.kind, "formula": spec.describe(), "a": round(a, 4), "b": round(b, 4)}
+        if isinstance(spec.params, Parametric):
+            p = spec.params
+            row.update({"E": math.exp(p.log_E), "A": math.exp(p.log_A), "B": math.exp(p.log_B),
+                        "alpha": float(p.alpha), "beta": float(p.beta)})
+        row["uncertainty"] = "covariance" if spec.covariance is not None else None
+        row["source"] = spec.source
+        rows.append(row)
+    return rows
+
+
 def preset_names() -> list[str]:
     return [k for k, v in _data_file().items() if "kind" in v]
 
@@ -245,7 +284,7 @@ def get_preset(name: str, ratio: float | None = None) -> LawSpec:
     """A preset by name (see ``budgetopt laws``); unknown names are an InputError."""
     data = _data_file()
     if name not in data or "kind" not in data[name]:
-        raise InputError("--law", f"unknown law {name!r}; known: {', '.join(preset_names())}")
+        raise ParameterError("law", f"unknown law {name!r}; known: {', '.join(preset_names())}")
     e = data[name]
     if e["kind"] == "parametric":
         cov = np.asarray(e["covariance"], dtype=np.float64) if "covariance" in e else None
@@ -254,7 +293,7 @@ def get_preset(name: str, ratio: float | None = None) -> LawSpec:
         return LawSpec(name, Kaplan(math.log(e["Nc"]), math.log(e["Dc"]), e["alpha_N"], e["alpha_D"]), e["source"])
     r = float(e["ratio"] if ratio is None else ratio)
     if not (r > 0 and math.isfinite(r)):
-        raise InputError("--ratio", f"tokens per parameter must be a positive number, got {r}")
+        raise ParameterError("ratio", f"tokens per parameter must be a positive number, got {r}")
     return LawSpec(name if ratio is None else f"{name}:{r:g}", TokensPerParam(r), e["source"])
 
 
@@ -267,15 +306,19 @@ def law_from_params(text: str) -> LawSpec:
     for part in text.split(","):
         kv = _KV.match(part)
         if not kv:
-            raise InputError("--law-params", f"cannot read {part.strip()!r}; expected KEY=VALUE with keys E, A, B, alpha, beta")
+            raise ParameterError("law_params", f"cannot read {part.strip()!r}; expected KEY=VALUE with keys E, A, B, alpha, beta")
         key = kv.group(1)
         if key not in _PARAMETRIC_KEYS:
-            raise InputError("--law-params", f"unknown key {key!r}; allowed: E, A, B, alpha, beta")
+            raise ParameterError("law_params", f"unknown key {key!r}; allowed: E, A, B, alpha, beta")
         try:
             m[key] = float(kv.group(2))
         except ValueError:
-            raise InputError(f"--law-params {key}", f"cannot read {kv.group(2)!r} as a number") from None
-    return LawSpec("custom", parametric_from_mapping(m, "--law-params"), "user-supplied parameters")
+            raise ParameterError(f"law_params.{key}", f"cannot read {kv.group(2)!r} as a number") from None
+    try:
+        params = parametric_from_mapping(m, "law_params")
+    except InputError as e:  # a missing or out-of-range key: name it under the parameter
+        raise ParameterError(e.field, e.message) from None
+    return LawSpec("custom", params, "user-supplied parameters")
 
 
 def law_from_file(path: str | Path) -> LawSpec:
@@ -283,11 +326,11 @@ def law_from_file(path: str | Path) -> LawSpec:
     E, A, B, alpha, beta; bootstrap draws and covariance are kept when present."""
     path = Path(path)
     if path.suffix.lower() == ".json":
-        m = load_json(path, "--law-file", "a JSON law file")
+        m = load_json(path, "law_file", "a JSON law file")
     else:
-        m = load_toml(path, "--law-file", "a TOML law file")
+        m = load_toml(path, "law_file", "a TOML law file")
     if not isinstance(m, dict):
-        raise InputError("--law-file", f"{path} must hold an object with E, A, B, alpha, beta")
+        raise ParameterError("law_file", f"{path} must hold an object with E, A, B, alpha, beta")
     params = parametric_from_mapping(m, f"{path.name}")
     boot = m.get("bootstrap") or {}
     if not isinstance(boot, dict):
@@ -305,14 +348,14 @@ def resolve_law(law: str | None = None, law_params: str | None = None, law_file:
     """The one way the CLI and library pick a law: a preset name, explicit parameters, or a file."""
     given = [x for x in (law, law_params, law_file) if x is not None]
     if len(given) > 1:
-        raise InputError("--law", "give only one of --law, --law-params, --law-file")
+        raise ParameterError("law", "give only one of {law}, {law_params}, {law_file}", names=True)
     if law_params is not None:
         return law_from_params(law_params)
     if law_file is not None:
         return law_from_file(law_file)
     name = law if law is not None else default
     if ratio is not None and name != "tokens-per-param":
-        raise InputError("--ratio", "only applies to --law tokens-per-param")
+        raise ParameterError("ratio", "only applies to {law} tokens-per-param", names=True)
     return get_preset(name, ratio)
 
 

@@ -15,12 +15,27 @@ import jax.numpy as jnp
 
 from . import units
 from .allocate import Allocation, Budget, allocate, compute_for_loss, method_for
-from .errors import InputError
-from .hardware import Accelerator
-from .laws import DataConstrained, LawSpec, Parametric, TokensPerParam, data_constrained_constants, irreducible_loss, loss, to_array_law
+from .errors import ParameterError
+from .hardware import DTYPES, Accelerator, get_accelerator, load_catalog
+from .laws import LawSpec, Parametric, data_constrained, has_loss, irreducible_loss, loss, to_array_law
 
 DEFAULT_MFU = 0.4
 MIN_FLOPS = 6.0  # one parameter trained on one token
+HOURS_PER_DAY = 24.0
+
+
+def check_mfu(mfu: float) -> float:
+    """Model-FLOPs utilisation: a fraction in (0, 1]."""
+    if not (0 < mfu <= 1):
+        raise ParameterError("mfu", f"must be in (0, 1], got {mfu!r}")
+    return mfu
+
+
+def check_price(price_per_hour: float | None) -> float | None:
+    """A price per device-hour: a non-negative finite number (or None)."""
+    if price_per_hour is not None and not (price_per_hour >= 0 and math.isfinite(price_per_hour)):
+        raise ParameterError("price_per_hour", f"must be a non-negative number, got {price_per_hour!r}")
+    return price_per_hour
 
 
 @dataclass(frozen=True)
@@ -36,12 +51,11 @@ class Hardware:
 
     def __post_init__(self):
         self.accelerator.peak_flops(self.dtype)  # validates the dtype
-        if not (0 < self.mfu <= 1):
-            raise InputError("--mfu", f"must be in (0, 1], got {self.mfu!r}")
-        if self.count is not None and not (self.count > 0 and math.isfinite(self.count)):
-            raise InputError("--count", f"must be a positive number of devices, got {self.count!r}")
+        check_mfu(self.mfu)
+        if self.count is not None and not (math.isfinite(self.count) and self.count >= 1 and self.count == int(self.count)):
+            raise ParameterError("count", f"must be a whole number of devices >= 1, got {self.count!r}")
         if self.hours is not None and not (self.hours > 0 and math.isfinite(self.hours)):
-            raise InputError("--hours", f"must be a positive number of hours, got {self.hours!r}")
+            raise ParameterError("hours", f"must be a positive number of hours, got {self.hours!r}")
 
     @property
     def peak_flops(self) -> float:
@@ -51,8 +65,8 @@ class Hardware:
     def flops(self) -> float:
         """Delivered FLOPs: count x peak x MFU x hours."""
         if self.count is None or self.hours is None:
-            raise InputError("--count" if self.count is None else "--hours",
-                             "required to turn hardware into a compute budget")
+            raise ParameterError("count" if self.count is None else "hours",
+                                 "required to turn hardware into a compute budget")
         return units.hardware_flops(self.peak_flops, self.count, self.mfu, self.hours)
 
     def describe(self, train_flops: float, price_per_hour: float | None = None) -> dict:
@@ -81,18 +95,19 @@ class Constraints:
         for name in ("unique_tokens", "max_params", "max_tokens", "max_epochs"):
             v = getattr(self, name)
             if v is not None and (math.isnan(v) or v <= 0 or math.isinf(v)):
-                raise InputError("--" + name.replace("_", "-"), f"must be a positive finite number, got {v!r}")
+                raise ParameterError(name, f"must be a positive finite number, got {v!r}")
         for name in ("unique_tokens", "max_params", "max_tokens"):  # counts: the model needs N >= 1, D >= 1
             v = getattr(self, name)
             if v is not None and v < 1:
-                raise InputError("--" + name.replace("_", "-"), f"must be at least 1, got {v!r}")
+                raise ParameterError(name, f"must be at least 1, got {v!r}")
         if self.max_epochs is not None and self.unique_tokens is not None and self.max_epochs * self.unique_tokens < 1:
-            raise InputError("--max-epochs", "allows less than one training token: --max-epochs x --unique-tokens must be >= 1")
+            raise ParameterError("max_epochs", "allows less than one training token: {max_epochs} x {unique_tokens} "
+                                 "must be >= 1", names=True)
         v = self.inference_tokens
         if v is not None and (math.isnan(v) or v < 0 or math.isinf(v)):
-            raise InputError("--inference-tokens", f"must be a non-negative finite number, got {v!r}")
+            raise ParameterError("inference_tokens", f"must be a non-negative finite number, got {v!r}")
         if self.max_epochs is not None and self.unique_tokens is None:
-            raise InputError("--max-epochs", "needs --unique-tokens (epochs are counted over the unique data)")
+            raise ParameterError("max_epochs", "needs {unique_tokens} (epochs are counted over the unique data)", names=True)
 
     @property
     def d_max(self) -> float:
@@ -120,10 +135,9 @@ def law_for(spec: LawSpec, c: Constraints):
     if c.unique_tokens is None:
         return spec.params
     if not isinstance(spec.params, Parametric):
-        raise InputError("--unique-tokens", f"the data-constrained form needs a parametric law (E, A, B, alpha, beta); "
+        raise ParameterError("unique_tokens", f"the data-constrained form needs a parametric law (E, A, B, alpha, beta); "
                                             f"{spec.name} is {spec.kind}")
-    rd, rn, _ = data_constrained_constants()
-    return DataConstrained(spec.params, rd, rn)
+    return data_constrained(spec.params)
 
 
 def _alloc_record(law, c: Constraints, a: Allocation, flops: float) -> dict:
@@ -133,7 +147,7 @@ def _alloc_record(law, c: Constraints, a: Allocation, flops: float) -> dict:
     # float32 rounding of log C leaves ~1e-7 C of "unused" compute when nothing binds
     unused = unused if unused > 1e-5 * flops else 0.0
     rec = {"params": n, "tokens": d,
-           "loss": None if isinstance(law, TokensPerParam) else float(a.loss),
+           "loss": float(a.loss) if has_loss(law) else None,
            "tokens_per_param": d / n}
     if c.unique_tokens is not None:
         rec["unique_tokens"] = c.unique_tokens
@@ -149,7 +163,7 @@ def _alloc_record(law, c: Constraints, a: Allocation, flops: float) -> dict:
 def reference_loss(spec: LawSpec, c: Constraints, log_c: float) -> float | None:
     """Optimal loss at the same budget with no caps and unlimited unique data (the reference
     for ``loss_penalty``); None for allocation rules."""
-    if isinstance(spec.params, TokensPerParam):
+    if not has_loss(spec.params):
         return None
     free = Constraints(inference_tokens=c.inference_tokens)
     law = to_array_law(spec.params)
@@ -166,36 +180,35 @@ def optimize(spec: LawSpec, *, flops: float | None = None, hardware: Hardware | 
     law = law_for(spec, c)
     method = method_for(law, c.has_inference)
     arr_law = to_array_law(law)
-    given = [k for k, v in (("--flops", flops), ("--target-loss", target_loss)) if v is not None]
+    given = [k for k, v in (("flops", flops), ("target_loss", target_loss)) if v is not None]
     if hardware is not None and hardware.hours is not None:
-        given.append("--hours/--days")
+        given.append("hours")
     if len(given) > 1:
-        raise InputError(given[1], f"give one budget: {' or '.join(given)}, not both")
+        raise ParameterError(given[1], f"give one budget: {' or '.join('{' + g + '}' for g in given)}, not both", names=True)
     if not given:
-        raise InputError("--flops", "missing budget: give --flops, or --gpu with --count and --hours/--days, or --target-loss")
-    if price_per_hour is not None and not (price_per_hour >= 0 and math.isfinite(price_per_hour)):
-        raise InputError("--price-per-hour", f"must be a non-negative number, got {price_per_hour!r}")
+        raise ParameterError("flops", "missing budget: give {flops}, or {gpu} with {count} and {hours}, or {target_loss}", names=True)
+    check_price(price_per_hour)
 
     rec: dict = {"law": spec.name}
     if target_loss is not None:
-        if isinstance(law, TokensPerParam):
-            raise InputError("--target-loss", f"{spec.name} is an allocation rule without a loss surface")
+        if not has_loss(law):
+            raise ParameterError("target_loss", f"{spec.name} is an allocation rule without a loss surface")
         if not math.isfinite(target_loss):
-            raise InputError("--target-loss", f"must be a finite number, got {target_loss!r}")
+            raise ParameterError("target_loss", f"must be a finite number, got {target_loss!r}")
         floor = float(irreducible_loss(arr_law))
         if target_loss <= floor:
-            raise InputError("--target-loss", f"{target_loss} is at or below the law's irreducible loss E = {floor:.4g}; "
+            raise ParameterError("target_loss", f"{target_loss} is at or below the law's irreducible loss E = {floor:.4g}; "
                              "no compute reaches it")
         b0 = c.budget(0.0)
         zero = jnp.zeros((), jnp.result_type(*jax.tree_util.tree_leaves(arr_law)))
         smallest = float(loss(arr_law, zero, zero, b0.log_u.astype(zero.dtype)))  # N = 1 parameter, D = 1 token
         if target_loss >= smallest:
-            raise InputError("--target-loss", f"{target_loss:g} is at or above the loss of a 1-parameter model trained on "
+            raise ParameterError("target_loss", f"{target_loss:g} is at or above the loss of a 1-parameter model trained on "
                              f"1 token ({smallest:.4g}): any compute reaches it; give a lower target")
         res = compute_for_loss(arr_law, target_loss, b0, method=method)
         if not bool(res.reachable):
             best = compute_for_loss(arr_law, 0.0, c.budget(0.0), method=method)  # loss at the search cap
-            raise InputError("--target-loss", f"{target_loss} is unreachable under these constraints "
+            raise ParameterError("target_loss", f"{target_loss} is unreachable under these constraints "
                              f"(the best reachable loss is about {float(best.allocation.loss):.4g})")
         log_c = float(res.log_c)
         flops = math.exp(log_c)
@@ -206,11 +219,11 @@ def optimize(spec: LawSpec, *, flops: float | None = None, hardware: Hardware | 
         if flops is None:
             flops = hardware.flops()
         if math.isnan(flops) or flops <= 0 or math.isinf(flops):
-            raise InputError("--flops", f"must be a positive finite number of FLOPs, got {flops!r}")
+            raise ParameterError("flops", f"must be a positive finite number of FLOPs, got {flops!r}")
         if flops < MIN_FLOPS:
-            raise InputError("--flops", f"must be at least {MIN_FLOPS:g} FLOPs (one parameter on one token), got {flops!r}")
-        if c.has_inference and flops <= 2 * c.inference_tokens + MIN_FLOPS:
-            raise InputError("--inference-tokens", f"serving {c.inference_tokens:.3g} tokens costs 2 FLOPs per parameter per token: "
+            raise ParameterError("flops", f"must be at least {MIN_FLOPS:g} FLOPs (one parameter on one token), got {flops!r}")
+        if c.has_inference and flops <= units.INFER_FLOPS_PER_PARAM_TOKEN * c.inference_tokens + MIN_FLOPS:
+            raise ParameterError("inference_tokens", f"serving {c.inference_tokens:.3g} tokens costs 2 FLOPs per parameter per token: "
                              f"a lifetime budget of {flops:.3g} FLOPs cannot train even one parameter")
         log_c = math.log(flops)
         a = allocate(arr_law, c.budget(log_c), method=method)
@@ -228,3 +241,63 @@ def optimize(spec: LawSpec, *, flops: float | None = None, hardware: Hardware | 
         train = rec.get("train_flops", flops - rec["unused_flops"])
         rec.update(hardware.describe(train, price_per_hour))
     return rec
+
+
+def hardware_from(gpu: str | None = None, *, dtype: str | None = None, count: float | None = None,
+                  hours: float | None = None, days: float | None = None, mfu: float | None = None,
+                  price_per_hour: float | None = None, hardware_file: str | None = None
+                  ) -> tuple[Hardware | None, list[str]]:
+    """The Hardware a user describes (accelerator id, dtype, device count, hours or days, MFU),
+    and the names of the given arguments that have no effect (``mfu``, ``dtype`` and
+    ``price_per_hour`` without a ``gpu``). Every given value is validated, used or not."""
+    check_price(price_per_hour)
+    if mfu is not None:
+        check_mfu(mfu)
+    if dtype is not None and dtype not in DTYPES:
+        raise ParameterError("dtype", f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+    if days is not None and not (days > 0 and math.isfinite(days)):
+        raise ParameterError("days", f"must be a positive number of days, got {days!r}")
+    if gpu is None:
+        for name, v in (("count", count), ("hours", hours), ("days", days)):
+            if v is not None:
+                raise ParameterError(name, "needs {gpu} (the accelerator id; see `budgetopt hardware`)", names=True)
+        return None, [name for name, v in (("mfu", mfu), ("dtype", dtype), ("price_per_hour", price_per_hour)) if v is not None]
+    if hours is not None and days is not None:
+        raise ParameterError("days", "give {hours} or {days}, not both", names=True)
+    if days is not None:
+        hours = days * HOURS_PER_DAY
+    acc = get_accelerator(gpu, load_catalog(hardware_file))
+    return Hardware(acc, dtype or "bf16", DEFAULT_MFU if mfu is None else mfu, count, hours), []
+
+
+#: ``convert`` quantities: the name a user asks for -> the record key
+CONVERT_TO = {"flops": "flops", "pf-days": "pf_days", "gpu-hours": "gpu_hours", "wall-days": "wall_days", "cost": "cost"}
+
+
+def convert(flops: float | None = None, *, params: float | None = None, tokens: float | None = None,
+            flops_per_param_token: float = units.TRAIN_FLOPS_PER_PARAM_TOKEN, hardware: Hardware | None = None,
+            price_per_hour: float | None = None, to: str | None = None) -> dict:
+    """Compute as FLOPs and PF-days, and with ``hardware`` as device-hours, wall-days and cost.
+    Give ``flops``, or ``params`` with ``tokens`` (FLOPs = flops_per_param_token x N x D).
+    ``to`` keeps one quantity (a key of CONVERT_TO)."""
+    if flops is not None and (params is not None or tokens is not None):
+        raise ParameterError("params", "give {flops} or {params} with {tokens}, not both", names=True)
+    if to is not None and to not in CONVERT_TO:
+        raise ParameterError("to", f"unknown quantity {to!r}; allowed: {', '.join(CONVERT_TO)}")
+    check_price(price_per_hour)
+    units.require_positive(flops_per_param_token, "flops_per_param_token")
+    if flops is None:
+        if params is None or tokens is None:
+            raise ParameterError("flops", "give a compute {flops}, or {params} with {tokens}", names=True)
+        flops = units.train_flops(units.require_positive(params, "params"), units.require_positive(tokens, "tokens"),
+                                  flops_per_param_token)
+    units.require_positive(flops, "flops")
+    rec = {"flops": flops, "pf_days": units.flops_to_pf_days(flops)}
+    if hardware is not None:
+        rec.update(hardware.describe(flops, price_per_hour))
+    if to is None:
+        return rec
+    if CONVERT_TO[to] not in rec:
+        need = {"gpu-hours": "{gpu}", "wall-days": "{gpu} and {count}", "cost": "{gpu} and {price_per_hour}"}[to]
+        raise ParameterError("to", f"{to} needs {need}", names=True)
+    return {CONVERT_TO[to]: rec[CONVERT_TO[to]]}

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import ParameterError
 from .files import to_bytes, write_atomic
+from .laws import has_loss
 
 KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep")
 
@@ -84,14 +85,13 @@ def frontier(specs, cmin=1e18, cmax=1e27, models=True, width=11.0, height=4.8):
             ax_n.fill_between(c, band[0][0], band[0][1], color=line.get_color(), alpha=0.15, lw=0,
                               label=f"{spec.name} p05–p95 (law uncertainty)")
             ax_d.fill_between(c, band[1][0], band[1][1], color=line.get_color(), alpha=0.15, lw=0)
-    if models:
-        for m in catalog().values():
-            cm = m.flops or 6 * m.params * m.tokens
-            if cmin <= cm <= cmax:
-                ax_n.scatter([cm], [m.params], marker="*", s=60, color="k", zorder=5)
-                ax_n.annotate(m.name, (cm, m.params), fontsize=7, xytext=(3, 3), textcoords="offset points")
-                ax_d.scatter([cm], [m.tokens], marker="*", s=60, color="k", zorder=5)
-                ax_d.annotate(m.name, (cm, m.tokens), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    shown = []
+    if models:  # numbered stars, the names in a key below: a dozen names do not fit beside the points
+        ms = sorted((m for m in catalog().values() if cmin <= (m.flops or 6 * m.params * m.tokens) <= cmax),
+                    key=lambda m: (m.flops or 6 * m.params * m.tokens, m.name))
+        shown = [(i + 1, m, m.flops or 6 * m.params * m.tokens) for i, m in enumerate(ms)]
+        for ax, y in ((ax_n, "params"), (ax_d, "tokens")):
+            ax.scatter([c for _, _, c in shown], [getattr(m, y) for _, m, _ in shown], marker="*", s=40, color="k", zorder=5)
     for ax, what in ((ax_n, "parameters N"), (ax_d, "training tokens D")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -101,8 +101,57 @@ def frontier(specs, cmin=1e18, cmax=1e27, models=True, width=11.0, height=4.8):
     ax_n.legend(fontsize=8, loc="upper left")
     ax_n.set_title("Compute-optimal model size")
     ax_d.set_title("Compute-optimal training tokens (★ = trained models)")
-    fig.tight_layout()
+    if not shown:
+        fig.tight_layout()
+        return fig
+    key = "   ".join(f"{i} {m.name}" for i, m, _ in shown)
+    fig.text(0.5, 0.01, "★ trained models: " + key, ha="center", va="bottom", fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    for ax, y in ((ax_n, "params"), (ax_d, "tokens")):
+        place_labels(ax, [(c, getattr(m, y)) for _, m, c in shown], [str(i) for i, _, _ in shown])
     return fig
+
+
+#: offsets tried for a label, in points, nearest first; every label has a leader line to its point
+_OFFSETS = [(round(r * math.cos(t), 1), round(r * math.sin(t), 1)) for r in (14, 19, 25, 32, 40, 50, 62)
+            for t in (math.pi / 8 * k for k in (2, 14, 6, 10, 0, 8, 1, 15, 7, 9, 3, 13, 5, 11, 4, 12))]
+
+
+def text_box(ann, renderer):
+    """The display box of an annotation's text alone (an Annotation's own extent includes its
+    leader line, which reaches its point)."""
+    from matplotlib.text import Text
+
+    ann.update_positions(renderer)
+    return Text.get_window_extent(ann, renderer)
+
+
+def place_labels(ax, points, labels, fontsize: float = 7) -> list:
+    """Annotate ``points`` (data coordinates) with ``labels``, each at the first offset whose
+    box overlaps no earlier label, no marker and stays inside the axes, with a leader line to
+    its point. Returns the annotations (tests check their boxes do not overlap)."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    to_px = ax.transData.transform
+    dots = [to_px(p) for p in points]
+    boxes, out = [], []
+    for (x, y), text in zip(points, labels):
+        for k, (dx, dy) in enumerate(_OFFSETS):
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                              ha="left" if dx > 1 else "right" if dx < -1 else "center",
+                              va="bottom" if dy > 1 else "top" if dy < -1 else "center",
+                              arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.35", "shrinkA": 1, "shrinkB": 3})
+            bb = text_box(ann, renderer).expanded(1.1, 1.1)
+            clear = (inside.x0 <= bb.x0 and bb.x1 <= inside.x1 and inside.y0 <= bb.y0 and bb.y1 <= inside.y1
+                     and not any(bb.overlaps(o) for o in boxes)
+                     and not any(bb.x0 - 3 <= px <= bb.x1 + 3 and bb.y0 - 3 <= py <= bb.y1 + 3 for px, py in dots))
+            if clear or k == len(_OFFSETS) - 1:
+                boxes.append(bb)
+                out.append(ann)
+                break
+            ann.remove()
+    return out
 
 
 def isoflop(spec, budgets=(1e19, 1e20, 1e21, 1e22, 1e23), runs=None, width=7.5, height=5.0):
@@ -110,8 +159,8 @@ def isoflop(spec, budgets=(1e19, 1e20, 1e21, 1e22, 1e23), runs=None, width=7.5, 
 
     from .laws import loss, to_array_law
 
-    if spec.kind == "rule":
-        raise InputError("--law", "an isoFLOP plot needs a law with a loss surface")
+    if not has_loss(spec.params):
+        raise ParameterError("law", "an isoFLOP plot needs a law with a loss surface")
     fig, (ax,) = _fig(width, height)
     law = to_array_law(spec.params)
     for c in budgets:
@@ -136,7 +185,7 @@ def loss_vs_compute(specs, cmin=1e18, cmax=1e27, width=7.5, height=5.0):
     fig, (ax,) = _fig(width, height)
     log_c = np.linspace(math.log(cmin), math.log(cmax), 80)
     for spec in specs:
-        if spec.kind == "rule":
+        if not has_loss(spec.params):
             continue
         _, _, l_star = _optimum(spec, log_c)
         ax.plot(np.exp(log_c), l_star, label=spec.name)
@@ -173,7 +222,7 @@ def sweep(result: dict, width=12.0, height=4.2):
         ranges = result["pilot"]["ranges"]
         quant = result["quantiles"]
     except (KeyError, TypeError):
-        raise InputError("--sweep", "not a sweep JSON (needs 'state', 'pilot' and 'quantiles'; write one with "
+        raise ParameterError("sweep_file", "not a sweep JSON (needs 'state', 'pilot' and 'quantiles'; write one with "
                                     "`budgetopt sweep ... -f json -o FILE`)") from None
     names = [("params", "optimal parameters N*", True), ("tokens", "optimal tokens D*", True),
              ("loss", "optimal loss L* (nats/token)", False)]
@@ -216,13 +265,67 @@ def sweep(result: dict, width=12.0, height=4.2):
 
 
 def save(fig, path: str | Path, dpi: int = 100) -> None:
-    """Write PNG or SVG atomically (temp file + rename); bad paths are InputErrors on -o."""
+    """Write PNG or SVG atomically (temp file + rename); bad paths are errors on ``output``."""
     path = Path(path)
-    ext = path.suffix.lower().lstrip(".")
-    if ext not in ("png", "svg"):
-        raise InputError("-o", f"unsupported figure type {path.suffix!r}; use .png or .svg")
+    ext = _check_output(path)
     try:
         data = to_bytes(fig.savefig, format=ext, dpi=dpi)
     finally:
         _plt().close(fig)
     write_atomic(path, data)
+
+
+def _check_output(path: Path) -> str:
+    ext = path.suffix.lower().lstrip(".")
+    if ext not in ("png", "svg"):
+        raise ParameterError("output", f"unsupported figure type {path.suffix!r}; use .png or .svg")
+    if not (path.parent if str(path.parent) else Path(".")).is_dir():
+        raise ParameterError("output", f"directory {path.parent} does not exist")
+    return ext
+
+
+def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None = None, law_file: str | Path | None = None,
+         sweep_file: str | Path | None = None, runs: str | Path | None = None, min_flops: float = 1e18,
+         max_flops: float = 1e27, width: float = 0.0, height: float = 0.0, dpi: int = 100) -> Path:
+    """Draw figure ``kind`` (one of KINDS) and save it to ``output`` (PNG or SVG; default
+    KIND.png); returns the path. ``law``: preset names (default hoffmann2022 and
+    besiroglu2024), ``law_file`` adds a fitted law; ``sweep_file``: a sweep JSON for ``sweep``
+    (default: a small built-in sweep); ``runs``: a runs CSV overlaid on ``isoflop``; compute
+    axis from ``min_flops`` to ``max_flops`` FLOPs; size in inches (0 = the kind's default)."""
+    from .files import load_json
+    from .laws import law_from_file, resolve_law
+
+    if kind not in KINDS:
+        raise ParameterError("kind", f"unknown plot {kind!r}; allowed: {', '.join(KINDS)}")
+    out = Path(output) if output is not None else Path(f"{kind}.png")
+    _check_output(out)
+    if not 10 <= dpi <= 1200:
+        raise ParameterError("dpi", f"must be from 10 to 1200, got {dpi}")
+    if not (0 <= width <= 100 and 0 <= height <= 100):
+        raise ParameterError("width", "width and height must be in (0, 100] inches")
+    if not (0 < min_flops < max_flops and math.isfinite(max_flops)):
+        raise ParameterError("max_flops", f"need 0 < {{min_flops}} < {{max_flops}}, got {min_flops:g} and {max_flops:g}",
+                             names=True)
+    specs = [resolve_law(name) for name in (law or ["hoffmann2022", "besiroglu2024"])]
+    if law_file is not None:
+        specs.append(law_from_file(law_file))
+    size = {k: v for k, v in (("width", width), ("height", height)) if v}
+    if kind == "frontier":
+        fig = frontier(specs, min_flops, max_flops, **size)
+    elif kind == "loss-vs-compute":
+        fig = loss_vs_compute(specs, min_flops, max_flops, **size)
+    elif kind == "isoflop":
+        from .fit import read_runs
+
+        fig = isoflop(specs[-1], runs=read_runs(runs) if runs else None, **size)
+    else:
+        if sweep_file is not None:
+            res = load_json(sweep_file, "sweep_file", "a sweep JSON output")
+        else:  # a small built-in sweep, so `budgetopt plot sweep` works as is
+            from . import scenario as scn
+            from . import sweep as sw
+
+            res = sw.run(scn.with_overrides(scn.example("h100-cluster"), candidates=32), samples=200_000)
+        fig = sweep(res, **size)
+    save(fig, out, dpi)
+    return out

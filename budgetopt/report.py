@@ -6,12 +6,14 @@ import csv
 import io
 import json
 import math
+import shutil
 import sys
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import ParameterError
 from .files import write_atomic
 from .units import format_count, format_float, format_sci
 
@@ -45,7 +47,7 @@ def human(key: str, value: Any) -> str:
         return json.dumps(value)
     if key in _COUNT_KEYS:
         return format_count(value)
-    if key.endswith("flops"):
+    if key.endswith("flops") and not key.endswith("tflops"):  # a FLOP count; TFLOP/s read as plain numbers
         return format_sci(value)
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
         return f"{int(value):,}" if abs(value) >= 1e4 else str(int(value))
@@ -85,34 +87,78 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def to_table(rows: list[dict], title: str | None = None, columns: Iterable[str] | None = None,
-             labels: dict[str, str] | None = None, notes: Iterable[str] = ()) -> str:
-    """A rich table rendered to text (no colour codes when not on a terminal)."""
+def table_width() -> int:
+    """Columns to fit tables into: $COLUMNS, else the terminal's width, else 120 (a pipe or a
+    file), at least 60."""
+    return max(60, shutil.get_terminal_size((120, 24)).columns)
+
+
+def _layout(rows: list[dict], cols: list[str], labels: dict[str, str], width: int):
+    """(headers, cells, column widths, table width): a number or an id keeps its line and a
+    header wraps at its spaces; prose (formulas, sources, names) shares what is left of
+    ``width``, never narrower than its longest word."""
+    headers = [labels.get(c, c.replace("_", " ")) for c in cols]
+    cells = [[human(c, r.get(c)) for c in cols] for r in rows]
+    longest_word, natural, prose = [], [], []
+    for j, h in enumerate(headers):
+        col = [row[j] for row in cells]
+        longest_word.append(max(len(w) for w in [*h.split(), *(w for v in col for w in v.split())] or [""]))
+        prose.append(not all(" " not in v and len(v) <= 14 for v in col))
+        natural.append(max([len(v) for v in col] + [len(h) if prose[j] else longest_word[j]]))
+    fixed = sum(n for n, p in zip(natural, prose) if not p) + 3 * len(cols) + 1
+    share = (width - fixed) // max(1, sum(prose))
+    widths = [max(longest_word[j], min(natural[j], share)) if prose[j] else natural[j] for j in range(len(cols))]
+    return headers, cells, widths, sum(widths) + 3 * len(cols) + 1
+
+
+def _render(headers: list[str], cells: list[list[str]], widths: list[int]) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    labels = labels or {}
-    cols = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
-    t = Table(title=title, title_justify="left", show_lines=False)
-    for c in cols:
-        t.add_column(labels.get(c, c), overflow="fold")
-    for r in rows:
-        t.add_row(*[human(c, r.get(c)) for c in cols])
+    t = Table(show_lines=False)
+    for h, w in zip(headers, widths):
+        t.add_column(h, width=w, overflow="fold")
+    for row in cells:
+        t.add_row(*row)
     buf = io.StringIO()
-    Console(file=buf, width=200, force_terminal=False, color_system=None).print(t)
-    text = "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
+    Console(file=buf, width=sum(widths) + 3 * len(widths) + 1, force_terminal=False, color_system=None).print(t)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
+
+
+def to_table(rows: list[dict], title: str | None = None, columns: Iterable[str] | None = None,
+             labels: dict[str, str] | None = None, notes: Iterable[str] = (), width: int | None = None,
+             optional: Iterable[str] = ()) -> str:
+    """A rich table rendered to text (no colour codes) within ``width`` columns (default
+    ``table_width()``): the ``optional`` columns are left out, last first, while it does not
+    fit (a note names them); prose columns wrap at spaces. The title is a line of its own: as
+    the table's caption it wrapped to the table's width, mid-phrase."""
+    labels = labels or {}
+    width = width or table_width()
+    cols = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
+    droppable = [c for c in optional if c in cols]
+    hidden: list[str] = []
+    layout = _layout(rows, cols, labels, width)
+    while droppable and layout[3] > width:
+        hidden.insert(0, droppable.pop())
+        cols.remove(hidden[0])
+        layout = _layout(rows, cols, labels, width)
+    text = _render(*layout[:3])
+    if title:
+        text = textwrap.fill(title, width) + "\n" + text
+    if hidden:
+        notes = [f"(not shown at {width} columns: {', '.join(hidden)}; widen the terminal or use -f json)", *notes]
     for n in notes:
-        text += "\n" + n
+        text += "\n" + textwrap.fill(n, width, break_on_hyphens=False)
     return text + "\n"
 
 
 def record_table(record: dict, title: str | None = None, labels: dict[str, str] | None = None,
-                 notes: Iterable[str] = ()) -> str:
+                 notes: Iterable[str] = (), width: int | None = None) -> str:
     """One record as a two-column quantity | value table."""
     labels = {**LABELS, **(labels or {})}
     rows = [{"quantity": labels.get(k, k), "value": human(k, v)} for k, v in record.items()
             if not isinstance(v, (dict, list))]
-    return to_table(rows, title=title, columns=["quantity", "value"], notes=notes)
+    return to_table(rows, title=title, columns=["quantity", "value"], notes=notes, width=width)
 
 
 def sweep_report(res: dict) -> str:
@@ -141,6 +187,43 @@ def sweep_report(res: dict) -> str:
     return text
 
 
+def fit_report(res: dict, width: int | None = None) -> str:
+    """A fit result (``fit.fit_file``) as text: the law or the IsoFLOP exponents, then warnings."""
+    if res["approach"] == 3:
+        rec = {k: res[k] for k in ("E", "A", "B", "alpha", "beta", "objective", "rmse_log_loss", "n_runs", "converged")}
+        for k, v in res.get("bootstrap", {}).get("ci95", {}).items():
+            rec[f"{k} 95% CI"] = f"[{v[0]:.4g}, {v[1]:.4g}]"
+        text = record_table(rec, title=f"budgetopt fit — Approach 3 on {res['n_runs']} runs", width=width)
+        text += textwrap.fill(f"compute-optimal N ∝ C^{res['a']:.3f}; {res['method']}", width or table_width()) + "\n"
+    else:
+        rec = {k: res[k] for k in ("a", "b", "tokens_per_param_at_5.76e23", "n_runs")}
+        text = record_table(rec, title=f"budgetopt fit — Approach 2 (IsoFLOP) on {len(res['budgets'])} budgets", width=width)
+    return text + "".join(f"warning: {w}\n" for w in res.get("warnings", []))
+
+
+def audit_notes(spec, near_multiplier: float, near_ratio: float) -> tuple[list[str], list[str]]:
+    """(columns, notes) of the audit table under ``spec``: allocation rules are judged by D/N,
+    laws with a loss by the compute multiplier."""
+    from .laws import has_loss
+
+    cols = ["name", "params", "tokens", "tokens_per_param", "flops", "optimal_params", "optimal_tokens"]
+    if not has_loss(spec.params):
+        return (cols + ["ratio_to_rule", "verdict"],
+                [f"near-optimal: D/N within ×{near_ratio:g} of the rule's {float(spec.params.ratio):g}"])
+    return (cols + ["loss", "loss_gap", "compute_multiplier", "verdict"],
+            [f"near-optimal: the optimal allocation needs ≥ 1/{near_multiplier:g} of the compute for the same predicted "
+             "loss; else under-trained (too many parameters, too few tokens) or over-trained (the reverse)",
+             "compute: published figure where there is one, else 6ND; compute_multiplier = C / C needed for the same loss"])
+
+
+def bench_report(res: dict) -> str:
+    """``bench.quick``'s rates as a table."""
+    rec = {"backend": res["backend"], "devices": f"{len(res['devices'])} × {', '.join(res['device_kinds'])}",
+           "parametric sweep (samples/s)": f"{res['sweep_samples_per_s']:.3g}",
+           "data-constrained solver (problems/s)": f"{res['solver_problems_per_s']:.3g}", "jax": res["jax_version"]}
+    return record_table(rec, title="budgetopt bench (float32, compile excluded; full suite: benchmarks/run.py)")
+
+
 def emit(text: str, out: str | Path | None) -> None:
     """Print to stdout, or write atomically to ``out``."""
     if out is None:
@@ -151,5 +234,5 @@ def emit(text: str, out: str | Path | None) -> None:
 
 def check_format(fmt: str, allowed: tuple[str, ...] = FORMATS) -> str:
     if fmt not in allowed:
-        raise InputError("--format", f"unknown format {fmt!r}; allowed: {', '.join(allowed)}")
+        raise ParameterError("format", f"unknown format {fmt!r}; allowed: {', '.join(allowed)}")
     return fmt

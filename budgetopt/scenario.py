@@ -20,6 +20,7 @@ distribution; unknown keys, wrong types, bad ranges are InputErrors naming the f
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .distributions import Dist
-from .errors import InputError
+from .errors import InputError, ParameterError
 from .files import load_toml
 from .hardware import Accelerator, get_accelerator, load_catalog
 from .laws import LawSpec, Parametric, TokensPerParam, get_preset, law_from_file, parametric_from_mapping
@@ -37,7 +38,7 @@ from .units import parse_number
 DIST_PARAMS = {"uniform": ("low", "high"), "loguniform": ("low", "high"), "normal": ("mean", "sd"),
                "lognormal": ("median", "sigma"), "triangular": ("low", "mode", "high")}
 # field -> (lowest allowed, highest allowed, lowest is exclusive)
-DOMAINS = {"flops": (0.0, math.inf, True), "count": (0.0, math.inf, True), "hours": (0.0, math.inf, True),
+DOMAINS = {"flops": (0.0, math.inf, True), "count": (1.0, math.inf, False), "hours": (0.0, math.inf, True),
            "days": (0.0, math.inf, True), "mfu": (0.0, 1.0, True), "unique_tokens": (1.0, math.inf, False),
            "max_params": (1.0, math.inf, False), "max_tokens": (1.0, math.inf, False),
            "max_epochs": (0.0, math.inf, True), "inference_tokens": (0.0, math.inf, True)}
@@ -50,6 +51,13 @@ SECTIONS = {
     "recommend": {"candidates", "risk", "refine", "subsample"},
 }
 MAX_SAMPLES = 10**13
+MAX_CANDIDATES = 1024
+#: the library's parameter names -> where a scenario file gives them (errors are renamed here)
+TOML_PATHS = {"hardware_file": "--hardware-file", "law": "law.preset", "ratio": "law.ratio", "law_file": "law.file", "gpu": "budget.gpu",
+              "dtype": "budget.dtype", "flops": "budget.flops", "count": "budget.count", "hours": "budget.hours",
+              "mfu": "budget.mfu", "unique_tokens": "data.unique_tokens",
+              **{k: f"constraints.{k}" for k in ("max_params", "max_tokens", "max_epochs", "inference_tokens")},
+              **{k: f"recommend.{k}" for k in ("candidates", "risk", "refine", "subsample")}}
 # the decision subsample: candidates are scored on the samples with global index = 0 mod this
 SUBSAMPLES = (1, 2, 4, 8, 16, 32, 64)
 # A lognormal's 4-sigma range is a factor exp(8 sigma); beyond sigma = 10 (1e34) it is no longer
@@ -188,10 +196,7 @@ def _law(t: dict, base_dir: Path) -> tuple[LawSpec, str]:
         ratio = t.get("ratio")
         if ratio is not None:
             ratio = _number(ratio, "law.ratio")
-        try:
-            spec = get_preset(preset, ratio)
-        except InputError as e:
-            raise InputError("law.preset" if e.field == "--law" else "law.ratio", e.message) from None
+        spec = get_preset(preset, ratio)
     unc = t.get("uncertainty", "none")
     allowed = ("none", "covariance", "bootstrap")
     if unc not in allowed:
@@ -205,23 +210,71 @@ def _law(t: dict, base_dir: Path) -> tuple[LawSpec, str]:
     return spec, unc
 
 
+def toml_path_of(name: str) -> str:
+    """Where a scenario file gives the library's parameter ``name``."""
+    return TOML_PATHS.get(name, name)
+
+
+def check_samples(n: float) -> int:
+    """A sample count: a whole number from 1 to MAX_SAMPLES."""
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or n != int(n) or not 1 <= n <= MAX_SAMPLES:
+        raise ParameterError("samples", f"must be a whole number from 1 to {MAX_SAMPLES:.0e}, got {n!r}")
+    return int(n)
+
+
+def check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise ParameterError("seed", f"must be a whole number in [0, 2^31), got {seed!r}")
+    return seed
+
+
+def check_candidates(c: int) -> int:
+    if isinstance(c, bool) or not isinstance(c, int) or not (c == 0 or 2 <= c <= MAX_CANDIDATES):
+        raise ParameterError("candidates", f"must be 0 (no recommendation) or a whole number from 2 to "
+                             f"{MAX_CANDIDATES}, got {c!r}")
+    return c
+
+
+def with_overrides(sc: Scenario, *, samples: float | None = None, seed: int | None = None,
+                   candidates: int | None = None) -> Scenario:
+    """``sc`` with the given fields replaced, each checked as the file's own value is."""
+    kw: dict[str, Any] = {}
+    if samples is not None:
+        kw["samples"] = check_samples(samples)
+    if seed is not None:
+        kw["seed"] = check_seed(seed)
+    if candidates is not None:
+        kw["candidates"] = check_candidates(candidates)
+    return dataclasses.replace(sc, **kw)
+
+
+def resolve(path: str | Path | None = None, example_name: str | None = None, hardware_file: str | None = None) -> Scenario:
+    """The scenario a user names: a TOML file, or a built-in example (exactly one of them)."""
+    if (path is None) == (example_name is None):
+        raise ParameterError("scenario", "give a scenario file or {example} NAME (one of them)", names=True)
+    return example(example_name) if example_name is not None else load(path, hardware_file)
+
+
 def from_dict(d: dict, source: str = "", base_dir: Path | None = None, hardware_file: str | None = None) -> Scenario:
-    """Validate a parsed TOML document."""
-    base_dir = base_dir or Path(".")
+    """Validate a parsed TOML document; errors name the TOML path."""
+    try:
+        return _from_dict(d, source, base_dir or Path("."), hardware_file)
+    except ParameterError as e:  # a library check: say where in the file
+        raise e.rename(toml_path_of) from None
+
+
+def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | None) -> Scenario:
     _check_keys(d, "", "")
     for sec in ("law", "budget", "data", "constraints", "recommend"):
         if sec in d and not isinstance(d[sec], dict):
             raise InputError(sec, "must be a table ([" + sec + "])")
     kw: dict[str, Any] = {"source": source, "raw": d}
     if "samples" in d:
-        s = d["samples"]
-        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_SAMPLES:
-            raise InputError("samples", f"must be a whole number from 1 to {MAX_SAMPLES:.0e}, got {s!r}")
-        kw["samples"] = s
+        if not isinstance(d["samples"], int):  # 1e6 in TOML is a float: ask for an integer literal
+            raise InputError("samples", f"must be a whole number (an integer literal such as 1_000_000), got {d['samples']!r}")
+        kw["samples"] = check_samples(d["samples"])
     if "seed" in d:
-        if isinstance(d["seed"], bool) or not isinstance(d["seed"], int) or not 0 <= d["seed"] < 2**31:
-            raise InputError("seed", f"must be a whole number in [0, 2^31), got {d['seed']!r}")
-        kw["seed"] = d["seed"]
+        kw["seed"] = check_seed(d["seed"])
     if "name" in d:
         kw["name"] = str(d["name"])
     kw["law"], kw["uncertainty"] = _law(d.get("law", {}), base_dir)
@@ -240,17 +293,17 @@ def from_dict(d: dict, source: str = "", base_dir: Path | None = None, hardware_
             raise InputError("budget.gpu", "missing; give budget.flops, or budget.gpu with count, hours (or days) and mfu")
         if not isinstance(b["gpu"], str):
             raise InputError("budget.gpu", "must be an accelerator id string")
-        try:
-            acc = get_accelerator(b["gpu"], load_catalog(hardware_file))
-            dtype = b.get("dtype", "bf16")
-            acc.peak_flops(dtype)
-        except InputError as e:
-            raise InputError("budget.gpu" if e.field == "--gpu" else "budget.dtype", e.message) from None
+        acc = get_accelerator(b["gpu"], load_catalog(hardware_file))
+        dtype = b.get("dtype", "bf16")
+        acc.peak_flops(dtype)
         kw["accelerator"], kw["dtype"] = acc, dtype
         for k in ("count", "mfu"):
             if k not in b:
                 raise InputError(f"budget.{k}", "missing; hardware budgets need gpu, count, hours (or days) and mfu")
             kw[k] = parse_dist(b[k], k, f"budget.{k}")
+        if kw["count"].fixed and kw["count"].a != int(kw["count"].a):
+            raise InputError("budget.count", f"must be a whole number of devices, got {kw['count'].a:g} (a distribution "
+                             "over count is allowed: its draws are rounded to whole devices)")
         if ("hours" in b) == ("days" in b):
             raise InputError("budget.hours", "give exactly one of budget.hours and budget.days")
         if "hours" in b:
@@ -276,10 +329,7 @@ def from_dict(d: dict, source: str = "", base_dir: Path | None = None, hardware_
     rec = d.get("recommend", {})
     _check_keys(rec, "recommend", "recommend")
     if "candidates" in rec:
-        c = rec["candidates"]
-        if isinstance(c, bool) or not isinstance(c, int) or not (c == 0 or 2 <= c <= 1024):
-            raise InputError("recommend.candidates", f"must be 0 (no recommendation) or a whole number from 2 to 1024, got {c!r}")
-        kw["candidates"] = c
+        kw["candidates"] = check_candidates(rec["candidates"])
     if "risk" in rec:
         if rec["risk"] not in ("mean", "p95"):
             raise InputError("recommend.risk", f"unknown {rec['risk']!r}; allowed: mean, p95")
@@ -312,6 +362,6 @@ def example_names() -> list[str]:
 def example(name: str) -> Scenario:
     """A scenario shipped with the package (``budgetopt sweep --example NAME``)."""
     if name not in example_names():
-        raise InputError("--example", f"unknown example {name!r}; known: {', '.join(example_names())}")
+        raise ParameterError("example", f"unknown example {name!r}; known: {', '.join(example_names())}")
     text = resources.files("budgetopt").joinpath(f"data/scenarios/{name}.toml").read_text()
     return from_dict(tomllib.loads(text), f"example:{name}")

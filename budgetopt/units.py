@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import InputError
+from .errors import InputError, ParameterError
 
 PF_DAY_FLOPS = 1e15 * 86_400.0  # FLOPs in one petaFLOP/s-day
 SECONDS_PER_HOUR = 3_600.0
@@ -46,7 +46,7 @@ def parse_number(text: str | float | int, field: str, *, units: str = "count") -
 def require_positive(value: float, field: str, *, allow_inf: bool = False) -> float:
     """Check ``value`` is a finite (or, if allowed, infinite) number > 0."""
     if math.isnan(value) or value <= 0 or (math.isinf(value) and not allow_inf):
-        raise InputError(field, f"must be a positive finite number, got {value!r}")
+        raise ParameterError(field, f"must be a positive finite number, got {value!r}")
     return value
 
 

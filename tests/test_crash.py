@@ -218,7 +218,7 @@ def test_write_atomic_interrupted_at_the_rename_keeps_the_old_file(tmp_path, mon
 def test_write_atomic_errors_are_input_errors_and_write_nothing(tmp_path):
     with pytest.raises(InputError) as e:
         files.write_atomic(tmp_path / "missing" / "x.json", "x")
-    assert e.value.field == "-o"
+    assert e.value.field == "output"
     with pytest.raises(InputError):
         files.write_atomic(tmp_path, "x")
     assert list(tmp_path.iterdir()) == []

@@ -39,14 +39,14 @@ def test_catalog_matches_design(hid):
 def test_unknown_id_suggests_closest():
     with pytest.raises(InputError) as e:
         get_accelerator("a100")
-    assert e.value.field == "--gpu"
+    assert e.value.field == "gpu"
     assert "did you mean a100-40gb, a100-80gb" in e.value.message or "did you mean a100-80gb, a100-40gb" in e.value.message
 
 
 def test_missing_dtype_is_an_error():
     with pytest.raises(InputError) as e:
         get_accelerator("tpu-v4").peak_flops("fp8")
-    assert e.value.field == "--dtype" and "bf16" in e.value.message
+    assert e.value.field == "dtype" and "bf16" in e.value.message
     with pytest.raises(InputError):
         get_accelerator("h100-sxm").peak_flops("int4")
 
@@ -67,7 +67,7 @@ def test_user_file_adds_and_overrides(tmp_path):
     ('[x]\npeak_tflops = { bf16 = -1.0 }\n', "peak_tflops.bf16"),
     ('[x]\nmemory = 3\npeak_tflops = { bf16 = 1.0 }\n', "memory"),
     ('[x]\nname = "no peaks"\n', "peak_tflops"),
-    ('[x\n', "--hardware-file"),
+    ('[x\n', "hardware_file"),
 ])
 def test_bad_user_file(tmp_path, body, field):
     f = tmp_path / "hw.toml"

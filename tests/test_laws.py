@@ -167,11 +167,11 @@ def test_custom_law_params_and_file(tmp_path):
 
 
 @pytest.mark.parametrize("text,field", [
-    ("E=1.69,A=406.4,B=410.7,alpha=0.34", "--law-params.beta"),
-    ("E=1.69,A=-1,B=410.7,alpha=0.34,beta=0.28", "--law-params.A"),
-    ("E=1.69,A=406.4,B=410.7,alpha=0.34,gamma=0.28", "--law-params"),
-    ("E=x,A=406.4,B=410.7,alpha=0.34,beta=0.28", "--law-params E"),
-    ("nonsense", "--law-params"),
+    ("E=1.69,A=406.4,B=410.7,alpha=0.34", "law_params.beta"),
+    ("E=1.69,A=-1,B=410.7,alpha=0.34,beta=0.28", "law_params.A"),
+    ("E=1.69,A=406.4,B=410.7,alpha=0.34,gamma=0.28", "law_params"),
+    ("E=x,A=406.4,B=410.7,alpha=0.34,beta=0.28", "law_params.E"),
+    ("nonsense", "law_params"),
 ])
 def test_bad_law_params(text, field):
     with pytest.raises(InputError) as e:
@@ -188,4 +188,4 @@ def test_resolve_law_rules():
         resolve_law("hoffmann2022", law_params="E=1,A=1,B=1,alpha=1,beta=1")
     with pytest.raises(InputError) as e:
         resolve_law("chinchilla")
-    assert e.value.field == "--law"
+    assert e.value.field == "law"

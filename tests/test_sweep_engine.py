@@ -19,7 +19,7 @@ import pytest
 from budgetopt import scenario as scn
 from budgetopt import summary as S
 from budgetopt import sweep as sw
-from budgetopt.devices import x64
+from budgetopt.devices import jax_x64
 from budgetopt.distributions import uniform
 from budgetopt.errors import InputError
 from budgetopt.sweep import state as st
@@ -60,10 +60,10 @@ def test_the_chunk_kernel_compiles_without_collectives_on_four_devices():
         from jax.sharding import Mesh, PartitionSpec as P
         from budgetopt import scenario as scn, sweep as sw
         from budgetopt.summary import Ranges
-        from budgetopt.devices import x64
+        from budgetopt.devices import jax_x64
         ops = OPS
         out = {}
-        with x64():
+        with jax_x64():
             for name in ("h100-cluster", "bloomberggpt", "serving"):
                 sc = scn.example(name)
                 pilot = sw.make_pilot(sc, 10000, jnp.float32)
@@ -93,7 +93,7 @@ def test_the_chunk_kernel_compiles_without_collectives_on_four_devices():
 def test_the_kernel_compiles_once_for_every_chunk_and_tail():
     sc = _scenario()
     res = sw.run(sc, samples=10_001, chunk_size=4096)  # two full chunks and a tail
-    with x64():
+    with jax_x64():
         _, kernel = sw.prepare(sc, 10_001, False, res["run"]["chunk_size"])
     assert kernel.draw._cache_size() == 1 and kernel.accumulate._cache_size() == 1
     assert res["samples"] == 10_001

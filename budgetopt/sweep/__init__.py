@@ -11,7 +11,8 @@ One job per module, lower ones first (none imports a module after it):
 - ``driver``: the chunk loop, checkpoint/resume, shards and processes.
 """
 
-from .driver import MAX_SAMPLES, chunk_layout, default_chunk, fingerprint, parse_shard, prepare, run
+from ..scenario import MAX_SAMPLES
+from .driver import chunk_layout, default_chunk, fingerprint, parse_shard, prepare, run
 from .kernel import LOG_QUANTITIES, QUANTITIES, candidate_loss, make_kernel, method, quantities, quantity_names, solve_samples
 from .pilot import PILOT, Pilot, make_pilot
 from .results import Labels, merge_results, summarise

@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..devices import x64 as x64_mode
-from ..errors import InputError
+from ..devices import jax_x64
+from ..errors import ParameterError
 from ..files import remove_stale_temps
-from ..scenario import Scenario
+from ..scenario import Scenario, check_samples
 from ..summary import MAX_CHUNK_BITS, Ranges, merge
 from . import state as st
 from .kernel import Kernel, make_kernel, quantity_names
@@ -37,7 +37,6 @@ from .pilot import Pilot, make_pilot
 from .results import Labels, summarise
 
 FORMAT = 2  # of the state in checkpoints and result files; part of the fingerprint
-MAX_SAMPLES = 10**13
 
 
 def fingerprint(sc: Scenario, n: int, x64: bool) -> str:
@@ -55,9 +54,9 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     try:
         i, n = (int(t) for t in text.split("/"))
     except ValueError:
-        raise InputError("--shard", f"expected i/n such as 0/3, got {text!r}") from None
+        raise ParameterError("shard", f"expected i/n such as 0/3, got {text!r}") from None
     if not (n >= 1 and 0 <= i < n):
-        raise InputError("--shard", f"need 0 <= i < n, got {text!r}")
+        raise ParameterError("shard", f"need 0 <= i < n, got {text!r}")
     return i, n
 
 
@@ -84,20 +83,20 @@ def checkpoint_path(path: Path, process: int, processes: int) -> Path:
     return path if processes == 1 else path.with_name(f"{path.stem}.process{process}of{processes}{path.suffix}")
 
 
-def run(sc: Scenario, *, samples: int | None = None, chunk_size: int | None = None, x64: bool = False,
+def run(sc: Scenario, *, samples: float | None = None, chunk_size: float | None = None, x64: bool = False,
         checkpoint: str | Path | None = None, resume: bool = False, shard: tuple[int, int] = (0, 1),
         progress: Callable[[int, int], None] | None = None) -> dict:
     """Run a sweep and return its result (summary + state); see the module docstring.
     Runs in JAX's 64-bit mode (int64 accumulators; the compute dtype stays explicit: float64
     when ``x64``, else float32) and restores the caller's setting."""
-    n = sc.samples if samples is None else samples
-    if not 1 <= n <= MAX_SAMPLES:
-        raise InputError("samples", f"must be from 1 to {MAX_SAMPLES:.0e}, got {n}")
-    if chunk_size is not None and not 1 <= chunk_size <= 2**MAX_CHUNK_BITS:
-        raise InputError("chunk_size", f"must be from 1 to {2**MAX_CHUNK_BITS} samples, got {chunk_size}")
+    n = check_samples(sc.samples if samples is None else samples)
+    if chunk_size is not None:
+        if chunk_size != int(chunk_size) or not 1 <= chunk_size <= 2**MAX_CHUNK_BITS:
+            raise ParameterError("chunk_size", f"must be a whole number from 1 to {2**MAX_CHUNK_BITS} samples, got {chunk_size:g}")
+        chunk_size = int(chunk_size)
     if resume and not checkpoint:
-        raise InputError("resume", "needs a checkpoint path")
-    with x64_mode():
+        raise ParameterError("resume", "needs {checkpoint}", names=True)
+    with jax_x64():
         return _run(sc, n, chunk_size, x64, checkpoint, resume, shard, progress)
 
 
@@ -126,11 +125,11 @@ def _run(sc, n, chunk_size, x64, checkpoint, resume, shard, progress) -> dict:
         if ckpt.exists():
             state, meta = st.load_checkpoint(ckpt, template)
             if any(meta.get(k, [0, 1] if k != "fingerprint" else None) != v for k, v in meta_want.items()):
-                raise InputError("--resume", f"{ckpt} belongs to a different sweep (scenario, samples, seed, "
+                raise ParameterError("resume", f"{ckpt} belongs to a different sweep (scenario, samples, seed, "
                                  "precision, shard or process differ)")
             pos = meta.get("next")
             if isinstance(pos, bool) or not isinstance(pos, int) or not begin <= pos <= end:
-                raise InputError("--checkpoint", f"{ckpt} is damaged: its position {pos!r} is outside this shard")
+                raise ParameterError("checkpoint", f"{ckpt} is damaged: its position {pos!r} is outside this shard")
     # One chunk in flight while the host merges the previous one (JAX dispatches asynchronously):
     # the devices never wait for the host's merge, checkpoint or progress bar.
     in_flight = None

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ParameterError
 from ..summary import QUANTILES, Ranges, merge, moments, quantile_from_hist
 from . import state as st
 from .decision import recommend
@@ -87,20 +87,20 @@ def _pilot_from(r: dict) -> Pilot:
 def merge_results(results: list[dict], names: list[str] | None = None) -> dict:
     """Merge the results of the shards of one sweep (``--shard i/n``) exactly. ``names`` label
     them in errors (file names). A result that is not a sweep output, or whose state no longer
-    matches the others', is an InputError on FILES."""
+    matches the others', is a ParameterError on ``results``."""
     if not results:
-        raise InputError("FILES", "nothing to merge")
+        raise ParameterError("results", "nothing to merge")
     names = names or [f"result {i}" for i in range(len(results))]
     for r, name in zip(results, names):
         if not isinstance(r, dict) or not all(isinstance(r.get(k), dict) for k in ("state", "run")):
-            raise InputError("FILES", f"{name} is not a sweep JSON output (no 'state'); write one with "
+            raise ParameterError("results", f"{name} is not a sweep JSON output (no 'state'); write one with "
                              "`budgetopt sweep ... -f json -o FILE`")
     if len({r.get("fingerprint") for r in results}) != 1:
-        raise InputError("FILES", "the files come from different sweeps (fingerprints differ)")
+        raise ParameterError("results", "the files come from different sweeps (fingerprints differ)")
     shards = sorted(str(r["run"].get("shard")) for r in results)
     n_sh = shards[0].split("/")[-1]
     if not n_sh.isdigit() or shards != sorted(f"{i}/{n_sh}" for i in range(int(n_sh))):
-        raise InputError("FILES", f"need each shard 0/{n_sh} .. {int(n_sh) - 1 if n_sh.isdigit() else 'n-1'}/{n_sh} "
+        raise ParameterError("results", f"need each shard 0/{n_sh} .. {int(n_sh) - 1 if n_sh.isdigit() else 'n-1'}/{n_sh} "
                          f"exactly once, got {', '.join(shards)}")
     r0 = results[0]
     try:
@@ -111,7 +111,7 @@ def merge_results(results: list[dict], names: list[str] | None = None) -> dict:
         if labels.risk not in ("mean", "p95") or labels.subsample < 1:
             raise ValueError("risk or subsample")
     except (KeyError, TypeError, ValueError):
-        raise InputError("FILES", f"{names[0]} is not an intact sweep JSON output (its pilot or labels are damaged)") from None
+        raise ParameterError("results", f"{names[0]} is not an intact sweep JSON output (its pilot or labels are damaged)") from None
     template = st.empty_state(len(pilot.ranges.lo), len(pilot.candidates) if r0["state"].get("candidates") else 0)
     state = None
     for r, name in zip(results, names):

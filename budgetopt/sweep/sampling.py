@@ -23,7 +23,7 @@ from jaxtyping import Array, Float, UInt32
 
 from ..allocate import Budget
 from ..distributions import Dist, key_words, sample_log, uniform
-from ..laws import DataConstrained, Law, Parametric, data_constrained_constants
+from ..laws import DataConstrained, Law, Parametric, data_constrained
 from ..scenario import Scenario
 
 # stream ids of the counter-based generator (part of the sample's definition: never renumber)
@@ -55,8 +55,7 @@ def fixed_law(sc: Scenario) -> Law:
     p = sc.law.params
     if sc.unique_tokens is None:
         return p
-    rd, rn, _ = data_constrained_constants()
-    return DataConstrained(p, rd, rn)
+    return data_constrained(p)
 
 
 def complete(sc: Scenario, draw: Draw) -> tuple[Law, Budget]:
@@ -103,6 +102,15 @@ def _field(d: Dist | None, key, lo, hi, stream: int, dtype, domain=(-math.inf, m
     return sample_log(d, u, *domain)
 
 
+def _log_count(d: Dist, key, lo, hi, dtype) -> Float[Array, " s"]:
+    """log of the device count: a drawn count is rounded to whole devices (at least one); a
+    fixed count is whole by validation and is used as given."""
+    log_count = _field(d, key, lo, hi, _S_COUNT, dtype)
+    if d.fixed:
+        return log_count
+    return jnp.log(jnp.maximum(jnp.round(jnp.exp(log_count)), 1.0)).astype(dtype)
+
+
 def make_sampler(sc: Scenario, dtype) -> Callable[..., Draw]:
     """(idx_lo, idx_hi) uint32 arrays -> the Draw of those global sample indices."""
     key = key_words(sc.seed)
@@ -113,7 +121,7 @@ def make_sampler(sc: Scenario, dtype) -> Callable[..., Draw]:
             log_c = _field(sc.flops, key, lo, hi, _S_FLOPS, dtype)
         else:  # C = count x peak FLOP/s x 3600 s/h x hours x MFU, in logs
             peak = math.log(sc.accelerator.peak_flops(sc.dtype)) + math.log(3600.0)
-            log_c = (_field(sc.count, key, lo, hi, _S_COUNT, dtype) + _field(sc.hours, key, lo, hi, _S_HOURS, dtype)
+            log_c = (_log_count(sc.count, key, lo, hi, dtype) + _field(sc.hours, key, lo, hi, _S_HOURS, dtype)
                      + _field(sc.mfu, key, lo, hi, _S_MFU, dtype, (-math.inf, 0.0)) + peak)
         log_u = _field(sc.unique_tokens, key, lo, hi, _S_U, dtype)
         log_d_max = _field(sc.max_tokens, key, lo, hi, _S_DMAX, dtype)

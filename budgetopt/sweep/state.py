@@ -19,7 +19,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ParameterError
 from ..files import to_bytes, write_atomic
 from ..summary import Count, QuantityStats, WideSum, is_accumulator, merge, to_host
 
@@ -92,29 +92,29 @@ def flatten(state: SweepState) -> dict[str, np.ndarray]:
 def unflatten(flat: dict[str, np.ndarray], template: SweepState, bad: str) -> SweepState:
     """The inverse of ``flatten``, checked against ``template``'s structure: the same keys and
     shapes, numbers of the right kind, counts and low words non-negative, low words < 2^32.
-    Anything else raises ``InputError`` on the field and message of ``bad`` = (field, message)."""
+    Anything else raises ``ParameterError`` on the field and message of ``bad`` = (field, message)."""
     field, message = bad
     want = flatten(template)
     if set(flat) != set(want):
-        raise InputError(field, message)
+        raise ParameterError(field, message)
     out = {}
     for k, w in want.items():
         v = flat[k]
         try:
             raw = np.asarray(v)
             if w.dtype.kind == "i" and raw.size and raw.dtype.kind not in "iu":  # 1.5 or 1e30 as a count
-                raise InputError(field, message)
+                raise ParameterError(field, message)
             v = np.asarray(v, dtype=w.dtype)
         except (TypeError, ValueError, OverflowError):
-            raise InputError(field, message) from None
+            raise ParameterError(field, message) from None
         if v.shape != w.shape:
-            raise InputError(field, message)
+            raise ParameterError(field, message)
         if v.dtype.kind == "i" and (v < 0).any() and not k.endswith("/hi"):
-            raise InputError(field, f"{message}: negative counts")
+            raise ParameterError(field, f"{message}: negative counts")
         if k.endswith("/lo") and (v > 0xFFFFFFFF).any():
-            raise InputError(field, message)
+            raise ParameterError(field, message)
         if v.dtype.kind == "f" and np.isnan(v).any():
-            raise InputError(field, message)
+            raise ParameterError(field, message)
         out[k] = v
 
     def rebuild(path, acc):
@@ -146,15 +146,15 @@ def to_json(state: SweepState) -> dict:
 
 
 def from_json(d, template: SweepState, name: str) -> SweepState:
-    """A result file's state, validated against ``template`` (InputError on FILES)."""
-    bad = ("FILES", f"{name}: its state does not match the sweep's (edited or damaged)")
+    """A result file's state, validated against ``template`` (a ParameterError on ``results``)."""
+    bad = ("results", f"{name}: its state does not match the sweep's (edited or damaged)")
     empty = flatten(template)
     flat = {}
     for k, w in empty.items():
         node = d
         for p in k.split("/"):
             if not isinstance(node, dict) or p not in node:
-                raise InputError(*bad)
+                raise ParameterError(*bad)
             node = node[p]
         if w.dtype.kind == "f":  # null = the empty value of a Min (+inf) or Max (-inf)
             fill = float(w.ravel()[0]) if w.size else 0.0
@@ -167,24 +167,24 @@ def from_json(d, template: SweepState, name: str) -> SweepState:
 def save_checkpoint(path: Path, state: SweepState, meta: dict) -> None:
     """The merged state and ``meta`` (fingerprint, next index, shard), written atomically."""
     meta_bytes = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    write_atomic(path, to_bytes(np.savez, __meta__=meta_bytes, **flatten(state)), field="--checkpoint")
+    write_atomic(path, to_bytes(np.savez, __meta__=meta_bytes, **flatten(state)), field="checkpoint")
 
 
 def load_checkpoint(path: Path, template: SweepState) -> tuple[SweepState, dict]:
     """The state and meta saved by ``save_checkpoint``, validated against ``template``;
-    anything else, a file that is not an npz included, is an InputError on --checkpoint."""
-    bad = ("--checkpoint", f"{path} is not a checkpoint of this sweep (damaged, or written by another version)")
+    anything else, a file that is not an npz included, is a ParameterError on ``checkpoint``."""
+    bad = ("checkpoint", f"{path} is not a checkpoint of this sweep (damaged, or written by another version)")
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["__meta__"]).decode())
             flat = {k: np.asarray(z[k]) for k in z.files if k != "__meta__"}
     except Exception:  # zipfile, npy-format, JSON and key errors all mean the same to the user
-        raise InputError(*bad) from None
+        raise ParameterError(*bad) from None
     if not isinstance(meta, dict):
-        raise InputError(*bad)
+        raise ParameterError(*bad)
     want = flatten(template)
     if any(k in flat and flat[k].dtype != want[k].dtype for k in want):
-        raise InputError(*bad)
+        raise ParameterError(*bad)
     return unflatten(flat, template, bad), meta
 
 

@@ -1,0 +1,236 @@
+"""The rough edges a new user met, each tried the way they tried it: whole device counts,
+flags that do nothing, library errors in the user's words, tables at 80 and 120 columns, figure
+labels that do not collide, and every benchmark script still running."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from budgetopt import plots as P
+from budgetopt import scenario as scn
+from budgetopt.cli import app, flag_of
+from budgetopt.errors import InputError, ParameterError
+from budgetopt.laws import resolve_law
+from budgetopt.plan import Constraints, Hardware, hardware_from
+from budgetopt.sweep import make_sampler, sample_indices
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+# ---------------------------------------------------------------------------------------------
+# A device count is a whole number >= 1
+
+
+@pytest.mark.parametrize("count", [2.5, 0.5, 0.0, math.inf])
+def test_hardware_count_must_be_whole(count):
+    acc = hardware_from("h100-sxm")[0].accelerator
+    with pytest.raises(ParameterError) as e:
+        Hardware(acc, count=count, hours=10.0)
+    assert e.value.param == "count"
+
+
+def test_a_drawn_count_is_rounded_to_whole_devices():
+    """count ~ uniform(1, 9): C / (peak x 3600 x hours x MFU) is a whole number >= 1 for every
+    draw, and the draws cover 1..9 (rounded, so both ends get half a bin)."""
+    sc = scn.from_dict({"budget": {"gpu": "h100-sxm", "count": {"dist": "uniform", "low": 1, "high": 9},
+                                   "hours": 100, "mfu": 0.5}})
+    lo, hi = sample_indices(0, 20_000)
+    draw = make_sampler(sc, jnp.float64)(lo, hi)
+    peak = sc.accelerator.peak_flops("bf16")
+    count = np.exp(np.asarray(draw.budget.log_c)) / (peak * 3600 * 100 * 0.5)
+    np.testing.assert_allclose(count, np.round(count), rtol=1e-9)
+    assert set(np.round(count).astype(int)) == set(range(1, 10))
+    frac = np.mean(np.round(count) == 1)
+    assert abs(frac - 1 / 16) < 0.01  # [1, 1.5) of a width-8 interval
+
+
+def test_a_fixed_count_is_used_as_given():
+    sc = scn.from_dict({"budget": {"gpu": "h100-sxm", "count": 3, "hours": 100, "mfu": 0.5}})
+    lo, hi = sample_indices(0, 8)
+    log_c = np.asarray(make_sampler(sc, jnp.float64)(lo, hi).budget.log_c)
+    np.testing.assert_allclose(np.exp(log_c), 3 * 989e12 * 3600 * 100 * 0.5, rtol=1e-12)  # the catalog's dense bf16 peak
+
+
+# ---------------------------------------------------------------------------------------------
+# Every flag is validated; one that has no effect says so
+
+
+def test_a_flag_without_effect_is_checked_and_named():
+    r = runner.invoke(app, ["convert", "1e23", "--mfu", "0.5", "--price-per-hour", "2"])
+    assert r.exit_code == 0
+    assert "note: --mfu has no effect without --gpu" in r.stderr
+    assert "note: --price-per-hour has no effect without --gpu" in r.stderr
+    bad = runner.invoke(app, ["convert", "1e23", "--mfu", "1.5"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: --mfu:")
+    quiet = runner.invoke(app, ["convert", "1e23", "--gpu", "h100-sxm", "--mfu", "0.5"])
+    assert quiet.exit_code == 0 and "note:" not in quiet.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The library names parameters; the edges rename them, in one place each
+
+
+@pytest.mark.parametrize("name,command,flag", [
+    ("max_params", None, "--max-params"), ("law_params.E", None, "--law-params.E"), ("output", None, "-o"),
+    ("runs", "fit", "RUNS"), ("results", "merge", "FILES"), ("flops", "convert", "VALUE"), ("flops", "optimize", "--flops"),
+    ("--sweep", None, "--sweep"), ("SCENARIO", None, "SCENARIO"), ("sweep_file", "plot", "--sweep"),
+])
+def test_flag_of(name, command, flag):
+    assert flag_of(name, command) == flag
+
+
+def test_parameter_errors_name_parameters_and_rename_at_the_edge():
+    with pytest.raises(ParameterError) as e:
+        Constraints(max_epochs=2.0)
+    assert e.value.field == "max_epochs" and "needs unique_tokens" in e.value.message
+    cli = e.value.rename(flag_of)
+    assert (cli.field, cli.message) == ("--max-epochs", "needs --unique-tokens (epochs are counted over the unique data)")
+    toml = e.value.rename(scn.toml_path_of)
+    assert (toml.field, toml.message) == ("constraints.max_epochs",
+                                          "needs data.unique_tokens (epochs are counted over the unique data)")
+    # user text is never read as a name
+    quoted = ParameterError("law", "unknown law '{max_params}'")
+    assert quoted.rename(flag_of).message == "unknown law '{max_params}'"
+
+
+def test_scenario_errors_name_the_toml_path():
+    with pytest.raises(InputError) as e:
+        scn.from_dict({"law": {"preset": "chinchilla"}, "budget": {"flops": 1e23}})
+    assert e.value.field == "law.preset"
+    with pytest.raises(InputError) as e:
+        scn.from_dict({"budget": {"gpu": "h100-sxm", "dtype": "fp9", "count": 8, "hours": 1, "mfu": 0.4}})
+    assert e.value.field == "budget.dtype"
+    with pytest.raises(InputError) as e:
+        scn.with_overrides(scn.example("h100-cluster"), seed=-1)
+    assert e.value.field == "seed"
+
+
+def test_library_code_raises_no_flag_names():
+    """Flags belong to the CLI: no module below it raises an error on a '--flag' field."""
+    import re
+
+    for path in (ROOT / "budgetopt").rglob("*.py"):
+        if path.name in ("cli.py", "__main__.py"):
+            continue
+        hits = re.findall(r"(?:Input|Parameter)Error\(\s*f?\"--", path.read_text())
+        assert not hits, f"{path.name} raises on a flag name"
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables at 80 and 120 columns
+
+_TABLES = [["optimize", "--flops", "1e23"], ["optimize", "--gpu", "h100-sxm", "--count", "1024", "--days", "30"],
+           ["convert", "1e23", "--gpu", "h100-sxm", "--count", "8"], ["hardware"], ["laws"], ["audit"],
+           ["audit", "--law", "tokens-per-param"], ["fit", "{runs}"], ["fit", "{runs}", "--approach", "2"]]
+
+
+@pytest.fixture(scope="module")
+def runs_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runs") / "runs.csv"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_runs.py"), "-o", str(path)], check=True,
+                   capture_output=True)
+    return path
+
+
+@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("args", _TABLES, ids=[" ".join(a) for a in _TABLES])
+def test_tables_fit_the_terminal(args, width, runs_csv, monkeypatch):
+    monkeypatch.setenv("COLUMNS", str(width))
+    r = runner.invoke(app, [str(runs_csv) if a == "{runs}" else a for a in args])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert max(map(len, lines)) <= width, "\n".join(line for line in lines if len(line) > width)
+    assert lines[0].startswith("budgetopt") or lines[0].startswith(("Accelerators", "Scaling laws"))
+    if "fit" in args and "--approach" not in args:  # the title is whole, not broken mid-phrase
+        assert lines[0].endswith("runs") and "Approach 3 on" in lines[0]
+
+
+def test_narrow_tables_say_what_they_leave_out(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    r = runner.invoke(app, ["audit"])
+    assert "not shown at 80 columns:" in r.stdout and "loss_gap" in r.stdout and "verdict" in r.stdout
+    monkeypatch.setenv("COLUMNS", "200")
+    wide = runner.invoke(app, ["audit"])
+    assert "not shown" not in wide.stdout and "loss gap" in wide.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures: labels that do not collide
+
+
+def _boxes(fig):
+    renderer = fig.canvas.get_renderer()
+    out = []
+    for ax in fig.axes:
+        inside = ax.get_window_extent(renderer)
+        for t in ax.texts:
+            bb = P.text_box(t, renderer)
+            assert inside.x0 <= bb.x0 and bb.x1 <= inside.x1 and inside.y0 <= bb.y0 and bb.y1 <= inside.y1, t.get_text()
+            out.append((ax, t.get_text(), bb))
+    return out
+
+
+@pytest.mark.parametrize("size", [(11.0, 4.8), (8.0, 4.0)])
+def test_frontier_labels_do_not_overlap(size):
+    fig = P.frontier([resolve_law("hoffmann2022"), resolve_law("besiroglu2024")], width=size[0], height=size[1])
+    boxes = _boxes(fig)
+    assert len(boxes) == 2 * 12  # every catalog model numbered on both panels
+    for (ax1, t1, b1), (ax2, t2, b2) in combinations(boxes, 2):
+        if ax1 is ax2:
+            assert not b1.overlaps(b2), f"labels {t1} and {t2} overlap"
+    key = [t.get_text() for t in fig.texts]
+    assert any("1 OPT-175B" in k and "12 Llama 3.1 405B" in k for k in key)
+    P._plt().close(fig)
+
+
+def test_sweep_figure_log_axes_have_several_labels():
+    from budgetopt import sweep as sw
+
+    res = sw.run(scn.with_overrides(scn.example("h100-cluster"), candidates=8), samples=20_000)
+    fig = P.sweep(res)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        if ax.get_xscale() == "log":
+            labels = [t.get_text() for t in ax.get_xticklabels(minor=False) + ax.get_xticklabels(minor=True)
+                      if t.get_text() and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
+            assert len(labels) >= 2, (ax.get_title(), labels)
+    P._plt().close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every benchmark script runs (at a tiny size) and prints its table
+
+_BENCH = {
+    "bench_sweep.py": ["--samples", "2e5", "--repeats", "1", "--baseline-samples", "2e5"],
+    "bench_solver.py": ["--problems", "4096", "--scipy-sample", "50", "--lbfgs-sample", "512", "--repeats", "1"],
+    "bench_fit.py": ["--scipy-starts", "4", "--repeats", "1"],
+    "bench_peer.py": [],
+    "run.py": ["--help"],
+}
+
+
+def test_every_benchmark_script_has_a_smoke_test():
+    scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py")} - {"common.py"}
+    assert scripts == set(_BENCH)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(_BENCH))
+def test_benchmark_script_runs(script):
+    env = dict(os.environ, XLA_FLAGS="")
+    p = subprocess.run([sys.executable, script, *_BENCH[script]], cwd=ROOT / "benchmarks", capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    if script != "run.py":
+        assert "|---" in p.stdout, p.stdout[-2000:]  # its markdown table
