@@ -4,7 +4,7 @@ synthetic runs from scripts/make_runs.py).
 
     python benchmarks/bench_fit.py [--scipy-starts 4500] [--record]
 
-Target (DESIGN §10): >= 100x the SciPy loop, same optimum.
+Target (docs/architecture.md, performance targets): >= 100x the SciPy loop, same optimum.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from common import machine, record, timeit
 
-from budgetopt import fit as F
+from budgetopt import fit
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "chinchilla_fig4_epoch.csv"
@@ -25,12 +25,12 @@ DATA = ROOT.parent / "shared" / "data" / "chinchilla_fig4_epoch.csv"
 
 def load_runs():
     if DATA.exists():
-        return F.read_runs(DATA, n_col="Model Size", c_col="Training FLOP", drop_highest=5), "Chinchilla Fig. 4 (Epoch AI), 240 runs"
+        return fit.read_runs(DATA, n_col="Model Size", c_col="Training FLOP", drop_highest=5), "Chinchilla Fig. 4 (Epoch AI), 240 runs"
     spec = importlib.util.spec_from_file_location("make_runs", ROOT / "scripts" / "make_runs.py")
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)
     rows = m.make_runs(1.8172, 482.01, 2085.43, 0.3478, 0.3658, sizes_per_budget=34, noise=0.01)[:240]
-    return F.Runs(*(np.log(np.array([r[i] for r in rows])) for i in (0, 1, 3))), "synthetic, 240 runs"
+    return fit.Runs(*(np.log(np.array([r[i] for r in rows])) for i in (0, 1, 3))), "synthetic, 240 runs"
 
 
 def scipy_fit(runs, starts, delta=1e-3):
@@ -68,11 +68,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     runs, what = load_runs()
     t0 = time.perf_counter()
-    F.fit_approach3(runs)
+    fit.fit_approach3(runs)
     cold = time.perf_counter() - t0
     box = {}
-    tb = timeit(lambda: box.setdefault("r", F.fit_approach3(runs)), repeats=args.repeats, warmup=0)
-    starts = F.start_grid()
+    tb = timeit(lambda: box.setdefault("r", fit.fit_approach3(runs)), repeats=args.repeats, warmup=0)
+    starts = fit.start_grid()
     k = min(args.scipy_starts, len(starts))
     sub = starts[:: max(1, len(starts) // k)][:k]
     t0 = time.perf_counter()

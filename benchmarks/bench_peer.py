@@ -23,7 +23,7 @@ import numpy as np
 from bench_fit import load_runs
 from common import machine, record
 
-from budgetopt import fit as F
+from budgetopt import fit
 from budgetopt.devices import jax_x64
 
 
@@ -53,9 +53,9 @@ def main(argv=None):
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args(argv)
     runs, what = load_runs()
-    F.fit_approach3(runs)  # compile
+    fit.fit_approach3(runs)  # compile
     t0 = time.perf_counter()
-    ours = F.fit_approach3(runs)
+    ours = fit.fit_approach3(runs)
     t_ours = time.perf_counter() - t0
     try:
         import chinchilla  # noqa: F401
@@ -72,11 +72,11 @@ def main(argv=None):
 
     ones = jnp.ones(len(runs.log_l))
     with jax_x64():
-        peer_obj = float(F.objective(jnp.asarray(th), *(jnp.asarray(v) for v in runs), ones, 1e-3))
+        peer_obj = float(fit.objective(jnp.asarray(th), *(jnp.asarray(v) for v in runs), ones, 1e-3))
     # allocation: the same closed form on both sides, at 1e6 budgets
     from chinchilla import Chinchilla
 
-    from budgetopt.allocate import Budget, allocate
+    from budgetopt.allocation import Budget, allocate
     from budgetopt.laws import Parametric, to_array_law
 
     c = np.logspace(18, 27, 1_000_000)

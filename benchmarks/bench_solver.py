@@ -4,7 +4,7 @@ alternative the solver's design rejected), in one run on the same random problem
 
     python benchmarks/bench_solver.py [--problems 1000000] [--scipy-sample 2000] [--record]
 
-Target (DESIGN §10): >= 1000x SciPy per problem. Prints both rates, the ratio, and the
+Target (docs/architecture.md, performance targets): >= 1000x SciPy per problem. Prints both rates, the ratio, and the
 agreement of the answers (relative difference in N and in loss).
 """
 
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from common import machine, record, shard_batch, timeit
 
-from budgetopt.allocate import Budget, allocate, broadcast_problems, closed_form_x, interval, log_tokens
+from budgetopt.allocation import Budget, allocate, broadcast_problems, closed_form_x, interval, log_tokens
 from budgetopt.laws import data_constrained, data_constrained_constants, get_preset, loss, to_array_law
 
 

@@ -1,7 +1,7 @@
 """Parametric sweep, end to end: budgetopt vs the same work written plainly in NumPy
 (numpy.random.Generator, np.quantile), in one run, two ways:
 
-1. quantiles only (DESIGN §10): sampling, closed-form optimum per sample, p01..p99 quantiles and
+1. quantiles only (the original target): sampling, closed-form optimum per sample, p01..p99 quantiles and
    moments of N*, D*, L*, tokens/param and C;
 2. the default path (what `budgetopt sweep` runs): the same, plus the robust recommendation —
    64 grid sizes and one refined size scored on the decision subsample (global index = 0 mod

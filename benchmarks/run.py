@@ -1,4 +1,4 @@
-"""The whole benchmark suite of DESIGN §10 in one process and one run: every comparison side
+"""The whole benchmark suite (docs/architecture.md, performance targets) in one process and one run: every comparison side
 by side with its baseline, compile time apart from run time, medians over repeats, and a
 closing table of ratios against the targets. With --record each benchmark appends its block
 (date, machine, versions, command, figures) to benchmarks/RESULTS.md.

@@ -19,9 +19,9 @@ from importlib import resources
 import jax.numpy as jnp
 
 from . import units
-from .allocate import Budget, allocate, compute_for_loss, log_compute_for_loss, method_for
+from .allocation import Budget, allocate, compute_for_loss, log_compute_for_loss, method_for
 from .errors import ParameterError
-from .laws import LawSpec, Parametric, TokensPerParam, loss, to_array_law
+from .laws import LawSpec, Parametric, has_loss, loss, to_array_law
 
 NEAR_MULTIPLIER = 1.25  # the optimal allocation would reach the same loss with >= 80 % of the compute
 NEAR_RATIO = 2.0  # allocation rules: D/N within a factor 2 of the rule's ratio
@@ -81,7 +81,7 @@ def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIE
     row = {"name": m.name, "params": m.params, "tokens": m.tokens, "flops": c,
            "flops_published": m.flops is not None, "tokens_per_param": m.tokens / m.params,
            "optimal_params": n_opt, "optimal_tokens": d_opt}
-    if isinstance(spec.params, TokensPerParam):
+    if not has_loss(spec.params):
         k = float(spec.params.ratio)
         ratio = (m.tokens / m.params) / k
         row.update({"loss": None, "optimal_loss": None, "loss_gap": None, "compute_multiplier": None,

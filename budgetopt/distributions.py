@@ -4,7 +4,7 @@ Every random number is a pure function of (seed, global sample index, stream id)
 stream j is the same whatever the chunk size, device count, shard or resume point, which is
 what makes sweep results identical across all of them. The hash is three rounds of
 MurmurHash3's 32-bit finaliser over the key words, the 64-bit index (two 32-bit words) and the
-stream id — about 6x the throughput of threefry on CPU (DESIGN §10); its uniformity and
+stream id — about 6x the throughput of threefry on CPU (benchmarks/NOTES.md); its uniformity and
 independence are tested in tests/test_distributions.py.
 """
 

@@ -1,4 +1,4 @@
-"""Fitting scaling laws to a team's own runs (DESIGN §6).
+"""Fitting scaling laws to a team's own runs.
 
 Approach 3 (Hoffmann et al. 2022; Besiroglu et al. 2024): minimise
     sum_i Huber_delta( LSE(a - alpha log N_i, b - beta log D_i, e) - log L_i )
@@ -128,7 +128,7 @@ def objective(theta, log_n, log_d, log_l, weights, delta):
 
 
 def start_grid() -> np.ndarray:
-    """The 4500 starts of DESIGN §6 as (a, b, e, alpha, beta) rows."""
+    """The 4500 starts of Hoffmann et al. 2022 (the grid Besiroglu et al. 2024 reuse) as (a, b, e, alpha, beta) rows."""
     g = np.array(np.meshgrid(GRID["a"], GRID["b"], GRID["e"], GRID["alpha"], GRID["beta"], indexing="ij"))
     return g.reshape(5, -1).T
 

@@ -84,7 +84,7 @@ def kaplan_loss(p: Kaplan, log_n: Array, log_d: Array) -> Array:
     return jnp.exp(p.alpha_D * inner)
 
 
-def _log_effective(log_unique: Array, log_total: Array, r_star: Array) -> Array:
+def _log_effective(log_unique: Array, log_total: Array, r_star: ArrayLike) -> Array:
     """log of U + U R* (1 - exp(-R/R*)) with R = total/U - 1 >= 0 (repetitions past the first).
 
     The difference is clipped at 60: past that exp(-R/R*) is 0 to any precision, and the clip
@@ -131,7 +131,7 @@ def irreducible_loss(law: Law) -> Array:
     raise TypeError(f"{type(law).__name__} has no loss surface")
 
 
-def closed_form_coefficients(p: Parametric) -> tuple[Array, Array, Array]:
+def closed_form_coefficients(p: Parametric) -> tuple[ArrayLike, ArrayLike, ArrayLike]:
     """(log G, a, b) of the compute-optimal allocation under C = 6ND:
     G = (alpha A / (beta B))^(1/(alpha+beta)), a = beta/(alpha+beta), b = alpha/(alpha+beta);
     N_opt = G (C/6)^a, D_opt = (C/6)^b / G."""

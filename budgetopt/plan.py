@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from . import units
-from .allocate import Allocation, Budget, allocate, compute_for_loss, method_for
+from .allocation import Allocation, Budget, allocate, compute_for_loss, method_for
 from .errors import ParameterError
 from .hardware import DTYPES, Accelerator, get_accelerator, load_catalog
 from .laws import LawSpec, Parametric, data_constrained, has_loss, irreducible_loss, loss, to_array_law
@@ -39,9 +39,10 @@ def check_price(price_per_hour: float | None) -> float | None:
 
 
 @dataclass(frozen=True)
-class Hardware:
-    """Where the compute comes from. ``count`` and ``hours`` may be None when only a rate is
-    needed (e.g. converting a target's compute into GPU-hours)."""
+class Cluster:
+    """Where the compute comes from: ``count`` accelerators for ``hours`` at ``mfu``. ``count``
+    and ``hours`` may be None when only a rate is needed (e.g. converting a target's compute
+    into GPU-hours)."""
 
     accelerator: Accelerator
     dtype: str = "bf16"
@@ -171,7 +172,7 @@ def reference_loss(spec: LawSpec, c: Constraints, log_c: float) -> float | None:
     return float(a.loss)
 
 
-def optimize(spec: LawSpec, *, flops: float | None = None, hardware: Hardware | None = None,
+def optimize(spec: LawSpec, *, flops: float | None = None, hardware: Cluster | None = None,
              constraints: Constraints = Constraints(), target_loss: float | None = None,
              price_per_hour: float | None = None) -> dict:
     """Answer one planning question. Give exactly one of ``flops``, ``hardware`` (with count and
@@ -246,8 +247,8 @@ def optimize(spec: LawSpec, *, flops: float | None = None, hardware: Hardware | 
 def hardware_from(gpu: str | None = None, *, dtype: str | None = None, count: float | None = None,
                   hours: float | None = None, days: float | None = None, mfu: float | None = None,
                   price_per_hour: float | None = None, hardware_file: str | None = None
-                  ) -> tuple[Hardware | None, list[str]]:
-    """The Hardware a user describes (accelerator id, dtype, device count, hours or days, MFU),
+                  ) -> tuple[Cluster | None, list[str]]:
+    """The Cluster a user describes (accelerator id, dtype, device count, hours or days, MFU),
     and the names of the given arguments that have no effect (``mfu``, ``dtype`` and
     ``price_per_hour`` without a ``gpu``). Every given value is validated, used or not."""
     check_price(price_per_hour)
@@ -267,7 +268,7 @@ def hardware_from(gpu: str | None = None, *, dtype: str | None = None, count: fl
     if days is not None:
         hours = days * HOURS_PER_DAY
     acc = get_accelerator(gpu, load_catalog(hardware_file))
-    return Hardware(acc, dtype or "bf16", DEFAULT_MFU if mfu is None else mfu, count, hours), []
+    return Cluster(acc, dtype or "bf16", DEFAULT_MFU if mfu is None else mfu, count, hours), []
 
 
 #: ``convert`` quantities: the name a user asks for -> the record key
@@ -275,7 +276,7 @@ CONVERT_TO = {"flops": "flops", "pf-days": "pf_days", "gpu-hours": "gpu_hours", 
 
 
 def convert(flops: float | None = None, *, params: float | None = None, tokens: float | None = None,
-            flops_per_param_token: float = units.TRAIN_FLOPS_PER_PARAM_TOKEN, hardware: Hardware | None = None,
+            flops_per_param_token: float = units.TRAIN_FLOPS_PER_PARAM_TOKEN, hardware: Cluster | None = None,
             price_per_hour: float | None = None, to: str | None = None) -> dict:
     """Compute as FLOPs and PF-days, and with ``hardware`` as device-hours, wall-days and cost.
     Give ``flops``, or ``params`` with ``tokens`` (FLOPs = flops_per_param_token x N x D).
@@ -301,3 +302,12 @@ def convert(flops: float | None = None, *, params: float | None = None, tokens: 
         need = {"gpu-hours": "{gpu}", "wall-days": "{gpu} and {count}", "cost": "{gpu} and {price_per_hour}"}[to]
         raise ParameterError("to", f"{to} needs {need}", names=True)
     return {CONVERT_TO[to]: rec[CONVERT_TO[to]]}
+
+
+def __getattr__(name: str):
+    if name == "Hardware":  # the old name, which read as the hardware module's
+        import warnings
+
+        warnings.warn("budgetopt.plan.Hardware is renamed Cluster; the old name goes in 0.3", DeprecationWarning, stacklevel=2)
+        return Cluster
+    raise AttributeError(f"module 'budgetopt.plan' has no attribute {name!r}")

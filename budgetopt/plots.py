@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def _optimum(spec, log_c: np.ndarray):
     """(N*, D*, L*) along a compute grid under a law (closed form or solver)."""
     import jax.numpy as jnp
 
-    from .allocate import Budget, allocate, method_for
+    from .allocation import Budget, allocate, method_for
     from .laws import to_array_law
 
     a = allocate(to_array_law(spec.params), Budget(jnp.asarray(log_c)), method=method_for(spec.params))
@@ -52,7 +53,7 @@ def _band(spec, log_c: np.ndarray, draws: int = 2000, seed: int = 0):
     """p05/p95 of N* and D* over law parameters drawn from the covariance (closed form)."""
     import jax.numpy as jnp
 
-    from .allocate import closed_form_x
+    from .allocation import closed_form_x
     from .laws import Parametric
 
     if spec.covariance is None and spec.draws is None:
@@ -215,7 +216,7 @@ def _log_x(ax) -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def sweep(result: dict, width=12.0, height=4.2):
+def sweep(result: Any, width: float = 12.0, height: float = 4.2):
     """Histograms from a sweep JSON's state and plan, and the regret curve when present."""
     try:
         hist = np.asarray(result["state"]["quantities"]["hist"], np.float64)

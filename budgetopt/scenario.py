@@ -32,7 +32,7 @@ from .distributions import Dist
 from .errors import InputError, ParameterError
 from .files import load_toml
 from .hardware import Accelerator, get_accelerator, load_catalog
-from .laws import LawSpec, Parametric, TokensPerParam, get_preset, law_from_file, parametric_from_mapping
+from .laws import LawSpec, Parametric, get_preset, law_from_file, parametric_from_mapping
 from .units import parse_number
 
 DIST_PARAMS = {"uniform": ("low", "high"), "loguniform": ("low", "high"), "normal": ("mean", "sd"),
@@ -91,10 +91,6 @@ class Scenario:
     subsample: int = 8
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False)
-
-    @property
-    def has_loss(self) -> bool:
-        return not isinstance(self.law.params, TokensPerParam)
 
 
 def _where(path: str, key: str) -> str:
@@ -215,20 +211,20 @@ def toml_path_of(name: str) -> str:
     return TOML_PATHS.get(name, name)
 
 
-def check_samples(n: float) -> int:
+def check_samples(n: object) -> int:
     """A sample count: a whole number from 1 to MAX_SAMPLES."""
     if isinstance(n, bool) or not isinstance(n, (int, float)) or n != int(n) or not 1 <= n <= MAX_SAMPLES:
         raise ParameterError("samples", f"must be a whole number from 1 to {MAX_SAMPLES:.0e}, got {n!r}")
     return int(n)
 
 
-def check_seed(seed: int) -> int:
+def check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
         raise ParameterError("seed", f"must be a whole number in [0, 2^31), got {seed!r}")
     return seed
 
 
-def check_candidates(c: int) -> int:
+def check_candidates(c: object) -> int:
     if isinstance(c, bool) or not isinstance(c, int) or not (c == 0 or 2 <= c <= MAX_CANDIDATES):
         raise ParameterError("candidates", f"must be 0 (no recommendation) or a whole number from 2 to "
                              f"{MAX_CANDIDATES}, got {c!r}")

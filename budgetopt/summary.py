@@ -70,7 +70,7 @@ class WideSum(NamedTuple):
     def empty(shape) -> WideSum:
         return WideSum(np.zeros(shape, np.int64), np.zeros(shape, np.int64))
 
-    def value(self) -> np.ndarray:
+    def value(self) -> np.ndarray | np.floating:
         """The integer as float64 (relative error 1e-16: ample for means)."""
         return np.asarray(self.hi, np.int64).astype(np.float64) * 2.0**32 + np.asarray(self.lo, np.int64)
 
@@ -191,10 +191,10 @@ def count_bins(idx: Int[Array, " n"], length: int) -> Count:
 def accumulate(values: Float[Array, "q s"], mask: Bool[Array, "q s"], r: Ranges) -> QuantityStats:
     """Summaries of one chunk: ``values[q]`` over the samples where ``mask[q]``."""
     q, s = values.shape
-    nb = BINS + 2
+    n_bins = BINS + 2
     idx = histogram_index(values, r.lo[:, None], r.hi[:, None])
-    flat = jnp.where(mask, idx + nb * jnp.arange(q, dtype=jnp.int32)[:, None], q * nb)  # masked -> dump bin
-    hist = Count(count_bins(flat.ravel(), q * nb + 1).n[:-1].reshape(q, nb))
+    flat = jnp.where(mask, idx + n_bins * jnp.arange(q, dtype=jnp.int32)[:, None], q * n_bins)  # masked -> dump bin
+    hist = Count(count_bins(flat.ravel(), q * n_bins + 1).n[:-1].reshape(q, n_bins))
     d = values - r.centre[:, None]
     big = jnp.asarray(jnp.inf, values.dtype)
     return QuantityStats(Count(jnp.sum(mask, axis=1).astype(jnp.int64)), hist,

@@ -6,6 +6,20 @@ import os
 import shutil
 import tempfile
 
+# The jaxtyping annotations are checked at run time (as optimistix does): every budgetopt
+# function is wrapped with beartype when imported, so a wrong shape or dtype is an error in
+# tests. Installed before anything imports budgetopt; skipped where beartype is absent (the
+# accelerator image runs scripts/gpu_check.sh without the dev extra).
+try:
+    import beartype  # noqa: F401
+    from jaxtyping import install_import_hook
+except ImportError:
+    TYPECHECKED = False
+else:
+    # the PEP 484 numeric tower: an int is a valid float, as Python callers expect
+    install_import_hook("budgetopt", "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))")
+    TYPECHECKED = True
+
 # Tests run the way users run: with JAX's persistent compile cache on. A fresh directory per
 # test session (0700, as the CLI requires); child processes inherit it, so later runs load the
 # executables earlier ones compiled — the path on which a 1e7-sample sweep once aborted.

@@ -1,4 +1,4 @@
-"""Independent float64 references written plainly in NumPy from DESIGN.md's formulas, in raw
+"""Independent float64 references written plainly in NumPy from the papers' formulas, in raw
 N and D (not the package's log-space code), plus a brute-force minimiser."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from budgetopt.allocate import Budget, allocate, compute_for_loss, log_compute_for_loss, optimal_loss
+from budgetopt.allocation import Budget, allocate, compute_for_loss, log_compute_for_loss, optimal_loss
 from budgetopt.laws import DataConstrained, Parametric, data_constrained_constants, get_preset, to_array_law
 
 from . import reference as ref

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from budgetopt import plots as P
+from budgetopt import plots
 from budgetopt import scenario as scn
 from budgetopt.cli import app, flag_of
 from budgetopt.errors import InputError, ParameterError
 from budgetopt.laws import resolve_law
-from budgetopt.plan import Constraints, Hardware, hardware_from
+from budgetopt.plan import Cluster, Constraints, hardware_from
 from budgetopt.sweep import make_sampler, sample_indices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ runner = CliRunner()
 def test_hardware_count_must_be_whole(count):
     acc = hardware_from("h100-sxm")[0].accelerator
     with pytest.raises(ParameterError) as e:
-        Hardware(acc, count=count, hours=10.0)
+        Cluster(acc, count=count, hours=10.0)
     assert e.value.param == "count"
 
 
@@ -175,7 +175,7 @@ def _boxes(fig):
     for ax in fig.axes:
         inside = ax.get_window_extent(renderer)
         for t in ax.texts:
-            bb = P.text_box(t, renderer)
+            bb = plots.text_box(t, renderer)
             assert inside.x0 <= bb.x0 and bb.x1 <= inside.x1 and inside.y0 <= bb.y0 and bb.y1 <= inside.y1, t.get_text()
             out.append((ax, t.get_text(), bb))
     return out
@@ -183,7 +183,7 @@ def _boxes(fig):
 
 @pytest.mark.parametrize("size", [(11.0, 4.8), (8.0, 4.0)])
 def test_frontier_labels_do_not_overlap(size):
-    fig = P.frontier([resolve_law("hoffmann2022"), resolve_law("besiroglu2024")], width=size[0], height=size[1])
+    fig = plots.frontier([resolve_law("hoffmann2022"), resolve_law("besiroglu2024")], width=size[0], height=size[1])
     boxes = _boxes(fig)
     assert len(boxes) == 2 * 12  # every catalog model numbered on both panels
     for (ax1, t1, b1), (ax2, t2, b2) in combinations(boxes, 2):
@@ -191,21 +191,21 @@ def test_frontier_labels_do_not_overlap(size):
             assert not b1.overlaps(b2), f"labels {t1} and {t2} overlap"
     key = [t.get_text() for t in fig.texts]
     assert any("1 OPT-175B" in k and "12 Llama 3.1 405B" in k for k in key)
-    P._plt().close(fig)
+    plots._plt().close(fig)
 
 
 def test_sweep_figure_log_axes_have_several_labels():
     from budgetopt import sweep as sw
 
     res = sw.run(scn.with_overrides(scn.example("h100-cluster"), candidates=8), samples=20_000)
-    fig = P.sweep(res)
+    fig = plots.sweep(res)
     fig.canvas.draw()
     for ax in fig.axes:
         if ax.get_xscale() == "log":
             labels = [t.get_text() for t in ax.get_xticklabels(minor=False) + ax.get_xticklabels(minor=True)
                       if t.get_text() and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
             assert len(labels) >= 2, (ax.get_title(), labels)
-    P._plt().close(fig)
+    plots._plt().close(fig)
 
 
 # ---------------------------------------------------------------------------------------------

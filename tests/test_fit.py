@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from budgetopt import fit as F
+from budgetopt import fit
 from budgetopt.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,12 +34,12 @@ def write_runs(path, rows):
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     rows = make_runs.make_runs(**TRUE, sizes_per_budget=12, noise=0.001, seed=1)
-    return F.read_runs(write_runs(tmp_path_factory.mktemp("runs") / "runs.csv", rows))
+    return fit.read_runs(write_runs(tmp_path_factory.mktemp("runs") / "runs.csv", rows))
 
 
 @pytest.fixture(scope="module")
 def synthetic_fit(synthetic):
-    return F.fit_approach3(synthetic, bootstrap=40, seed=3)
+    return fit.fit_approach3(synthetic, bootstrap=40, seed=3)
 
 
 def test_recovers_a_known_law(synthetic_fit):
@@ -53,7 +53,7 @@ def test_recovers_a_known_law(synthetic_fit):
 
 
 def test_bootstrap_reproducible_and_shrinks_with_more_data(synthetic, synthetic_fit):
-    again = F.fit_approach3(synthetic, bootstrap=40, seed=3)
+    again = fit.fit_approach3(synthetic, bootstrap=40, seed=3)
     assert again["bootstrap"]["draws"] == synthetic_fit["bootstrap"]["draws"]
     b = synthetic_fit["bootstrap"]
     cov = np.array(b["cov"])
@@ -61,17 +61,17 @@ def test_bootstrap_reproducible_and_shrinks_with_more_data(synthetic, synthetic_
     assert np.allclose(np.sqrt(cov[3, 3]), b["se"]["alpha"], rtol=1e-9)
     for k, (lo, hi) in b["ci95"].items():
         assert lo <= synthetic_fit[k] * 1.02 and synthetic_fit[k] * 0.98 <= hi
-    four = F.Runs(*(np.tile(v, 4) for v in synthetic))
-    big = F.fit_approach3(four, bootstrap=40, seed=3)["bootstrap"]["se"]
+    four = fit.Runs(*(np.tile(v, 4) for v in synthetic))
+    big = fit.fit_approach3(four, bootstrap=40, seed=3)["bootstrap"]["se"]
     for k in ("E", "alpha", "beta"):
         assert 1.4 < b["se"][k] / big[k] < 2.9, k  # ~ sqrt(4) = 2
 
 
 @pytest.mark.skipif(not DATA.exists(), reason=f"real data not found at {DATA} (Epoch AI's Chinchilla Figure 4 points)")
 def test_reproduces_the_published_chinchilla_refit():
-    runs = F.read_runs(DATA, n_col="Model Size", c_col="Training FLOP", drop_highest=5)
+    runs = fit.read_runs(DATA, n_col="Model Size", c_col="Training FLOP", drop_highest=5)
     assert len(runs.log_l) == 240
-    r = F.fit_approach3(runs)
+    r = fit.fit_approach3(runs)
     assert r["E"] == pytest.approx(1.817, abs=0.005)
     assert r["alpha"] == pytest.approx(0.347, abs=0.003)
     assert r["beta"] == pytest.approx(0.367, abs=0.003)
@@ -97,14 +97,14 @@ def test_reproduces_the_published_chinchilla_refit():
         return hub.sum(), grad
 
     best = min(minimize(f, s, jac=True, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000}).fun
-               for s in F.start_grid()[::75])
+               for s in fit.start_grid()[::75])
     assert r["objective"] == pytest.approx(best, rel=1e-8)
 
 
 def test_approach2_recovers_the_exponent_on_noise_free_isoflops():
     rows = make_runs.make_runs(**TRUE, sizes_per_budget=15, span=1.2, noise=0.0)
-    runs = F.Runs(*(np.log(np.array([r[i] for r in rows])) for i in (0, 1, 3)))
-    r = F.fit_approach2(runs)
+    runs = fit.Runs(*(np.log(np.array([r[i] for r in rows])) for i in (0, 1, 3)))
+    r = fit.fit_approach2(runs)
     assert r["a"] == pytest.approx(TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"]), abs=0.01)
     assert r["a"] + r["b"] == pytest.approx(1.0, abs=1e-9)
     assert len(r["budgets"]) == 7

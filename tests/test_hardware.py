@@ -3,8 +3,9 @@ import pytest
 from budgetopt.errors import InputError
 from budgetopt.hardware import DTYPES, get_accelerator, load_catalog
 
-# DESIGN.md §2, transcribed independently of the data file: fp32, tf32, bf16/fp16, fp8, mem, TB/s
-DESIGN_TABLE = {
+# the vendors' datasheets (the project specification's table), transcribed independently of the data
+# file: fp32, tf32, bf16/fp16, fp8, mem, TB/s
+DATASHEETS = {
     "v100": (15.7, None, 125, None, 32, 0.90),
     "a100-40gb": (19.5, 156, 312, None, 40, 1.555),
     "a100-80gb": (19.5, 156, 312, None, 80, 2.039),
@@ -22,10 +23,10 @@ DESIGN_TABLE = {
 }
 
 
-@pytest.mark.parametrize("hid", sorted(DESIGN_TABLE))
+@pytest.mark.parametrize("hid", sorted(DATASHEETS))
 def test_catalog_matches_design(hid):
     acc = load_catalog()[hid]
-    fp32, tf32, half, fp8, mem, bw = DESIGN_TABLE[hid]
+    fp32, tf32, half, fp8, mem, bw = DATASHEETS[hid]
     assert acc.peak_tflops.get("fp32") == fp32
     assert acc.peak_tflops.get("tf32") == tf32
     # "bf16/fp16" column: V100 has only fp16 tensor cores, TPUs only bf16

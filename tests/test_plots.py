@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from budgetopt import plots as P
+from budgetopt import plots
 from budgetopt import scenario as scn
 from budgetopt import sweep as sw
 from budgetopt.cli import app
@@ -28,9 +28,9 @@ def sweep_json(tmp_path_factory):
 
 def figures(sweep_json):
     specs = [get_preset("hoffmann2022"), get_preset("besiroglu2024")]
-    return {"frontier": P.frontier(specs, width=8, height=4), "isoflop": P.isoflop(specs[1], width=6, height=4),
-            "loss-vs-compute": P.loss_vs_compute(specs, width=6, height=4),
-            "sweep": P.sweep(json.loads(sweep_json.read_text()), width=10, height=4)}
+    return {"frontier": plots.frontier(specs, width=8, height=4), "isoflop": plots.isoflop(specs[1], width=6, height=4),
+            "loss-vs-compute": plots.loss_vs_compute(specs, width=6, height=4),
+            "sweep": plots.sweep(json.loads(sweep_json.read_text()), width=10, height=4)}
 
 
 def test_axes_are_log_scaled_where_they_should_be(sweep_json):
@@ -48,7 +48,7 @@ def test_axes_are_log_scaled_where_they_should_be(sweep_json):
     assert "hoffmann2022" in labels and any("p05" in t for t in labels)
 
 
-@pytest.mark.parametrize("kind", P.KINDS)
+@pytest.mark.parametrize("kind", plots.KINDS)
 def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json):
     import matplotlib.image as mpimg
 

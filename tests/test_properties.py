@@ -18,7 +18,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from budgetopt.allocate import Budget, allocate
+from budgetopt.allocation import Budget, allocate
 from budgetopt.laws import DataConstrained, Kaplan, Parametric, data_constrained_constants
 
 N_BUDGETS = 8

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from budgetopt import scenario as scn
-from budgetopt import summary as S
+from budgetopt import summary
 from budgetopt import sweep as sw
 from budgetopt.cli import app
 from budgetopt.laws import get_preset
@@ -72,8 +72,8 @@ def test_streaming_quantiles_match_exact_quantiles(sc, base):
     for k, name in enumerate(sw.QUANTITIES[:5]):
         v = vals[k]
         lo, hi = ranges[name]
-        width = (hi - lo) / S.BINS
-        for p, f in S.QUANTILES.items():
+        width = (hi - lo) / summary.BINS
+        for p, f in summary.QUANTILES.items():
             exact = np.quantile(v, f)
             got = base["quantiles"][name][p]
             got_t = math.log(got) if name in sw.LOG_QUANTITIES else got
@@ -186,7 +186,7 @@ def test_sweep_cli_json_keys(tmp_path):
     r = runner.invoke(app, ["sweep", "--example", "h100-cluster", "--samples", "5000", "--candidates", "8", "-f", "json", "-q"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
-    assert set(res["quantiles"]["params"]) == set(S.QUANTILES)
+    assert set(res["quantiles"]["params"]) == set(summary.QUANTILES)
     for k in ("params", "expected_loss", "expected_regret", "p95_regret", "p_regret_below_1pct"):
         assert k in res["recommendation"]
     for k in ("seed", "chunk_size", "devices", "backend", "jax_version", "x64"):
@@ -220,14 +220,14 @@ def test_wide_sums_stay_exact_past_int64():
     """Loss sums at 2^24 overflow one int64 after ~3e11 samples: the host adds wide integers."""
     rng = np.random.default_rng(0)
     parts = [int(v) for v in rng.integers(-(2**62), 2**62, 64)] + [2**62 - 1] * 64  # legal chunk sums
-    acc = S.WideSum.empty(1)
+    acc = summary.WideSum.empty(1)
     for c in parts:
-        acc = acc.merge(S.WideSum(np.array([c >> 32]), np.array([c & 0xFFFFFFFF])))
+        acc = acc.merge(summary.WideSum(np.array([c >> 32]), np.array([c & 0xFFFFFFFF])))
     assert int(acc.hi[0]) * 2**32 + int(acc.lo[0]) == sum(parts) and abs(sum(parts)) > 2**63
     assert acc.value()[0] == pytest.approx(float(sum(parts)), rel=1e-15)
     # the device side: a chunk's fixed-point sum, split into the same words
     x = jnp.asarray(rng.uniform(-3000, 3000, 1000))
-    w = S.fixed_point_sum(x, 24, jnp.ones(1000, bool))
+    w = summary.fixed_point_sum(x, 24, jnp.ones(1000, bool))
     exact = sum(int(round(float(v) * 2**24)) for v in np.asarray(x))
     assert int(w.hi) * 2**32 + int(w.lo) == exact
 

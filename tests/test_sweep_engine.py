@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from budgetopt import scenario as scn
-from budgetopt import summary as S
+from budgetopt import summary
 from budgetopt import sweep as sw
 from budgetopt.devices import jax_x64
 from budgetopt.distributions import uniform
@@ -104,13 +104,13 @@ def test_the_kernel_compiles_once_for_every_chunk_and_tail():
 
 def _random_state(rng, q=5, k=3) -> st.SweepState:
     def count(shape):
-        return S.Count(rng.integers(0, 10**6, shape))
+        return summary.Count(rng.integers(0, 10**6, shape))
 
     def wide(shape):
-        return S.WideSum(rng.integers(-(2**40), 2**40, shape), rng.integers(0, 2**32, shape))
+        return summary.WideSum(rng.integers(-(2**40), 2**40, shape), rng.integers(0, 2**32, shape))
 
-    qs = S.QuantityStats(count(q), count((q, S.BINS + 2)), wide(q), wide(q), S.Min(rng.normal(size=q)),
-                         S.Max(rng.normal(size=q)))
+    qs = summary.QuantityStats(count(q), count((q, summary.BINS + 2)), wide(q), wide(q), summary.Min(rng.normal(size=q)),
+                         summary.Max(rng.normal(size=q)))
     cs = st.CandidateStats(wide(k), count(k), count((k, st.REGRET_BINS + 2)), count(()), wide(()))
     return st.SweepState(count(()), count(()), qs, cs)
 
@@ -123,14 +123,14 @@ def _same(a, b) -> bool:
 def test_merge_is_exact_associative_commutative_with_the_empty_state_as_identity():
     rng = np.random.default_rng(0)
     a, b, c = (_random_state(rng) for _ in range(3))
-    assert _same(S.merge(a, b), S.merge(b, a))
-    assert _same(S.merge(S.merge(a, b), c), S.merge(a, S.merge(b, c)))
-    assert _same(S.merge(a, st.empty_state(5, 3)), a)
-    got = st.flatten(S.merge(a, b))  # a wide sum is the exact integer sum
+    assert _same(summary.merge(a, b), summary.merge(b, a))
+    assert _same(summary.merge(summary.merge(a, b), c), summary.merge(a, summary.merge(b, c)))
+    assert _same(summary.merge(a, st.empty_state(5, 3)), a)
+    got = st.flatten(summary.merge(a, b))  # a wide sum is the exact integer sum
     for path in ("quantities/sum", "candidates/regret_sum"):
         tot = [int(f[path + "/hi"].ravel()[0]) * 2**32 + int(f[path + "/lo"].ravel()[0]) for f in map(st.flatten, (a, b))]
         assert int(got[path + "/hi"].ravel()[0]) * 2**32 + int(got[path + "/lo"].ravel()[0]) == sum(tot)
-    m = S.merge(a, b)
+    m = summary.merge(a, b)
     assert np.array_equal(m.quantities.vmin.v, np.minimum(a.quantities.vmin.v, b.quantities.vmin.v))
     assert np.array_equal(m.quantities.hist.n, a.quantities.hist.n + b.quantities.hist.n)
 
@@ -141,7 +141,7 @@ def test_device_stacked_state_merges_like_separate_states():
     stacked = jax.tree_util.tree_map(lambda *v: np.stack(v), *parts)
     want = parts[0]
     for p in parts[1:]:
-        want = S.merge(want, p)
+        want = summary.merge(want, p)
     assert _same(st.from_devices(stacked), want)
 
 
@@ -262,15 +262,15 @@ def test_float32_uniforms_stay_inside_the_open_interval():
     draw in ~3e6 was infinite); it is held at 1 - 2^-24."""
     key = (0, 0)
     idx = jnp.arange(1 << 16, dtype=jnp.uint32)
-    from budgetopt import distributions as D
+    from budgetopt import distributions
 
     bits_all_ones = jnp.full(4, 0xFFFFFFFF, jnp.uint32)
-    orig = D.random_bits
+    orig = distributions.random_bits
     try:
-        D.random_bits = lambda *a, **k: bits_all_ones
+        distributions.random_bits = lambda *a, **k: bits_all_ones
         u = uniform(key, bits_all_ones, bits_all_ones, 0, jnp.float32)
     finally:
-        D.random_bits = orig
+        distributions.random_bits = orig
     assert float(u.max()) == 1.0 - 2.0**-24 and np.isfinite(np.asarray(jax.scipy.special.ndtri(u))).all()
     u = uniform(key, idx, jnp.zeros_like(idx), 0, jnp.float32)
     assert float(u.min()) > 0 and float(u.max()) < 1

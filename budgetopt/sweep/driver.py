@@ -39,11 +39,11 @@ from .results import Labels, summarise
 FORMAT = 2  # of the state in checkpoints and result files; part of the fingerprint
 
 
-def fingerprint(sc: Scenario, n: int, x64: bool) -> str:
+def fingerprint(scenario: Scenario, n: int, x64: bool) -> str:
     """What must match for a checkpoint to resume or shards to merge."""
-    blob = json.dumps({"scenario": sc.raw, "source": sc.source if sc.source.startswith("example:") else "",
-                       "samples": n, "seed": sc.seed, "x64": x64, "candidates": sc.candidates, "refine": sc.refine,
-                       "subsample": sc.subsample, "format": FORMAT}, sort_keys=True, default=str)
+    blob = json.dumps({"scenario": scenario.raw, "source": scenario.source if scenario.source.startswith("example:") else "",
+                       "samples": n, "seed": scenario.seed, "x64": x64, "candidates": scenario.candidates, "refine": scenario.refine,
+                       "subsample": scenario.subsample, "format": FORMAT}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -83,13 +83,13 @@ def checkpoint_path(path: Path, process: int, processes: int) -> Path:
     return path if processes == 1 else path.with_name(f"{path.stem}.process{process}of{processes}{path.suffix}")
 
 
-def run(sc: Scenario, *, samples: float | None = None, chunk_size: float | None = None, x64: bool = False,
+def run(scenario: Scenario, *, samples: float | None = None, chunk_size: float | None = None, x64: bool = False,
         checkpoint: str | Path | None = None, resume: bool = False, shard: tuple[int, int] = (0, 1),
         progress: Callable[[int, int], None] | None = None) -> dict:
     """Run a sweep and return its result (summary + state); see the module docstring.
     Runs in JAX's 64-bit mode (int64 accumulators; the compute dtype stays explicit: float64
     when ``x64``, else float32) and restores the caller's setting."""
-    n = check_samples(sc.samples if samples is None else samples)
+    n = check_samples(scenario.samples if samples is None else samples)
     if chunk_size is not None:
         if chunk_size != int(chunk_size) or not 1 <= chunk_size <= 2**MAX_CHUNK_BITS:
             raise ParameterError("chunk_size", f"must be a whole number from 1 to {2**MAX_CHUNK_BITS} samples, got {chunk_size:g}")
@@ -97,24 +97,24 @@ def run(sc: Scenario, *, samples: float | None = None, chunk_size: float | None 
     if resume and not checkpoint:
         raise ParameterError("resume", "needs {checkpoint}", names=True)
     with jax_x64():
-        return _run(sc, n, chunk_size, x64, checkpoint, resume, shard, progress)
+        return _run(scenario, n, chunk_size, x64, checkpoint, resume, shard, progress)
 
 
-def _run(sc, n, chunk_size, x64, checkpoint, resume, shard, progress) -> dict:
+def _run(scenario, n, chunk_size, x64, checkpoint, resume, shard, progress) -> dict:
     t0 = time.perf_counter()
     devices = jax.local_devices()
     if chunk_size is None:
         chunk_size = default_chunk(jax.default_backend(), len(devices))
-    chunk = chunk_layout(chunk_size, len(devices), sc.subsample)
+    chunk = chunk_layout(chunk_size, len(devices), scenario.subsample)
     i_shard, n_shards = shard
     p, n_proc = jax.process_index(), jax.process_count()
     s_begin, s_end = n * i_shard // n_shards, n * (i_shard + 1) // n_shards
     begin, end = s_begin + (s_end - s_begin) * p // n_proc, s_begin + (s_end - s_begin) * (p + 1) // n_proc
-    fp = fingerprint(sc, n, x64)
+    fp = fingerprint(scenario, n, x64)
     dtype = jnp.float64 if x64 else jnp.float32
-    pilot, kernel = prepare(sc, n, x64, chunk)
+    pilot, kernel = prepare(scenario, n, x64, chunk)
     n_cand = len(pilot.candidates)
-    template = st.empty_state(len(quantity_names(sc)), n_cand)
+    template = st.empty_state(len(quantity_names(scenario)), n_cand)
     ranges = Ranges(*(jnp.asarray(v) for v in pilot.ranges))
     cands = jnp.asarray(pilot.candidates, dtype)
     ckpt = checkpoint_path(Path(checkpoint), p, n_proc) if checkpoint else None
@@ -149,9 +149,9 @@ def _run(sc, n, chunk_size, x64, checkpoint, resume, shard, progress) -> dict:
         in_flight = launched
     if n_proc > 1:
         state = _merge_processes(state, template)
-    labels = Labels(sc.name, sc.law.name, sc.uncertainty, sc.risk, sc.subsample)
+    labels = Labels(scenario.name, scenario.law.name, scenario.uncertainty, scenario.risk, scenario.subsample)
     result = summarise(labels, pilot, state, fp)
-    result["run"] = {"seed": sc.seed, "samples_requested": n, "chunk_size": chunk, "devices": jax.device_count(),
+    result["run"] = {"seed": scenario.seed, "samples_requested": n, "chunk_size": chunk, "devices": jax.device_count(),
                      "local_devices": len(devices), "processes": n_proc, "backend": jax.default_backend(),
                      "jax_version": jax.__version__, "x64": x64, "shard": f"{i_shard}/{n_shards}",
                      "elapsed_s": time.perf_counter() - t0}
@@ -175,7 +175,7 @@ def _merge_processes(state: st.SweepState, template: st.SweepState) -> st.SweepS
 _CACHE: dict = {}
 
 
-def prepare(sc: Scenario, n: int, x64: bool, chunk: int) -> tuple[Pilot, Kernel]:
+def prepare(scenario: Scenario, n: int, x64: bool, chunk: int) -> tuple[Pilot, Kernel]:
     """The pilot and the chunk kernel of a sweep of ``n`` samples over this process's devices
     (``chunk`` from ``chunk_layout``), kept per (sweep, chunk, devices) so that repeated runs in
     one process (benchmarks, resumes) compile once. Under jax.distributed every process uses
@@ -183,14 +183,14 @@ def prepare(sc: Scenario, n: int, x64: bool, chunk: int) -> tuple[Pilot, Kernel]
     inside JAX's 64-bit mode (``run`` does)."""
     devices = jax.local_devices()
     dtype = jnp.float64 if x64 else jnp.float32
-    key = (fingerprint(sc, n, x64), chunk, tuple(str(d) for d in devices))
+    key = (fingerprint(scenario, n, x64), chunk, tuple(str(d) for d in devices))
     if key not in _CACHE:
-        pilot = make_pilot(sc, n, dtype)
+        pilot = make_pilot(scenario, n, dtype)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
             ranges, cands = multihost_utils.broadcast_one_to_all((tuple(pilot.ranges), pilot.candidates))
             pilot = pilot._replace(ranges=Ranges(*(np.asarray(v) for v in ranges)), candidates=np.asarray(cands))
         _CACHE.clear()  # one sweep at a time: compiled kernels hold device memory
-        _CACHE[key] = (pilot, make_kernel(sc, chunk, dtype, devices))
+        _CACHE[key] = (pilot, make_kernel(scenario, chunk, dtype, devices))
     return _CACHE[key]

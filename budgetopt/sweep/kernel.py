@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Int
 
-from ..allocate import Allocation, Budget, absent, closed_form_scalar, interval, log_tokens, method_for, solve_scalar
+from ..allocation import Allocation, Budget, absent, closed_form_scalar, interval, log_tokens, method_for, solve_scalar
 from ..laws import Law, loss
 from ..scenario import Scenario
 from ..summary import Count, Ranges, accumulate, count_bins, fixed_point_sum
@@ -43,20 +43,20 @@ LOSS_BITS = 24  # fixed-point resolution of summed losses and regrets
 WIN = 0.01  # "regret below 1 %" of the sample's optimal loss
 
 
-def quantity_names(sc: Scenario) -> tuple[str, ...]:
+def quantity_names(scenario: Scenario) -> tuple[str, ...]:
     """The quantities a scenario's sweep summarises (epochs only with unique tokens)."""
-    return QUANTITIES if sc.unique_tokens is not None else QUANTITIES[:5]
+    return QUANTITIES if scenario.unique_tokens is not None else QUANTITIES[:5]
 
 
-def method(sc: Scenario) -> str:
+def method(scenario: Scenario) -> str:
     """"closed" or "solve": how each sample's optimum is found."""
-    return method_for(fixed_law(sc), sc.inference_tokens is not None)
+    return method_for(fixed_law(scenario), scenario.inference_tokens is not None)
 
 
-def solve_samples(sc: Scenario, law: Law, b: Budget) -> Allocation:
+def solve_samples(scenario: Scenario, law: Law, b: Budget) -> Allocation:
     """Each sample's optimal allocation. Leaves that are Python constants (a fixed law, absent
     budget fields) are shared by all samples rather than broadcast."""
-    if method(sc) == "closed":
+    if method(scenario) == "closed":
         return closed_form_scalar(law, b)  # elementwise: no vmap needed
     axes = jax.tree_util.tree_map(lambda v: 0 if jnp.ndim(v) else None, (law, b))
     return jax.vmap(solve_scalar, in_axes=axes)(law, b)
@@ -84,7 +84,7 @@ def candidate_loss(law: Law, b: Budget, x: Float[Array, ""], bounds=None) -> Flo
     return loss(law, x, log_d, b.log_u)
 
 
-def regret_bin(r: Float[Array, " s"]) -> Float[Array, " s"]:
+def regret_bin(r: Float[Array, " s"]) -> Int[Array, " s"]:
     """Regret histogram index: 0 below REGRET_RANGE (including zero), 1..REGRET_BINS inside,
     REGRET_BINS + 1 above."""
     lo, hi = REGRET_RANGE
@@ -155,16 +155,16 @@ class Kernel(NamedTuple):
         return self.accumulate(self.draw(lo, hi), lo, np.uint32(valid), ranges, candidates)
 
 
-def make_kernel(sc: Scenario, chunk: int, dtype, devices) -> Kernel:
+def make_kernel(scenario: Scenario, chunk: int, dtype, devices) -> Kernel:
     """The chunk kernel over ``devices`` (this process's): ``chunk`` must be a multiple of
     len(devices) x the scenario's decision subsample stride."""
     n_dev = len(devices)
     per = chunk // n_dev
-    stride = sc.subsample
+    stride = scenario.subsample
     if per * n_dev != chunk or per % stride:
         raise ValueError(f"chunk {chunk} does not split into {n_dev} blocks of a multiple of {stride}")
-    sampler = make_sampler(sc, dtype)
-    epochs = sc.unique_tokens is not None
+    sampler = make_sampler(scenario, dtype)
+    epochs = scenario.unique_tokens is not None
     mesh = Mesh(np.array(devices), ("dev",))
 
     def positions(start_lo, start_hi):
@@ -174,13 +174,13 @@ def make_kernel(sc: Scenario, chunk: int, dtype, devices) -> Kernel:
     def draw_block(start_lo, start_hi) -> Sampled:
         _, (lo, hi) = positions(start_lo, start_hi)
         d = sampler(lo, hi)
-        a = solve_samples(sc, *complete(sc, d))
+        a = solve_samples(scenario, *complete(scenario, d))
         return Sampled(d, a.log_n, a.log_d, a.loss, a.converged)
 
     def accumulate_block(s: Sampled, start_lo, valid, ranges, xs) -> SweepState:
         j, _ = positions(start_lo, jnp.uint32(0))
         live = j < valid
-        law, b = complete(sc, s.draw)
+        law, b = complete(scenario, s.draw)
         vals, ok = quantities(s, b, epochs)
         state = SweepState(Count(jnp.sum(live).astype(jnp.int64)), Count(jnp.sum(live & s.converged).astype(jnp.int64)),
                            accumulate(vals, ok & live[None, :], ranges), None)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..laws import has_loss
 from ..scenario import Scenario
 from ..summary import Ranges
 from .kernel import candidate_loss, quantities, quantity_names, solve_samples
@@ -49,21 +50,21 @@ def _expand(vmin: float, vmax: float) -> tuple[float, float]:
     return vmin - 0.5 * span, vmax + 0.5 * span
 
 
-def make_pilot(sc: Scenario, n: int, dtype) -> Pilot:
+def make_pilot(scenario: Scenario, n: int, dtype) -> Pilot:
     """The pilot of a sweep of ``n`` samples computed in ``dtype``."""
-    sampler = make_sampler(sc, dtype)
+    sampler = make_sampler(scenario, dtype)
     p = min(PILOT, n)
-    epochs = sc.unique_tokens is not None
+    epochs = scenario.unique_tokens is not None
 
     @jax.jit
     def pilot():
-        law, b = complete(sc, sampler(*sample_indices(0, p)))
-        return quantities(solve_samples(sc, law, b), b, epochs)
+        law, b = complete(scenario, sampler(*sample_indices(0, p)))
+        return quantities(solve_samples(scenario, law, b), b, epochs)
 
     vals, ok = (np.asarray(v) for v in pilot())
     vals = vals.astype(np.float64)
     lo, hi, centre = [], [], []
-    for q in range(len(quantity_names(sc))):
+    for q in range(len(quantity_names(scenario))):
         v = vals[q][ok[q]]
         a, b = _expand(float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
         lo.append(a)
@@ -71,25 +72,25 @@ def make_pilot(sc: Scenario, n: int, dtype) -> Pilot:
         centre.append(float(np.median(v)) if v.size else 0.0)
     np_dtype = np.dtype(jnp.dtype(dtype).name)
     ranges = Ranges(*(np.asarray(x, np.float64).astype(np_dtype) for x in (lo, hi, centre)))
-    if not sc.has_loss or sc.candidates == 0:
+    if not has_loss(scenario.law.params) or scenario.candidates == 0:
         return Pilot(ranges, np.zeros(0), {}, p)
     xn = vals[0][ok[0]]
     if xn.size == 0:
         return Pilot(ranges, np.zeros(0), {}, p, "no pilot sample converged: no candidate grid")
-    grid = np.linspace(np.quantile(xn, 0.005) - math.log(2), np.quantile(xn, 0.995) + math.log(2), sc.candidates)
-    if not sc.refine:
+    grid = np.linspace(np.quantile(xn, 0.005) - math.log(2), np.quantile(xn, 0.995) + math.log(2), scenario.candidates)
+    if not scenario.refine:
         return Pilot(ranges, grid, {"refined": False, "method": "none (recommend.refine = false)"}, p)
-    x, report = refine(sc, sampler, p, grid)
+    x, report = refine(scenario, sampler, p, grid)
     return Pilot(ranges, np.append(grid, x), report, p)
 
 
-def refine(sc: Scenario, sampler, p: int, grid: np.ndarray, steps: int = REFINE_STEPS) -> tuple[float, dict]:
+def refine(scenario: Scenario, sampler, p: int, grid: np.ndarray, steps: int = REFINE_STEPS) -> tuple[float, dict]:
     """The best grid size refined by L-BFGS (optax) on the pilot's sample-average loss over
     x = log N, in float64 whatever the sweep's precision (the pilot is small, and the refined
     N must not inherit float32 noise). Returns (x, report); never worse than the best grid point."""
     from ..fit import lbfgs_minimize
 
-    law, b = complete(sc, sampler(*sample_indices(0, p)))
+    law, b = complete(scenario, sampler(*sample_indices(0, p)))
     law, b = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), (law, b))
 
     def mean_loss(x):
@@ -97,7 +98,7 @@ def refine(sc: Scenario, sampler, p: int, grid: np.ndarray, steps: int = REFINE_
 
     @jax.jit
     def run(grid):
-        opt_loss = solve_samples(sc, law, b).loss
+        opt_loss = solve_samples(scenario, law, b).loss
         grid_losses = jax.vmap(lambda x: mean_loss(x[None]))(grid)
         x0 = grid[jnp.argmin(grid_losses)][None]
         x, v_end, g_end, _ = lbfgs_minimize(x0, mean_loss, steps, 1e-12)

@@ -7,7 +7,7 @@ give the same result, to the bit, as the sweep run whole.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -84,7 +84,7 @@ def _pilot_from(r: dict) -> Pilot:
                  p["note"])
 
 
-def merge_results(results: list[dict], names: list[str] | None = None) -> dict:
+def merge_results(results: list[Any], names: list[str] | None = None) -> dict:
     """Merge the results of the shards of one sweep (``--shard i/n``) exactly. ``names`` label
     them in errors (file names). A result that is not a sweep output, or whose state no longer
     matches the others', is a ParameterError on ``results``."""

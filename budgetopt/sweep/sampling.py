@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, UInt32
 
-from ..allocate import Budget
+from ..allocation import Budget
 from ..distributions import Dist, key_words, sample_log, uniform
 from ..laws import DataConstrained, Law, Parametric, data_constrained
 from ..scenario import Scenario
@@ -49,18 +49,18 @@ def sample_indices(start: int, size: int):
     return index_words(jnp.uint32(start & 0xFFFFFFFF), jnp.uint32(start >> 32), jnp.arange(size, dtype=jnp.uint32))
 
 
-def fixed_law(sc: Scenario) -> Law:
+def fixed_law(scenario: Scenario) -> Law:
     """The scenario's law with Python-float leaves (the data-constrained form when it has
     unique tokens). Under uncertainty its leaves are replaced by draws."""
-    p = sc.law.params
-    if sc.unique_tokens is None:
+    p = scenario.law.params
+    if scenario.unique_tokens is None:
         return p
     return data_constrained(p)
 
 
-def complete(sc: Scenario, draw: Draw) -> tuple[Law, Budget]:
+def complete(scenario: Scenario, draw: Draw) -> tuple[Law, Budget]:
     """(law, budget) with the fixed law and the absent budget fields filled in as constants."""
-    law = fixed_law(sc)
+    law = fixed_law(scenario)
     if draw.law is not None:
         law = DataConstrained(draw.law, law.rd_star, law.rn_star) if isinstance(law, DataConstrained) else draw.law
     b = draw.budget
@@ -68,11 +68,11 @@ def complete(sc: Scenario, draw: Draw) -> tuple[Law, Budget]:
     return law, b._replace(**{k: defaults[k] for k, v in b._asdict().items() if v is None})
 
 
-def _law_sampler(sc: Scenario, dtype) -> Callable:
+def _law_sampler(scenario: Scenario, dtype) -> Callable:
     """(key, idx_lo, idx_hi) -> base law with leaves of shape (S,), or None (fixed law)."""
-    p = sc.law.params
-    if sc.uncertainty == "covariance":
-        chol = np.linalg.cholesky(sc.law.covariance)
+    p = scenario.law.params
+    if scenario.uncertainty == "covariance":
+        chol = np.linalg.cholesky(scenario.law.covariance)
         mean = [float(v) for v in p]
 
         def draw(key, lo, hi):
@@ -82,8 +82,8 @@ def _law_sampler(sc: Scenario, dtype) -> Callable:
             theta = [sum((float(chol[i, k]) * z[k] for k in range(1, i + 1)), float(chol[i, 0]) * z[0]) + mean[i]
                      for i in range(5)]
             return Parametric(*[t.astype(dtype) for t in theta])
-    elif sc.uncertainty == "bootstrap":
-        draws = jnp.asarray(sc.law.draws, dtype)
+    elif scenario.uncertainty == "bootstrap":
+        draws = jnp.asarray(scenario.law.draws, dtype)
 
         def draw(key, lo, hi):
             u = uniform(key, lo, hi, _S_LAW, jnp.float32)
@@ -111,25 +111,25 @@ def _log_count(d: Dist, key, lo, hi, dtype) -> Float[Array, " s"]:
     return jnp.log(jnp.maximum(jnp.round(jnp.exp(log_count)), 1.0)).astype(dtype)
 
 
-def make_sampler(sc: Scenario, dtype) -> Callable[..., Draw]:
+def make_sampler(scenario: Scenario, dtype) -> Callable[..., Draw]:
     """(idx_lo, idx_hi) uint32 arrays -> the Draw of those global sample indices."""
-    key = key_words(sc.seed)
-    law_draw = _law_sampler(sc, dtype)
+    key = key_words(scenario.seed)
+    law_draw = _law_sampler(scenario, dtype)
 
     def sample(lo, hi) -> Draw:
-        if sc.flops is not None:
-            log_c = _field(sc.flops, key, lo, hi, _S_FLOPS, dtype)
+        if scenario.flops is not None:
+            log_c = _field(scenario.flops, key, lo, hi, _S_FLOPS, dtype)
         else:  # C = count x peak FLOP/s x 3600 s/h x hours x MFU, in logs
-            peak = math.log(sc.accelerator.peak_flops(sc.dtype)) + math.log(3600.0)
-            log_c = (_log_count(sc.count, key, lo, hi, dtype) + _field(sc.hours, key, lo, hi, _S_HOURS, dtype)
-                     + _field(sc.mfu, key, lo, hi, _S_MFU, dtype, (-math.inf, 0.0)) + peak)
-        log_u = _field(sc.unique_tokens, key, lo, hi, _S_U, dtype)
-        log_d_max = _field(sc.max_tokens, key, lo, hi, _S_DMAX, dtype)
-        if sc.max_epochs is not None:
-            log_epochs_cap = _field(sc.max_epochs, key, lo, hi, _S_EPOCHS, dtype) + log_u
+            peak = math.log(scenario.accelerator.peak_flops(scenario.dtype)) + math.log(3600.0)
+            log_c = (_log_count(scenario.count, key, lo, hi, dtype) + _field(scenario.hours, key, lo, hi, _S_HOURS, dtype)
+                     + _field(scenario.mfu, key, lo, hi, _S_MFU, dtype, (-math.inf, 0.0)) + peak)
+        log_u = _field(scenario.unique_tokens, key, lo, hi, _S_U, dtype)
+        log_d_max = _field(scenario.max_tokens, key, lo, hi, _S_DMAX, dtype)
+        if scenario.max_epochs is not None:
+            log_epochs_cap = _field(scenario.max_epochs, key, lo, hi, _S_EPOCHS, dtype) + log_u
             log_d_max = log_epochs_cap if log_d_max is None else jnp.minimum(log_d_max, log_epochs_cap)
         return Draw(law_draw(key, lo, hi),
-                    Budget(log_c, log_u, _field(sc.max_params, key, lo, hi, _S_NMAX, dtype), log_d_max,
-                           _field(sc.inference_tokens, key, lo, hi, _S_DINF, dtype)))
+                    Budget(log_c, log_u, _field(scenario.max_params, key, lo, hi, _S_NMAX, dtype), log_d_max,
+                           _field(scenario.inference_tokens, key, lo, hi, _S_DINF, dtype)))
 
     return sample

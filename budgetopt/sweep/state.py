@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -89,7 +89,7 @@ def flatten(state: SweepState) -> dict[str, np.ndarray]:
     return flat
 
 
-def unflatten(flat: dict[str, np.ndarray], template: SweepState, bad: str) -> SweepState:
+def unflatten(flat: dict[str, Any], template: SweepState, bad: tuple[str, str]) -> SweepState:
     """The inverse of ``flatten``, checked against ``template``'s structure: the same keys and
     shapes, numbers of the right kind, counts and low words non-negative, low words < 2^32.
     Anything else raises ``ParameterError`` on the field and message of ``bad`` = (field, message)."""

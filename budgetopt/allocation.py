@@ -35,6 +35,7 @@ from .laws import (
     Parametric,
     TokensPerParam,
     closed_form_coefficients,
+    has_loss,
     loss,
 )
 from .units import INFER_FLOPS_PER_PARAM_TOKEN
@@ -92,7 +93,7 @@ def log_tokens(b: Budget, x: Array) -> Array:
     return b.log_c - x - LOG6 + jnp.log1p(-frac)
 
 
-def log_lifetime_flops(log_n: Array, log_d: Array, log_d_inf: Array) -> Array:
+def log_lifetime_flops(log_n: Array, log_d: Array, log_d_inf: ArrayLike) -> Array:
     """log(6 N D + 2 N D_inf)."""
     return log_n + jnp.logaddexp(LOG6 + log_d, LOG2 + log_d_inf)
 
@@ -120,7 +121,7 @@ def _finish(law: Law, b: Budget, x: Array, converged: Array, grad: Array, iters:
     capped = lo > hi
     x = jnp.where(capped, jnp.minimum(b.log_n_max, hi), x)
     log_d = jnp.where(capped, jnp.minimum(b.log_d_max, log_tokens(b, x)), log_tokens(b, x))
-    value = loss(law, x, log_d, b.log_u) if not isinstance(law, TokensPerParam) else jnp.full_like(x, jnp.nan)
+    value = loss(law, x, log_d, b.log_u) if has_loss(law) else jnp.full_like(x, jnp.nan)
     # hi < 0: not even one parameter fits (N_max < 1, or serving D_inf tokens costs the budget)
     return Allocation(x, log_d, value, log_lifetime_flops(x, log_d, b.log_d_inf),
                       converged & (hi >= 0) & jnp.isfinite(x) & jnp.isfinite(log_d), grad, iters)
