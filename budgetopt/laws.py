@@ -93,7 +93,7 @@ def _log_effective(log_unique: Array, log_total: Array, r_star: ArrayLike) -> Ar
     return log_unique + jnp.log1p(-r_star * jnp.expm1(-r / r_star))
 
 
-def data_constrained_loss(p: DataConstrained, log_n: Array, log_d: Array, log_u: Array) -> Array:
+def data_constrained_loss(p: DataConstrained, log_n: Array, log_d: Array, log_u: ArrayLike) -> Array:
     """Muennighoff et al. 2023, eq. 5-7, with U_N from the base law's closed form.
 
     U_D = min(D, U); D' = U_D + U_D R_D* (1 - exp(-R_D/R_D*)), R_D = D/U_D - 1.

@@ -26,8 +26,24 @@ from ..distributions import Dist, key_words, sample_log, uniform
 from ..laws import DataConstrained, Law, Parametric, data_constrained
 from ..scenario import Scenario
 
-# stream ids of the counter-based generator (part of the sample's definition: never renumber)
-_S_LAW, _S_FLOPS, _S_COUNT, _S_HOURS, _S_MFU, _S_U, _S_NMAX, _S_DMAX, _S_EPOCHS, _S_DINF = 0, 10, 11, 12, 13, 14, 15, 16, 17, 18
+
+class Streams(NamedTuple):
+    """Stream ids of the counter-based generator, one per input (the law's five parameters use
+    law .. law + 4). Part of a sample's definition: never renumber."""
+
+    law: int = 0
+    flops: int = 10
+    count: int = 11
+    hours: int = 12
+    mfu: int = 13
+    unique_tokens: int = 14
+    max_params: int = 15
+    max_tokens: int = 16
+    max_epochs: int = 17
+    inference_tokens: int = 18
+
+
+STREAM = Streams()
 
 
 class Draw(NamedTuple):
@@ -76,7 +92,7 @@ def _law_sampler(scenario: Scenario, dtype) -> Callable:
         mean = [float(v) for v in p]
 
         def draw(key, lo, hi):
-            z = [jax.scipy.special.ndtri(uniform(key, lo, hi, _S_LAW + j, dtype)) for j in range(5)]
+            z = [jax.scipy.special.ndtri(uniform(key, lo, hi, STREAM.law + j, dtype)) for j in range(5)]
             # theta = mean + L z written as the 15 multiply-adds of the lower triangle: as a
             # 5x5 dot, XLA CPU recomputed the draw inside every consumer (measured 14x slower)
             theta = [sum((float(chol[i, k]) * z[k] for k in range(1, i + 1)), float(chol[i, 0]) * z[0]) + mean[i]
@@ -86,7 +102,7 @@ def _law_sampler(scenario: Scenario, dtype) -> Callable:
         draws = jnp.asarray(scenario.law.draws, dtype)
 
         def draw(key, lo, hi):
-            u = uniform(key, lo, hi, _S_LAW, jnp.float32)
+            u = uniform(key, lo, hi, STREAM.law, jnp.float32)
             i = jnp.minimum((u * draws.shape[0]).astype(jnp.int32), draws.shape[0] - 1)
             return Parametric(*draws[i].T)
     else:
@@ -105,7 +121,7 @@ def _field(d: Dist | None, key, lo, hi, stream: int, dtype, domain=(-math.inf, m
 def _log_count(d: Dist, key, lo, hi, dtype) -> Float[Array, " s"]:
     """log of the device count: a drawn count is rounded to whole devices (at least one); a
     fixed count is whole by validation and is used as given."""
-    log_count = _field(d, key, lo, hi, _S_COUNT, dtype)
+    log_count = _field(d, key, lo, hi, STREAM.count, dtype)
     if d.fixed:
         return log_count
     return jnp.log(jnp.maximum(jnp.round(jnp.exp(log_count)), 1.0)).astype(dtype)
@@ -118,18 +134,18 @@ def make_sampler(scenario: Scenario, dtype) -> Callable[..., Draw]:
 
     def sample(lo, hi) -> Draw:
         if scenario.flops is not None:
-            log_c = _field(scenario.flops, key, lo, hi, _S_FLOPS, dtype)
+            log_c = _field(scenario.flops, key, lo, hi, STREAM.flops, dtype)
         else:  # C = count x peak FLOP/s x 3600 s/h x hours x MFU, in logs
             peak = math.log(scenario.accelerator.peak_flops(scenario.dtype)) + math.log(3600.0)
-            log_c = (_log_count(scenario.count, key, lo, hi, dtype) + _field(scenario.hours, key, lo, hi, _S_HOURS, dtype)
-                     + _field(scenario.mfu, key, lo, hi, _S_MFU, dtype, (-math.inf, 0.0)) + peak)
-        log_u = _field(scenario.unique_tokens, key, lo, hi, _S_U, dtype)
-        log_d_max = _field(scenario.max_tokens, key, lo, hi, _S_DMAX, dtype)
+            log_c = (_log_count(scenario.count, key, lo, hi, dtype) + _field(scenario.hours, key, lo, hi, STREAM.hours, dtype)
+                     + _field(scenario.mfu, key, lo, hi, STREAM.mfu, dtype, (-math.inf, 0.0)) + peak)
+        log_u = _field(scenario.unique_tokens, key, lo, hi, STREAM.unique_tokens, dtype)
+        log_d_max = _field(scenario.max_tokens, key, lo, hi, STREAM.max_tokens, dtype)
         if scenario.max_epochs is not None:
-            log_epochs_cap = _field(scenario.max_epochs, key, lo, hi, _S_EPOCHS, dtype) + log_u
+            log_epochs_cap = _field(scenario.max_epochs, key, lo, hi, STREAM.max_epochs, dtype) + log_u
             log_d_max = log_epochs_cap if log_d_max is None else jnp.minimum(log_d_max, log_epochs_cap)
         return Draw(law_draw(key, lo, hi),
-                    Budget(log_c, log_u, _field(scenario.max_params, key, lo, hi, _S_NMAX, dtype), log_d_max,
-                           _field(scenario.inference_tokens, key, lo, hi, _S_DINF, dtype)))
+                    Budget(log_c, log_u, _field(scenario.max_params, key, lo, hi, STREAM.max_params, dtype), log_d_max,
+                           _field(scenario.inference_tokens, key, lo, hi, STREAM.inference_tokens, dtype)))
 
     return sample
