@@ -19,7 +19,19 @@ from typer.core import TyperGroup
 from .errors import InputError, ParameterError
 from .files import load_json, write_atomic
 from .interrupts import EXIT_INTERRUPTED, resume_hint, set_resume_hint
-from .report import audit_notes, bench_report, check_format, emit, fit_report, record_table, sweep_report, to_csv, to_json, to_table
+from .report import (
+    audit_notes,
+    bench_report,
+    check_format,
+    emit,
+    fit_report,
+    launch_report,
+    record_table,
+    sweep_report,
+    to_csv,
+    to_json,
+    to_table,
+)
 from .units import parse_number
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
@@ -177,6 +189,14 @@ def _print(record_or_rows, fmt: str, out: Optional[Path], title: str, notes=(), 
 
 
 FMT = typer.Option("table", "--format", "-f", help="table | json | csv")
+PUE = typer.Option(None, help="power usage effectiveness of the data centre, to report energy [default: 1.0]")
+POWER = typer.Option(None, help="board power per device in watts [default: the catalog's tdp_w]")
+GRID = typer.Option(None, help="grid carbon intensity, kg CO2e per kWh, to report emissions")
+
+
+def _energy(pue, power_watts, grid_intensity) -> dict:
+    return {"pue": _num(pue, "--pue", "plain"), "power_watts": _num(power_watts, "--power-watts", "plain"),
+            "grid_intensity": _num(grid_intensity, "--grid-intensity", "plain")}
 OUT = typer.Option(None, "--output", "-o", help="write to this file (atomically) instead of stdout")
 
 
@@ -200,6 +220,9 @@ def optimize(
     inference_tokens: Optional[str] = typer.Option(None, help="lifetime inference tokens; the budget becomes lifetime FLOPs"),
     target_loss: Optional[str] = typer.Option(None, help="instead of a budget: the loss to reach at least compute"),
     price_per_hour: Optional[str] = typer.Option(None, help="price per device-hour, to report a cost"),
+    pue: Optional[str] = PUE,
+    power_watts: Optional[str] = POWER,
+    grid_intensity: Optional[str] = GRID,
     hardware_file: Optional[Path] = typer.Option(None, help="extra accelerator catalog (TOML)"),
     x64: Optional[bool] = typer.Option(None, "--x64/--x32", help="float64 / float32 [default: float64 on CPU, float32 on accelerators]"),
     fmt: str = FMT,
@@ -216,6 +239,7 @@ def optimize(
     pph = _num(price_per_hour, "--price-per-hour", "plain")
     hw, unused = hardware_from(gpu, dtype=dtype, count=_num(count, "--count"), hours=_num(hours, "--hours", "plain"),
                                days=_num(days, "--days", "plain"), mfu=_num(mfu, "--mfu", "plain"), price_per_hour=pph,
+                               **_energy(pue, power_watts, grid_intensity),
                                hardware_file=str(hardware_file) if hardware_file else None)
     cons = Constraints(unique_tokens=_num(unique_tokens, "--unique-tokens"), max_params=_num(max_params, "--max-params"),
                        max_tokens=_num(max_tokens, "--max-tokens"), max_epochs=_num(max_epochs, "--max-epochs", "plain"),
@@ -231,6 +255,80 @@ def optimize(
     if not rec["converged"]:
         print("warning: the solve did not converge; the answer is not reliable", file=sys.stderr)
         return EXIT_NOT_CONVERGED
+    return 0
+
+
+@app.command()
+def plan(
+    flops: Optional[str] = typer.Option(None, help="compute budget in FLOPs or PF-days (or use --gpu ... --days)"),
+    params: Optional[str] = typer.Option(None, help="plan this model instead of the optimum: parameters (with --tokens)"),
+    tokens: Optional[str] = typer.Option(None, help="training tokens, with --params"),
+    gpu: Optional[str] = typer.Option(None, help="accelerator id (see `budgetopt hardware`)"),
+    count: Optional[str] = typer.Option(None, help="number of accelerators"),
+    hours: Optional[str] = typer.Option(None, help="wall-clock hours"),
+    days: Optional[str] = typer.Option(None, help="wall-clock days"),
+    mfu: Optional[str] = typer.Option(None, help="model-FLOPs utilisation in (0, 1] [default: 0.4]"),
+    dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | bf16 | fp16 | fp8 [default: bf16]"),
+    law: Optional[str] = typer.Option(None, help="law preset [default: besiroglu2024]"),
+    law_params: Optional[str] = typer.Option(None, help="own parametric law: E=..,A=..,B=..,alpha=..,beta=.."),
+    law_file: Optional[Path] = typer.Option(None, help="law file (JSON from `budgetopt fit`, or TOML)"),
+    unique_tokens: Optional[str] = typer.Option(None, help="unique training tokens available (data-constrained law)"),
+    max_params: Optional[str] = typer.Option(None, help="cap on parameters"),
+    max_tokens: Optional[str] = typer.Option(None, help="cap on training tokens"),
+    n_layer: Optional[int] = typer.Option(None, help="shape: layers [default: the llama-style shape nearest N]"),
+    d_model: Optional[int] = typer.Option(None, help="shape: hidden size"),
+    n_heads: Optional[int] = typer.Option(None, help="shape: attention heads [default: d_model / 128]"),
+    n_kv_heads: Optional[int] = typer.Option(None, help="shape: key/value heads (grouped-query attention) [default: n_heads]"),
+    d_ff: Optional[int] = typer.Option(None, help="shape: FFN width [default: 8d/3 to a multiple of 256 (swiglu), 4d (gelu)]"),
+    ffn: str = typer.Option("swiglu", help="swiglu | gelu"),
+    vocab: int = typer.Option(32_000, help="vocabulary size"),
+    untied: bool = typer.Option(True, "--untied/--tied", help="output head untied from the embeddings"),
+    seq_len: int = typer.Option(4096, help="training sequence length (context)"),
+    dp: Optional[int] = typer.Option(None, help="data-parallel degree [default: --count / (tp x pp), else 1]"),
+    tp: int = typer.Option(1, help="tensor-parallel degree"),
+    pp: int = typer.Option(1, help="pipeline-parallel degree"),
+    zero: int = typer.Option(1, help="ZeRO stage 0-3 (3 = FSDP)"),
+    micro_batch: int = typer.Option(1, help="sequences per device per micro-step"),
+    recompute: str = typer.Option("none", help="activation recomputation: none | full"),
+    flash: bool = typer.Option(True, "--flash/--no-flash", help="flash attention (no stored attention scores)"),
+    reserve_gb: float = typer.Option(4.0, help="device memory kept free for the framework and buffers (GB)"),
+    flops_convention: str = typer.Option("chinchilla", help="FLOPs per token for device time: 6n | kaplan | deepseek | chinchilla"),
+    batch_law: str = typer.Option("deepseek2024", help="batch size and learning rate: deepseek2024 | steplaw2025"),
+    price_per_hour: Optional[str] = typer.Option(None, help="price per device-hour, to report a cost"),
+    pue: Optional[str] = PUE,
+    power_watts: Optional[str] = POWER,
+    grid_intensity: Optional[str] = GRID,
+    hardware_file: Optional[Path] = typer.Option(None, help="extra accelerator catalog (TOML)"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
+    output: Optional[Path] = OUT,
+):
+    """What do we launch? A budget's model as a shape, its real FLOPs, memory per device, batch and learning rate, energy."""
+    check_format(fmt, ("table", "json"))
+    _setup()
+    from .launch import launch_plan
+    from .laws import resolve_law
+    from .memory import Layout
+    from .plan import Constraints, hardware_from
+    from .shape import shape_from
+
+    spec = resolve_law(law, law_params, str(law_file) if law_file else None)
+    pph = _num(price_per_hour, "--price-per-hour", "plain")
+    hw, unused = hardware_from(gpu, dtype=dtype, count=_num(count, "--count"), hours=_num(hours, "--hours", "plain"),
+                               days=_num(days, "--days", "plain"), mfu=_num(mfu, "--mfu", "plain"), price_per_hour=pph,
+                               **_energy(pue, power_watts, grid_intensity),
+                               hardware_file=str(hardware_file) if hardware_file else None)
+    shape = shape_from(n_layer, d_model, n_heads, n_kv_heads=n_kv_heads, d_ff=d_ff, ffn=ffn, vocab=vocab, tied=not untied,
+                       seq_len=seq_len)
+    layout = Layout(dp=dp or 1, tp=tp, pp=pp, zero=zero, micro_batch=micro_batch, recompute=recompute, flash=flash)
+    cons = Constraints(unique_tokens=_num(unique_tokens, "--unique-tokens"), max_params=_num(max_params, "--max-params"),
+                       max_tokens=_num(max_tokens, "--max-tokens"))
+    with _precision(None):
+        rec = launch_plan(spec, flops=_num(flops, "--flops", "flops"), hardware=hw, constraints=cons,
+                          params=_num(params, "--params"), tokens=_num(tokens, "--tokens"), shape=shape, seq_len=seq_len,
+                          vocab=vocab, ffn=ffn, tied=not untied, layout=layout, convention=flops_convention, batch_law=batch_law,
+                          reserve_gb=reserve_gb, price_per_hour=pph)
+    _no_effect(unused, "plan", "without --gpu")
+    emit(to_json(rec) if fmt == "json" else launch_report(rec), output)
     return 0
 
 
@@ -279,10 +377,10 @@ def hardware(
 
     check_format(fmt)
     rows = catalog_rows(hardware_file)
-    cols = ["id"] + [f"{d}_tflops" for d in DTYPES] + ["memory_gb", "bandwidth_tbs", "name"]
+    cols = ["id"] + [f"{d}_tflops" for d in DTYPES] + ["memory_gb", "bandwidth_tbs", "tdp_w", "name"]
     _print(rows, fmt, output, "Accelerators (dense peak TFLOP/s per device)", columns=cols,
            notes=["- = dtype not supported; sources: `budgetopt hardware --format json`"],
-           optional=["name", "tf32_tflops", "fp32_tflops", "bandwidth_tbs"])
+           optional=["name", "tf32_tflops", "fp32_tflops", "bandwidth_tbs", "tdp_w"])
     return 0
 
 

@@ -24,6 +24,7 @@ class Accelerator:
     bandwidth_tbs: float
     peak_tflops: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    tdp_w: float | None = None  # board power (W) from the datasheet; None where none is published
 
     def peak_flops(self, dtype: str = "bf16") -> float:
         """Dense peak in FLOP/s for ``dtype``; InputError if the device lacks it."""
@@ -41,9 +42,10 @@ def _parse_catalog(data: dict, origin: str) -> dict[str, Accelerator]:
         where = f"{origin}: [{hid}]"
         if not isinstance(entry, dict):
             raise InputError(where, "each accelerator must be a table")
-        unknown = set(entry) - {"name", "memory_gb", "bandwidth_tbs", "peak_tflops", "source"}
+        unknown = set(entry) - {"name", "memory_gb", "bandwidth_tbs", "peak_tflops", "source", "tdp_w"}
         if unknown:
-            raise InputError(f"{where}.{sorted(unknown)[0]}", "unknown key; allowed: name, memory_gb, bandwidth_tbs, peak_tflops, source")
+            raise InputError(f"{where}.{sorted(unknown)[0]}",
+                             "unknown key; allowed: name, memory_gb, bandwidth_tbs, peak_tflops, source, tdp_w")
         peaks = entry.get("peak_tflops")
         if not isinstance(peaks, dict) or not peaks:
             raise InputError(f"{where}.peak_tflops", f"required table of dtype -> TFLOP/s ({', '.join(DTYPES)})")
@@ -52,6 +54,9 @@ def _parse_catalog(data: dict, origin: str) -> dict[str, Accelerator]:
                 raise InputError(f"{where}.peak_tflops.{k}", f"unknown dtype; allowed: {', '.join(DTYPES)}")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
                 raise InputError(f"{where}.peak_tflops.{k}", "must be a positive number of TFLOP/s")
+        tdp = entry.get("tdp_w")
+        if tdp is not None and (isinstance(tdp, bool) or not isinstance(tdp, (int, float)) or not 0 < tdp < float("inf")):
+            raise InputError(f"{where}.tdp_w", "must be a positive number of watts")
         for k in ("memory_gb", "bandwidth_tbs"):
             v = entry.get(k, 0.0)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
@@ -60,7 +65,8 @@ def _parse_catalog(data: dict, origin: str) -> dict[str, Accelerator]:
                                memory_gb=float(entry.get("memory_gb", 0.0)),
                                bandwidth_tbs=float(entry.get("bandwidth_tbs", 0.0)),
                                peak_tflops={k: float(v) for k, v in peaks.items()},
-                               source=str(entry.get("source", origin)))
+                               source=str(entry.get("source", origin)),
+                               tdp_w=None if tdp is None else float(tdp))
     return out
 
 
@@ -94,6 +100,6 @@ def catalog_rows(extra_file: str | Path | None = None) -> list[dict]:
     for acc in load_catalog(extra_file).values():
         row = {"id": acc.id, "name": acc.name}
         row.update({f"{d}_tflops": acc.peak_tflops.get(d) for d in DTYPES})
-        row.update({"memory_gb": acc.memory_gb, "bandwidth_tbs": acc.bandwidth_tbs, "source": acc.source})
+        row.update({"memory_gb": acc.memory_gb, "bandwidth_tbs": acc.bandwidth_tbs, "tdp_w": acc.tdp_w, "source": acc.source})
         rows.append(row)
     return rows

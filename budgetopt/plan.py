@@ -31,6 +31,16 @@ def check_mfu(mfu: float) -> float:
     return mfu
 
 
+def check_energy(pue: float | None, power_watts: float | None, grid_intensity: float | None) -> None:
+    """PUE in [1, 10); board power in (0, 1e5) W; grid intensity in [0, 10) kg CO2e per kWh."""
+    if pue is not None and not (1.0 <= pue < 10.0):
+        raise ParameterError("pue", f"must be a power usage effectiveness in [1, 10), got {pue!r}")
+    if power_watts is not None and not (0 < power_watts < 1e5):
+        raise ParameterError("power_watts", f"must be a positive number of watts, got {power_watts!r}")
+    if grid_intensity is not None and not (0 <= grid_intensity < 10):
+        raise ParameterError("grid_intensity", f"must be kg CO2e per kWh in [0, 10), got {grid_intensity!r}")
+
+
 def check_price(price_per_hour: float | None) -> float | None:
     """A price per device-hour: a non-negative finite number (or None)."""
     if price_per_hour is not None and not (price_per_hour >= 0 and math.isfinite(price_per_hour)):
@@ -49,10 +59,14 @@ class Cluster:
     mfu: float = DEFAULT_MFU
     count: float | None = None
     hours: float | None = None
+    pue: float = 1.0
+    power_watts: float | None = None  # board power; None: the catalog's tdp_w
+    grid_intensity: float | None = None  # kg CO2e per kWh; None: no emissions reported
 
     def __post_init__(self):
         self.accelerator.peak_flops(self.dtype)  # validates the dtype
         check_mfu(self.mfu)
+        check_energy(self.pue, self.power_watts, self.grid_intensity)
         if self.count is not None and not (math.isfinite(self.count) and self.count >= 1 and self.count == int(self.count)):
             raise ParameterError("count", f"must be a whole number of devices >= 1, got {self.count!r}")
         if self.hours is not None and not (self.hours > 0 and math.isfinite(self.hours)):
@@ -70,13 +84,23 @@ class Cluster:
                                  "required to turn hardware into a compute budget")
         return units.hardware_flops(self.peak_flops, self.count, self.mfu, self.hours)
 
+    @property
+    def watts(self) -> float | None:
+        """Board power per device (W): the override, else the catalog's, else unknown."""
+        return self.power_watts if self.power_watts is not None else self.accelerator.tdp_w
+
     def describe(self, train_flops: float, price_per_hour: float | None = None) -> dict:
-        """GPU-hours, wall-days and cost of delivering ``train_flops`` on this hardware."""
+        """GPU-hours, wall-days, energy (kWh: device-hours x board power x PUE), emissions
+        (t CO2e, with a grid intensity) and cost of delivering ``train_flops`` on this hardware."""
         gh = units.gpu_hours(train_flops, self.peak_flops, self.mfu)
         out = {"gpu": self.accelerator.id, "dtype": self.dtype, "mfu": self.mfu, "count": self.count,
                "gpu_hours": gh}
         if self.count is not None:
             out["wall_days"] = units.wall_days(train_flops, self.peak_flops, self.mfu, self.count)
+        if self.watts is not None:
+            out["energy_kwh"] = units.energy_kwh(gh, self.watts, self.pue)
+            if self.grid_intensity is not None:
+                out["emissions_t"] = out["energy_kwh"] * self.grid_intensity / 1000.0
         if price_per_hour is not None:
             out["cost"] = gh * price_per_hour
         return out
@@ -246,11 +270,12 @@ def optimize(spec: LawSpec, *, flops: float | None = None, hardware: Cluster | N
 
 def hardware_from(gpu: str | None = None, *, dtype: str | None = None, count: float | None = None,
                   hours: float | None = None, days: float | None = None, mfu: float | None = None,
-                  price_per_hour: float | None = None, hardware_file: str | None = None
+                  price_per_hour: float | None = None, pue: float | None = None, power_watts: float | None = None,
+                  grid_intensity: float | None = None, hardware_file: str | None = None
                   ) -> tuple[Cluster | None, list[str]]:
-    """The Cluster a user describes (accelerator id, dtype, device count, hours or days, MFU),
-    and the names of the given arguments that have no effect (``mfu``, ``dtype`` and
-    ``price_per_hour`` without a ``gpu``). Every given value is validated, used or not."""
+    """The Cluster a user describes (accelerator id, dtype, device count, hours or days, MFU,
+    PUE, board power, grid intensity), and the names of the given arguments that have no effect
+    (those about the hardware, without a ``gpu``). Every given value is validated, used or not."""
     check_price(price_per_hour)
     if mfu is not None:
         check_mfu(mfu)
@@ -262,13 +287,17 @@ def hardware_from(gpu: str | None = None, *, dtype: str | None = None, count: fl
         for name, v in (("count", count), ("hours", hours), ("days", days)):
             if v is not None:
                 raise ParameterError(name, "needs {gpu} (the accelerator id; see `budgetopt hardware`)", names=True)
-        return None, [name for name, v in (("mfu", mfu), ("dtype", dtype), ("price_per_hour", price_per_hour)) if v is not None]
+        check_energy(pue, power_watts, grid_intensity)
+        energy = {"pue": pue, "power_watts": power_watts, "grid_intensity": grid_intensity}
+        return None, [name for name, v in (("mfu", mfu), ("dtype", dtype), ("price_per_hour", price_per_hour),
+                                           *energy.items()) if v is not None]
     if hours is not None and days is not None:
         raise ParameterError("days", "give {hours} or {days}, not both", names=True)
     if days is not None:
         hours = days * HOURS_PER_DAY
     acc = get_accelerator(gpu, load_catalog(hardware_file))
-    return Cluster(acc, dtype or "bf16", DEFAULT_MFU if mfu is None else mfu, count, hours), []
+    return Cluster(acc, dtype or "bf16", DEFAULT_MFU if mfu is None else mfu, count, hours, 1.0 if pue is None else pue,
+                   power_watts, grid_intensity), []
 
 
 #: ``convert`` quantities: the name a user asks for -> the record key

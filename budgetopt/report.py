@@ -224,6 +224,47 @@ def bench_report(res: dict) -> str:
     return record_table(rec, title="budgetopt bench (float32, compile excluded; full suite: benchmarks/run.py)")
 
 
+def launch_report(rec: dict, width: int | None = None) -> str:
+    """A run plan (``launch.launch_plan``) as four short tables: model, compute, memory, batch."""
+    sh = rec["shape"]
+    model = {"layers x d_model": f"{sh['n_layer']} x {sh['d_model']:,}", "heads (kv)": f"{sh['n_heads']} ({sh['n_kv_heads']})",
+             "FFN": f"{sh['ffn']} {sh['d_ff']:,}", "vocab": f"{sh['vocab']:,}{'' if sh['tied'] else ' (untied head)'}",
+             "sequence length": f"{sh['seq_len']:,}", "params": rec["params"],
+             "params non-embedding": format_count(sh["params_non_embedding"]), "tokens": rec["tokens"],
+             "tokens_per_param": rec["tokens_per_param"]}
+    if "loss" in rec:
+        model["loss"] = rec["loss"]
+        model["loss change from the shape"] = f"{rec['loss_change']:+.2e}"
+    text = record_table(model, title=f"budgetopt plan — law {rec['law']}", width=width)
+    fpt = rec["flops_per_token"]
+    comp = {f"FLOPs/token {k}": f"{v:.4g} (x{rec['flops_ratio_to_6n'][k]:.3f})" for k, v in fpt.items()}
+    comp["run FLOPs (" + rec["flops_convention"] + ")"] = rec["flops"]
+    comp["hardware FLOPs (recompute)"] = rec["hardware_flops"]
+    for k in ("gpu", "mfu", "hfu", "gpu_hours", "wall_days", "energy_kwh", "emissions_t", "cost"):
+        if k in rec:
+            comp[k] = rec[k]
+    text += record_table(comp, title="Compute", labels={"hfu": "HFU (hardware FLOPs utilisation)",
+                                                        "energy_kwh": "energy (kWh)", "emissions_t": "emissions (t CO2e)"},
+                         width=width)
+    mem, lay = rec["memory"], rec["layout"]
+    m = {k: f"{mem[k] / 1e9:.1f} GB" for k in ("weights", "gradients", "optimizer", "activations", "total")}
+    if "device_memory" in mem:
+        m["usable device memory"] = f"{mem['device_memory'] / 1e9:.1f} GB"
+        m["fits"] = mem["fits"]
+    if mem.get("smallest_fit"):
+        f = mem["smallest_fit"]
+        m["smallest layout that fits"] = f"dp {f['dp']}, tp {f['tp']}, pp {f['pp']}, ZeRO-{f['zero']}"
+    title = (f"Memory per device: dp {lay['dp']} x tp {lay['tp']} x pp {lay['pp']}, ZeRO-{lay['zero']}, micro-batch "
+             f"{lay['micro_batch']}, recompute {lay['recompute']}, flash {'on' if lay['flash'] else 'off'}")
+    text += record_table(m, title=title, width=width)
+    b = rec["batch"]
+    text += record_table({"peak learning rate": f"{b['learning_rate']:.3g}", "batch (sequences)": f"{b['sequences']:,}",
+                          "batch (tokens)": f"{b['tokens']:,.0f}", "optimizer steps": f"{b['steps']:,}",
+                          "gradient accumulation": f"{b['grad_accumulation']:g}"},
+                         title=f"Batch and learning rate: {b['law']}", notes=[f"source: {b['source']}"], width=width)
+    return text + "".join(f"warning: {w}\n" for w in rec.get("warnings", []))
+
+
 def emit(text: str, out: str | Path | None) -> None:
     """Print to stdout, or write atomically to ``out``."""
     if out is None:

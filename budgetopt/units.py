@@ -81,6 +81,11 @@ def wall_days(flops: float, peak_flops_per_s: float, mfu: float, count: float) -
     return gpu_hours(flops, peak_flops_per_s, mfu) / count / HOURS_PER_DAY
 
 
+def energy_kwh(device_hours: float, watts: float, pue: float = 1.0) -> float:
+    """Energy of a run: device-hours x board power (W) x PUE, in kWh."""
+    return device_hours * watts * pue / 1000.0
+
+
 def format_count(x: float | None) -> str:
     """Parameters or tokens for humans: ``70.0B``, ``1.40T``, ``400M``; scientific beyond 1e15."""
     if x is None or (isinstance(x, float) and math.isnan(x)):

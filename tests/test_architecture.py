@@ -14,8 +14,8 @@ DOC = (ROOT / "docs" / "architecture.md").read_text()
 # The layers of docs/architecture.md, lowest first. A module may import its own layer and the ones before it.
 LAYERS = [
     {"errors", "interrupts", "files", "units", "devices"},
-    {"hardware", "laws", "allocation", "distributions", "summary"},
-    {"plan", "scenario", "fit", "audit", "sweep", "bench"},
+    {"hardware", "laws", "allocation", "distributions", "summary", "shape", "memory"},
+    {"plan", "scenario", "fit", "audit", "sweep", "bench", "launch"},
     {"report", "plots", "cli", "__main__", "__init__"},
 ]
 

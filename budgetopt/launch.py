@@ -1,0 +1,125 @@
+"""From a budget to what a team launches: the model's shape, its real FLOPs per token, memory
+per device on a parallel layout, batch size and learning rate from published fits, steps,
+device-hours, wall-clock, energy, emissions and cost.
+
+The allocation comes from ``plan.optimize`` (or is given as params/tokens); the shape nearest
+the optimal N is re-solved at its realised N (D = C / 6N, so the budget is still spent) and the
+loss change is reported. Device time uses the FLOPs convention the user picks (default: the
+shape's full count, ``chinchilla``), so a long context is paid for.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from importlib import resources
+
+import jax.numpy as jnp
+
+from . import units
+from .errors import ParameterError
+from .laws import LawSpec, has_loss, loss, to_array_law
+from .memory import Layout, memory, smallest_fit
+from .plan import Cluster, Constraints, optimize
+from .shape import Shape, check_convention, shape_for
+
+RECOMPUTE_FACTOR = 4.0 / 3.0  # full recomputation runs the forward twice: (1 + 1 + 2) / 3
+
+
+def _batch_laws() -> dict:
+    return tomllib.loads(resources.files("budgetopt").joinpath("data/batch_laws.toml").read_text())
+
+
+def batch_and_lr(law: str, shape: Shape, tokens: float) -> dict:
+    """Peak learning rate and batch (tokens) of a preset (``data/batch_laws.toml``) for a
+    model of ``shape`` trained on ``tokens``."""
+    laws = _batch_laws()
+    if law not in laws:
+        raise ParameterError("batch_law", f"unknown batch law {law!r}; allowed: {', '.join(laws)}")
+    e = laws[law]
+    c = shape.flops_per_token()[e.get("compute", "6n")] * tokens
+    n = shape.params()[e.get("params", "total")]
+
+    def power(prefix):
+        return (e[f"{prefix}_coef"] * c ** e.get(f"{prefix}_c", 0.0) * n ** e.get(f"{prefix}_n", 0.0)
+                * tokens ** e.get(f"{prefix}_d", 0.0))
+
+    return {"law": law, "learning_rate": power("lr"), "tokens": power("batch"), "source": e["source"]}
+
+
+def launch_plan(spec: LawSpec, *, flops: float | None = None, hardware: Cluster | None = None,
+                constraints: Constraints | None = None, params: float | None = None, tokens: float | None = None,
+                shape: Shape | None = None, seq_len: int = 4096, vocab: int = 32_000, ffn: str = "swiglu",
+                tied: bool = False, layout: Layout | None = None,
+                convention: str = "chinchilla", batch_law: str = "deepseek2024", reserve_gb: float = 4.0,
+                price_per_hour: float | None = None) -> dict:
+    """The run plan for a budget (``flops`` or ``hardware``, as ``plan.optimize``) or for a
+    given model (``params`` and ``tokens``). ``shape``: the model's; else the llama-style shape
+    nearest the optimal N at ``seq_len``, ``vocab``, ``ffn`` and ``tied``. Returns a nested record (README keys)."""
+    check_convention(convention)
+    constraints = constraints or Constraints()
+    layout = layout or Layout()
+    if (params is None) != (tokens is None):
+        raise ParameterError("params" if params is None else "tokens", "give both {params} and {tokens}", names=True)
+    rec: dict = {"law": spec.name}
+    if params is not None:
+        units.require_positive(params, "params")
+        units.require_positive(tokens, "tokens")
+        n_target, d_target = params, tokens
+        budget = units.train_flops(params, tokens)
+    else:
+        opt = optimize(spec, flops=flops, hardware=hardware, constraints=constraints)
+        n_target, d_target, budget = opt["params"], opt["tokens"], opt.get("train_flops", opt["flops"] - opt["unused_flops"])
+        rec["optimum"] = {"params": n_target, "tokens": d_target, "loss": opt["loss"], "converged": opt["converged"]}
+    if shape is None:
+        shape = shape_for(n_target, vocab=vocab, seq_len=seq_len, ffn=ffn, tied=tied)
+    counts = shape.params()
+    n_real = float(counts["total"])
+    if abs(math.log(n_real / n_target)) > math.log(4.0):
+        raise ParameterError("n_layer", f"the shape has {n_real:.3g} parameters, more than 4x from the {n_target:.3g} "
+                             "planned; give a shape near the budget's model, or --params")
+    d_real = budget / (units.TRAIN_FLOPS_PER_PARAM_TOKEN * n_real) if params is None else d_target
+    rec["shape"] = shape.describe()
+    rec["params"], rec["tokens"], rec["tokens_per_param"] = n_real, d_real, d_real / n_real
+    if has_loss(spec.params) and params is None:
+        law = to_array_law(spec.params)
+        l_real = float(loss(law, jnp.log(n_real), jnp.log(d_real)))
+        rec["loss"], rec["loss_change"] = l_real, l_real - float(loss(law, jnp.log(n_target), jnp.log(d_target)))
+    per_token = shape.flops_per_token()
+    rec["flops_per_token"] = per_token
+    rec["flops_ratio_to_6n"] = {k: v / per_token["6n"] for k, v in per_token.items()}
+    rec["flops_convention"] = convention
+    rec["flops"] = per_token[convention] * d_real  # model FLOPs of the run
+    rec["hardware_flops"] = rec["flops"] * (RECOMPUTE_FACTOR if layout.recompute == "full" else 1.0)
+
+    device_gb = hardware.accelerator.memory_gb if hardware is not None else None
+    if hardware is not None and hardware.count is not None and layout.devices != hardware.count:
+        if hardware.count % (layout.tp * layout.pp):
+            raise ParameterError("tp", f"tp x pp = {layout.tp * layout.pp} must divide the device count {hardware.count:g}")
+        import dataclasses
+
+        layout = dataclasses.replace(layout, dp=int(hardware.count) // (layout.tp * layout.pp))
+    rec["layout"] = {"dp": layout.dp, "tp": layout.tp, "pp": layout.pp, "zero": layout.zero,
+                     "micro_batch": layout.micro_batch, "recompute": layout.recompute, "flash": layout.flash}
+    rec["memory"] = memory(shape, layout, device_gb, reserve_gb)
+    if device_gb is not None and not rec["memory"]["fits"]:
+        fit = smallest_fit(shape, layout, layout.devices, device_gb, reserve_gb)
+        rec["memory"]["smallest_fit"] = None if fit is None else {"dp": fit.dp, "tp": fit.tp, "pp": fit.pp, "zero": fit.zero}
+
+    batch = batch_and_lr(batch_law, shape, d_real)
+    per_step = layout.dp * layout.micro_batch  # sequences one optimizer step takes without accumulation
+    sequences = max(per_step, round(batch["tokens"] / shape.seq_len / layout.dp) * layout.dp)
+    batch.update({"sequences": sequences, "tokens": float(sequences * shape.seq_len),
+                  "tokens_law": batch["tokens"], "steps": math.ceil(d_real / (sequences * shape.seq_len)),
+                  "grad_accumulation": sequences / per_step})
+    rec["batch"] = batch
+    rec["warnings"] = []
+    if batch["tokens_law"] < per_step * shape.seq_len:
+        rec["warnings"].append(f"the batch law asks for {batch['tokens_law']:.3g} tokens per step, fewer than the layout's "
+                               f"{per_step} x {shape.seq_len} (dp x micro-batch x sequence): the batch is rounded up to it")
+    if hardware is not None:
+        hw = hardware.describe(rec["flops"], price_per_hour)  # MFU counts model FLOPs
+        rec.update({k: v for k, v in hw.items() if k not in ("dtype", "mfu", "count", "gpu")})
+        rec["gpu"], rec["mfu"] = hardware.accelerator.id, hardware.mfu
+        rec["hfu"] = hardware.mfu * rec["hardware_flops"] / rec["flops"]
+    return rec
