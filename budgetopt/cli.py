@@ -23,6 +23,7 @@ from .report import (
     audit_notes,
     bench_report,
     check_format,
+    convergence_warning,
     emit,
     fit_report,
     launch_report,
@@ -452,10 +453,9 @@ def sweep(
         emit(to_json(res), output)
     else:
         emit(sweep_report(res), output)
-    bad = res.get("not_converged", 0)
-    if bad:
-        print(f"warning: {bad:,} of {res['samples']:,} samples ({bad / res['samples']:.2g} of the total) did not "
-              "converge; they are left out of the summaries", file=sys.stderr)
+    warning = convergence_warning(res)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 

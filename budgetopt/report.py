@@ -265,6 +265,16 @@ def launch_report(rec: dict, width: int | None = None) -> str:
     return text + "".join(f"warning: {w}\n" for w in rec.get("warnings", []))
 
 
+def convergence_warning(res: dict) -> str | None:
+    """A sweep's samples that did not converge, as a count and a share with the digits it
+    needs (a share rounded to "0.000%" said nothing); None when every sample converged."""
+    bad = res.get("not_converged", 0)
+    if not bad:
+        return None
+    return (f"warning: {bad:,} of {res['samples']:,} samples ({bad / res['samples']:.2g} of the total) did not "
+            "converge; they are left out of the summaries")
+
+
 def emit(text: str, out: str | Path | None) -> None:
     """Print to stdout, or write atomically to ``out``."""
     if out is None:

@@ -234,3 +234,11 @@ def test_benchmark_script_runs(script):
     assert p.returncode == 0, p.stderr[-3000:]
     if script != "run.py":
         assert "|---" in p.stdout, p.stdout[-2000:]  # its markdown table
+
+
+def test_the_convergence_warning_never_rounds_to_zero():
+    from budgetopt.report import convergence_warning
+
+    w = convergence_warning({"not_converged": 3, "samples": 10_000_000})
+    assert "3 of 10,000,000 samples (3e-07 of the total)" in w and "0.000%" not in w
+    assert convergence_warning({"not_converged": 0, "samples": 10}) is None
