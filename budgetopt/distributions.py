@@ -104,3 +104,19 @@ def sample_log(d: Dist, u: Float[Array, "*b"], lo: float = -math.inf, hi: float 
         tiny = jnp.finfo(dt).tiny
         out = jnp.log(jnp.maximum(v, tiny))
     return jnp.clip(out, lo, hi).astype(dt)
+
+
+def median(d: Dist) -> float:
+    """The median of ``d`` in closed form (natural units)."""
+    if d.kind in ("fixed", "normal", "lognormal"):
+        return d.a
+    if d.kind == "uniform":
+        return 0.5 * (d.a + d.b)
+    if d.kind == "loguniform":
+        return math.sqrt(d.a * d.b)
+    if d.kind == "triangular":
+        low, mode, high = d.a, d.b, d.c
+        if mode >= 0.5 * (low + high):
+            return low + math.sqrt((high - low) * (mode - low) / 2)
+        return high - math.sqrt((high - low) * (high - mode) / 2)
+    raise ValueError(f"unknown distribution {d.kind!r}")

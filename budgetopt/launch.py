@@ -123,3 +123,50 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, hardware: Cluster 
         rec["gpu"], rec["mfu"] = hardware.accelerator.id, hardware.mfu
         rec["hfu"] = hardware.mfu * rec["hardware_flops"] / rec["flops"]
     return rec
+
+
+#: a scenario's [plan] keys and their defaults (the `budgetopt plan` flags of the same names)
+PLAN_DEFAULTS = {"seq_len": 4096, "vocab": 32_000, "ffn": "swiglu", "flops_convention": "chinchilla",
+                 "batch_law": "deepseek2024", "tp": 1, "pp": 1, "zero": 1, "micro_batch": 1, "recompute": "none",
+                 "flash": True}
+
+
+def check_plan_options(options: dict) -> dict:
+    """A scenario's [plan] table, completed with the defaults and validated as ``budgetopt plan``
+    validates its flags (errors name the key)."""
+    opts = {**PLAN_DEFAULTS, **options}
+    for k, v in opts.items():
+        want = type(PLAN_DEFAULTS[k])
+        if isinstance(v, bool) != (want is bool) or not isinstance(v, want):
+            raise ParameterError(k, f"must be {'true or false' if want is bool else 'a whole number' if want is int else 'a string'}"
+                                    f", got {v!r}")
+    Shape(1, 128, 1, ffn=opts["ffn"], vocab=opts["vocab"], seq_len=opts["seq_len"])
+    Layout(tp=opts["tp"], pp=opts["pp"], zero=opts["zero"], micro_batch=opts["micro_batch"], recompute=opts["recompute"],
+           flash=opts["flash"])
+    check_convention(opts["flops_convention"])
+    if opts["batch_law"] not in _batch_laws():
+        raise ParameterError("batch_law", f"unknown batch law {opts['batch_law']!r}; allowed: {', '.join(_batch_laws())}")
+    return opts
+
+
+def plan_for_sweep(scenario, result: dict) -> dict | None:
+    """The run plan of a sweep's recommended size N at the median budget (D = C_p50 / 6N), on
+    the scenario's accelerator at its median MFU and device count; None without a
+    recommendation or a [plan] table."""
+    from .distributions import median
+
+    rec = result.get("recommendation")
+    if scenario.plan is None or not rec or "flops" not in result["quantiles"]:
+        return None
+    o = scenario.plan
+    n = rec["params"]
+    d = result["quantiles"]["flops"]["p50"] / (units.TRAIN_FLOPS_PER_PARAM_TOKEN * n)
+    hardware = None
+    if scenario.accelerator is not None:
+        count = max(1, round(median(scenario.count)))
+        hardware = Cluster(scenario.accelerator, scenario.dtype, median(scenario.mfu), count)
+    layout = Layout(tp=o["tp"], pp=o["pp"], zero=o["zero"], micro_batch=o["micro_batch"], recompute=o["recompute"],
+                    flash=o["flash"])
+    shape = shape_for(n, vocab=o["vocab"], seq_len=o["seq_len"], ffn=o["ffn"])
+    return launch_plan(scenario.law, params=n, tokens=d, hardware=hardware, shape=shape, layout=layout,
+                       convention=o["flops_convention"], batch_law=o["batch_law"])

@@ -181,6 +181,21 @@ def sweep_report(res: dict) -> str:
                          title="Robust recommendation: commit to N before hours, MFU and the law are known")
     if res.get("recommendation_note"):
         text += f"note: {res['recommendation_note']}\n"
+    if res.get("plan"):
+        p = res["plan"]
+        sh, mem, b = p["shape"], p["memory"], p["batch"]
+        plan = {"shape": f"{sh['n_layer']} layers x d {sh['d_model']:,}, {sh['n_heads']} heads, {sh['ffn']} {sh['d_ff']:,}",
+                "params (the shape's)": format_count(p["params"]), "tokens at the median budget": format_count(p["tokens"]),
+                f"FLOPs/token ({p['flops_convention']}) vs 6N": f"x{p['flops_ratio_to_6n'][p['flops_convention']]:.3f}",
+                "memory per device": f"{mem['total'] / 1e9:.1f} GB" + (f" of {mem['device_memory'] / 1e9:.0f} GB usable: "
+                                                                         f"{'fits' if mem['fits'] else 'DOES NOT FIT'}"
+                                                                         if "device_memory" in mem else ""),
+                "batch, learning rate": f"{b['sequences']:,} x {sh['seq_len']:,} tokens, {b['learning_rate']:.3g} ({b['law']})",
+                "optimizer steps": f"{b['steps']:,}"}
+        if "wall_days" in p:
+            plan["wall-clock days at the median"] = f"{p['wall_days']:.1f}"
+        text += to_table([{"quantity": k, "value": v} for k, v in plan.items()],
+                         title="Run plan of the recommended size ([plan]; `budgetopt plan` for the full table)")
     run = res["run"]
     text += (f"backend {run['backend']} × {run['devices']} device(s), {run['processes']} process(es), chunk {run['chunk_size']:,}, "
              f"{'float64' if run['x64'] else 'float32'}, {run['elapsed_s']:.1f} s\n")

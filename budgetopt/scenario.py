@@ -32,6 +32,7 @@ from .distributions import Dist
 from .errors import InputError, ParameterError
 from .files import load_toml
 from .hardware import Accelerator, get_accelerator, load_catalog
+from .launch import check_plan_options
 from .laws import LawSpec, Parametric, get_preset, law_from_file, parametric_from_mapping
 from .units import parse_number
 
@@ -43,12 +44,14 @@ DOMAINS = {"flops": (0.0, math.inf, True), "count": (1.0, math.inf, False), "hou
            "max_params": (1.0, math.inf, False), "max_tokens": (1.0, math.inf, False),
            "max_epochs": (0.0, math.inf, True), "inference_tokens": (0.0, math.inf, True)}
 SECTIONS = {
-    "": {"samples", "seed", "name", "description", "law", "budget", "data", "constraints", "recommend"},
+    "": {"samples", "seed", "name", "description", "law", "budget", "data", "constraints", "recommend", "plan"},
     "law": {"preset", "params", "file", "uncertainty", "ratio"},
     "budget": {"flops", "gpu", "dtype", "count", "hours", "days", "mfu"},
     "data": {"unique_tokens"},
     "constraints": {"max_params", "max_tokens", "max_epochs", "inference_tokens"},
     "recommend": {"candidates", "risk", "refine", "subsample"},
+    "plan": {"seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp", "zero", "micro_batch", "recompute",
+             "flash"},
 }
 MAX_SAMPLES = 10**13
 MAX_CANDIDATES = 1024
@@ -57,7 +60,9 @@ TOML_PATHS = {"hardware_file": "--hardware-file", "law": "law.preset", "ratio": 
               "dtype": "budget.dtype", "flops": "budget.flops", "count": "budget.count", "hours": "budget.hours",
               "mfu": "budget.mfu", "unique_tokens": "data.unique_tokens",
               **{k: f"constraints.{k}" for k in ("max_params", "max_tokens", "max_epochs", "inference_tokens")},
-              **{k: f"recommend.{k}" for k in ("candidates", "risk", "refine", "subsample")}}
+              **{k: f"recommend.{k}" for k in ("candidates", "risk", "refine", "subsample")},
+              **{k: f"plan.{k}" for k in ("seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp", "zero",
+                                          "micro_batch", "recompute", "flash")}}
 # the decision subsample: candidates are scored on the samples with global index = 0 mod this
 SUBSAMPLES = (1, 2, 4, 8, 16, 32, 64)
 # A lognormal's 4-sigma range is a factor exp(8 sigma); beyond sigma = 10 (1e34) it is no longer
@@ -89,6 +94,7 @@ class Scenario:
     risk: str = "mean"
     refine: bool = True
     subsample: int = 8
+    plan: dict | None = None  # [plan]: report the recommendation as a run plan (launch.plan_for_sweep)
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False)
 
@@ -261,7 +267,7 @@ def from_dict(d: dict, source: str = "", base_dir: Path | None = None, hardware_
 
 def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | None) -> Scenario:
     _check_keys(d, "", "")
-    for sec in ("law", "budget", "data", "constraints", "recommend"):
+    for sec in ("law", "budget", "data", "constraints", "recommend", "plan"):
         if sec in d and not isinstance(d[sec], dict):
             raise InputError(sec, "must be a table ([" + sec + "])")
     kw: dict[str, Any] = {"source": source, "raw": d}
@@ -340,6 +346,9 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | None) 
         if not isinstance(rec["refine"], bool):
             raise InputError("recommend.refine", "must be true or false")
         kw["refine"] = rec["refine"]
+    if "plan" in d:
+        _check_keys(d["plan"], "plan", "plan")
+        kw["plan"] = check_plan_options(d["plan"])
     return Scenario(**kw)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from ..devices import jax_x64
 from ..errors import ParameterError
 from ..files import remove_stale_temps
+from ..launch import plan_for_sweep
 from ..scenario import Scenario, check_samples
 from ..summary import MAX_CHUNK_BITS, Ranges, merge
 from . import state as st
@@ -155,6 +156,8 @@ def _run(scenario, n, chunk_size, x64, checkpoint, resume, shard, progress) -> d
                      "local_devices": len(devices), "processes": n_proc, "backend": jax.default_backend(),
                      "jax_version": jax.__version__, "x64": x64, "shard": f"{i_shard}/{n_shards}",
                      "elapsed_s": time.perf_counter() - t0}
+    if scenario.plan is not None:
+        result["plan"] = plan_for_sweep(scenario, result)
     return result
 
 
