@@ -114,6 +114,10 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, hardware: Cluster 
                   "grad_accumulation": sequences / per_step})
     rec["batch"] = batch
     rec["warnings"] = []
+    if sequences % per_step:
+        rec["warnings"].append(f"the batch of {sequences} sequences is not a whole number of steps of dp x micro-batch = "
+                               f"{per_step}: gradient accumulation of {sequences / per_step:.3g} micro-steps is not possible; "
+                               "choose a micro-batch that divides it")
     if batch["tokens_law"] < per_step * shape.seq_len:
         rec["warnings"].append(f"the batch law asks for {batch['tokens_law']:.3g} tokens per step, fewer than the layout's "
                                f"{per_step} x {shape.seq_len} (dp x micro-batch x sequence): the batch is rounded up to it")

@@ -194,3 +194,13 @@ def test_a_scenario_plan_reports_the_recommendation_as_a_run():
         scn.from_dict({**d, "plan": {"zero": 4}})
     assert e.value.field == "plan.zero"
     assert "plan" not in sw.run(scn.from_dict({k: v for k, v in d.items() if k != "plan"}), samples=2000)
+
+
+def test_a_batch_that_the_layout_cannot_split_is_named():
+    hw = Cluster(hardware_from("h100-sxm")[0].accelerator, count=1024, hours=720.0)
+    ok = launch_plan(resolve_law(), hardware=hw, layout=Layout(tp=8, micro_batch=1))
+    assert ok["warnings"] == [] and ok["batch"]["grad_accumulation"] == ok["batch"]["sequences"] / 128
+    odd = launch_plan(resolve_law(), hardware=hw, layout=Layout(tp=8, micro_batch=7))
+    assert odd["batch"]["sequences"] % (128 * 7) != 0 and any("not a whole number" in w for w in odd["warnings"])
+    tiny = launch_plan(resolve_law(), params=1e8, tokens=2e9, hardware=hw, layout=Layout(micro_batch=4))
+    assert any("rounded up" in w for w in tiny["warnings"]) and tiny["batch"]["sequences"] == 1024 * 4
