@@ -190,41 +190,65 @@ def _print(record_or_rows, fmt: str, out: Optional[Path], title: str, notes=(), 
 
 
 FMT = typer.Option("table", "--format", "-f", help="table | json | csv")
+# flags that optimize and plan share
+GPU = typer.Option(None, help="accelerator id (see `budgetopt hardware`)")
+COUNT = typer.Option(None, help="number of accelerators")
+HOURS = typer.Option(None, help="wall-clock hours")
+DAYS = typer.Option(None, help="wall-clock days")
+MFU = typer.Option(None, help="model-FLOPs utilisation in (0, 1] [default: 0.4]")
+DTYPE = typer.Option(None, help="fp32 | tf32 | bf16 | fp16 | fp8 [default: bf16]")
+LAW = typer.Option(None, help="law preset (see `budgetopt laws`) [default: besiroglu2024]")
+LAW_PARAMS = typer.Option(None, help="own parametric law: E=..,A=..,B=..,alpha=..,beta=..")
+LAW_FILE = typer.Option(None, help="law file (JSON from `budgetopt fit`, or TOML)")
+UNIQUE_TOKENS = typer.Option(None, help="unique training tokens available (data-constrained law)")
+MAX_PARAMS = typer.Option(None, help="cap on parameters (memory, serving)")
+MAX_TOKENS = typer.Option(None, help="cap on training tokens")
+PRICE = typer.Option(None, help="price per device-hour, to report a cost")
+HARDWARE_FILE = typer.Option(None, help="extra accelerator catalog (TOML)")
 PUE = typer.Option(None, help="power usage effectiveness of the data centre, to report energy [default: 1.0]")
 POWER = typer.Option(None, help="board power per device in watts [default: the catalog's tdp_w]")
 GRID = typer.Option(None, help="grid carbon intensity, kg CO2e per kWh, to report emissions")
 
 
-def _energy(pue, power_watts, grid_intensity) -> dict:
-    return {"pue": _num(pue, "--pue", "plain"), "power_watts": _num(power_watts, "--power-watts", "plain"),
-            "grid_intensity": _num(grid_intensity, "--grid-intensity", "plain")}
+def _cluster(gpu, dtype, count, mfu, price_per_hour, hardware_file, hours=None, days=None, pue=None, power_watts=None,
+             grid_intensity=None):
+    """The hardware flags parsed and turned into (Cluster or None, names of flags without effect);
+    ``price_per_hour`` comes parsed (the caller also prices the run with it)."""
+    from .plan import hardware_from
+
+    return hardware_from(gpu, dtype=dtype, count=_num(count, "--count"), hours=_num(hours, "--hours", "plain"),
+                         days=_num(days, "--days", "plain"), mfu=_num(mfu, "--mfu", "plain"),
+                         price_per_hour=price_per_hour,
+                         pue=_num(pue, "--pue", "plain"), power_watts=_num(power_watts, "--power-watts", "plain"),
+                         grid_intensity=_num(grid_intensity, "--grid-intensity", "plain"),
+                         hardware_file=str(hardware_file) if hardware_file else None)
 OUT = typer.Option(None, "--output", "-o", help="write to this file (atomically) instead of stdout")
 
 
 @app.command()
 def optimize(
     flops: Optional[str] = typer.Option(None, help="compute budget in FLOPs (5.76e23) or PF-days (3.6e3pfd)"),
-    gpu: Optional[str] = typer.Option(None, help="accelerator id (see `budgetopt hardware`)"),
-    count: Optional[str] = typer.Option(None, help="number of accelerators"),
-    hours: Optional[str] = typer.Option(None, help="wall-clock hours"),
-    days: Optional[str] = typer.Option(None, help="wall-clock days"),
-    mfu: Optional[str] = typer.Option(None, help="model-FLOPs utilisation in (0, 1] [default: 0.4]"),
-    dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | bf16 | fp16 | fp8 [default: bf16]"),
-    law: Optional[str] = typer.Option(None, help="law preset (see `budgetopt laws`) [default: besiroglu2024]"),
-    law_params: Optional[str] = typer.Option(None, help="own parametric law: E=..,A=..,B=..,alpha=..,beta=.."),
-    law_file: Optional[Path] = typer.Option(None, help="law file (JSON from `budgetopt fit`, or TOML)"),
+    gpu: Optional[str] = GPU,
+    count: Optional[str] = COUNT,
+    hours: Optional[str] = HOURS,
+    days: Optional[str] = DAYS,
+    mfu: Optional[str] = MFU,
+    dtype: Optional[str] = DTYPE,
+    law: Optional[str] = LAW,
+    law_params: Optional[str] = LAW_PARAMS,
+    law_file: Optional[Path] = LAW_FILE,
     ratio: Optional[float] = typer.Option(None, help="tokens per parameter for --law tokens-per-param [default: 20]"),
-    unique_tokens: Optional[str] = typer.Option(None, help="unique training tokens available (data-constrained law)"),
-    max_params: Optional[str] = typer.Option(None, help="cap on parameters (memory, serving)"),
-    max_tokens: Optional[str] = typer.Option(None, help="cap on training tokens"),
+    unique_tokens: Optional[str] = UNIQUE_TOKENS,
+    max_params: Optional[str] = MAX_PARAMS,
+    max_tokens: Optional[str] = MAX_TOKENS,
     max_epochs: Optional[str] = typer.Option(None, help="cap on epochs over the unique tokens"),
     inference_tokens: Optional[str] = typer.Option(None, help="lifetime inference tokens; the budget becomes lifetime FLOPs"),
     target_loss: Optional[str] = typer.Option(None, help="instead of a budget: the loss to reach at least compute"),
-    price_per_hour: Optional[str] = typer.Option(None, help="price per device-hour, to report a cost"),
+    price_per_hour: Optional[str] = PRICE,
     pue: Optional[str] = PUE,
     power_watts: Optional[str] = POWER,
     grid_intensity: Optional[str] = GRID,
-    hardware_file: Optional[Path] = typer.Option(None, help="extra accelerator catalog (TOML)"),
+    hardware_file: Optional[Path] = HARDWARE_FILE,
     x64: Optional[bool] = typer.Option(None, "--x64/--x32", help="float64 / float32 [default: float64 on CPU, float32 on accelerators]"),
     fmt: str = FMT,
     output: Optional[Path] = OUT,
@@ -233,15 +257,12 @@ def optimize(
     check_format(fmt)
     _setup()
     from .laws import resolve_law
-    from .plan import Constraints, hardware_from
+    from .plan import Constraints
     from .plan import optimize as plan_optimize
 
     spec = resolve_law(law, law_params, str(law_file) if law_file else None, ratio)
     pph = _num(price_per_hour, "--price-per-hour", "plain")
-    hw, unused = hardware_from(gpu, dtype=dtype, count=_num(count, "--count"), hours=_num(hours, "--hours", "plain"),
-                               days=_num(days, "--days", "plain"), mfu=_num(mfu, "--mfu", "plain"), price_per_hour=pph,
-                               **_energy(pue, power_watts, grid_intensity),
-                               hardware_file=str(hardware_file) if hardware_file else None)
+    hw, unused = _cluster(gpu, dtype, count, mfu, pph, hardware_file, hours, days, pue, power_watts, grid_intensity)
     cons = Constraints(unique_tokens=_num(unique_tokens, "--unique-tokens"), max_params=_num(max_params, "--max-params"),
                        max_tokens=_num(max_tokens, "--max-tokens"), max_epochs=_num(max_epochs, "--max-epochs", "plain"),
                        inference_tokens=_num(inference_tokens, "--inference-tokens"))
@@ -264,18 +285,18 @@ def plan(
     flops: Optional[str] = typer.Option(None, help="compute budget in FLOPs or PF-days (or use --gpu ... --days)"),
     params: Optional[str] = typer.Option(None, help="plan this model instead of the optimum: parameters (with --tokens)"),
     tokens: Optional[str] = typer.Option(None, help="training tokens, with --params"),
-    gpu: Optional[str] = typer.Option(None, help="accelerator id (see `budgetopt hardware`)"),
-    count: Optional[str] = typer.Option(None, help="number of accelerators"),
-    hours: Optional[str] = typer.Option(None, help="wall-clock hours"),
-    days: Optional[str] = typer.Option(None, help="wall-clock days"),
-    mfu: Optional[str] = typer.Option(None, help="model-FLOPs utilisation in (0, 1] [default: 0.4]"),
-    dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | bf16 | fp16 | fp8 [default: bf16]"),
-    law: Optional[str] = typer.Option(None, help="law preset [default: besiroglu2024]"),
-    law_params: Optional[str] = typer.Option(None, help="own parametric law: E=..,A=..,B=..,alpha=..,beta=.."),
-    law_file: Optional[Path] = typer.Option(None, help="law file (JSON from `budgetopt fit`, or TOML)"),
-    unique_tokens: Optional[str] = typer.Option(None, help="unique training tokens available (data-constrained law)"),
-    max_params: Optional[str] = typer.Option(None, help="cap on parameters"),
-    max_tokens: Optional[str] = typer.Option(None, help="cap on training tokens"),
+    gpu: Optional[str] = GPU,
+    count: Optional[str] = COUNT,
+    hours: Optional[str] = HOURS,
+    days: Optional[str] = DAYS,
+    mfu: Optional[str] = MFU,
+    dtype: Optional[str] = DTYPE,
+    law: Optional[str] = LAW,
+    law_params: Optional[str] = LAW_PARAMS,
+    law_file: Optional[Path] = LAW_FILE,
+    unique_tokens: Optional[str] = UNIQUE_TOKENS,
+    max_params: Optional[str] = MAX_PARAMS,
+    max_tokens: Optional[str] = MAX_TOKENS,
     n_layer: Optional[int] = typer.Option(None, help="shape: layers [default: the llama-style shape nearest N]"),
     d_model: Optional[int] = typer.Option(None, help="shape: hidden size"),
     n_heads: Optional[int] = typer.Option(None, help="shape: attention heads [default: d_model / 128]"),
@@ -295,11 +316,11 @@ def plan(
     reserve_gb: float = typer.Option(4.0, help="device memory kept free for the framework and buffers (GB)"),
     flops_convention: str = typer.Option("chinchilla", help="FLOPs per token for device time: 6n | kaplan | deepseek | chinchilla"),
     batch_law: str = typer.Option("deepseek2024", help="batch size and learning rate: deepseek2024 | steplaw2025"),
-    price_per_hour: Optional[str] = typer.Option(None, help="price per device-hour, to report a cost"),
+    price_per_hour: Optional[str] = PRICE,
     pue: Optional[str] = PUE,
     power_watts: Optional[str] = POWER,
     grid_intensity: Optional[str] = GRID,
-    hardware_file: Optional[Path] = typer.Option(None, help="extra accelerator catalog (TOML)"),
+    hardware_file: Optional[Path] = HARDWARE_FILE,
     fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
     output: Optional[Path] = OUT,
 ):
@@ -309,15 +330,12 @@ def plan(
     from .launch import launch_plan
     from .laws import resolve_law
     from .memory import Layout
-    from .plan import Constraints, hardware_from
+    from .plan import Constraints
     from .shape import shape_from
 
     spec = resolve_law(law, law_params, str(law_file) if law_file else None)
     pph = _num(price_per_hour, "--price-per-hour", "plain")
-    hw, unused = hardware_from(gpu, dtype=dtype, count=_num(count, "--count"), hours=_num(hours, "--hours", "plain"),
-                               days=_num(days, "--days", "plain"), mfu=_num(mfu, "--mfu", "plain"), price_per_hour=pph,
-                               **_energy(pue, power_watts, grid_intensity),
-                               hardware_file=str(hardware_file) if hardware_file else None)
+    hw, unused = _cluster(gpu, dtype, count, mfu, pph, hardware_file, hours, days, pue, power_watts, grid_intensity)
     shape = shape_from(n_layer, d_model, n_heads, n_kv_heads=n_kv_heads, d_ff=d_ff, ffn=ffn, vocab=vocab, tied=not untied,
                        seq_len=seq_len)
     layout = Layout(dp=dp or 1, tp=tp, pp=pp, zero=zero, micro_batch=micro_batch, recompute=recompute, flash=flash)
@@ -351,12 +369,10 @@ def convert(
 ):
     """Convert compute between FLOPs, PF-days, GPU-hours and wall-days."""
     from .plan import convert as plan_convert
-    from .plan import hardware_from
 
     check_format(fmt)
     pph = _num(price_per_hour, "--price-per-hour", "plain")
-    hw, unused = hardware_from(gpu, dtype=dtype, count=_num(count, "--count"), mfu=_num(mfu, "--mfu", "plain"),
-                               price_per_hour=pph, hardware_file=str(hardware_file) if hardware_file else None)
+    hw, unused = _cluster(gpu, dtype, count, mfu, pph, hardware_file)
     rec = plan_convert(_num(value, "VALUE", "flops"), params=_num(params, "--params"), tokens=_num(tokens, "--tokens"),
                        flops_per_param_token=flops_per_param_token, hardware=hw, price_per_hour=pph, to=to)
     _no_effect(unused, "convert", "without --gpu")

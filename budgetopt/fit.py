@@ -307,12 +307,18 @@ def fit_approach3(runs: Runs, delta: float = 1e-3, bootstrap: int = 0, seed: int
 # Approach 2
 
 
+def check_tolerance(tolerance: float) -> float:
+    """Approach 2's grouping tolerance: relative, in (0, 1)."""
+    if not 0 < tolerance < 1:
+        raise ParameterError("tolerance", f"must be a relative tolerance in (0, 1), got {tolerance}")
+    return tolerance
+
+
 def fit_approach2(runs: Runs, tolerance: float = 0.05) -> dict:
     """IsoFLOP parabolas: group runs whose compute agrees within ``tolerance`` (relative), fit
     L = p0 + p1 x + p2 x^2 in x = log N per group (>= 3 runs), take the minimum, then fit
     log N_opt = a log C + c and log D_opt = b log C + c' by least squares."""
-    if not 0 < tolerance < 1:
-        raise ParameterError("tolerance", f"must be in (0, 1), got {tolerance}")
+    check_tolerance(tolerance)
     log_c = math.log(6) + runs.log_n + runs.log_d
     order = np.argsort(log_c)
     groups, cur = [], [order[0]]
@@ -367,8 +373,7 @@ def fit_file(path: str | Path, *, approach: int = 3, bootstrap: int = 0, seed: i
         raise ParameterError("bootstrap", f"must be from 0 to {MAX_BOOTSTRAP} replicates, got {bootstrap}")
     if not (delta > 0 and math.isfinite(delta)):
         raise ParameterError("delta", f"must be a positive finite Huber delta, got {delta}")
-    if not 0 < tolerance < 1:
-        raise ParameterError("tolerance", f"must be a relative tolerance in (0, 1), got {tolerance}")
+    check_tolerance(tolerance)
     for name, v in (("loss_min", loss_min), ("loss_max", loss_max)):
         if v is not None and not math.isfinite(v):
             raise ParameterError(name, f"must be a finite loss, got {v}")

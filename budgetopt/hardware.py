@@ -14,6 +14,13 @@ from .files import load_toml
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
 
 
+def check_dtype(dtype: str) -> str:
+    """A dtype budgetopt knows (one of DTYPES), whatever the device."""
+    if dtype not in DTYPES:
+        raise ParameterError("dtype", f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+    return dtype
+
+
 @dataclass(frozen=True)
 class Accelerator:
     """One device. ``peak_tflops`` maps dtype -> dense peak TFLOP/s per device."""
@@ -28,8 +35,7 @@ class Accelerator:
 
     def peak_flops(self, dtype: str = "bf16") -> float:
         """Dense peak in FLOP/s for ``dtype``; InputError if the device lacks it."""
-        if dtype not in DTYPES:
-            raise ParameterError("dtype", f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+        check_dtype(dtype)
         if dtype not in self.peak_tflops:
             have = ", ".join(k for k in DTYPES if k in self.peak_tflops)
             raise ParameterError("dtype", f"{self.id} has no {dtype} peak; it has: {have}")

@@ -10,6 +10,7 @@ shape's full count, ``chinchilla``), so a long context is paid for.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 from importlib import resources
@@ -96,8 +97,6 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, hardware: Cluster 
     if hardware is not None and hardware.count is not None and layout.devices != hardware.count:
         if hardware.count % (layout.tp * layout.pp):
             raise ParameterError("tp", f"tp x pp = {layout.tp * layout.pp} must divide the device count {hardware.count:g}")
-        import dataclasses
-
         layout = dataclasses.replace(layout, dp=int(hardware.count) // (layout.tp * layout.pp))
     rec["layout"] = {"dp": layout.dp, "tp": layout.tp, "pp": layout.pp, "zero": layout.zero,
                      "micro_batch": layout.micro_batch, "recompute": layout.recompute, "flash": layout.flash}

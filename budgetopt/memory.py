@@ -16,6 +16,7 @@ stage holds L/p layers and, under 1F1B, up to p micro-batches in flight.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .errors import ParameterError
@@ -106,8 +107,6 @@ def smallest_fit(shape: Shape, layout: Layout, devices: int, device_gb: float, r
     """The least-sharded layout on ``devices`` devices that fits: ZeRO stages first (no extra
     communication on the critical path), then tensor parallelism within a node (1..8), then
     pipeline stages; None when nothing fits."""
-    import dataclasses
-
     for tp in (1, 2, 4, 8):
         for pp in (1, 2, 4, 8, 16, 32, 64):
             if devices % (tp * pp) or shape.n_heads % tp or pp > shape.n_layer:

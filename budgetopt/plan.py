@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from . import units
 from .allocation import Allocation, Budget, allocate, compute_for_loss, method_for
 from .errors import ParameterError
-from .hardware import DTYPES, Accelerator, get_accelerator, load_catalog
+from .hardware import Accelerator, check_dtype, get_accelerator, load_catalog
 from .laws import LawSpec, Parametric, data_constrained, has_loss, irreducible_loss, loss, to_array_law
 
 DEFAULT_MFU = 0.4
@@ -279,8 +279,8 @@ def hardware_from(gpu: str | None = None, *, dtype: str | None = None, count: fl
     check_price(price_per_hour)
     if mfu is not None:
         check_mfu(mfu)
-    if dtype is not None and dtype not in DTYPES:
-        raise ParameterError("dtype", f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+    if dtype is not None:
+        check_dtype(dtype)
     if days is not None and not (days > 0 and math.isfinite(days)):
         raise ParameterError("days", f"must be a positive number of days, got {days!r}")
     if gpu is None:
