@@ -21,7 +21,7 @@ from . import units
 from .errors import ParameterError
 from .laws import LawSpec, has_loss, loss, to_array_law
 from .memory import Layout, memory, smallest_fit
-from .plan import Cluster, Constraints, optimize
+from .plan import Cluster, Constraints, check_energy, optimize
 from .shape import Shape, check_convention, shape_for
 
 RECOMPUTE_FACTOR = 4.0 / 3.0  # full recomputation runs the forward twice: (1 + 1 + 2) / 3
@@ -131,7 +131,7 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, hardware: Cluster 
 #: a scenario's [plan] keys and their defaults (the `budgetopt plan` flags of the same names)
 PLAN_DEFAULTS = {"seq_len": 4096, "vocab": 32_000, "ffn": "swiglu", "flops_convention": "chinchilla",
                  "batch_law": "deepseek2024", "tp": 1, "pp": 1, "zero": 1, "micro_batch": 1, "recompute": "none",
-                 "flash": True}
+                 "flash": True, "pue": 1.0}
 
 
 def check_plan_options(options: dict) -> dict:
@@ -140,9 +140,12 @@ def check_plan_options(options: dict) -> dict:
     opts = {**PLAN_DEFAULTS, **options}
     for k, v in opts.items():
         want = type(PLAN_DEFAULTS[k])
+        if want is float and isinstance(v, int) and not isinstance(v, bool):
+            opts[k] = v = float(v)
         if isinstance(v, bool) != (want is bool) or not isinstance(v, want):
-            raise ParameterError(k, f"must be {'true or false' if want is bool else 'a whole number' if want is int else 'a string'}"
-                                    f", got {v!r}")
+            kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(want, "a string")
+            raise ParameterError(k, f"must be {kind}, got {v!r}")
+    check_energy(opts["pue"], None, None)
     Shape(1, 128, 1, ffn=opts["ffn"], vocab=opts["vocab"], seq_len=opts["seq_len"])
     Layout(tp=opts["tp"], pp=opts["pp"], zero=opts["zero"], micro_batch=opts["micro_batch"], recompute=opts["recompute"],
            flash=opts["flash"])
@@ -155,7 +158,10 @@ def check_plan_options(options: dict) -> dict:
 def plan_for_sweep(scenario, result: dict) -> dict | None:
     """The run plan of a sweep's recommended size N at the median budget (D = C_p50 / 6N), on
     the scenario's accelerator at its median MFU and device count; None without a
-    recommendation or a [plan] table."""
+    recommendation or a [plan] table. When the budget's device-hours and wall-clock vary (the
+    sweep summarised them), the plan's ``quantiles`` give the run's: a sample's budget C buys
+    D = C / 6N tokens whose real FLOPs are r x C (r: the convention's FLOPs per token over 6N),
+    so its device-hours, wall-clock and energy are r x its budget's, whatever its MFU."""
     from .distributions import median
 
     rec = result.get("recommendation")
@@ -167,9 +173,18 @@ def plan_for_sweep(scenario, result: dict) -> dict | None:
     hardware = None
     if scenario.accelerator is not None:
         count = max(1, round(median(scenario.count)))
-        hardware = Cluster(scenario.accelerator, scenario.dtype, median(scenario.mfu), count)
+        hardware = Cluster(scenario.accelerator, scenario.dtype, median(scenario.mfu), count, pue=o["pue"])
     layout = Layout(tp=o["tp"], pp=o["pp"], zero=o["zero"], micro_batch=o["micro_batch"], recompute=o["recompute"],
                     flash=o["flash"])
     shape = shape_for(n, vocab=o["vocab"], seq_len=o["seq_len"], ffn=o["ffn"])
-    return launch_plan(scenario.law, params=n, tokens=d, hardware=hardware, shape=shape, layout=layout,
-                       convention=o["flops_convention"], batch_law=o["batch_law"])
+    rec = launch_plan(scenario.law, params=n, tokens=d, hardware=hardware, shape=shape, layout=layout,
+                      convention=o["flops_convention"], batch_law=o["batch_law"])
+    q = result["quantiles"]
+    if "gpu_hours" in q and "wall_days" in q:
+        r = rec["flops_ratio_to_6n"][rec["flops_convention"]]
+        rec["quantiles"] = {"gpu_hours": {p: r * v for p, v in q["gpu_hours"].items()},
+                            "wall_days": {p: r * v for p, v in q["wall_days"].items()}}
+        if hardware.watts is not None:
+            rec["quantiles"]["energy_kwh"] = {p: units.energy_kwh(v, hardware.watts, hardware.pue)
+                                              for p, v in rec["quantiles"]["gpu_hours"].items()}
+    return rec

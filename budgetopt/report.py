@@ -165,7 +165,8 @@ def sweep_report(res: dict) -> str:
     """A sweep result as text: quantiles per quantity, then the robust recommendation with its
     Monte Carlo error, then how it ran."""
     fmt = {"params": format_count, "tokens": format_count, "loss": lambda v: f"{v:.4f}",
-           "tokens_per_param": lambda v: format_float(v, 3), "flops": format_sci, "epochs": lambda v: format_float(v, 3)}
+           "tokens_per_param": lambda v: format_float(v, 3), "flops": format_sci, "epochs": lambda v: format_float(v, 3),
+           "gpu_hours": format_count, "wall_days": lambda v: format_float(v, 3)}
     rows = [{"quantity": name, **{p: fmt[name](v) for p, v in q.items()}} for name, q in res["quantiles"].items()]
     text = to_table(rows, title=f"budgetopt sweep — {res['scenario']}: {res['samples']:,} samples, law {res['law']} "
                     f"(uncertainty: {res['uncertainty']}), converged {res['converged_fraction']:.2%}")
@@ -194,6 +195,11 @@ def sweep_report(res: dict) -> str:
                 "optimizer steps": f"{b['steps']:,}"}
         if "wall_days" in p:
             plan["wall-clock days at the median"] = f"{p['wall_days']:.1f}"
+        for key, label, fmt in (("wall_days", "wall-clock days", "{:.1f}"), ("energy_kwh", "energy (MWh)", "{:,.0f}")):
+            if key in p.get("quantiles", {}):
+                v = p["quantiles"][key]
+                scale = 1e-3 if key == "energy_kwh" else 1.0
+                plan[f"{label}, p5 / p50 / p95"] = " / ".join(fmt.format(v[k] * scale) for k in ("p05", "p50", "p95"))
         text += to_table([{"quantity": k, "value": v} for k, v in plan.items()],
                          title="Run plan of the recommended size ([plan]; `budgetopt plan` for the full table)")
     run = res["run"]

@@ -51,7 +51,7 @@ SECTIONS = {
     "constraints": {"max_params", "max_tokens", "max_epochs", "inference_tokens"},
     "recommend": {"candidates", "risk", "refine", "subsample"},
     "plan": {"seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp", "zero", "micro_batch", "recompute",
-             "flash"},
+             "flash", "pue"},
 }
 MAX_SAMPLES = 10**13
 MAX_CANDIDATES = 1024
@@ -62,7 +62,7 @@ TOML_PATHS = {"hardware_file": "--hardware-file", "law": "law.preset", "ratio": 
               **{k: f"constraints.{k}" for k in ("max_params", "max_tokens", "max_epochs", "inference_tokens")},
               **{k: f"recommend.{k}" for k in ("candidates", "risk", "refine", "subsample")},
               **{k: f"plan.{k}" for k in ("seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp", "zero",
-                                          "micro_batch", "recompute", "flash")}}
+                                          "micro_batch", "recompute", "flash", "pue")}}
 # the decision subsample: candidates are scored on the samples with global index = 0 mod this
 SUBSAMPLES = (1, 2, 4, 8, 16, 32, 64)
 # A lognormal's 4-sigma range is a factor exp(8 sigma); beyond sigma = 10 (1e34) it is no longer

@@ -196,6 +196,49 @@ def test_a_scenario_plan_reports_the_recommendation_as_a_run():
     assert "plan" not in sw.run(scn.from_dict({k: v for k, v in d.items() if k != "plan"}), samples=2000)
 
 
+def test_a_scenario_plan_reports_wall_clock_and_energy_quantiles_when_hours_vary():
+    """A sample's budget buys D = C / 6N tokens of the recommended model, whose real FLOPs are
+    r x C: its wall-clock is r x hours / 24 and its energy r x count x hours x W x PUE, whatever
+    its MFU. With a fixed count the quantiles are the triangular's inverse CDF, in closed form."""
+    from budgetopt import scenario as scn
+    from budgetopt import sweep as sw
+    from budgetopt.summary import BINS, QUANTILES
+
+    low, mode, high = 400.0, 700.0, 720.0
+
+    def hours_at(u):  # the triangular distribution's quantile function
+        c = (mode - low) / (high - low)
+        return low + math.sqrt(u * (high - low) * (mode - low)) if u < c else high - math.sqrt((1 - u) * (high - low) * (high - mode))
+
+    d = {"law": {"preset": "besiroglu2024"},
+         "budget": {"gpu": "h100-sxm", "count": 1024, "hours": {"dist": "triangular", "low": low, "mode": mode, "high": high},
+                    "mfu": {"dist": "uniform", "low": 0.35, "high": 0.45}},
+         "recommend": {"candidates": 8}, "plan": {"seq_len": 8192, "tp": 8, "pue": 1.2}}
+    res = sw.run(scn.from_dict(d), samples=100_000)
+    p = res["plan"]
+    r = p["flops_ratio_to_6n"]["chinchilla"]
+    assert r > 1.05  # 8K context: the real run is longer than the budget's 6N hours
+    watts = hardware_from("h100-sxm")[0].accelerator.tdp_w
+    lo, hi = res["pilot"]["ranges"]["wall_days"]
+    width = (hi - lo) / BINS * 1.0001  # one histogram bin, in log space
+    for k, f in QUANTILES.items():
+        # the sample quantile lies within 4 standard errors (in probability) of the true one
+        se = 4 * math.sqrt(f * (1 - f) / res["samples"])
+        days = (hours_at(max(f - se, 0.0)) / 24, hours_at(min(f + se, 1.0)) / 24)
+
+        def within(got, scale, days=days):
+            return math.log(scale * days[0]) - width <= math.log(got) <= math.log(scale * days[1]) + width
+
+        assert within(res["quantiles"]["wall_days"][k], 1.0), k
+        assert within(p["quantiles"]["wall_days"][k], r), k
+        assert within(p["quantiles"]["energy_kwh"][k], r * 1024 * 24 * watts * 1.2 / 1000), k
+    assert p["energy_kwh"] == pytest.approx(p["gpu_hours"] * watts * 1.2 / 1000)
+    # fixed hours and count: nothing varies, nothing more is summarised (and no [plan]: never)
+    fixed = {**d, "budget": {**d["budget"], "hours": 720}}
+    assert "wall_days" not in sw.run(scn.from_dict(fixed), samples=2000)["quantiles"]
+    assert "wall_days" not in sw.run(scn.from_dict({k: v for k, v in d.items() if k != "plan"}), samples=2000)["quantiles"]
+
+
 def test_a_batch_that_the_layout_cannot_split_is_named():
     hw = Cluster(hardware_from("h100-sxm")[0].accelerator, count=1024, hours=720.0)
     ok = launch_plan(resolve_law(), hardware=hw, layout=Layout(tp=8, micro_batch=1))

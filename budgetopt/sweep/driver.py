@@ -37,7 +37,7 @@ from .kernel import Kernel, make_kernel, quantity_names
 from .pilot import Pilot, make_pilot
 from .results import Labels, summarise
 
-FORMAT = 2  # of the state in checkpoints and result files; part of the fingerprint
+FORMAT = 3  # of the state in checkpoints and result files; part of the fingerprint
 
 
 def fingerprint(scenario: Scenario, n: int, x64: bool) -> str:

@@ -36,16 +36,28 @@ from ..summary import Count, Ranges, accumulate, count_bins, fixed_point_sum
 from .sampling import Draw, complete, fixed_law, index_words, make_sampler
 from .state import REGRET_BINS, CandidateStats, SweepState
 
-QUANTITIES = ("params", "tokens", "loss", "tokens_per_param", "flops", "epochs")
-LOG_QUANTITIES = frozenset({"params", "tokens", "tokens_per_param", "flops", "epochs"})
+#: every quantity a sweep can summarise, in their order in the state; ``quantity_names`` says
+#: which a scenario's sweep has. gpu_hours and wall_days are the budget's (count x hours, hours /
+#: 24): the [plan] scales them by the shape's FLOPs per token into the run's time and energy.
+QUANTITIES = ("params", "tokens", "loss", "tokens_per_param", "flops", "epochs", "gpu_hours", "wall_days")
+LOG_QUANTITIES = frozenset(QUANTITIES) - {"loss"}
 REGRET_RANGE = (math.log(1e-7), math.log(10.0))  # nats; below -> the first bin, above -> overflow
 LOSS_BITS = 24  # fixed-point resolution of summed losses and regrets
 WIN = 0.01  # "regret below 1 %" of the sample's optimal loss
 
 
+def time_varies(scenario: Scenario) -> bool:
+    """Whether the sweep summarises the budget's device-hours and wall-clock: with a [plan] (which
+    reports them as the run's) on hardware whose count or hours are uncertain."""
+    return (scenario.plan is not None and scenario.flops is None
+            and not (scenario.count.fixed and scenario.hours.fixed))
+
+
 def quantity_names(scenario: Scenario) -> tuple[str, ...]:
-    """The quantities a scenario's sweep summarises (epochs only with unique tokens)."""
-    return QUANTITIES if scenario.unique_tokens is not None else QUANTITIES[:5]
+    """The quantities a scenario's sweep summarises, in QUANTITIES order: epochs only with unique
+    tokens, gpu_hours and wall_days only when ``time_varies``."""
+    skip = ({"epochs"} if scenario.unique_tokens is None else set()) | (set() if time_varies(scenario) else {"gpu_hours", "wall_days"})
+    return tuple(q for q in QUANTITIES if q not in skip)
 
 
 def method(scenario: Scenario) -> str:
@@ -62,13 +74,20 @@ def solve_samples(scenario: Scenario, law: Law, b: Budget) -> Allocation:
     return jax.vmap(solve_scalar, in_axes=axes)(law, b)
 
 
-def quantities(a: Allocation | Sampled, b: Budget, epochs: bool) -> tuple[Float[Array, "q s"], Bool[Array, "q s"]]:
-    """[Q, S] values in summary units (QUANTITIES order) and which enter the summaries: the
-    outputs of a converged solve, and the budget (an input) always, so its distribution is
-    reported even where no model fits it."""
-    rows = [a.log_n, a.log_d, a.loss, a.log_d - a.log_n, b.log_c] + ([a.log_d - b.log_u] if epochs else [])
-    vals = jnp.stack([jnp.broadcast_to(r, a.log_n.shape) for r in rows])
-    is_input = (jnp.arange(len(rows)) == QUANTITIES.index("flops"))[:, None]
+INPUTS = frozenset({"flops", "gpu_hours", "wall_days"})  # the budget's: summarised whether or not a model fits it
+
+
+def quantities(a: Allocation | Sampled, b: Budget, names: tuple[str, ...], time=None
+               ) -> tuple[Float[Array, "q s"], Bool[Array, "q s"]]:
+    """[Q, S] values of ``names`` in summary units and which enter the summaries: the outputs
+    of a converged solve, and the budget's (inputs) always, so their distribution is reported
+    even where no model fits them. ``time``: the draw's (log count, log hours) when ``names``
+    has gpu_hours or wall_days."""
+    row = {"params": lambda: a.log_n, "tokens": lambda: a.log_d, "loss": lambda: a.loss,
+           "tokens_per_param": lambda: a.log_d - a.log_n, "flops": lambda: b.log_c, "epochs": lambda: a.log_d - b.log_u,
+           "gpu_hours": lambda: time[0] + time[1], "wall_days": lambda: time[1] - math.log(24.0)}
+    vals = jnp.stack([jnp.broadcast_to(row[q](), a.log_n.shape) for q in names])
+    is_input = jnp.array([q in INPUTS for q in names])[:, None]
     return vals, jnp.isfinite(vals) & (a.converged[None, :] | is_input)
 
 
@@ -164,7 +183,7 @@ def make_kernel(scenario: Scenario, chunk: int, dtype, devices) -> Kernel:
     if per * n_dev != chunk or per % stride:
         raise ValueError(f"chunk {chunk} does not split into {n_dev} blocks of a multiple of {stride}")
     sampler = make_sampler(scenario, dtype)
-    epochs = scenario.unique_tokens is not None
+    names = quantity_names(scenario)
     mesh = Mesh(np.array(devices), ("dev",))
 
     def positions(start_lo, start_hi):
@@ -174,6 +193,8 @@ def make_kernel(scenario: Scenario, chunk: int, dtype, devices) -> Kernel:
     def draw_block(start_lo, start_hi) -> Sampled:
         _, (lo, hi) = positions(start_lo, start_hi)
         d = sampler(lo, hi)
+        if not time_varies(scenario):
+            d = d._replace(time=None)  # not summarised: not materialised between the programs
         a = solve_samples(scenario, *complete(scenario, d))
         return Sampled(d, a.log_n, a.log_d, a.loss, a.converged)
 
@@ -181,7 +202,7 @@ def make_kernel(scenario: Scenario, chunk: int, dtype, devices) -> Kernel:
         j, _ = positions(start_lo, jnp.uint32(0))
         live = j < valid
         law, b = complete(scenario, s.draw)
-        vals, ok = quantities(s, b, epochs)
+        vals, ok = quantities(s, b, names, s.draw.time)
         state = SweepState(Count(jnp.sum(live).astype(jnp.int64)), Count(jnp.sum(live & s.converged).astype(jnp.int64)),
                            accumulate(vals, ok & live[None, :], ranges), None)
         if xs.shape[0]:
@@ -199,6 +220,6 @@ def make_kernel(scenario: Scenario, chunk: int, dtype, devices) -> Kernel:
     return Kernel(draw, acc, chunk, tuple(devices))
 
 
-__all__ = ["QUANTITIES", "LOG_QUANTITIES", "REGRET_RANGE", "LOSS_BITS", "WIN", "quantity_names",
+__all__ = ["QUANTITIES", "LOG_QUANTITIES", "INPUTS", "REGRET_RANGE", "LOSS_BITS", "WIN", "time_varies", "quantity_names",
            "method", "solve_samples", "quantities", "candidate_loss", "decision_subsample", "candidate_stats", "Sampled", "Kernel",
            "make_kernel"]

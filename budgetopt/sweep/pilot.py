@@ -26,11 +26,12 @@ REFINE_STEPS = 40
 
 
 class Pilot(NamedTuple):
-    """Fixed before the main pass. ``ranges``: histogram layout per quantity, in the compute
-    dtype so host and device agree on every bin edge; ``candidates``: log N of the grid, then
+    """Fixed before the main pass. ``names``: the quantities summarised; ``ranges``: histogram
+    layout per quantity, in the compute dtype so host and device agree on every bin edge; ``candidates``: log N of the grid, then
     the refined size when there is one; ``refinement``: what the refinement did; ``size``:
     pilot samples; ``note``: why there is no candidate grid, if there is none."""
 
+    names: tuple[str, ...]
     ranges: Ranges
     candidates: np.ndarray
     refinement: dict
@@ -54,17 +55,18 @@ def make_pilot(scenario: Scenario, n: int, dtype) -> Pilot:
     """The pilot of a sweep of ``n`` samples computed in ``dtype``."""
     sampler = make_sampler(scenario, dtype)
     p = min(PILOT, n)
-    epochs = scenario.unique_tokens is not None
+    names = quantity_names(scenario)
 
     @jax.jit
     def pilot():
-        law, b = complete(scenario, sampler(*sample_indices(0, p)))
-        return quantities(solve_samples(scenario, law, b), b, epochs)
+        d = sampler(*sample_indices(0, p))
+        law, b = complete(scenario, d)
+        return quantities(solve_samples(scenario, law, b), b, names, d.time)
 
     vals, ok = (np.asarray(v) for v in pilot())
     vals = vals.astype(np.float64)
     lo, hi, centre = [], [], []
-    for q in range(len(quantity_names(scenario))):
+    for q in range(len(names)):
         v = vals[q][ok[q]]
         a, b = _expand(float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
         lo.append(a)
@@ -73,15 +75,15 @@ def make_pilot(scenario: Scenario, n: int, dtype) -> Pilot:
     np_dtype = np.dtype(jnp.dtype(dtype).name)
     ranges = Ranges(*(np.asarray(x, np.float64).astype(np_dtype) for x in (lo, hi, centre)))
     if not has_loss(scenario.law.params) or scenario.candidates == 0:
-        return Pilot(ranges, np.zeros(0), {}, p)
+        return Pilot(names, ranges, np.zeros(0), {}, p)
     xn = vals[0][ok[0]]
     if xn.size == 0:
-        return Pilot(ranges, np.zeros(0), {}, p, "no pilot sample converged: no candidate grid")
+        return Pilot(names, ranges, np.zeros(0), {}, p, "no pilot sample converged: no candidate grid")
     grid = np.linspace(np.quantile(xn, 0.005) - math.log(2), np.quantile(xn, 0.995) + math.log(2), scenario.candidates)
     if not scenario.refine:
-        return Pilot(ranges, grid, {"refined": False, "method": "none (recommend.refine = false)"}, p)
+        return Pilot(names, ranges, grid, {"refined": False, "method": "none (recommend.refine = false)"}, p)
     x, report = refine(scenario, sampler, p, grid)
-    return Pilot(ranges, np.append(grid, x), report, p)
+    return Pilot(names, ranges, np.append(grid, x), report, p)
 
 
 def refine(scenario: Scenario, sampler, p: int, grid: np.ndarray, steps: int = REFINE_STEPS) -> tuple[float, dict]:

@@ -33,7 +33,7 @@ def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: s
     """The result dict (JSON-ready except for NaN/inf, which the writer turns into null)."""
     q = state.quantities
     lo, hi, centre = (np.asarray(v, np.float64) for v in pilot.ranges)
-    names = QUANTITIES[:len(lo)]
+    names = pilot.names
     quant, stats = {}, {}
     for k, name in enumerate(names):
         count = int(q.count.n[k])
@@ -80,7 +80,7 @@ def _pilot_from(r: dict) -> Pilot:
         [p["ranges"][q][0] for q in names], [p["ranges"][q][1] for q in names], p["centre"])))
     if not all(len(v) == len(names) for v in ranges):
         raise ValueError("ranges and centres differ in length")
-    return Pilot(ranges, np.asarray(p["candidates"], np.float64).reshape(-1), dict(p["refinement"]), int(p["size"]),
+    return Pilot(tuple(names), ranges, np.asarray(p["candidates"], np.float64).reshape(-1), dict(p["refinement"]), int(p["size"]),
                  p["note"])
 
 

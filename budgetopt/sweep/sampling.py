@@ -48,10 +48,12 @@ STREAM = Streams()
 
 class Draw(NamedTuple):
     """The sampled inputs of a batch: ``law`` (None when the law is fixed) and ``budget``
-    (fields a scenario does not give are None). ``complete`` makes them usable."""
+    (fields a scenario does not give are None). ``complete`` makes them usable. ``time``: (log
+    device count, log hours) when the budget is given as hardware, else None."""
 
     law: Law | None
     budget: Budget
+    time: tuple[Array, Array] | None = None
 
 
 def index_words(start_lo: UInt32[Array, ""], start_hi: UInt32[Array, ""], j: UInt32[Array, " s"]):
@@ -133,12 +135,13 @@ def make_sampler(scenario: Scenario, dtype) -> Callable[..., Draw]:
     law_draw = _law_sampler(scenario, dtype)
 
     def sample(lo, hi) -> Draw:
+        time = None
         if scenario.flops is not None:
             log_c = _field(scenario.flops, key, lo, hi, STREAM.flops, dtype)
         else:  # C = count x peak FLOP/s x 3600 s/h x hours x MFU, in logs
             peak = math.log(scenario.accelerator.peak_flops(scenario.dtype)) + math.log(3600.0)
-            log_c = (_log_count(scenario.count, key, lo, hi, dtype) + _field(scenario.hours, key, lo, hi, STREAM.hours, dtype)
-                     + _field(scenario.mfu, key, lo, hi, STREAM.mfu, dtype, (-math.inf, 0.0)) + peak)
+            time = (_log_count(scenario.count, key, lo, hi, dtype), _field(scenario.hours, key, lo, hi, STREAM.hours, dtype))
+            log_c = time[0] + time[1] + _field(scenario.mfu, key, lo, hi, STREAM.mfu, dtype, (-math.inf, 0.0)) + peak
         log_u = _field(scenario.unique_tokens, key, lo, hi, STREAM.unique_tokens, dtype)
         log_d_max = _field(scenario.max_tokens, key, lo, hi, STREAM.max_tokens, dtype)
         if scenario.max_epochs is not None:
@@ -146,6 +149,6 @@ def make_sampler(scenario: Scenario, dtype) -> Callable[..., Draw]:
             log_d_max = log_epochs_cap if log_d_max is None else jnp.minimum(log_d_max, log_epochs_cap)
         return Draw(law_draw(key, lo, hi),
                     Budget(log_c, log_u, _field(scenario.max_params, key, lo, hi, STREAM.max_params, dtype), log_d_max,
-                           _field(scenario.inference_tokens, key, lo, hi, STREAM.inference_tokens, dtype)))
+                           _field(scenario.inference_tokens, key, lo, hi, STREAM.inference_tokens, dtype)), time)
 
     return sample
