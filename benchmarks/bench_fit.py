@@ -18,6 +18,7 @@ import numpy as np
 from common import machine, record, timeit
 
 from budgetopt import fit
+from budgetopt import runs as runs_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "chinchilla_fig4_epoch.csv"
@@ -25,19 +26,19 @@ DATA = ROOT.parent / "shared" / "data" / "chinchilla_fig4_epoch.csv"
 
 def load_runs():
     if DATA.exists():
-        return fit.read_runs(DATA, n_col="Model Size", c_col="Training FLOP", drop_highest=5), "Chinchilla Fig. 4 (Epoch AI), 240 runs"
+        return runs_mod.read_runs(DATA, n_col="Model Size", c_col="Training FLOP", drop_highest=5), "Chinchilla Fig. 4 (Epoch AI), 240 runs"
     spec = importlib.util.spec_from_file_location("make_runs", ROOT / "scripts" / "make_runs.py")
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)
     rows = m.make_runs(1.8172, 482.01, 2085.43, 0.3478, 0.3658, sizes_per_budget=34, noise=0.01)[:240]
-    return fit.Runs(*(np.log(np.array([r[i] for r in rows])) for i in (0, 1, 3))), "synthetic, 240 runs"
+    return runs_mod.Runs(*(np.log(np.array([r[i] for r in rows])) for i in (0, 1, 3))), "synthetic, 240 runs"
 
 
 def scipy_fit(runs, starts, delta=1e-3):
     """The reference implementation's way: L-BFGS-B from every start, numpy objective + gradient."""
     from scipy.optimize import minimize
 
-    x, y, z = runs
+    x, y, z = runs[:3]
 
     def f(t):
         a, b, e, al, be = t

@@ -12,11 +12,10 @@ D_opt ∝ C^b.
 
 from __future__ import annotations
 
-import csv
 import math
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,87 +23,19 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from . import vpnls
 from .devices import jax_x64
-from .errors import InputError, ParameterError
-from .files import read_text
+from .errors import ParameterError
+from .isoflop import check_tolerance, fit_approach2
 from .laws import Parametric, optimal_exponents
+from .runs import Runs, read_groups
+from .validity import from_runs, to_mapping
 
+PAD = 32  # runs are padded (weight 0) to a multiple of this, so ladders of similar length share a compile
 PARAM_NAMES = ("log_A", "log_B", "log_E", "alpha", "beta")  # covariance / draws order
 GRID = {"alpha": (0.0, 0.5, 1.0, 1.5, 2.0), "beta": (0.0, 0.5, 1.0, 1.5, 2.0), "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
         "a": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0), "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)}
-MIN_RUNS = 5
 MAX_BOOTSTRAP = 10_000
-
-
-class Runs(NamedTuple):
-    """Training runs: natural logs of parameters, tokens and final loss (float64)."""
-
-    log_n: np.ndarray
-    log_d: np.ndarray
-    log_l: np.ndarray
-
-
-# ----------------------------------------------------------------------------------------------
-# Input
-
-
-def read_runs(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_col: str = "flops",
-              loss_col: str = "loss", drop_highest: int = 0, loss_min: float | None = None,
-              loss_max: float | None = None) -> Runs:
-    """Read a CSV of runs. Tokens come from ``d_col`` or, when absent, from compute: D = C/(6N).
-    Errors name the row (1 = first data row) and the column."""
-    path = Path(path)
-    text = read_text(path, "runs", "a CSV of runs")
-    try:
-        rows = list(csv.reader(text.splitlines()))
-    except csv.Error as e:  # e.g. a cell over the csv module's field size limit
-        raise ParameterError("runs", f"{path} is not a readable CSV: {e}") from None
-    if not rows:
-        raise ParameterError("runs", f"{path} is empty")
-    header = [h.strip() for h in rows[0]]
-    dup = sorted({h for h in header if header.count(h) > 1})
-    if dup:
-        raise ParameterError("runs", f"duplicate column {dup[0]!r} in the header")
-    col = {h: i for i, h in enumerate(header)}
-    for name, flag in ((n_col, "n_col"), (loss_col, "loss_col")):
-        if name not in col:
-            hint = next((f" (the header looks separated by {sep!r}; budgetopt reads comma-separated CSV)"
-                         for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), "")
-            raise ParameterError(flag, f"column {name!r} not in {path.name}; columns: {', '.join(header)}{hint}")
-    use_d = d_col in col
-    if not use_d and c_col not in col:
-        raise ParameterError("d_col", f"need a tokens column ({d_col!r}) or a compute column ({c_col!r}); columns: {', '.join(header)}")
-    n, d, loss = [], [], []
-    for r, row in enumerate(rows[1:], start=1):
-        if not any(c.strip() for c in row):
-            continue
-        vals = {}
-        for name in (n_col, d_col if use_d else c_col, loss_col):
-            i = col[name]
-            cell = row[i].strip() if i < len(row) else ""
-            try:
-                v = float(cell)
-            except ValueError:
-                raise InputError(f"row {r}, column {name!r}", f"cannot read {cell!r} as a number") from None
-            if not math.isfinite(v) or v <= 0:
-                raise InputError(f"row {r}, column {name!r}", f"must be a positive finite number, got {cell!r}")
-            vals[name] = v
-        n.append(vals[n_col])
-        d.append(vals[d_col] if use_d else vals[c_col] / (6 * vals[n_col]))
-        loss.append(vals[loss_col])
-    n, d, loss = (np.array(x, np.float64) for x in (n, d, loss))
-    keep = np.ones(len(loss), bool)
-    if drop_highest:
-        if drop_highest < 0:
-            raise ParameterError("drop_highest", f"must be >= 0, got {drop_highest}")
-        keep[np.argsort(-loss, kind="stable")[:drop_highest]] = False
-    if loss_min is not None:
-        keep &= loss >= loss_min
-    if loss_max is not None:
-        keep &= loss <= loss_max
-    if keep.sum() < MIN_RUNS:
-        raise ParameterError("runs", f"{int(keep.sum())} runs left after filtering; a fit needs at least {MIN_RUNS}")
-    return Runs(np.log(n[keep]), np.log(d[keep]), np.log(loss[keep]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,9 +177,11 @@ def fit_approach3(runs: Runs, delta: float = 1e-3, bootstrap: int = 0, seed: int
     if not delta > 0:
         raise ParameterError("delta", f"must be > 0, got {delta}")
     with jax_x64(), jax.numpy_dtype_promotion("standard"):  # optax mixes int32/int64 internally
-        args = [jnp.asarray(v, jnp.float64) for v in runs]
         n = len(runs.log_l)
-        ones = jnp.ones(n, jnp.float64)
+        # padded with weight-0 copies of the first run: ladders of similar size share one compile
+        n_pad = -(-n // PAD) * PAD
+        args = [jnp.asarray(np.pad(v, (0, n_pad - n), mode="edge"), jnp.float64) for v in runs[:3]]
+        ones = jnp.asarray(np.pad(np.ones(n), (0, n_pad - n)), jnp.float64)
         starts = jnp.asarray(start_grid(), jnp.float64)
         th, obj, gn = (np.asarray(v) for v in fit_starts(starts, *args, ones, delta, iters=iters))
         obj = np.where(np.isfinite(obj), obj, np.inf)
@@ -259,7 +192,7 @@ def fit_approach3(runs: Runs, delta: float = 1e-3, bootstrap: int = 0, seed: int
         theta, best_obj, best_gn = pth[k], float(pobj[k]), float(pgn[k])
         if not best_obj <= obj[picks[0]]:  # the polish never makes it worse
             theta, best_obj, best_gn = th[picks[0]], float(obj[picks[0]]), float(gn[picks[0]])
-        resid = np.asarray(log_predicted(jnp.asarray(theta), *args[:2])) - runs.log_l
+        resid = np.asarray(log_predicted(jnp.asarray(theta), runs.log_n, runs.log_d)) - runs.log_l
         hess = np.asarray(jax.hessian(lambda t: objective(t, *args, ones, delta))(jnp.asarray(theta)))
         out = {"approach": 3, **_natural(theta), "objective": best_obj, "rmse_log_loss": float(np.sqrt(np.mean(resid**2))),
                "n_runs": n, "delta": delta, "converged": bool(best_gn < 1e-8), "grad_norm": best_gn,
@@ -284,104 +217,248 @@ def fit_approach3(runs: Runs, delta: float = 1e-3, bootstrap: int = 0, seed: int
             if bootstrap < 2:
                 raise ParameterError("bootstrap", f"needs at least 2 replicates, got {bootstrap}")
             bstarts = jnp.asarray(np.vstack([theta[None], pth[np.argsort(pobj)]])[:boot_starts])
-            rng = np.random.default_rng(seed)
-            w = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(bootstrap)]).astype(np.float64)
-            bth, bobj, bgn = (np.asarray(v) for v in fit_replicates(bstarts, *args, jnp.asarray(w), delta))
+            w = bootstrap_weights(n, bootstrap, seed)
+            w_pad = np.pad(w, ((0, 0), (0, n_pad - n)))
+            bth, bobj, bgn = (np.asarray(v) for v in fit_replicates(bstarts, *args, jnp.asarray(w_pad), delta))
             bobj = np.where(np.isfinite(bobj), bobj, np.inf)
             kk = np.argmin(bobj, axis=1)
             draws = bth[np.arange(bootstrap), kk]
             conv = bgn[np.arange(bootstrap), kk] < 1e-6 * np.maximum(1.0, w.sum(axis=1) / n)
-            cov = np.cov(draws.T)
-            nat = np.stack([np.exp(draws[:, 2]), np.exp(draws[:, 0]), np.exp(draws[:, 1]), draws[:, 3], draws[:, 4]], axis=1)
-            names = ("E", "A", "B", "alpha", "beta")
-            out["bootstrap"] = {"replicates": bootstrap, "seed": seed, "starts_per_replicate": int(bstarts.shape[0]),
-                                "converged_fraction": float(conv.mean()), "order": list(PARAM_NAMES),
-                                "draws": draws.tolist(), "cov": cov.tolist(),
-                                "se": {nm: float(np.std(nat[:, i], ddof=1)) for i, nm in enumerate(names)},
-                                "ci95": {nm: [float(np.percentile(nat[:, i], 2.5)), float(np.percentile(nat[:, i], 97.5))]
-                                         for i, nm in enumerate(names)}}
+            out["bootstrap"] = _bootstrap_summary(draws, conv, seed, int(bstarts.shape[0]))
     return out
 
 
 # ----------------------------------------------------------------------------------------------
-# Approach 2
+# VPNLS (variable projection, ``vpnls``): many ladders in one call
 
 
-def check_tolerance(tolerance: float) -> float:
-    """Approach 2's grouping tolerance: relative, in (0, 1)."""
-    if not 0 < tolerance < 1:
-        raise ParameterError("tolerance", f"must be a relative tolerance in (0, 1), got {tolerance}")
-    return tolerance
 
 
-def fit_approach2(runs: Runs, tolerance: float = 0.05) -> dict:
-    """IsoFLOP parabolas: group runs whose compute agrees within ``tolerance`` (relative), fit
-    L = p0 + p1 x + p2 x^2 in x = log N per group (>= 3 runs), take the minimum, then fit
-    log N_opt = a log C + c and log D_opt = b log C + c' by least squares."""
-    check_tolerance(tolerance)
-    log_c = math.log(6) + runs.log_n + runs.log_d
-    order = np.argsort(log_c)
-    groups, cur = [], [order[0]]
-    for i in order[1:]:
-        if log_c[i] - log_c[cur[0]] <= math.log1p(tolerance):
-            cur.append(i)
-        else:
-            groups.append(cur)
-            cur = [i]
-    groups.append(cur)
-    budgets = []
-    for g in groups:
-        if len(g) < 3:
-            continue
-        x, y = runs.log_n[g], np.exp(runs.log_l[g])
-        p2, p1, p0 = np.polyfit(x, y, 2)
-        if not p2 > 0:
-            continue  # no interior minimum
-        xm = -p1 / (2 * p2)
-        if not x.min() <= xm <= x.max():
-            continue  # the minimum is extrapolated: not trusted
-        c = float(np.exp(np.mean(log_c[g])))
-        budgets.append({"flops": c, "runs": len(g), "params_opt": float(np.exp(xm)), "tokens_opt": c / (6 * float(np.exp(xm))),
-                        "loss_opt": float(p0 + p1 * xm + p2 * xm * xm)})
-    if len(budgets) < 2:
-        raise ParameterError("runs", "Approach 2 needs at least 2 compute budgets with >= 3 runs and an interior minimum; "
-                         f"found {len(budgets)}")
-    lc = np.log([b["flops"] for b in budgets])
-    a, ca = np.polyfit(lc, np.log([b["params_opt"] for b in budgets]), 1)
-    b_, cb = np.polyfit(lc, np.log([b["tokens_opt"] for b in budgets]), 1)
-    ref = 5.76e23
-    return {"approach": 2, "a": float(a), "b": float(b_), "n_opt_coefficient": float(np.exp(ca)),
-            "d_opt_coefficient": float(np.exp(cb)), "budgets": budgets, "n_runs": len(runs.log_l),
-            "tokens_per_param_at_5.76e23": float(np.exp(cb + b_ * math.log(ref)) / np.exp(ca + a * math.log(ref)))}
+def bootstrap_weights(n: int, replicates: int, seed: int) -> np.ndarray:
+    """[replicates, n] integer weights: resamples of n runs with replacement. The same for a
+    group whatever the other groups, so a grouped fit equals the group fitted alone."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(replicates)]).astype(np.float64)
+
+
+def padded(runs_list: list[Runs], weights_list: list[np.ndarray]) -> list[jnp.ndarray]:
+    """(log N, log D, L, w) stacked to [sum of replicates, n_max padded] (weight 0 past a ladder's runs)."""
+    n_max = -(-max(len(r.log_l) for r in runs_list) // PAD) * PAD
+    cols = [[], [], [], []]
+    for runs, w in zip(runs_list, weights_list):
+        n = len(runs.log_l)
+        for k, v in enumerate((runs.log_n, runs.log_d, np.exp(runs.log_l))):
+            cols[k].append(np.broadcast_to(np.pad(v, (0, n_max - n), constant_values=v[0]), (len(w), n_max)))
+        cols[3].append(np.pad(w, ((0, 0), (0, n_max - n))))
+    return [jnp.asarray(np.concatenate(c), jnp.float64) for c in cols]
+
+
+def _vp_result(f: dict, runs: Runs) -> dict:
+    """One VPNLS fit (host floats) as a fit record."""
+    theta = [math.log(max(f["A"], 1e-300)), math.log(max(f["B"], 1e-300)), math.log(max(f["E"], 1e-300)), f["alpha"], f["beta"]]
+    pred = np.asarray(log_predicted(jnp.asarray(theta), runs.log_n, runs.log_d))
+    out = {"approach": "vpnls", **{k: f[k] for k in ("E", "A", "B", "alpha", "beta")}, "rss": f["rss"],
+           "rmse_log_loss": float(np.sqrt(np.mean((pred - runs.log_l) ** 2))), "n_runs": len(runs.log_l),
+           "converged": not (f["at_grid_edge"] or f["at_zoom_edge"]), "grad_norm": f["grad_norm"],
+           "method": f"variable projection: NNLS for (E, A, B) inside, a {vpnls.GRID}x{vpnls.GRID} grid of (alpha, beta) in "
+                     f"[{vpnls.EXPONENT_RANGE[0]:g}, {vpnls.EXPONENT_RANGE[1]:g}] and {vpnls.ZOOM_LEVELS} zoom levels outside",
+           "theta": theta, "warnings": []}
+    out["a"], out["b"] = optimal_exponents(Parametric(*theta))
+    if f["at_grid_edge"]:
+        out["warnings"].append(f"alpha = {f['alpha']:.3g}, beta = {f['beta']:.3g}: the best exponents are on the edge of "
+                               f"the searched range {list(vpnls.EXPONENT_RANGE)}; the fit is not trustworthy")
+    if f["at_zoom_edge"]:
+        out["warnings"].append("the local search did not settle (its best point stayed on the window's edge)")
+    for name, c in zip("EAB", f["clamped"]):
+        if c:
+            out["warnings"].append(f"{name} is held at 0 by the non-negativity constraint: the data do not support that term")
+    return out
+
+
+def fit_vpnls(groups: dict[str, Runs], bootstrap: int = 0, seed: int = 0) -> dict[str, dict]:
+    """VPNLS of every group (and ``bootstrap`` replicates of each) in one vmapped call."""
+    keys = list(groups)
+    runs_list = [groups[k] for k in keys]
+    weights = [np.vstack([np.ones((1, len(r.log_l))), bootstrap_weights(len(r.log_l), bootstrap, seed)]) if bootstrap
+               else np.ones((1, len(r.log_l))) for r in runs_list]
+    with jax_x64():
+        res = jax.device_get(vpnls.fit_batch(*padded(runs_list, weights)))
+    res = {k: np.asarray(v) for k, v in res._asdict().items()}
+    out, pos = {}, 0
+    for key, runs, w in zip(keys, runs_list, weights):
+        f = {k: (v[pos].tolist() if v[pos].ndim else v[pos].item()) for k, v in res.items()}
+        rec = _vp_result(f, runs)
+        if bootstrap:
+            sl = slice(pos + 1, pos + len(w))
+            draws = np.stack([np.log(np.maximum(res["A"][sl], 1e-300)), np.log(np.maximum(res["B"][sl], 1e-300)),
+                              np.log(np.maximum(res["E"][sl], 1e-300)), res["alpha"][sl], res["beta"][sl]], axis=1)
+            ok = ~(res["at_grid_edge"][sl] | res["at_zoom_edge"][sl])
+            rec["bootstrap"] = _bootstrap_summary(draws, ok, seed, 1)
+        out[key] = rec
+        pos += len(w)
+    return out
+
+
+def _bootstrap_summary(draws: np.ndarray, converged: np.ndarray, seed: int, starts: int) -> dict:
+    """Bootstrap draws in (log A, log B, log E, alpha, beta) order -> their covariance, standard
+    errors and 95 % percentile intervals of (E, A, B, alpha, beta)."""
+    nat = np.stack([np.exp(draws[:, 2]), np.exp(draws[:, 0]), np.exp(draws[:, 1]), draws[:, 3], draws[:, 4]], axis=1)
+    names = ("E", "A", "B", "alpha", "beta")
+    return {"replicates": len(draws), "seed": seed, "starts_per_replicate": starts,
+            "converged_fraction": float(np.mean(converged)), "order": list(PARAM_NAMES), "draws": draws.tolist(),
+            "cov": np.cov(draws.T).tolist(), "se": {nm: float(np.std(nat[:, i], ddof=1)) for i, nm in enumerate(names)},
+            "ci95": {nm: [float(np.percentile(nat[:, i], 2.5)), float(np.percentile(nat[:, i], 97.5))]
+                     for i, nm in enumerate(names)}}
 
 
 # ----------------------------------------------------------------------------------------------
-# One call from a runs file to a fitted law
+# Diagnostics shared by the approaches
 
 
-def fit_file(path: str | Path, *, approach: int = 3, bootstrap: int = 0, seed: int = 0, n_col: str = "params",
+def robust_outliers(resid: np.ndarray, k: float) -> np.ndarray:
+    """Runs whose residual is more than k robust standard deviations (1.4826 x MAD) from the
+    median residual."""
+    med = np.median(resid)
+    mad = 1.4826 * np.median(np.abs(resid - med))
+    return np.abs(resid - med) > k * max(mad, 1e-12)
+
+
+def residuals(res: dict, runs: Runs) -> np.ndarray:
+    """Each run's log-loss residual (predicted - observed) under a fit; NaN where the fit says
+    nothing (Approach 2: runs of curves left out)."""
+    if res["approach"] == 2:
+        out = np.full(len(runs.log_l), np.nan)
+        from .isoflop import curves
+        by_budget = {round(b["flops"], -10): b for b in res["budgets"]}
+        for idx in curves(runs, res["tolerance"]):
+            b = by_budget.get(round(float(np.exp(np.mean(runs.log_budget[idx]))), -10))
+            if b is not None:
+                out[idx] = np.log(np.polyval(b["parabola"], runs.log_n[idx])) - runs.log_l[idx]
+        return out
+    return np.asarray(log_predicted(jnp.asarray(res["theta"]), runs.log_n, runs.log_d)) - runs.log_l
+
+
+def allocation_at(res: dict, target: float) -> dict:
+    """The compute-optimal N and D a fit implies at ``target`` FLOPs (C = 6ND)."""
+    if res["approach"] == 2:
+        n = res["n_opt_coefficient"] * target ** res["a"]
+        d = res["d_opt_coefficient"] * target ** res["b"]
+    else:
+        from .allocation import closed_form_x
+        with jax_x64():
+            n = float(np.exp(closed_form_x(Parametric(*(jnp.float64(t) for t in res["theta"])), jnp.log(jnp.float64(target)))))
+        d = target / (6.0 * n)
+    return {"flops": target, "params": float(n), "tokens": float(d), "tokens_per_param": float(d / n)}
+
+
+# ----------------------------------------------------------------------------------------------
+# One call from a runs file to fitted laws
+
+
+APPROACHES = ("2", "3", "vpnls", "all")
+APPROACH_LABELS = {"2": "Approach 2", "3": "Approach 3", "vpnls": "VPNLS"}
+DEFAULT_TARGET = 5.76e23  # Chinchilla's budget: where the approaches' allocations are compared by default
+
+
+def _fit_groups(groups: dict[str, Runs], approach: str, bootstrap: int, seed: int, delta: float,
+                tolerance: float) -> dict[str, dict]:
+    if approach == "vpnls":
+        return fit_vpnls(groups, bootstrap, seed)
+    if approach == "2":
+        return {k: fit_approach2(r, tolerance) for k, r in groups.items()}
+    out = {}
+    for k, r in groups.items():
+        res = fit_approach3(r, delta, bootstrap, seed)
+        res["a"], res["b"] = optimal_exponents(Parametric(*res["theta"]))
+        out[k] = res
+    return out
+
+
+def _with_diagnostics(groups: dict[str, Runs], approach: str, fits: dict[str, dict], target: float, outlier_k: float,
+                      exclude: bool, refit) -> dict[str, dict]:
+    """Each fit with its allocation at ``target``, flagged outliers, and (``exclude``) the refit
+    without them, with how far that moved the answer."""
+    out = {}
+    for key, res in fits.items():
+        runs = groups[key]
+        res["at"] = allocation_at(res, target)
+        res["validity"] = to_mapping(from_runs(*(np.exp(v).tolist() for v in (runs.log_n, runs.log_d, runs.log_budget))))
+        r = residuals(res, runs)
+        flag = np.zeros(len(r), bool)
+        ok = np.isfinite(r)
+        flag[ok] = robust_outliers(r[ok], outlier_k)
+        res["outliers"] = [{"row": int(runs.rows[i]) if runs.rows is not None else int(i) + 1,
+                            "params": float(np.exp(runs.log_n[i])), "tokens": float(np.exp(runs.log_d[i])),
+                            "loss": float(np.exp(runs.log_l[i])), "residual_log_loss": float(r[i])} for i in np.flatnonzero(flag)]
+        res["outlier_rule"] = f"|residual - median| > {outlier_k:g} x 1.4826 x MAD"
+        if exclude and flag.any():
+            kept = runs.subset(~flag)
+            new = refit({key: kept})[key]
+            new["at"] = allocation_at(new, target)
+            new["validity"] = to_mapping(from_runs(*(np.exp(v).tolist() for v in (kept.log_n, kept.log_d, kept.log_budget))))
+            moved = {"params_at_target": new["at"]["params"] / res["at"]["params"] - 1.0}
+            for k in ("alpha", "beta", "a"):
+                if k in res and k in new:
+                    moved[k] = new[k] - res[k]
+            new.update({"dropped": res["outliers"], "outliers": [], "before_exclusion": {"at": res["at"], **{
+                k: res[k] for k in ("alpha", "beta", "a", "b") if k in res}}, "moved_by_exclusion": moved,
+                "outlier_rule": res["outlier_rule"]})
+            res = new
+        out[key] = res
+    return out
+
+
+def fit_file(path: str | Path, *, approach: int | str = 3, bootstrap: int = 0, seed: int = 0, n_col: str = "params",
              d_col: str = "tokens", c_col: str = "flops", loss_col: str = "loss", drop_highest: int = 0,
              loss_min: float | None = None, loss_max: float | None = None, delta: float = 1e-3,
-             tolerance: float = 0.05) -> dict:
-    """Read the runs in ``path`` (see ``read_runs``) and fit Approach 3 (Huber, with
-    ``bootstrap`` replicates) or Approach 2 (IsoFLOP parabolas). Every argument is checked
-    before the file is read. The result records its ``source``; Approach 3 adds the
-    compute-optimal exponents ``a``, ``b`` its law implies (N_opt ∝ C^a, D_opt ∝ C^b)."""
-    if approach not in (2, 3):
-        raise ParameterError("approach", f"must be 2 or 3, got {approach}")
+             tolerance: float = 0.05, group: Sequence[str] = (), where: Sequence[tuple[str, str]] = (),
+             target: float | None = None, outlier_k: float = 5.0, exclude_outliers: bool = False) -> dict | list[dict]:
+    """Read the runs in ``path`` (``runs.read_groups``) and fit them: Approach 3 (Huber, with
+    ``bootstrap`` replicates), Approach 2 (IsoFLOP parabolas), VPNLS (variable projection, all
+    groups and replicates in one call) or all three side by side (``approach="all"``), each with
+    the allocation it implies at ``target`` FLOPs and its outlier diagnostics. Every argument is
+    checked before the file is read. One fit record without ``group``; a list (one per group,
+    key ``group``) with it. ``approach="all"`` gives per group ``fits`` (by approach) and the
+    ``spread`` of N* at the target between them."""
+    approach = str(approach)
+    if approach not in APPROACHES:
+        raise ParameterError("approach", f"must be one of {', '.join(APPROACHES)}, got {approach}")
     if not 0 <= bootstrap <= MAX_BOOTSTRAP:
         raise ParameterError("bootstrap", f"must be from 0 to {MAX_BOOTSTRAP} replicates, got {bootstrap}")
     if not (delta > 0 and math.isfinite(delta)):
         raise ParameterError("delta", f"must be a positive finite Huber delta, got {delta}")
+    if bootstrap == 1:
+        raise ParameterError("bootstrap", "needs at least 2 replicates, got 1")
     check_tolerance(tolerance)
     for name, v in (("loss_min", loss_min), ("loss_max", loss_max)):
         if v is not None and not math.isfinite(v):
             raise ParameterError(name, f"must be a finite loss, got {v}")
     if loss_min is not None and loss_max is not None and not loss_min < loss_max:
         raise ParameterError("loss_max", f"must be greater than {{loss_min}} ({loss_min:g}), got {loss_max:g}", names=True)
-    runs = read_runs(path, n_col, d_col, c_col, loss_col, drop_highest, loss_min, loss_max)
-    res = fit_approach3(runs, delta, bootstrap, seed) if approach == 3 else fit_approach2(runs, tolerance)
-    if approach == 3:
-        res["a"], res["b"] = optimal_exponents(Parametric(*res["theta"]))
-    res["source"] = str(path)
-    return res
+    if target is not None and not (target > 0 and math.isfinite(target)):
+        raise ParameterError("target", f"must be a positive number of FLOPs, got {target}")
+    if not (outlier_k > 0 and math.isfinite(outlier_k)):
+        raise ParameterError("outlier_k", f"must be a positive number of robust standard deviations, got {outlier_k}")
+    target = DEFAULT_TARGET if target is None else target
+    groups = read_groups(path, n_col, d_col, c_col, loss_col, group, where, drop_highest, loss_min, loss_max)
+    names = ("2", "3", "vpnls") if approach == "all" else (approach,)
+    per = {}
+    for a in names:
+        fits = _fit_groups(groups, a, bootstrap, seed, delta, tolerance)
+        per[a] = _with_diagnostics(groups, a, fits, target, outlier_k, exclude_outliers,
+                                   lambda g, a=a: _fit_groups(g, a, bootstrap, seed, delta, tolerance))
+    records = []
+    for key in groups:
+        if approach == "all":
+            fits = {a: per[a][key] for a in names}
+            ns = [f["at"]["params"] for f in fits.values()]
+            rec = {"approach": "all", "fits": fits, "at": target, "n_runs": len(groups[key].log_l),
+                   "spread": {"params_max_over_min": max(ns) / min(ns)},
+                   "warnings": [f"{APPROACH_LABELS[a]}: {w}" for a, f in fits.items() for w in f.get("warnings", [])]}
+        else:
+            rec = per[approach][key]
+        rec["source"] = str(path)
+        if group:
+            rec = {"group": key, **rec}
+        records.append(rec)
+    return records if group else records[0]

@@ -24,8 +24,8 @@ from budgetopt import scenario as scn
 from budgetopt.cli import app
 from budgetopt.distributions import sample_log
 from budgetopt.errors import InputError
-from budgetopt.fit import read_runs
 from budgetopt.laws import law_from_file, preset_names
+from budgetopt.runs import read_runs
 from budgetopt.units import parse_number
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="budgetopt-fuzz-"))
@@ -156,7 +156,7 @@ def test_run_csvs_parse_or_raise_input_error(header, rows, sep, eol):
     except InputError:
         return
     assert len(runs.log_n) == len(runs.log_d) == len(runs.log_l) >= 5
-    assert all(np.all(np.isfinite(v)) for v in runs)
+    assert all(np.all(np.isfinite(v)) for v in runs[:3])
 
 
 @given(st.binary(max_size=300))

@@ -16,6 +16,7 @@ from scipy.special import ndtri
 from typer.testing import CliRunner
 
 from budgetopt import fit, plots
+from budgetopt import runs as runs_mod
 from budgetopt import scenario as scn
 from budgetopt.audit import Model, audit_model
 from budgetopt.cli import app
@@ -101,7 +102,7 @@ def test_compute_is_count_hours_seconds_peak_mfu_of_the_same_uniforms(draws):
 @pytest.fixture(scope="module")
 def noise_free():
     rows = make_runs.make_runs(**BESIROGLU, sizes_per_budget=9, noise=0.0)
-    return fit.Runs(*(np.log(np.array([r[i] for r in rows])) for i in (0, 1, 3))), rows
+    return runs_mod.Runs(*(np.log(np.array([r[i] for r in rows])) for i in (0, 1, 3))), rows
 
 
 def test_approach3_recovers_all_five_parameters_from_noise_free_runs(noise_free):

@@ -1,0 +1,164 @@
+"""Training runs from a CSV file: one ladder, or several in one file (``group`` columns), rows
+filtered by value (``where``), with the nominal compute budget of each run's isoFLOP curve when
+the file gives one.
+
+Units: parameters and tokens are counts, the budget is FLOPs, the loss is nats per token; all
+are stored as natural logs in float64. Errors name the row (1 = first data row) and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import InputError, ParameterError
+from .files import read_text
+
+MIN_RUNS = 5
+
+
+class Runs(NamedTuple):
+    """Training runs: natural logs of parameters, tokens and final loss; ``log_c``: log of the
+    budget the file gives (FLOPs; None when it gives none: then 6·N·D is the budget); ``rows``:
+    where each run came from."""
+
+    log_n: np.ndarray
+    log_d: np.ndarray
+    log_l: np.ndarray
+    log_c: np.ndarray | None = None
+    rows: np.ndarray | None = None  # each run's data row in the file (1 = first), for the reports
+    metric: np.ndarray | None = None  # a downstream metric per run (``metric_col``), as given
+
+    @property
+    def log_budget(self) -> np.ndarray:
+        """The budget of each run: the file's, else log(6·N·D)."""
+        return self.log_c if self.log_c is not None else math.log(6.0) + self.log_n + self.log_d
+
+    def subset(self, keep: np.ndarray) -> Runs:
+        """The runs where ``keep`` (a boolean mask or index array)."""
+        return Runs(*(None if v is None else v[keep] for v in self))
+
+
+def parse_where(items: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """``COL=VALUE`` filters -> (column, value) pairs."""
+    out = []
+    for item in items:
+        col, sep, value = item.partition("=")
+        if not sep or not col.strip():
+            raise ParameterError("where", f"expected COL=VALUE, got {item!r}")
+        out.append((col.strip(), value.strip()))
+    return out
+
+
+def parse_group(text: str | None) -> list[str]:
+    """``COL[,COL]`` -> column names (empty: one group)."""
+    if text is None:
+        return []
+    cols = [c.strip() for c in text.split(",")]
+    if not all(cols):
+        raise ParameterError("group", f"expected COL or COL,COL, got {text!r}")
+    return cols
+
+
+def _number(row: list[str], i: int, r: int, name: str, positive: bool = True) -> float:
+    cell = row[i].strip() if i < len(row) else ""
+    try:
+        v = float(cell)
+    except ValueError:
+        raise InputError(f"row {r}, column {name!r}", f"cannot read {cell!r} as a number") from None
+    if not positive and not math.isfinite(v):
+        raise InputError(f"row {r}, column {name!r}", f"must be a finite number, got {cell!r}")
+    if positive and (not math.isfinite(v) or v <= 0):
+        raise InputError(f"row {r}, column {name!r}", f"must be a positive finite number, got {cell!r}")
+    return v
+
+
+def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_col: str = "flops",
+                loss_col: str = "loss", group: Sequence[str] = (), where: Sequence[tuple[str, str]] = (),
+                drop_highest: int = 0, loss_min: float | None = None, loss_max: float | None = None,
+                min_runs: int = MIN_RUNS, metric_col: str | None = None) -> dict[str, Runs]:
+    """The runs of ``path`` per group (key: the ``group`` columns' values joined by "/"; "all"
+    without groups), in file order. Tokens come from ``d_col`` or, when absent, from the budget:
+    D = C/(6N). The budget column ``c_col``, when present, is kept as each run's nominal budget.
+    ``where``: keep rows whose column equals the value (text, stripped). ``metric_col``: a
+    downstream metric to read too (any finite number). ``drop_highest``,
+    ``loss_min`` and ``loss_max`` filter each group; each must keep ``min_runs``."""
+    path = Path(path)
+    text = read_text(path, "runs", "a CSV of runs")
+    try:
+        rows = list(csv.reader(text.splitlines()))
+    except csv.Error as e:  # e.g. a cell over the csv module's field size limit
+        raise ParameterError("runs", f"{path} is not a readable CSV: {e}") from None
+    if not rows:
+        raise ParameterError("runs", f"{path} is empty")
+    header = [h.strip() for h in rows[0]]
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise ParameterError("runs", f"duplicate column {dup[0]!r} in the header")
+    col = {h: i for i, h in enumerate(header)}
+    named = ([(n_col, "n_col"), (loss_col, "loss_col")] + [(g, "group") for g in group] + [(w, "where") for w, _ in where]
+             + ([(metric_col, "metric_col")] if metric_col is not None else []))
+    for name, flag in named:
+        if name not in col:
+            hint = next((f" (the header looks separated by {sep!r}; budgetopt reads comma-separated CSV)"
+                         for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), "")
+            raise ParameterError(flag, f"column {name!r} not in {path.name}; columns: {', '.join(header)}{hint}")
+    use_d, use_c = d_col in col, c_col in col
+    if not use_d and not use_c:
+        raise ParameterError("d_col", f"need a tokens column ({d_col!r}) or a compute column ({c_col!r}); columns: {', '.join(header)}")
+    cells: dict[str, list] = {}
+    seen: dict[str, set] = {w: set() for w, _ in where}
+    for r, row in enumerate(rows[1:], start=1):
+        if not any(c.strip() for c in row):
+            continue
+        text_of = {w: (row[col[w]].strip() if col[w] < len(row) else "") for w, _ in where}
+        for w in seen:
+            seen[w].add(text_of[w])
+        if any(text_of[w] != v for w, v in where):
+            continue
+        key = "/".join((row[col[g]].strip() if col[g] < len(row) else "") for g in group) or "all"
+        n = _number(row, col[n_col], r, n_col)
+        c = _number(row, col[c_col], r, c_col) if use_c else None
+        d = _number(row, col[d_col], r, d_col) if use_d else c / (6 * n)
+        m = _number(row, col[metric_col], r, metric_col, positive=False) if metric_col is not None else None
+        cells.setdefault(key, []).append((n, d, _number(row, col[loss_col], r, loss_col), c, r, m))
+    if not cells:
+        w, v = next(((w, v) for w, v in where if v not in seen[w]), where[0] if where else ("", ""))
+        values = ", ".join(sorted(seen.get(w, ()))[:12]) or "none"
+        raise ParameterError("where" if where else "runs", f"no row has {w} = {v!r}; values: {values}" if where
+                             else f"{path} has no runs; a fit needs at least {min_runs}")
+    if drop_highest < 0:
+        raise ParameterError("drop_highest", f"must be >= 0, got {drop_highest}")
+    out = {}
+    for key, vals in cells.items():
+        a = np.array([v[:3] for v in vals], np.float64)
+        keep = np.ones(len(a), bool)
+        if drop_highest:
+            keep[np.argsort(-a[:, 2], kind="stable")[:drop_highest]] = False
+        if loss_min is not None:
+            keep &= a[:, 2] >= loss_min
+        if loss_max is not None:
+            keep &= a[:, 2] <= loss_max
+        if keep.sum() < min_runs:
+            where_ = f" in group {key!r}" if group else ""
+            raise ParameterError("runs", f"{int(keep.sum())} runs left{where_} after filtering; a fit needs at least {min_runs}")
+        log_c = np.log(np.array([v[3] for v in vals], np.float64))[keep] if use_c else None
+        metric = np.array([v[5] for v in vals], np.float64)[keep] if metric_col is not None else None
+        out[key] = Runs(*np.log(a[keep].T), log_c, np.array([v[4] for v in vals])[keep], metric)
+    return out
+
+
+def read_runs(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_col: str = "flops",
+              loss_col: str = "loss", drop_highest: int = 0, loss_min: float | None = None,
+              loss_max: float | None = None) -> Runs:
+    """The runs of ``path`` as one ladder (``read_groups`` without groups or filters)."""
+    return read_groups(path, n_col, d_col, c_col, loss_col, drop_highest=drop_highest, loss_min=loss_min,
+                       loss_max=loss_max)["all"]
+
+
+__all__ = ["MIN_RUNS", "Runs", "parse_where", "parse_group", "read_groups", "read_runs"]
