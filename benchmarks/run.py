@@ -54,6 +54,11 @@ def main(argv=None):
 
         fi = bench_fit.main(["--scipy-starts", "450"] + rec)
         rows.append(("Approach-3 fit vs SciPy loop", f"{fi['budgetopt_s']['median']:.2f} s", f"{fi['ratio']:.1f}×", "≥ 100×"))
+        import bench_vpnls
+
+        vp = bench_vpnls.main(rec)
+        rows.append(("VPNLS, 8 ladders x 1001 fits in one call, vs SciPy loop", f"{vp['budgetopt_fits_per_s']:,.0f} fits/s",
+                     f"{vp['ratio']:.0f}×", "8008 fits in one call"))
     else:
         rows.append(("data-constrained solver, Approach-3 fit", "skipped", "—", "SciPy not installed (baseline)"))
     print(f"\n## Summary ({jax.default_backend()}, {jax.device_count()} devices, {time.time() - t0:.0f} s)\n")

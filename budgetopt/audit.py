@@ -22,6 +22,7 @@ from . import units
 from .allocation import Budget, allocate, compute_for_loss, log_compute_for_loss, method_for
 from .errors import ParameterError
 from .laws import LawSpec, Parametric, has_loss, loss, to_array_law
+from .validity import extrapolation
 
 NEAR_MULTIPLIER = 1.25  # the optimal allocation would reach the same loss with >= 80 % of the compute
 NEAR_RATIO = 2.0  # allocation rules: D/N within a factor 2 of the rule's ratio
@@ -81,6 +82,9 @@ def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIE
     row = {"name": m.name, "params": m.params, "tokens": m.tokens, "flops": c,
            "flops_published": m.flops is not None, "tokens_per_param": m.tokens / m.params,
            "optimal_params": n_opt, "optimal_tokens": d_opt}
+    ext = extrapolation(spec.validity, m.params, m.tokens, c)
+    if ext is not None:
+        row["extrapolation"] = ext
     if not has_loss(spec.params):
         k = float(spec.params.ratio)
         ratio = (m.tokens / m.params) / k

@@ -26,6 +26,7 @@ from .report import (
     convergence_warning,
     emit,
     fit_report,
+    forecast_report,
     launch_report,
     record_table,
     sweep_report,
@@ -39,8 +40,8 @@ EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
 
 #: library parameter names a command takes under another name (arguments, short flags)
 _NAMES = {"output": "-o", "runs": "RUNS", "results": "FILES", "kind": "KIND", "scenario": "SCENARIO",
-          "sweep_file": "--sweep"}
-_COMMAND_NAMES = {"convert": {"flops": "VALUE"}}
+          "sweep_file": "--sweep", "forecast_file": "--forecast"}
+_COMMAND_NAMES = {"convert": {"flops": "VALUE"}, "fit": {"target": "--at"}}
 
 
 def flag_of(name: str, command: str | None = None) -> str:
@@ -273,7 +274,12 @@ def optimize(
     notes = [f"law: {spec.name} — {spec.describe()}", f"source: {spec.source}"]
     if cons.has_inference:
         notes.append("with inference tokens the budget is lifetime FLOPs = 6·N·D + 2·N·D_inference")
+    ext = rec.get("extrapolation")
+    if ext is not None:
+        notes.append(f"validity: {ext['note']}")
     _print(rec, fmt, output, "budgetopt optimize", notes)
+    for w in (ext or {}).get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     if not rec["converged"]:
         print("warning: the solve did not converge; the answer is not reliable", file=sys.stderr)
         return EXIT_NOT_CONVERGED
@@ -502,30 +508,40 @@ class _progress:
 @app.command()
 def fit(
     runs: Path = typer.Argument(..., help="CSV of training runs: params, tokens (or flops), loss"),
-    approach: int = typer.Option(3, help="3: parametric Huber fit; 2: IsoFLOP parabolas"),
-    bootstrap: int = typer.Option(0, help="bootstrap replicates (Approach 3)"),
+    approach: str = typer.Option("3", help="3: parametric Huber fit; 2: IsoFLOP parabolas; vpnls: variable projection; "
+                                           "all: the three side by side"),
+    bootstrap: int = typer.Option(0, help="bootstrap replicates (Approach 3, VPNLS)"),
     seed: int = typer.Option(0, help="seed of the bootstrap resampling"),
     n_col: str = typer.Option("params", help="column of parameter counts"),
     d_col: str = typer.Option("tokens", help="column of training tokens"),
-    c_col: str = typer.Option("flops", help="column of compute (used when there is no tokens column)"),
+    c_col: str = typer.Option("flops", help="column of each run's compute budget: groups isoFLOP curves (Approach 2); "
+                                            "gives tokens = C/6N when there is no tokens column"),
     loss_col: str = typer.Option("loss", help="column of final losses"),
     drop_highest: int = typer.Option(0, help="drop the K highest losses"),
     loss_min: Optional[float] = typer.Option(None, help="keep runs with loss >= this"),
     loss_max: Optional[float] = typer.Option(None, help="keep runs with loss <= this"),
     delta: float = typer.Option(1e-3, help="Huber delta (Approach 3)"),
     tolerance: float = typer.Option(0.05, help="relative compute tolerance grouping runs into budgets (Approach 2)"),
+    group: Optional[str] = typer.Option(None, help="fit each group of rows: COL or COL,COL (e.g. experiment)"),
+    where: Optional[list[str]] = typer.Option(None, help="keep rows where COL=VALUE (repeatable)"),
+    at: Optional[str] = typer.Option(None, help="compare the allocations at this budget (FLOPs) [default: 5.76e23]"),
+    outlier_k: float = typer.Option(5.0, help="flag runs whose residual is over K robust SDs (1.4826 MAD) from the median"),
+    exclude_outliers: bool = typer.Option(False, "--exclude-outliers", help="refit without the flagged runs"),
     fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the fitted law (JSON) here"),
 ):
-    """Fit a scaling law to your own training runs (Approach 3 with bootstrap, or Approach 2)."""
+    """Fit scaling laws to your own runs: Approach 3, Approach 2, VPNLS or all three, per group."""
     from .files import check_outputs
     from .fit import fit_file
+    from .runs import parse_group, parse_where
 
     check_format(fmt, ("table", "json"))
     check_outputs({"output": output}, {"runs": runs})
     res = fit_file(runs, approach=approach, bootstrap=bootstrap, seed=seed, n_col=n_col, d_col=d_col, c_col=c_col,
                    loss_col=loss_col, drop_highest=drop_highest, loss_min=loss_min, loss_max=loss_max, delta=delta,
-                   tolerance=tolerance)
+                   tolerance=tolerance, group=parse_group(group), where=parse_where(where or []),
+                   target=None if at is None else parse_number(at, "at", units="flops"), outlier_k=outlier_k,
+                   exclude_outliers=exclude_outliers)
     if output is not None:
         write_atomic(output, to_json(res))
     if fmt == "json":
@@ -533,7 +549,52 @@ def fit(
         return 0
     sys.stdout.write(fit_report(res))
     if output is not None:
-        sys.stdout.write(f"wrote {output} (use it with `optimize --law-file` or a scenario's law.file)\n")
+        use = isinstance(res, dict) and res["approach"] in (3, "vpnls")
+        sys.stdout.write(f"wrote {output}" + (" (use it with `optimize --law-file` or a scenario's law.file)" if use else "") + "\n")
+    return 0
+
+
+@app.command()
+def forecast(
+    runs: Optional[Path] = typer.Argument(None, help="CSV of runs with a metric column (omit to use a preset's published link)"),
+    metric: Optional[str] = typer.Option(None, help="the metric column (e.g. an average accuracy or error)"),
+    link: str = typer.Option("exp", help="exp: err = eps - k exp(-gamma L) (Gadre et al.); sigmoid: a/(1+exp(-k(L-l0)))+b"),
+    params: Optional[str] = typer.Option(None, help="target model: parameters (with --tokens)"),
+    tokens: Optional[str] = typer.Option(None, help="target model: training tokens (with --params)"),
+    flops: Optional[str] = typer.Option(None, help="target: the compute-optimal run of this budget"),
+    law: Optional[str] = typer.Option(None, help="a parametric preset for step 1 [default: the law fitted to the runs]"),
+    bootstrap: int = typer.Option(200, help="bootstrap replicates: both steps refitted per replicate"),
+    seed: int = typer.Option(0, help="seed of the bootstrap"),
+    level: float = typer.Option(0.9, help="interval level"),
+    n_col: str = typer.Option("params", help="column of parameter counts"),
+    d_col: str = typer.Option("tokens", help="column of training tokens"),
+    c_col: str = typer.Option("flops", help="column of compute (tokens = C/6N without a tokens column)"),
+    loss_col: str = typer.Option("loss", help="column of final losses"),
+    where: Optional[list[str]] = typer.Option(None, help="keep rows where COL=VALUE (repeatable)"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
+    output: Optional[Path] = OUT,
+):
+    """Forecast a downstream metric of a target run: compute -> loss -> metric, with an interval."""
+    from .files import check_outputs
+    from .forecast import forecast_file, forecast_preset
+    from .laws import resolve_law
+    from .runs import parse_where
+
+    check_format(fmt, ("table", "json"))
+    check_outputs({"output": output}, {"runs": runs} if runs is not None else {})
+    target = {"params": _num(params, "--params"), "tokens": _num(tokens, "--tokens"), "flops": _num(flops, "--flops", "flops")}
+    spec = resolve_law(law) if law is not None else None
+    if runs is None:
+        if metric is not None:
+            raise InputError("--metric", "needs a runs file (RUNS)")
+        res = forecast_preset(spec if spec is not None else resolve_law("gadre2024-rpj"), **target)
+    else:
+        if metric is None:
+            raise InputError("--metric", "name the metric column of RUNS")
+        res = forecast_file(runs, metric, n_col=n_col, d_col=d_col, c_col=c_col, loss_col=loss_col,
+                            where=parse_where(where or []), link=link, law=spec, bootstrap=bootstrap, seed=seed,
+                            level=level, **target)
+    emit(to_json(res) if fmt == "json" else forecast_report(res), output)
     return 0
 
 
@@ -564,7 +625,7 @@ def audit(
                                      flops=_num(flops, "--flops", "flops"), name=name)
     with _precision(None):
         rows = audit_lib.audit(models, spec, near_multiplier, near_ratio)
-    cols, notes = audit_notes(spec, near_multiplier, near_ratio)
+    cols, notes = audit_notes(spec, near_multiplier, near_ratio, rows)
     _print(rows, fmt, output, f"budgetopt audit — law {spec.name}: {spec.describe()}", columns=cols, notes=notes,
            optional=["loss", "tokens_per_param", "optimal_tokens", "flops", "loss_gap"])
     return 0
@@ -572,11 +633,12 @@ def audit(
 
 @app.command()
 def plot(
-    kind: str = typer.Argument(..., help="frontier | isoflop | loss-vs-compute | sweep"),
+    kind: str = typer.Argument(..., help="frontier | isoflop | loss-vs-compute | sweep | forecast"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="PNG or SVG file [default: KIND.png]"),
     law: Optional[list[str]] = typer.Option(None, help="law preset(s) [default: hoffmann2022 and besiroglu2024]"),
     law_file: Optional[Path] = typer.Option(None, help="a fitted law file (added to the laws)"),
     sweep_file: Optional[Path] = typer.Option(None, "--sweep", help="sweep JSON (`sweep -f json -o FILE`) for KIND sweep"),
+    forecast_file: Optional[Path] = typer.Option(None, "--forecast", help="forecast JSON (`forecast -f json -o FILE`)"),
     runs: Optional[Path] = typer.Option(None, help="runs CSV to overlay on the isoflop plot (params, tokens|flops, loss)"),
     min_flops: str = typer.Option("1e18", help="left end of the compute axis"),
     max_flops: str = typer.Option("1e27", help="right end of the compute axis"),
@@ -584,14 +646,15 @@ def plot(
     height: float = typer.Option(0.0, help="figure height in inches [default: per kind]"),
     dpi: int = typer.Option(100, help="PNG resolution"),
 ):
-    """Draw the figures: frontier, isoflop, loss-vs-compute, sweep."""
+    """Draw the figures: frontier, isoflop, loss-vs-compute, sweep, forecast."""
     from .plots import draw
 
     _setup()
     with _precision(None):
         out = draw(kind, output, law=law, law_file=law_file, sweep_file=sweep_file, runs=runs,
                    min_flops=parse_number(min_flops, "--min-flops", units="flops"),
-                   max_flops=parse_number(max_flops, "--max-flops", units="flops"), width=width, height=height, dpi=dpi)
+                   max_flops=parse_number(max_flops, "--max-flops", units="flops"), width=width, height=height, dpi=dpi,
+                   forecast_file=forecast_file)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -23,6 +23,7 @@ from .laws import LawSpec, has_loss, loss, to_array_law
 from .memory import Layout, memory, smallest_fit
 from .plan import Cluster, Constraints, check_energy, optimize
 from .shape import Shape, check_convention, shape_for
+from .validity import extrapolation
 
 RECOMPUTE_FACTOR = 4.0 / 3.0  # full recomputation runs the forward twice: (1 + 1 + 2) / 3
 
@@ -113,6 +114,10 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, hardware: Cluster 
                   "grad_accumulation": sequences / per_step})
     rec["batch"] = batch
     rec["warnings"] = []
+    ext = extrapolation(spec.validity, n_real, d_real)
+    if ext is not None:
+        rec["extrapolation"] = ext
+        rec["warnings"] += ext["warnings"]
     if sequences % per_step:
         rec["warnings"].append(f"the batch of {sequences} sequences is not a whole number of steps of dp x micro-batch = "
                                f"{per_step}: gradient accumulation of {sequences / per_step:.3g} micro-steps is not possible; "

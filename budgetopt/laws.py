@@ -21,7 +21,9 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .errors import InputError, ParameterError
 from .files import load_json, load_toml
+from .links import check as check_link
 from .units import TRAIN_FLOPS_PER_PARAM_TOKEN
+from .validity import Validity, from_mapping
 
 LOG6 = math.log(TRAIN_FLOPS_PER_PARAM_TOKEN)  # C = 6ND
 
@@ -153,6 +155,8 @@ class LawSpec:
     source: str = ""
     covariance: np.ndarray | None = None  # (log A, log B, log E, alpha, beta) order
     draws: np.ndarray | None = None  # bootstrap draws, rows in the covariance order
+    validity: Validity | None = None  # the range of the runs it was fitted on
+    link: dict | None = None  # a published loss -> downstream-metric link (``links``)
 
     @property
     def kind(self) -> str:
@@ -286,11 +290,14 @@ def get_preset(name: str, ratio: float | None = None) -> LawSpec:
     if name not in data or "kind" not in data[name]:
         raise ParameterError("law", f"unknown law {name!r}; known: {', '.join(preset_names())}")
     e = data[name]
+    valid = from_mapping(e["validity"], name) if "validity" in e else None
     if e["kind"] == "parametric":
         cov = np.asarray(e["covariance"], dtype=np.float64) if "covariance" in e else None
-        return LawSpec(name, parametric_from_mapping(e, name), e["source"], covariance=cov)
+        return LawSpec(name, parametric_from_mapping(e, name), e["source"], covariance=cov, validity=valid,
+                       link=check_link(e["link"], f"{name}.link") if "link" in e else None)
     if e["kind"] == "kaplan":
-        return LawSpec(name, Kaplan(math.log(e["Nc"]), math.log(e["Dc"]), e["alpha_N"], e["alpha_D"]), e["source"])
+        return LawSpec(name, Kaplan(math.log(e["Nc"]), math.log(e["Dc"]), e["alpha_N"], e["alpha_D"]), e["source"],
+                       validity=valid)
     r = float(e["ratio"] if ratio is None else ratio)
     if not (r > 0 and math.isfinite(r)):
         raise ParameterError("ratio", f"tokens per parameter must be a positive number, got {r}")
@@ -340,7 +347,9 @@ def law_from_file(path: str | Path) -> LawSpec:
     if cov is not None and (not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-12)
                             or np.linalg.eigvalsh(0.5 * (cov + cov.T)).min() < -1e-9 * max(1.0, np.abs(cov).max())):
         raise InputError(f"{path.name}.bootstrap.cov", "must be a symmetric positive semi-definite 5x5 matrix")
-    return LawSpec(str(m.get("name", path.stem)), params, f"fitted file {path}", covariance=cov, draws=draws)
+    valid = from_mapping(m["validity"], path.name) if isinstance(m.get("validity"), dict) else None
+    return LawSpec(str(m.get("name", path.stem)), params, f"fitted file {path}", covariance=cov, draws=draws,
+                   validity=valid)
 
 
 def resolve_law(law: str | None = None, law_params: str | None = None, law_file: str | None = None,

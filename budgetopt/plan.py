@@ -18,6 +18,7 @@ from .allocation import Allocation, Budget, allocate, compute_for_loss, method_f
 from .errors import ParameterError
 from .hardware import Accelerator, check_dtype, get_accelerator, load_catalog
 from .laws import LawSpec, Parametric, data_constrained, has_loss, irreducible_loss, loss, to_array_law
+from .validity import extrapolation
 
 DEFAULT_MFU = 0.4
 MIN_FLOPS = 6.0  # one parameter trained on one token
@@ -265,6 +266,9 @@ def optimize(spec: LawSpec, *, flops: float | None = None, hardware: Cluster | N
     if hardware is not None:
         train = rec.get("train_flops", flops - rec["unused_flops"])
         rec.update(hardware.describe(train, price_per_hour))
+    ext = extrapolation(spec.validity, rec["params"], rec["tokens"], rec.get("train_flops", flops - rec["unused_flops"]))
+    if ext is not None:
+        rec["extrapolation"] = ext
     return rec
 
 

@@ -20,7 +20,7 @@ from .errors import ParameterError
 from .files import to_bytes, write_atomic
 from .laws import has_loss
 
-KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep")
+KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast")
 
 
 def _plt():
@@ -285,13 +285,48 @@ def _check_output(path: Path) -> str:
     return ext
 
 
+def forecast(result: Any, width: float = 7.0, height: float = 4.8):
+    """Metric against loss: the runs, the fitted link, and the forecast with its interval in
+    loss (horizontal) and in the metric (vertical)."""
+    from .links import PARAMS, predict
+
+    try:
+        lk, runs, lo, me = result["link"], result["runs"], result["loss"], result["metric"]
+        theta = {k: lk[k] for k in PARAMS[lk["kind"]]}
+        loss, metric = np.asarray(runs["loss"], np.float64), np.asarray(runs["metric"], np.float64)
+    except (KeyError, TypeError):
+        raise ParameterError("forecast_file", "not a forecast JSON with runs (write one with "
+                                              "`budgetopt forecast RUNS ... -f json -o FILE`)") from None
+    fig, (ax,) = _fig(width, height, 1)
+    left = min(loss.min(), lo["low"]) - 0.05
+    xs = np.linspace(left, loss.max() + 0.05, 200)
+    ax.scatter(loss, metric, s=14, color="0.35", label=f"runs ({len(loss)})", zorder=3)
+    ax.plot(xs, np.asarray(predict({"kind": lk["kind"], **theta}, xs)), color="C0", label=f"fitted {lk['kind']} link")
+    ax.errorbar([lo["point"]], [me["point"]], xerr=[[lo["point"] - lo["low"]], [lo["high"] - lo["point"]]],
+                yerr=[[me["point"] - me["low"]], [me["high"] - me["point"]]], fmt="o", color="C3", capsize=4, zorder=4,
+                label=f"forecast, {result['level']:.0%} interval")
+    ax.axvspan(lo["low"], lo["high"], color="C3", alpha=0.12, lw=0)
+    ax.axhspan(me["low"], me["high"], color="C3", alpha=0.12, lw=0)
+    t = result["target"]
+    ax.set_xlabel("loss (nats/token)")
+    ax.set_ylabel(result.get("metric_col", "metric"))
+    ax.set_title(f"Forecast for N = {t['params']:.3g}, D = {t['tokens']:.3g} ({t['flops']:.2g} FLOPs)\n"
+                 f"{result['metric_col'] if 'metric_col' in result else 'metric'} = {me['point']:.3g} "
+                 f"[{me['low']:.3g}, {me['high']:.3g}]; law {result['law']}", fontsize=9)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None = None, law_file: str | Path | None = None,
          sweep_file: str | Path | None = None, runs: str | Path | None = None, min_flops: float = 1e18,
-         max_flops: float = 1e27, width: float = 0.0, height: float = 0.0, dpi: int = 100) -> Path:
+         max_flops: float = 1e27, width: float = 0.0, height: float = 0.0, dpi: int = 100,
+         forecast_file: str | Path | None = None) -> Path:
     """Draw figure ``kind`` (one of KINDS) and save it to ``output`` (PNG or SVG; default
     KIND.png); returns the path. ``law``: preset names (default hoffmann2022 and
     besiroglu2024), ``law_file`` adds a fitted law; ``sweep_file``: a sweep JSON for ``sweep``
-    (default: a small built-in sweep); ``runs``: a runs CSV overlaid on ``isoflop``; compute
+    (default: a small built-in sweep); ``forecast_file``: a forecast JSON for ``forecast``;
+    ``runs``: a runs CSV overlaid on ``isoflop``; compute
     axis from ``min_flops`` to ``max_flops`` FLOPs; size in inches (0 = the kind's default)."""
     from .files import load_json
     from .laws import law_from_file, resolve_law
@@ -316,9 +351,13 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
     elif kind == "loss-vs-compute":
         fig = loss_vs_compute(specs, min_flops, max_flops, **size)
     elif kind == "isoflop":
-        from .fit import read_runs
+        from .runs import read_runs
 
         fig = isoflop(specs[-1], runs=read_runs(runs) if runs else None, **size)
+    elif kind == "forecast":
+        if forecast_file is None:
+            raise ParameterError("forecast_file", "plot forecast needs a forecast JSON: `budgetopt forecast RUNS ... -f json -o FILE`")
+        fig = forecast(load_json(forecast_file, "forecast_file", "a forecast JSON output"), **size)
     else:
         if sweep_file is not None:
             res = load_json(sweep_file, "sweep_file", "a sweep JSON output")

@@ -83,7 +83,7 @@ def to_csv(rows: list[dict]) -> str:
     w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if v is None else v) for k, v in _clean(r).items()})
+        w.writerow({k: ("" if v is None else json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in _clean(r).items()})
     return buf.getvalue()
 
 
@@ -202,39 +202,129 @@ def sweep_report(res: dict) -> str:
                 plan[f"{label}, p5 / p50 / p95"] = " / ".join(fmt.format(v[k] * scale) for k in ("p05", "p50", "p95"))
         text += to_table([{"quantity": k, "value": v} for k, v in plan.items()],
                          title="Run plan of the recommended size ([plan]; `budgetopt plan` for the full table)")
+    if res.get("extrapolation"):
+        ext = res["extrapolation"]
+        text += textwrap.fill(f"validity (the recommendation at the median budget): {ext['note']}", table_width()) + "\n"
+        text += "".join(f"warning: {w}\n" for w in ext["warnings"])
     run = res["run"]
     text += (f"backend {run['backend']} × {run['devices']} device(s), {run['processes']} process(es), chunk {run['chunk_size']:,}, "
              f"{'float64' if run['x64'] else 'float32'}, {run['elapsed_s']:.1f} s\n")
     return text
 
 
-def fit_report(res: dict, width: int | None = None) -> str:
-    """A fit result (``fit.fit_file``) as text: the law or the IsoFLOP exponents, then warnings."""
-    if res["approach"] == 3:
-        rec = {k: res[k] for k in ("E", "A", "B", "alpha", "beta", "objective", "rmse_log_loss", "n_runs", "converged")}
+APPROACH_NAMES = {2: "Approach 2", 3: "Approach 3", "vpnls": "VPNLS"}
+
+
+def _fit_row(res: dict, group: str | None = None) -> dict:
+    """One fit as a row of the grouped / side-by-side table."""
+    at = res["at"]
+    row = {"group": group} if group is not None else {}
+    row.update({"approach": APPROACH_NAMES[res["approach"]],
+                "alpha": format_float(res["alpha"], 4) if "alpha" in res else "-",
+                "beta": format_float(res["beta"], 4) if "beta" in res else "-", "a": f"{res['a']:.3f}",
+                "N*": format_count(at["params"]), "D*/N*": format_float(at["tokens_per_param"], 3),
+                "runs": str(res["n_runs"]), "outliers": str(len(res.get("dropped", res.get("outliers", [])))),
+                "converged": human("converged", res.get("converged", True))})
+    return row
+
+
+def fit_report(res: dict | list, width: int | None = None) -> str:
+    """A fit result (``fit.fit_file``) as text: one law or the IsoFLOP exponents with the
+    allocation at the target budget, or a table with a row per group and approach; then the
+    outliers (or what was dropped, and how far that moved the answer) and the warnings."""
+    records = res if isinstance(res, list) else [res]
+    single = not isinstance(res, list) and res["approach"] != "all"
+    text = ""
+    if single and res["approach"] in (3, "vpnls"):
+        keys = ("E", "A", "B", "alpha", "beta", "objective" if res["approach"] == 3 else "rss", "rmse_log_loss", "n_runs",
+                "converged")
+        rec = {k: res[k] for k in keys}
         for k, v in res.get("bootstrap", {}).get("ci95", {}).items():
             rec[f"{k} 95% CI"] = f"[{v[0]:.4g}, {v[1]:.4g}]"
-        text = record_table(rec, title=f"budgetopt fit — Approach 3 on {res['n_runs']} runs", width=width)
+        text = record_table(rec, title=f"budgetopt fit — {APPROACH_NAMES[res['approach']]} on {res['n_runs']} runs", width=width)
         text += textwrap.fill(f"compute-optimal N ∝ C^{res['a']:.3f}; {res['method']}", width or table_width()) + "\n"
-    else:
-        rec = {k: res[k] for k in ("a", "b", "tokens_per_param_at_5.76e23", "n_runs")}
+    elif single:
+        rec = {k: res[k] for k in ("a", "b", "n_runs")}
+        rec["grouped by"] = res["grouped_by"]
         text = record_table(rec, title=f"budgetopt fit — Approach 2 (IsoFLOP) on {len(res['budgets'])} budgets", width=width)
-    return text + "".join(f"warning: {w}\n" for w in res.get("warnings", []))
+    else:
+        rows = []
+        for r in records:
+            fits = r["fits"].values() if r["approach"] == "all" else [r]
+            rows += [_fit_row(f, r.get("group")) for f in fits]
+        target = records[0]["at"] if records[0]["approach"] == "all" else records[0]["at"]["flops"]
+        title = (f"budgetopt fit — {len(records)} group(s), " if "group" in records[0] else "budgetopt fit — ") + \
+                f"N* and D*/N* at {format_sci(target)} FLOPs"
+        notes = [f"{r['group'] + ': ' if 'group' in r else ''}N* differs by "
+                 f"x{r['spread']['params_max_over_min']:.3g} between the approaches "
+                 "(max / min), an uncertainty of the method" for r in records if r["approach"] == "all"]
+        text = to_table(rows, title=title, notes=notes, width=width, optional=["runs", "converged", "beta"])
+    for r in records:
+        label = f"{r['group']}: " if "group" in r else ""
+        fits = list(r["fits"].values()) if r["approach"] == "all" else [r]
+        if single:
+            at = r["at"]
+            text += (f"at {format_sci(at['flops'])} FLOPs: N* = {format_count(at['params'])}, D* = {format_count(at['tokens'])} "
+                     f"({format_float(at['tokens_per_param'], 3)} tokens per parameter)\n")
+        for f in fits:
+            name = "" if single else f"{APPROACH_NAMES[f['approach']]}: "
+            if f.get("dropped"):
+                m = f["moved_by_exclusion"]
+                rows_ = ", ".join(str(d["row"]) for d in f["dropped"])
+                text += textwrap.fill(f"{label}{name}dropped {len(f['dropped'])} outlier(s) ({f['outlier_rule']}): rows {rows_}; "
+                                      f"N* at the target moved {m['params_at_target']:+.2%}", width or table_width()) + "\n"
+            elif f.get("outliers"):
+                rows_ = ", ".join(str(d["row"]) for d in f["outliers"])
+                text += textwrap.fill(f"{label}{name}{len(f['outliers'])} outlier(s) ({f['outlier_rule']}): rows {rows_}; "
+                                      "--exclude-outliers refits without them", width or table_width()) + "\n"
+        text += "".join(textwrap.fill(f"warning: {label}{w}", width or table_width(), break_on_hyphens=False) + "\n"
+                        for w in r.get("warnings", []))
+    return text
 
 
-def audit_notes(spec, near_multiplier: float, near_ratio: float) -> tuple[list[str], list[str]]:
+def audit_notes(spec, near_multiplier: float, near_ratio: float, rows: list[dict] = ()) -> tuple[list[str], list[str]]:
     """(columns, notes) of the audit table under ``spec``: allocation rules are judged by D/N,
-    laws with a loss by the compute multiplier."""
+    laws with a loss by the compute multiplier; a last note names the models outside the law's
+    fitted range in shape (tokens per parameter, or size below the smallest fitted)."""
     from .laws import has_loss
+
+    shape = [r["name"] for r in rows if r.get("extrapolation", {}).get("warnings")]
+    validity = ([f"validity: {spec.name} was fitted on {spec.validity.fitted_on}; outside it in shape (verdicts untested): "
+                 f"{', '.join(shape)}"] if shape else [])
 
     cols = ["name", "params", "tokens", "tokens_per_param", "flops", "optimal_params", "optimal_tokens"]
     if not has_loss(spec.params):
         return (cols + ["ratio_to_rule", "verdict"],
-                [f"near-optimal: D/N within ×{near_ratio:g} of the rule's {float(spec.params.ratio):g}"])
+                [f"near-optimal: D/N within ×{near_ratio:g} of the rule's {float(spec.params.ratio):g}"] + validity)
     return (cols + ["loss", "loss_gap", "compute_multiplier", "verdict"],
             [f"near-optimal: the optimal allocation needs ≥ 1/{near_multiplier:g} of the compute for the same predicted "
              "loss; else under-trained (too many parameters, too few tokens) or over-trained (the reverse)",
-             "compute: published figure where there is one, else 6ND; compute_multiplier = C / C needed for the same loss"])
+             "compute: published figure where there is one, else 6ND; compute_multiplier = C / C needed for the same loss"]
+            + validity)
+
+
+def forecast_report(res: dict, width: int | None = None) -> str:
+    """A forecast (``forecast.forecast_runs`` or ``forecast_preset``) as a table: the target,
+    the loss and the metric with their intervals, the link; then the notes and warnings."""
+    t, lo, me, lk = res["target"], res["loss"], res["metric"], res["link"]
+
+    def with_band(v, digits):
+        return f"{v['point']:.{digits}f}" + (f" [{v['low']:.{digits}f}, {v['high']:.{digits}f}]" if "low" in v else "")
+
+    from .links import PARAMS
+
+    rec = {"target parameters N": format_count(t["params"]), "target tokens D": format_count(t["tokens"]),
+           "target compute (FLOPs)": format_sci(t["flops"]), "loss law": res["law"],
+           "forecast loss (nats/token)": with_band(lo, 4), f"forecast {res.get('metric_col', 'metric')}": with_band(me, 4),
+           "link": f"{lk['kind']}: " + ", ".join(f"{k} = {lk[k]:.4g}" for k in PARAMS[lk["kind"]])}
+    title = "budgetopt forecast — " + (f"{res['n_runs']} runs, " if "n_runs" in res else "published link, ")
+    notes = ([f"{res['level']:.0%} bootstrap interval over {res['replicates_used']} of {res['replicates']} replicates, "
+              "both steps refitted per replicate"] if "level" in res else ["no runs: the preset's published link, no interval"])
+    if res.get("extrapolation"):
+        notes.append(f"validity: {res['extrapolation']['note']}")
+    text = record_table(rec, title=title + "compute -> loss -> metric", notes=notes, width=width)
+    return text + "".join(textwrap.fill(f"warning: {w}", width or table_width(), break_on_hyphens=False) + "\n"
+                          for w in res.get("warnings", []))
 
 
 def bench_report(res: dict) -> str:
@@ -283,6 +373,8 @@ def launch_report(rec: dict, width: int | None = None) -> str:
                           "batch (tokens)": f"{b['tokens']:,.0f}", "optimizer steps": f"{b['steps']:,}",
                           "gradient accumulation": f"{b['grad_accumulation']:g}"},
                          title=f"Batch and learning rate: {b['law']}", notes=[f"source: {b['source']}"], width=width)
+    if rec.get("extrapolation"):
+        text += textwrap.fill(f"validity: {rec['extrapolation']['note']}", width or table_width()) + "\n"
     return text + "".join(f"warning: {w}\n" for w in rec.get("warnings", []))
 
 

@@ -9,3 +9,7 @@ mkdir -p docs
 "$BIN/budgetopt" sweep --example h100-cluster --samples 1e6 --candidates 32 -q -f json -o docs/sweep.json
 "$BIN/budgetopt" plot sweep --sweep docs/sweep.json -o docs/sweep.png
 rm -f docs/sweep.json
+"$BIN/python" scripts/make_runs.py --law gadre2024-rpj --metric --sizes 7 -o docs/forecast_runs.csv
+"$BIN/budgetopt" forecast docs/forecast_runs.csv --metric avg_err --flops 1e23 -f json -o docs/forecast.json
+"$BIN/budgetopt" plot forecast --forecast docs/forecast.json -o docs/forecast.png
+rm -f docs/forecast_runs.csv docs/forecast.json

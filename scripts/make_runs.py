@@ -4,8 +4,10 @@ and for the tests: isoFLOP grids (several model sizes at each of several compute
 in the Chinchilla paper's Approach 2 and Figure 4).
 
     python scripts/make_runs.py -o runs.csv [--law besiroglu2024] [--noise 0.005] [--seed 0]
+    python scripts/make_runs.py -o runs.csv --law gadre2024-rpj --metric   # + avg_err column
 
-Columns: params, tokens, flops, loss. Noise is multiplicative: loss * exp(N(0, noise)).
+Columns: params, tokens, flops, loss (and avg_err with --metric: the law's published link at
+the noise-free loss, plus N(0, --metric-noise)). Loss noise is multiplicative: loss * exp(N(0, noise)).
 """
 
 from __future__ import annotations
@@ -41,17 +43,28 @@ def main(argv=None):
     ap.add_argument("--noise", type=float, default=0.005)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sizes", type=int, default=9, help="model sizes per compute budget")
+    ap.add_argument("--metric", action="store_true", help="add avg_err from the law's published link (e.g. gadre2024-rpj)")
+    ap.add_argument("--metric-noise", type=float, default=0.005)
     args = ap.parse_args(argv)
     from budgetopt.laws import get_preset
+    from budgetopt.links import predict
 
-    p = get_preset(args.law).params
-    rows = make_runs(math.exp(p.log_E), math.exp(p.log_A), math.exp(p.log_B), p.alpha, p.beta,
-                     sizes_per_budget=args.sizes, noise=args.noise, seed=args.seed)
+    spec = get_preset(args.law)
+    if args.metric and spec.link is None:
+        ap.error(f"--metric needs a law with a published link (gadre2024-rpj), not {args.law}")
+    p = spec.params
+    E, A, B = math.exp(p.log_E), math.exp(p.log_A), math.exp(p.log_B)
+    rows = make_runs(E, A, B, p.alpha, p.beta, sizes_per_budget=args.sizes, noise=args.noise, seed=args.seed)
+    rng = np.random.default_rng(args.seed + 1)
     out = sys.stdout if args.output == "-" else open(args.output, "w", newline="")
     w = csv.writer(out)
-    w.writerow(["params", "tokens", "flops", "loss"])
+    w.writerow(["params", "tokens", "flops", "loss"] + (["avg_err"] if args.metric else []))
     for r in rows:
-        w.writerow([f"{v:.6g}" for v in r[:3]] + [f"{r[3]:.6f}"])
+        extra = []
+        if args.metric:
+            clean = E + A / r[0] ** p.alpha + B / r[1] ** p.beta
+            extra = [f"{float(predict(spec.link, clean)) + rng.normal(0, args.metric_noise):.6f}"]
+        w.writerow([f"{v:.6g}" for v in r[:3]] + [f"{r[3]:.6f}"] + extra)
     if out is not sys.stdout:
         out.close()
 

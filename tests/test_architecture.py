@@ -14,8 +14,9 @@ DOC = (ROOT / "docs" / "architecture.md").read_text()
 # The layers of docs/architecture.md, lowest first. A module may import its own layer and the ones before it.
 LAYERS = [
     {"errors", "interrupts", "files", "units", "devices"},
-    {"hardware", "laws", "allocation", "distributions", "summary", "shape", "memory"},
-    {"plan", "scenario", "fit", "audit", "sweep", "bench", "launch"},
+    {"hardware", "laws", "allocation", "distributions", "summary", "shape", "memory", "runs", "vpnls", "isoflop",
+     "validity", "links"},
+    {"plan", "scenario", "fit", "audit", "sweep", "bench", "launch", "forecast"},
     {"report", "plots", "cli", "__main__", "__init__"},
 ]
 

@@ -216,6 +216,7 @@ _BENCH = {
     "bench_solver.py": ["--problems", "4096", "--scipy-sample", "50", "--lbfgs-sample", "512", "--repeats", "1"],
     "bench_fit.py": ["--scipy-starts", "4", "--repeats", "1"],
     "bench_peer.py": [],
+    "bench_vpnls.py": ["--groups", "2", "--replicates", "7", "--scipy-fits", "2", "--repeats", "1"],
     "run.py": ["--help"],
 }
 

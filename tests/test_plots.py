@@ -48,11 +48,22 @@ def test_axes_are_log_scaled_where_they_should_be(sweep_json):
     assert "hoffmann2022" in labels and any("p05" in t for t in labels)
 
 
+@pytest.fixture(scope="module")
+def forecast_json(tmp_path_factory):
+    from budgetopt.forecast import forecast_runs
+    from tests.test_forecast import ladder
+
+    res = forecast_runs(ladder(np.random.default_rng(0)), flops=1e22, bootstrap=10)
+    f = tmp_path_factory.mktemp("fc") / "forecast.json"
+    f.write_text(json.dumps(res))
+    return f
+
+
 @pytest.mark.parametrize("kind", plots.KINDS)
-def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json):
+def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json, forecast_json):
     import matplotlib.image as mpimg
 
-    extra = ["--sweep", str(sweep_json)] if kind == "sweep" else []
+    extra = {"sweep": ["--sweep", str(sweep_json)], "forecast": ["--forecast", str(forecast_json)]}.get(kind, [])
     png = tmp_path / f"{kind}.png"
     r = runner.invoke(app, ["plot", kind, "-o", str(png), "--width", "6", "--height", "4", "--dpi", "50", *extra])
     assert r.exit_code == 0, r.output

@@ -32,6 +32,7 @@ from ..files import remove_stale_temps
 from ..launch import plan_for_sweep
 from ..scenario import Scenario, check_samples
 from ..summary import MAX_CHUNK_BITS, Ranges, merge
+from ..validity import to_mapping
 from . import state as st
 from .kernel import Kernel, make_kernel, quantity_names
 from .pilot import Pilot, make_pilot
@@ -150,7 +151,8 @@ def _run(scenario, n, chunk_size, x64, checkpoint, resume, shard, progress) -> d
         in_flight = launched
     if n_proc > 1:
         state = _merge_processes(state, template)
-    labels = Labels(scenario.name, scenario.law.name, scenario.uncertainty, scenario.risk, scenario.subsample)
+    labels = Labels(scenario.name, scenario.law.name, scenario.uncertainty, scenario.risk, scenario.subsample,
+                    None if scenario.law.validity is None else to_mapping(scenario.law.validity))
     result = summarise(labels, pilot, state, fp)
     result["run"] = {"seed": scenario.seed, "samples_requested": n, "chunk_size": chunk, "devices": jax.device_count(),
                      "local_devices": len(devices), "processes": n_proc, "backend": jax.default_backend(),

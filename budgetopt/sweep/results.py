@@ -11,8 +11,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import ParameterError
+from ..errors import InputError, ParameterError
 from ..summary import QUANTILES, Ranges, merge, moments, quantile_from_hist
+from ..validity import extrapolation, from_mapping
 from . import state as st
 from .decision import recommend
 from .kernel import LOG_QUANTITIES, QUANTITIES
@@ -27,6 +28,7 @@ class Labels(NamedTuple):
     uncertainty: str
     risk: str
     subsample: int
+    validity: dict | None = None  # the law's fitted range (``validity.to_mapping``): the result says how far it extrapolates
 
 
 def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: str) -> dict:
@@ -62,6 +64,10 @@ def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: s
         if rec is not None:
             result["refinement"] = pilot.refinement
             result["regret_curve"] = curve
+    rec = result.get("recommendation")
+    if rec and labels.validity and "flops" in quant:
+        ext = extrapolation(from_mapping(labels.validity, "labels"), rec["params"], quant["flops"]["p50"] / (6.0 * rec["params"]))
+        result["extrapolation"] = ext
     result["pilot"] = {"ranges": {names[k]: [float(lo[k]), float(hi[k])] for k in range(len(names))},
                        "centre": centre.tolist(), "candidates": pilot.candidates.tolist(), "size": pilot.size,
                        "dtype": str(np.asarray(pilot.ranges.lo).dtype), "refinement": pilot.refinement, "note": pilot.note}
@@ -107,10 +113,12 @@ def merge_results(results: list[Any], names: list[str] | None = None) -> dict:
         pilot = _pilot_from(r0)
         lab = r0["labels"]
         labels = Labels(str(lab["scenario"]), str(lab["law"]), str(lab["uncertainty"]), str(lab["risk"]),
-                        int(lab["subsample"]))
+                        int(lab["subsample"]), lab.get("validity"))
+        if labels.validity is not None:
+            from_mapping(labels.validity, "labels")
         if labels.risk not in ("mean", "p95") or labels.subsample < 1:
             raise ValueError("risk or subsample")
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, InputError):
         raise ParameterError("results", f"{names[0]} is not an intact sweep JSON output (its pilot or labels are damaged)") from None
     template = st.empty_state(len(pilot.ranges.lo), len(pilot.candidates) if r0["state"].get("candidates") else 0)
     state = None

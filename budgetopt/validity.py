@@ -1,0 +1,102 @@
+"""Where a law was fitted, and how far an answer extrapolates from there.
+
+Every preset records the range of its runs (``data/laws.toml``, with sources); a law fitted by
+``budgetopt fit`` records its own runs' range. Every real plan at 1e24+ FLOPs extrapolates the
+published fits by orders of magnitude in compute and model size: that is said once, plainly, as
+a note. A warning is kept for answers that leave the fitted region in *shape* — tokens per
+parameter outside the fitted range, or a model smaller than the smallest fitted — by more
+than SHAPE_FACTOR: there the law's functional form itself is untested.
+
+Units: parameters and tokens are counts, compute is FLOPs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from .errors import InputError
+
+SHAPE_FACTOR = 2.0  # tolerated excursion in tokens per parameter, or below the smallest model
+Range = tuple[float, float]
+
+
+class Validity(NamedTuple):
+    """Ranges (low, high) a law was fitted on; None where unknown. ``tokens_per_param``: when
+    not stated, the widest the params and tokens ranges allow."""
+
+    params: Range | None = None
+    tokens: Range | None = None
+    flops: Range | None = None
+    tokens_per_param: Range | None = None
+    fitted_on: str = ""
+
+    def ratio_range(self) -> Range | None:
+        if self.tokens_per_param is not None:
+            return self.tokens_per_param
+        if self.params is None or self.tokens is None:
+            return None
+        return self.tokens[0] / self.params[1], self.tokens[1] / self.params[0] if self.params[0] > 0 else math.inf
+
+
+def from_mapping(m: dict, where: str) -> Validity:
+    """A preset's ``[name.validity]`` table: params, tokens, flops, tokens_per_param as [low,
+    high] (any may be absent) and ``fitted_on`` (what the runs were)."""
+    out = {}
+    for key in ("params", "tokens", "flops", "tokens_per_param"):
+        if key not in m:
+            continue
+        v = m[key]
+        if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                and 0 <= v[0] <= v[1] and 0 < v[1] and math.isfinite(v[1])):
+            raise InputError(f"{where}.validity.{key}", f"must be [low, high] with 0 <= low <= high (0: not stated), got {v!r}")
+        out[key] = (float(v[0]), float(v[1]))
+    return Validity(**out, fitted_on=str(m.get("fitted_on", "")))
+
+
+def from_runs(params: list[float], tokens: list[float], flops: list[float]) -> Validity:
+    """The range of a team's own runs (what ``budgetopt fit`` records with a fitted law)."""
+    ratios = [d / n for n, d in zip(params, tokens)]
+    return Validity((min(params), max(params)), (min(tokens), max(tokens)), (min(flops), max(flops)),
+                    (min(ratios), max(ratios)), f"{len(params)} runs")
+
+
+def to_mapping(v: Validity) -> dict:
+    """JSON/TOML form (the inverse of ``from_mapping``)."""
+    return {k: list(getattr(v, k)) for k in ("params", "tokens", "flops", "tokens_per_param") if getattr(v, k) is not None} | (
+        {"fitted_on": v.fitted_on} if v.fitted_on else {})
+
+
+def _beyond(x: float, r: Range | None) -> float:
+    """x / high above the range, x / low (< 1) below it, 1 inside (or no range)."""
+    if r is None:
+        return 1.0
+    return x / r[1] if x > r[1] else x / r[0] if x < r[0] and r[0] > 0 else 1.0
+
+
+def extrapolation(v: Validity | None, params: float, tokens: float, flops: float | None = None) -> dict | None:
+    """How far (params, tokens, compute) lies from where the law was fitted: factors (1 inside,
+    > 1 above, < 1 below), one plain ``note`` on scale, and ``warnings`` on shape."""
+    if v is None:
+        return None
+    flops = 6.0 * params * tokens if flops is None else flops
+    ratio = tokens / params
+    f = {"params": _beyond(params, v.params), "tokens": _beyond(tokens, v.tokens), "flops": _beyond(flops, v.flops),
+         "tokens_per_param": _beyond(ratio, v.ratio_range())}
+    scale = [f"{k} x{f[k]:.3g} beyond the largest fitted ({getattr(v, k)[1]:.3g})" for k in ("flops", "params")
+             if f[k] > 1.0]
+    below = [f"{k} x{1 / f[k]:.3g} below the smallest fitted" for k in ("params", "tokens", "tokens_per_param") if f[k] < 1.0]
+    note = ("extrapolates " + "; ".join(scale + below) if scale or below else "within the range the law was fitted on")
+    warnings = []
+    lo_n = v.params[0] if v.params else 0.0
+    if lo_n > 0 and params < lo_n / SHAPE_FACTOR:
+        warnings.append(f"N = {params:.3g} is x{lo_n / params:.3g} below the smallest model the law was fitted on "
+                        f"({lo_n:.3g}): the law is untested there")
+    rr = v.ratio_range()
+    if rr is not None and not (rr[0] / SHAPE_FACTOR <= ratio <= rr[1] * SHAPE_FACTOR):
+        warnings.append(f"{ratio:.3g} tokens per parameter is outside the fitted range {rr[0]:.3g}-{rr[1]:.3g} "
+                        f"by more than x{SHAPE_FACTOR:g}: the law's shape is untested there")
+    return {"factors": f, "note": note + (f" (fitted on {v.fitted_on})" if v.fitted_on else ""), "warnings": warnings}
+
+
+__all__ = ["SHAPE_FACTOR", "Validity", "from_mapping", "from_runs", "to_mapping", "extrapolation"]
