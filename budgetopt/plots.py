@@ -20,7 +20,7 @@ from .errors import ParameterError
 from .files import to_bytes, write_atomic
 from .laws import has_loss
 
-KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast")
+KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast", "memory")
 
 
 def _plt():
@@ -318,6 +318,36 @@ def forecast(result: Any, width: float = 7.0, height: float = 4.8):
     return fig
 
 
+def memory_by_zero(shape, layout, device_gb: float, reserve_gb: float = 4.0, width: float = 7.0, height: float = 4.6):
+    """Training memory per device by part (weights, gradients, optimizer states, activations)
+    for ZeRO stages 0-3 of ``layout``, against the device's usable memory."""
+    import dataclasses
+
+    from .memory import ZERO_STAGES, memory
+
+    fig, (ax,) = _fig(width, height, 1)
+    parts = [("weights", "C0"), ("gradients", "C1"), ("optimizer", "C2"), ("activations", "C3")]
+    recs = [memory(shape, dataclasses.replace(layout, zero=z), device_gb, reserve_gb) for z in ZERO_STAGES]
+    bottom = np.zeros(len(recs))
+    for name, color in parts:
+        v = np.array([r[name] for r in recs]) / 1e9
+        ax.bar([f"ZeRO-{z}" for z in ZERO_STAGES], v, bottom=bottom, color=color, label=name)
+        bottom += v
+    for i, r in enumerate(recs):
+        ax.text(i, bottom[i], f"{r['total'] / 1e9:.0f} GB", ha="center", va="bottom", fontsize=8)
+    usable = recs[0]["device_memory"] / 1e9
+    ax.axhline(usable, color="k", ls="--", lw=1)
+    ax.text(len(recs) - 0.5, usable, f"usable: {usable:.0f} GB", ha="right", va="bottom", fontsize=8)
+    ax.set_ylabel("memory per device (GB)")
+    ax.set_xlabel(f"ZeRO stage: 1 shards optimizer states, 2 also gradients, 3 also weights, over dp = {layout.dp}")
+    ax.set_title(f"{shape.params()['total'] / 1e9:.0f}B parameters ({shape.n_layer} x {shape.d_model:,}), seq {shape.seq_len:,}, "
+                 f"tp {layout.tp} x pp {layout.pp}, micro-batch {layout.micro_batch}, recompute {layout.recompute}", fontsize=9)
+    ax.set_ylim(0, max(bottom.max(), usable) * 1.12)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
 def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None = None, law_file: str | Path | None = None,
          sweep_file: str | Path | None = None, runs: str | Path | None = None, min_flops: float = 1e18,
          max_flops: float = 1e27, width: float = 0.0, height: float = 0.0, dpi: int = 100,
@@ -354,6 +384,21 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
         from .runs import read_runs
 
         fig = isoflop(specs[-1], runs=read_runs(runs) if runs else None, **size)
+    elif kind == "memory":  # the README's run plan: 1024 H100s for 30 days at 8K context, tp 8, full recompute
+        import dataclasses
+
+        from .launch import launch_plan
+        from .memory import Layout
+        from .plan import hardware_from
+        from .shape import Shape
+
+        hw = hardware_from("h100-sxm", count=1024, days=30)[0]
+        rec = launch_plan(specs[-1] if law else resolve_law(), hardware=hw, seq_len=8192,
+                          layout=Layout(tp=8, recompute="full"))
+        sh, lay = rec["shape"], rec["layout"]
+        shape = Shape(**{f.name: sh[f.name] for f in dataclasses.fields(Shape)})
+        layout = Layout(dp=lay["dp"], tp=lay["tp"], pp=lay["pp"], micro_batch=lay["micro_batch"], recompute=lay["recompute"])
+        fig = memory_by_zero(shape, layout, hw.accelerator.memory_gb, **size)
     elif kind == "forecast":
         if forecast_file is None:
             raise ParameterError("forecast_file", "plot forecast needs a forecast JSON: `budgetopt forecast RUNS ... -f json -o FILE`")

@@ -13,3 +13,4 @@ rm -f docs/sweep.json
 "$BIN/budgetopt" forecast docs/forecast_runs.csv --metric avg_err --flops 1e23 -f json -o docs/forecast.json
 "$BIN/budgetopt" plot forecast --forecast docs/forecast.json -o docs/forecast.png
 rm -f docs/forecast_runs.csv docs/forecast.json
+"$BIN/budgetopt" plot memory -o docs/memory.png

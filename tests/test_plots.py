@@ -73,3 +73,22 @@ def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json
     svg = tmp_path / f"{kind}.svg"
     r = runner.invoke(app, ["plot", kind, "-o", str(svg), *extra])
     assert r.exit_code == 0 and svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+
+
+def test_memory_figure_bars_are_the_memory_model():
+    """Each ZeRO stage's stacked bar adds up to memory()'s total for that stage (and the parts
+    shrink as the paper's Figure 1 says: optimizer states, then gradients, then weights)."""
+    import dataclasses
+
+    from budgetopt.memory import Layout, memory
+    from budgetopt.shape import Shape
+
+    shape, layout = Shape(32, 4096, 32, d_ff=11008, seq_len=4096), Layout(dp=64, micro_batch=2)
+    fig = plots.memory_by_zero(shape, layout, 80.0)
+    bars = [p for p in fig.axes[0].patches if p.get_height() > 0 or p.get_y() > 0]
+    heights = np.zeros(4)
+    for p in fig.axes[0].patches:
+        heights[round(p.get_x() + p.get_width() / 2)] += p.get_height()
+    want = [memory(shape, dataclasses.replace(layout, zero=z), 80.0)["total"] / 1e9 for z in range(4)]
+    assert bars and np.allclose(heights, want, rtol=1e-12) and list(want) == sorted(want, reverse=True)
+    plots._plt().close(fig)
