@@ -191,6 +191,11 @@ def _print(record_or_rows, fmt: str, out: Optional[Path], title: str, notes=(), 
 
 
 FMT = typer.Option("table", "--format", "-f", help="table | json | csv")
+# flags that fit and forecast share (a runs file's columns and row filter)
+N_COL = typer.Option("params", help="column of parameter counts")
+D_COL = typer.Option("tokens", help="column of training tokens")
+LOSS_COL = typer.Option("loss", help="column of final losses")
+WHERE = typer.Option(None, help="keep rows where COL=VALUE (repeatable)")
 # flags that optimize and plan share
 GPU = typer.Option(None, help="accelerator id (see `budgetopt hardware`)")
 COUNT = typer.Option(None, help="number of accelerators")
@@ -512,18 +517,18 @@ def fit(
                                            "all: the three side by side"),
     bootstrap: int = typer.Option(0, help="bootstrap replicates (Approach 3, VPNLS)"),
     seed: int = typer.Option(0, help="seed of the bootstrap resampling"),
-    n_col: str = typer.Option("params", help="column of parameter counts"),
-    d_col: str = typer.Option("tokens", help="column of training tokens"),
+    n_col: str = N_COL,
+    d_col: str = D_COL,
     c_col: str = typer.Option("flops", help="column of each run's compute budget: groups isoFLOP curves (Approach 2); "
                                             "gives tokens = C/6N when there is no tokens column"),
-    loss_col: str = typer.Option("loss", help="column of final losses"),
+    loss_col: str = LOSS_COL,
     drop_highest: int = typer.Option(0, help="drop the K highest losses"),
     loss_min: Optional[float] = typer.Option(None, help="keep runs with loss >= this"),
     loss_max: Optional[float] = typer.Option(None, help="keep runs with loss <= this"),
     delta: float = typer.Option(1e-3, help="Huber delta (Approach 3)"),
     tolerance: float = typer.Option(0.05, help="relative compute tolerance grouping runs into budgets (Approach 2)"),
     group: Optional[str] = typer.Option(None, help="fit each group of rows: COL or COL,COL (e.g. experiment)"),
-    where: Optional[list[str]] = typer.Option(None, help="keep rows where COL=VALUE (repeatable)"),
+    where: Optional[list[str]] = WHERE,
     at: Optional[str] = typer.Option(None, help="compare the allocations at this budget (FLOPs) [default: 5.76e23]"),
     outlier_k: float = typer.Option(5.0, help="flag runs whose residual is over K robust SDs (1.4826 MAD) from the median"),
     exclude_outliers: bool = typer.Option(False, "--exclude-outliers", help="refit without the flagged runs"),
@@ -566,11 +571,11 @@ def forecast(
     bootstrap: int = typer.Option(200, help="bootstrap replicates: both steps refitted per replicate"),
     seed: int = typer.Option(0, help="seed of the bootstrap"),
     level: float = typer.Option(0.9, help="interval level"),
-    n_col: str = typer.Option("params", help="column of parameter counts"),
-    d_col: str = typer.Option("tokens", help="column of training tokens"),
+    n_col: str = N_COL,
+    d_col: str = D_COL,
     c_col: str = typer.Option("flops", help="column of compute (tokens = C/6N without a tokens column)"),
-    loss_col: str = typer.Option("loss", help="column of final losses"),
-    where: Optional[list[str]] = typer.Option(None, help="keep rows where COL=VALUE (repeatable)"),
+    loss_col: str = LOSS_COL,
+    where: Optional[list[str]] = WHERE,
     fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
     output: Optional[Path] = OUT,
 ):
