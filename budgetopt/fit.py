@@ -129,21 +129,30 @@ def _irls_lm(theta0, log_n, log_d, log_l, weights, delta, iters: int):
 
 @partial(jax.jit, static_argnames=("iters",))
 def fit_starts(starts, log_n, log_d, log_l, weights, delta, iters: int = 60):
-    """IRLS-LM from every start (vmapped): (theta, objective, grad norm) per start."""
-    return jax.vmap(lambda s: _irls_lm(s, log_n, log_d, log_l, weights, delta, iters))(starts)
+    """IRLS-LM from every start ([S, 5]) for every group of runs ([G, n] each, weight 0 =
+    padding): (theta, objective, grad norm), each [G, S, ...]."""
+    return jax.vmap(lambda a, b, c, w: jax.vmap(lambda s: _irls_lm(s, a, b, c, w, delta, iters))(starts))(
+        log_n, log_d, log_l, weights)
 
 
 @partial(jax.jit, static_argnames=("max_iter",))
 def polish(starts, log_n, log_d, log_l, weights, delta, max_iter: int = 400, tol: float = 1e-11):
-    """optax L-BFGS from a few starts (vmapped) to a tight gradient tolerance."""
-    fun = lambda th: objective(th, log_n, log_d, log_l, weights, delta)  # noqa: E731
-    return jax.vmap(lambda s: lbfgs_minimize(s, fun, max_iter, tol))(starts)
+    """optax L-BFGS from a few starts per group ([G, k, 5]) to a tight gradient tolerance."""
+    def group(st, a, b, c, w):
+        fun = lambda th: objective(th, a, b, c, w, delta)  # noqa: E731
+        return jax.vmap(lambda s: lbfgs_minimize(s, fun, max_iter, tol))(st)
+
+    return jax.vmap(group)(starts, log_n, log_d, log_l, weights)
 
 
 @partial(jax.jit, static_argnames=("iters",))
 def fit_replicates(starts, log_n, log_d, log_l, weights, delta, iters: int = 100):
-    """IRLS-LM for every bootstrap replicate (weights [R, n]) from every start ([S, 5])."""
-    return jax.vmap(lambda w: jax.vmap(lambda s: _irls_lm(s, log_n, log_d, log_l, w, delta, iters))(starts))(weights)
+    """IRLS-LM for every group ([G, ...]), bootstrap replicate (weights [G, R, n]) and start
+    ([G, S, 5])."""
+    def group(st, a, b, c, ws):
+        return jax.vmap(lambda w: jax.vmap(lambda s: _irls_lm(s, a, b, c, w, delta, iters))(st))(ws)
+
+    return jax.vmap(group)(starts, log_n, log_d, log_l, weights)
 
 
 def _natural(theta) -> dict:
@@ -163,7 +172,7 @@ def _distinct_best(theta: np.ndarray, obj: np.ndarray, k: int) -> np.ndarray:
 
 def fit_approach3(runs: Runs, delta: float = 1e-3, bootstrap: int = 0, seed: int = 0,
                   boot_starts: int = POLISH, iters: int = 60) -> dict:
-    """Fit E, A, B, alpha, beta from the 4500-start grid.
+    """Fit E, A, B, alpha, beta from the 4500-start grid (``fit_approach3_groups`` of one group).
 
     Why two engines: optax L-BFGS vmapped over 4500 starts took 643 s on 2 cores (a batched
     while-loop with a nested zoom line search runs every start at the pace of the slowest).
@@ -174,57 +183,81 @@ def fit_approach3(runs: Runs, delta: float = 1e-3, bootstrap: int = 0, seed: int
     With ``bootstrap`` > 0, that many resamples of the runs (integer weights) are refitted by
     IRLS-LM from those 8 optima; the output holds the draws, their covariance in (log A,
     log B, log E, alpha, beta) order, standard errors and 95 % percentile intervals."""
+    return fit_approach3_groups([runs], delta, bootstrap, seed, boot_starts, iters)[0]
+
+
+def fit_approach3_groups(groups: list[Runs], delta: float = 1e-3, bootstrap: int = 0, seed: int = 0,
+                         boot_starts: int = POLISH, iters: int = 60) -> list[dict]:
+    """``fit_approach3`` of every group, each stage one vmapped call over the groups (runs
+    padded with weight-0 copies to a common length): the 4500 starts, the polish, the bootstrap."""
     if not delta > 0:
         raise ParameterError("delta", f"must be > 0, got {delta}")
+    if bootstrap and bootstrap < 2:
+        raise ParameterError("bootstrap", f"needs at least 2 replicates, got {bootstrap}")
+    ns = [len(r.log_l) for r in groups]
+    n_pad = -(-max(ns) // PAD) * PAD
     with jax_x64(), jax.numpy_dtype_promotion("standard"):  # optax mixes int32/int64 internally
-        n = len(runs.log_l)
-        # padded with weight-0 copies of the first run: ladders of similar size share one compile
-        n_pad = -(-n // PAD) * PAD
-        args = [jnp.asarray(np.pad(v, (0, n_pad - n), mode="edge"), jnp.float64) for v in runs[:3]]
-        ones = jnp.asarray(np.pad(np.ones(n), (0, n_pad - n)), jnp.float64)
+        args = [jnp.asarray(np.stack([np.pad(r[i], (0, n_pad - len(r[i])), mode="edge") for r in groups]), jnp.float64)
+                for i in range(3)]
+        ones = jnp.asarray(np.stack([np.pad(np.ones(n), (0, n_pad - n)) for n in ns]), jnp.float64)
         starts = jnp.asarray(start_grid(), jnp.float64)
         th, obj, gn = (np.asarray(v) for v in fit_starts(starts, *args, ones, delta, iters=iters))
         obj = np.where(np.isfinite(obj), obj, np.inf)
-        picks = _distinct_best(th, obj, POLISH)
-        pth, pobj, pgn, pit = (np.asarray(v) for v in polish(jnp.asarray(th[picks]), *args, ones, delta))
+        picks = [_distinct_best(th[g], obj[g], POLISH) for g in range(len(groups))]
+        k_max = max(len(p) for p in picks)
+        picks = [np.pad(p, (0, k_max - len(p)), mode="edge") for p in picks]  # repeats: same shape for every group
+        pth, pobj, pgn, _ = (np.asarray(v) for v in polish(jnp.asarray(np.stack([th[g][p] for g, p in enumerate(picks)])),
+                                                            *args, ones, delta))
         pobj = np.where(np.isfinite(pobj), pobj, np.inf)
-        k = int(np.argmin(pobj))
-        theta, best_obj, best_gn = pth[k], float(pobj[k]), float(pgn[k])
-        if not best_obj <= obj[picks[0]]:  # the polish never makes it worse
-            theta, best_obj, best_gn = th[picks[0]], float(obj[picks[0]]), float(gn[picks[0]])
-        resid = np.asarray(log_predicted(jnp.asarray(theta), runs.log_n, runs.log_d)) - runs.log_l
-        hess = np.asarray(jax.hessian(lambda t: objective(t, *args, ones, delta))(jnp.asarray(theta)))
-        out = {"approach": 3, **_natural(theta), "objective": best_obj, "rmse_log_loss": float(np.sqrt(np.mean(resid**2))),
-               "n_runs": n, "delta": delta, "converged": bool(best_gn < 1e-8), "grad_norm": best_gn,
-               "method": f"IRLS-Levenberg-Marquardt from {len(starts)} starts ({iters} steps), optax L-BFGS polish "
-                         f"of the {len(picks)} best distinct optima",
-               "starts": len(starts), "starts_at_best_fraction": float(np.mean(obj <= best_obj * (1 + 1e-6))),
-               "theta": [float(t) for t in theta], "warnings": []}
-        lo = np.array([min(GRID[k_]) for k_ in ("a", "b", "e", "alpha", "beta")])
-        hi = np.array([max(GRID[k_]) for k_ in ("a", "b", "e", "alpha", "beta")])
-        for name, v, l_, h_ in zip(("log A", "log B", "log E", "alpha", "beta"), theta, lo, hi):
-            if v <= l_ or v >= h_:
-                out["warnings"].append(f"the optimum's {name} = {v:.3g} is on or outside the start grid [{l_:g}, {h_:g}]; widen the grid")
-        ev = np.linalg.eigvalsh(0.5 * (hess + hess.T))
-        cond = float(ev.max() / ev.min()) if ev.min() > 0 else float("inf")
-        out["hessian_condition"] = cond
-        if not cond < 1e10:
-            out["warnings"].append(f"the Hessian at the optimum is ill-conditioned (condition number {cond:.2g}): "
-                                   "parameters trade off against each other; trust the bootstrap intervals, not the point")
-        if not out["converged"]:
-            out["warnings"].append(f"the best optimum did not reach the gradient tolerance (|grad| = {best_gn:.2g})")
+        outs, best = [], []
+        for g, runs in enumerate(groups):
+            k = int(np.argmin(pobj[g]))
+            theta, best_obj, best_gn = pth[g, k], float(pobj[g, k]), float(pgn[g, k])
+            p0 = picks[g][0]
+            if not best_obj <= obj[g, p0]:  # the polish never makes it worse
+                theta, best_obj, best_gn = th[g, p0], float(obj[g, p0]), float(gn[g, p0])
+            best.append(theta)
+            outs.append(_approach3_record(runs, theta, best_obj, best_gn, obj[g], [a[g] for a in args], ones[g], delta,
+                                          len(starts), iters, len(set(picks[g].tolist()))))
         if bootstrap:
-            if bootstrap < 2:
-                raise ParameterError("bootstrap", f"needs at least 2 replicates, got {bootstrap}")
-            bstarts = jnp.asarray(np.vstack([theta[None], pth[np.argsort(pobj)]])[:boot_starts])
-            w = bootstrap_weights(n, bootstrap, seed)
-            w_pad = np.pad(w, ((0, 0), (0, n_pad - n)))
-            bth, bobj, bgn = (np.asarray(v) for v in fit_replicates(bstarts, *args, jnp.asarray(w_pad), delta))
+            bstarts = jnp.asarray(np.stack([np.vstack([best[g][None], pth[g][np.argsort(pobj[g])]])[:boot_starts]
+                                            for g in range(len(groups))]))
+            ws = [bootstrap_weights(n, bootstrap, seed) for n in ns]
+            w_pad = jnp.asarray(np.stack([np.pad(w, ((0, 0), (0, n_pad - w.shape[1]))) for w in ws]))
+            bth, bobj, bgn = (np.asarray(v) for v in fit_replicates(bstarts, *args, w_pad, delta))
             bobj = np.where(np.isfinite(bobj), bobj, np.inf)
-            kk = np.argmin(bobj, axis=1)
-            draws = bth[np.arange(bootstrap), kk]
-            conv = bgn[np.arange(bootstrap), kk] < 1e-6 * np.maximum(1.0, w.sum(axis=1) / n)
-            out["bootstrap"] = _bootstrap_summary(draws, conv, seed, int(bstarts.shape[0]))
+            for g, (out, w, n) in enumerate(zip(outs, ws, ns)):
+                kk = np.argmin(bobj[g], axis=1)
+                draws = bth[g, np.arange(bootstrap), kk]
+                conv = bgn[g, np.arange(bootstrap), kk] < 1e-6 * np.maximum(1.0, w.sum(axis=1) / n)
+                out["bootstrap"] = _bootstrap_summary(draws, conv, seed, int(bstarts.shape[1]))
+    return outs
+
+
+def _approach3_record(runs: Runs, theta, best_obj, best_gn, obj, args, ones, delta, n_starts, iters, n_picks) -> dict:
+    """One group's Approach 3 result: the law, fit quality, convergence and warnings."""
+    n = len(runs.log_l)
+    resid = np.asarray(log_predicted(jnp.asarray(theta), runs.log_n, runs.log_d)) - runs.log_l
+    hess = np.asarray(jax.hessian(lambda t: objective(t, *args, ones, delta))(jnp.asarray(theta)))
+    out = {"approach": 3, **_natural(theta), "objective": best_obj, "rmse_log_loss": float(np.sqrt(np.mean(resid**2))),
+           "n_runs": n, "delta": delta, "converged": bool(best_gn < 1e-8), "grad_norm": best_gn,
+           "method": f"IRLS-Levenberg-Marquardt from {n_starts} starts ({iters} steps), optax L-BFGS polish "
+                     f"of the {n_picks} best distinct optima",
+           "starts": n_starts, "starts_at_best_fraction": float(np.mean(obj <= best_obj * (1 + 1e-6))),
+           "theta": [float(t) for t in theta], "warnings": []}
+    lo = np.array([min(GRID[k_]) for k_ in ("a", "b", "e", "alpha", "beta")])
+    hi = np.array([max(GRID[k_]) for k_ in ("a", "b", "e", "alpha", "beta")])
+    for name, v, l_, h_ in zip(("log A", "log B", "log E", "alpha", "beta"), theta, lo, hi):
+        if v <= l_ or v >= h_:
+            out["warnings"].append(f"the optimum's {name} = {v:.3g} is on or outside the start grid [{l_:g}, {h_:g}]; widen the grid")
+    ev = np.linalg.eigvalsh(0.5 * (hess + hess.T))
+    cond = float(ev.max() / ev.min()) if ev.min() > 0 else float("inf")
+    out["hessian_condition"] = cond
+    if not cond < 1e10:
+        out["warnings"].append(f"the Hessian at the optimum is ill-conditioned (condition number {cond:.2g}): "
+                               "parameters trade off against each other; trust the bootstrap intervals, not the point")
+    if not out["converged"]:
+        out["warnings"].append(f"the best optimum did not reach the gradient tolerance (|grad| = {best_gn:.2g})")
     return out
 
 
@@ -366,11 +399,9 @@ def _fit_groups(groups: dict[str, Runs], approach: str, bootstrap: int, seed: in
         return fit_vpnls(groups, bootstrap, seed)
     if approach == "2":
         return {k: fit_approach2(r, tolerance) for k, r in groups.items()}
-    out = {}
-    for k, r in groups.items():
-        res = fit_approach3(r, delta, bootstrap, seed)
+    out = dict(zip(groups, fit_approach3_groups(list(groups.values()), delta, bootstrap, seed)))
+    for res in out.values():
         res["a"], res["b"] = optimal_exponents(Parametric(*res["theta"]))
-        out[k] = res
     return out
 
 

@@ -207,14 +207,17 @@ def test_noise_free_vpnls_recovers_the_law(tmp_path):
 
 def test_grouped_fits_equal_one_group_at_a_time(tmp_path):
     path = synthetic(tmp_path, noise=0.01, groups=("a", "b", "c"), per=7)
-    for approach in ("vpnls", "2"):
+    for approach in ("vpnls", "2", "3"):
         grouped = fit.fit_file(path, approach=approach, group=["experiment"], bootstrap=20 if approach == "vpnls" else 0)
         for rec in grouped:
             alone = fit.fit_file(path, approach=approach, where=[("experiment", rec["group"])],
                                  bootstrap=20 if approach == "vpnls" else 0)
+            # Approach 3's L-BFGS polish stops at |grad| < 1e-11: batching the groups changes XLA's
+            # summation order, so the stopping point moves within that tolerance (~1e-8)
+            rel = 1e-6 if approach == "3" else 1e-9
             for k in ("alpha", "beta", "E", "A", "B", "a", "b"):
                 if k in alone:
-                    assert rec[k] == pytest.approx(alone[k], rel=1e-9, abs=1e-12), (approach, k)
+                    assert rec[k] == pytest.approx(alone[k], rel=rel, abs=1e-12), (approach, k)
             if approach == "vpnls":
                 assert np.allclose(rec["bootstrap"]["draws"], alone["bootstrap"]["draws"], rtol=1e-9)
 
