@@ -77,7 +77,7 @@ def test_point_forecast_is_the_two_steps_chained():
 
 @pytest.mark.slow
 def test_interval_covers_the_truth_at_its_nominal_rate():
-    """200 simulated ladders (loss noise 0.5 %, metric noise 0.005), 100 bootstrap replicates
+    """200 simulated ladders (loss noise 0.5 %, metric noise 0.005), 60 bootstrap replicates
     each, 90 % intervals for a 7B model on 140B tokens (70x the ladder's largest budget). The
     count covering the true metric must be consistent with 90 %: within 3 binomial standard
     deviations (0.836-0.964). Measured: see tests/README.md."""
@@ -87,7 +87,7 @@ def test_interval_covers_the_truth_at_its_nominal_rate():
     hits = hits_loss = 0
     k = 200
     for i in range(k):
-        r = forecast.forecast_runs(ladder(rng), params=TARGET[0], tokens=TARGET[1], bootstrap=100, seed=i, level=0.9)
+        r = forecast.forecast_runs(ladder(rng), params=TARGET[0], tokens=TARGET[1], bootstrap=60, seed=i, level=0.9)
         hits += r["metric"]["low"] <= truth <= r["metric"]["high"]
         hits_loss += r["loss"]["low"] <= truth_loss <= r["loss"]["high"]
     sd = math.sqrt(0.9 * 0.1 / k)

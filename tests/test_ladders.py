@@ -72,7 +72,7 @@ def ref_vpnls(runs: Runs) -> tuple[float, float]:
 
 
 def ref_approach3(runs: Runs, delta: float = 1e-3) -> np.ndarray:
-    """Huber on log-loss residuals of the LSE form, SciPy L-BFGS-B from a 3^5 grid of starts."""
+    """Huber on log-loss residuals of the LSE form, SciPy L-BFGS-B from a 2^5 grid of starts."""
     def obj(t):
         pred = np.logaddexp(np.logaddexp(t[0] - t[3] * runs.log_n, t[1] - t[4] * runs.log_d), t[2])
         r = pred - runs.log_l
@@ -80,11 +80,11 @@ def ref_approach3(runs: Runs, delta: float = 1e-3) -> np.ndarray:
         return np.sum(np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta)))
 
     best = None
-    for a in (0.0, 10.0, 20.0):
-        for b in (0.0, 10.0, 20.0):
-            for e in (-1.0, 0.0, 1.0):
-                for al in (0.2, 0.6, 1.0):
-                    for be in (0.2, 0.6, 1.0):
+    for a in (5.0, 15.0):
+        for b in (5.0, 15.0):
+            for e in (-0.5, 1.0):
+                for al in (0.3, 0.9):
+                    for be in (0.3, 0.9):
                         r = minimize(obj, [a, b, e, al, be], method="L-BFGS-B", options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-12})
                         if best is None or r.fun < best.fun:
                             best = r
@@ -120,11 +120,16 @@ def n_star(alpha, beta, log_a, log_b, c):
 
 
 @pytest.fixture(scope="module")
-def marin():
+def marin(tmp_path_factory):
+    """The three Marin ladders (a copy of their rows: the 176-run misfitting ladder would pad
+    every group of the batched fits to 192 runs) fitted by all three approaches."""
     if not LADDERS.exists():
         pytest.skip("shared ladder data not present")
-    groups = read_groups(LADDERS, c_col="budget", group=["experiment"])
-    fits = fit.fit_file(LADDERS, approach="all", c_col="budget", group=["experiment"], where=[], target=1e24)
+    lines = LADDERS.read_text().splitlines()
+    path = tmp_path_factory.mktemp("marin") / "marin.csv"
+    path.write_text("\n".join([lines[0]] + [row for row in lines[1:] if row.split(",")[3] in MARIN]) + "\n")
+    groups = read_groups(path, c_col="budget", group=["experiment"])
+    fits = fit.fit_file(path, approach="all", c_col="budget", group=["experiment"], where=[], target=1e24)
     return groups, {r["group"]: r for r in fits}
 
 
@@ -209,7 +214,7 @@ def test_grouped_fits_equal_one_group_at_a_time(tmp_path):
     path = synthetic(tmp_path, noise=0.01, groups=("a", "b", "c"), per=7)
     for approach in ("vpnls", "2", "3"):
         grouped = fit.fit_file(path, approach=approach, group=["experiment"], bootstrap=20 if approach == "vpnls" else 0)
-        for rec in grouped:
+        for rec in grouped[:1] if approach == "3" else grouped:  # Approach 3 alone costs ~5 s a group
             alone = fit.fit_file(path, approach=approach, where=[("experiment", rec["group"])],
                                  bootstrap=20 if approach == "vpnls" else 0)
             # Approach 3's L-BFGS polish stops at |grad| < 1e-11: batching the groups changes XLA's
