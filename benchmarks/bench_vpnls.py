@@ -73,8 +73,7 @@ def main(argv=None):
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args(argv)
     runs_list, what = ladders(args.groups)
-    weights = [np.vstack([np.ones((1, len(r.log_l))), fit.bootstrap_weights(len(r.log_l), args.replicates, 0)])
-               for r in runs_list]
+    weights = [fit.replicate_weights(len(r.log_l), args.replicates, 0) for r in runs_list]
     with jax_x64():  # float64 throughout, as `budgetopt fit` runs it
         batch = fit.padded(runs_list, weights)
         n_fits = batch[0].shape[0]

@@ -29,7 +29,7 @@ from .errors import ParameterError
 from .isoflop import check_tolerance, fit_approach2
 from .laws import Parametric, optimal_exponents
 from .runs import Runs, read_groups
-from .validity import from_runs, to_mapping
+from .validity import to_mapping
 
 PAD = 32  # runs are padded (weight 0) to a multiple of this, so ladders of similar length share a compile
 PARAM_NAMES = ("log_A", "log_B", "log_E", "alpha", "beta")  # covariance / draws order
@@ -274,6 +274,12 @@ def bootstrap_weights(n: int, replicates: int, seed: int) -> np.ndarray:
     return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(replicates)]).astype(np.float64)
 
 
+def replicate_weights(n: int, bootstrap: int, seed: int) -> np.ndarray:
+    """[1 + bootstrap, n]: the fit to all runs once, then ``bootstrap_weights``."""
+    ones = np.ones((1, n))
+    return np.vstack([ones, bootstrap_weights(n, bootstrap, seed)]) if bootstrap else ones
+
+
 def padded(runs_list: list[Runs], weights_list: list[np.ndarray]) -> list[jnp.ndarray]:
     """(log N, log D, L, w) stacked to [sum of replicates, n_max padded] (weight 0 past a ladder's runs)."""
     n_max = -(-max(len(r.log_l) for r in runs_list) // PAD) * PAD
@@ -286,9 +292,8 @@ def padded(runs_list: list[Runs], weights_list: list[np.ndarray]) -> list[jnp.nd
     return [jnp.asarray(np.concatenate(c), jnp.float64) for c in cols]
 
 
-def _vp_result(f: dict, runs: Runs) -> dict:
-    """One VPNLS fit (host floats) as a fit record."""
-    theta = [math.log(max(f["A"], 1e-300)), math.log(max(f["B"], 1e-300)), math.log(max(f["E"], 1e-300)), f["alpha"], f["beta"]]
+def _vp_result(f: dict, theta: list[float], runs: Runs) -> dict:
+    """One VPNLS fit (host floats; ``theta`` its ``VPFit.log_theta``) as a fit record."""
     pred = np.asarray(log_predicted(jnp.asarray(theta), runs.log_n, runs.log_d))
     out = {"approach": "vpnls", **{k: f[k] for k in ("E", "A", "B", "alpha", "beta")}, "rss": f["rss"],
            "rmse_log_loss": float(np.sqrt(np.mean((pred - runs.log_l) ** 2))), "n_runs": len(runs.log_l),
@@ -312,21 +317,19 @@ def fit_vpnls(groups: dict[str, Runs], bootstrap: int = 0, seed: int = 0) -> dic
     """VPNLS of every group (and ``bootstrap`` replicates of each) in one vmapped call."""
     keys = list(groups)
     runs_list = [groups[k] for k in keys]
-    weights = [np.vstack([np.ones((1, len(r.log_l))), bootstrap_weights(len(r.log_l), bootstrap, seed)]) if bootstrap
-               else np.ones((1, len(r.log_l))) for r in runs_list]
+    weights = [replicate_weights(len(r.log_l), bootstrap, seed) for r in runs_list]
     with jax_x64():
-        res = jax.device_get(vpnls.fit_batch(*padded(runs_list, weights)))
-    res = {k: np.asarray(v) for k, v in res._asdict().items()}
+        fitted = vpnls.fit_batch(*padded(runs_list, weights))
+        thetas = np.asarray(fitted.log_theta())
+    res = {k: np.asarray(v) for k, v in jax.device_get(fitted)._asdict().items()}
     out, pos = {}, 0
     for key, runs, w in zip(keys, runs_list, weights):
         f = {k: (v[pos].tolist() if v[pos].ndim else v[pos].item()) for k, v in res.items()}
-        rec = _vp_result(f, runs)
+        rec = _vp_result(f, thetas[pos].tolist(), runs)
         if bootstrap:
             sl = slice(pos + 1, pos + len(w))
-            draws = np.stack([np.log(np.maximum(res["A"][sl], 1e-300)), np.log(np.maximum(res["B"][sl], 1e-300)),
-                              np.log(np.maximum(res["E"][sl], 1e-300)), res["alpha"][sl], res["beta"][sl]], axis=1)
             ok = ~(res["at_grid_edge"][sl] | res["at_zoom_edge"][sl])
-            rec["bootstrap"] = _bootstrap_summary(draws, ok, seed, 1)
+            rec["bootstrap"] = _bootstrap_summary(thetas[sl], ok, seed, 1)
         out[key] = rec
         pos += len(w)
     return out
@@ -413,7 +416,7 @@ def _with_diagnostics(groups: dict[str, Runs], approach: str, fits: dict[str, di
     for key, res in fits.items():
         runs = groups[key]
         res["at"] = allocation_at(res, target)
-        res["validity"] = to_mapping(from_runs(*(np.exp(v).tolist() for v in (runs.log_n, runs.log_d, runs.log_budget))))
+        res["validity"] = to_mapping(runs.fitted_range())
         r = residuals(res, runs)
         flag = np.zeros(len(r), bool)
         ok = np.isfinite(r)
@@ -426,7 +429,7 @@ def _with_diagnostics(groups: dict[str, Runs], approach: str, fits: dict[str, di
             kept = runs.subset(~flag)
             new = refit({key: kept})[key]
             new["at"] = allocation_at(new, target)
-            new["validity"] = to_mapping(from_runs(*(np.exp(v).tolist() for v in (kept.log_n, kept.log_d, kept.log_budget))))
+            new["validity"] = to_mapping(kept.fitted_range())
             moved = {"params_at_target": new["at"]["params"] / res["at"]["params"] - 1.0}
             for k in ("alpha", "beta", "a"):
                 if k in res and k in new:

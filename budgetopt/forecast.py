@@ -23,21 +23,32 @@ from . import links, vpnls
 from .allocation import closed_form_x
 from .devices import jax_x64
 from .errors import ParameterError
-from .fit import bootstrap_weights, padded
-from .laws import LawSpec, Parametric
+from .fit import padded, replicate_weights
+from .laws import LawSpec, Parametric, loss
 from .runs import Runs, read_groups
-from .validity import extrapolation, from_runs
+from .validity import extrapolation
 
 MAX_REPLICATES = 10_000
 
 
-def _targets(log_a, log_b, alpha, beta, params, tokens, flops):
-    """(log N, log D) per law: the given model, or each law's compute-optimal one at ``flops``."""
+def _check_target(params, tokens, flops) -> None:
+    """A target is ``params`` with ``tokens``, or ``flops``: positive finite numbers."""
+    if (params is None) != (tokens is None) or (params is None) == (flops is None):
+        raise ParameterError("flops", "give the target as {params} with {tokens}, or as {flops}", names=True)
+    for name, v in (("params", params), ("tokens", tokens), ("flops", flops)):
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise ParameterError(name, f"must be a positive finite number, got {v!r}")
+
+
+def _target_loss(law: Parametric, params, tokens, flops):
+    """(log N, log D, loss) per law (leaves of any shape): the given model, or each law's
+    compute-optimal one at ``flops``."""
     if params is not None:
-        return jnp.full_like(alpha, math.log(params)), jnp.full_like(alpha, math.log(tokens))
-    law = Parametric(log_a, log_b, jnp.zeros_like(alpha), alpha, beta)
-    x = closed_form_x(law, jnp.full_like(alpha, math.log(flops)))
-    return x, math.log(flops / 6.0) - x
+        log_n, log_d = jnp.full_like(law.alpha, math.log(params)), jnp.full_like(law.alpha, math.log(tokens))
+    else:
+        log_n = closed_form_x(law, jnp.full_like(law.alpha, math.log(flops)))
+        log_d = math.log(flops / 6.0) - log_n
+    return log_n, log_d, loss(law, log_n, log_d)
 
 
 def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, params: float | None = None,
@@ -50,11 +61,7 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
         raise ParameterError("link", f"must be one of {', '.join(links.PARAMS)}, got {link!r}")
     if runs.metric is None:
         raise ParameterError("metric_col", "the runs carry no metric column")
-    if (params is None) != (tokens is None) or (params is None) == (flops is None):
-        raise ParameterError("flops", "give the target as {params} with {tokens}, or as {flops}", names=True)
-    for name, v in (("params", params), ("tokens", tokens), ("flops", flops)):
-        if v is not None and not (v > 0 and math.isfinite(v)):
-            raise ParameterError(name, f"must be a positive finite number, got {v!r}")
+    _check_target(params, tokens, flops)
     if not 2 <= bootstrap <= MAX_REPLICATES:
         raise ParameterError("bootstrap", f"must be from 2 to {MAX_REPLICATES} replicates, got {bootstrap}")
     if not 0 < level < 1:
@@ -62,30 +69,27 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
     if law is not None and not isinstance(law.params, Parametric):
         raise ParameterError("law", f"{law.name} is not a parametric law E + A/N^alpha + B/D^beta")
     n = len(runs.log_l)
-    w = np.vstack([np.ones((1, n)), bootstrap_weights(n, bootstrap, seed)])
+    w = replicate_weights(n, bootstrap, seed)
     rng = np.random.default_rng(seed + 1)
     with jax_x64():
         if law is None:  # step 1 refitted per replicate
             f = vpnls.fit_batch(*padded([runs], [w]))
-            theta = [jnp.log(jnp.maximum(f.A, 1e-300)), jnp.log(jnp.maximum(f.B, 1e-300)), jnp.log(jnp.maximum(f.E, 1e-300)),
-                     f.alpha, f.beta]
+            theta = f.log_theta().T
             law_ok = ~(f.at_grid_edge | f.at_zoom_edge)
-            law_name = "fitted to the runs (VPNLS)"
-            valid = from_runs(*(np.exp(v).tolist() for v in (runs.log_n, runs.log_d, runs.log_budget)))
+            law_name, valid = "fitted to the runs (VPNLS)", runs.fitted_range()
         else:  # step 1 from the preset: its covariance when published, else fixed
             mean = np.array([float(v) for v in law.params])
             draws = np.tile(mean, (bootstrap + 1, 1))
             if law.covariance is not None:
                 draws[1:] = rng.multivariate_normal(mean, law.covariance, size=bootstrap)
-            theta = [jnp.asarray(draws[:, i]) for i in range(5)]
+            theta = jnp.asarray(draws.T)
             law_ok = jnp.ones(bootstrap + 1, bool)
             law_name, valid = law.name, law.validity
-        log_n, log_d = _targets(theta[0], theta[1], theta[3], theta[4], params, tokens, flops)
-        loss = (jnp.exp(theta[2]) + jnp.exp(theta[0] - theta[3] * log_n) + jnp.exp(theta[1] - theta[4] * log_d))
+        log_n, log_d, target_loss = _target_loss(Parametric(*theta), params, tokens, flops)
         obs = jnp.asarray(np.exp(runs.log_l))
         lk = links.fit_batch(link, obs, jnp.asarray(runs.metric), jnp.asarray(w))
-        metric = links.predict_theta(link, lk.theta, loss)
-        loss, metric, log_n, log_d = (np.asarray(v) for v in (loss, metric, log_n, log_d))
+        metric = links.predict_theta(link, lk.theta, target_loss)
+        target_loss, metric, log_n, log_d = (np.asarray(v) for v in (target_loss, metric, log_n, log_d))
         ok = np.asarray(law_ok) & ~np.asarray(lk.at_edge) & np.isfinite(metric)
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     boot = ok[1:]
@@ -97,7 +101,7 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
     out = {"link": {"kind": link, **dict(zip(links.PARAMS[link], np.asarray(lk.theta[0]).tolist())),
                     "rss": float(lk.rss[0]), "converged": bool(not lk.at_edge[0])},
            "law": law_name, "target": {"params": n_t, "tokens": d_t, "flops": 6 * n_t * d_t},
-           "loss": band(loss), "metric": band(metric), "level": level, "replicates": bootstrap, "seed": seed,
+           "loss": band(target_loss), "metric": band(metric), "level": level, "replicates": bootstrap, "seed": seed,
            "replicates_used": int(boot.sum()), "converged": bool(ok[0]), "n_runs": n,
            "runs": {"loss": np.exp(runs.log_l).tolist(), "metric": runs.metric.tolist()}, "warnings": []}
     if boot.mean() < 0.9:
@@ -119,16 +123,13 @@ def forecast_preset(law: LawSpec, *, params: float | None = None, tokens: float 
     """The metric a preset's own published link predicts (no runs: a point, no interval)."""
     if law.link is None:
         raise ParameterError("runs", f"{law.name} has no published link to a metric; give a runs file with a metric column")
-    if (params is None) != (tokens is None) or (params is None) == (flops is None):
-        raise ParameterError("flops", "give the target as {params} with {tokens}, or as {flops}", names=True)
-    p = law.params
+    _check_target(params, tokens, flops)
     with jax_x64():
-        log_n, log_d = _targets(jnp.float64(p.log_A), jnp.float64(p.log_B), jnp.float64(p.alpha), jnp.float64(p.beta),
-                                params, tokens, flops)
-        loss = float(math.exp(p.log_E) + jnp.exp(p.log_A - p.alpha * log_n) + jnp.exp(p.log_B - p.beta * log_d))
+        log_n, log_d, target_loss = _target_loss(Parametric(*(jnp.float64(v) for v in law.params)), params, tokens, flops)
+    target_loss = float(target_loss)
     n_t, d_t = float(jnp.exp(log_n)), float(jnp.exp(log_d))
     out = {"link": dict(law.link), "law": law.name, "target": {"params": n_t, "tokens": d_t, "flops": 6 * n_t * d_t},
-           "loss": {"point": loss}, "metric": {"point": float(links.predict(law.link, loss))},
+           "loss": {"point": target_loss}, "metric": {"point": float(links.predict(law.link, target_loss))},
            "metric_col": law.link.get("metric", "metric"), "warnings": []}
     ext = extrapolation(law.validity, n_t, d_t)
     if ext is not None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import InputError, ParameterError
 from .files import read_text
+from .validity import Validity, from_runs
 
 MIN_RUNS = 5
 
@@ -38,6 +39,10 @@ class Runs(NamedTuple):
     def log_budget(self) -> np.ndarray:
         """The budget of each run: the file's, else log(6·N·D)."""
         return self.log_c if self.log_c is not None else math.log(6.0) + self.log_n + self.log_d
+
+    def fitted_range(self) -> Validity:
+        """The range of these runs, as a law fitted on them records it."""
+        return from_runs(*(np.exp(v).tolist() for v in (self.log_n, self.log_d, self.log_budget)))
 
     def subset(self, keep: np.ndarray) -> Runs:
         """The runs where ``keep`` (a boolean mask or index array)."""

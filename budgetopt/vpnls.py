@@ -50,6 +50,14 @@ class VPFit(NamedTuple):
     at_zoom_edge: Array
     clamped: Array  # [3] bool: E, A, B held at zero
 
+    def log_theta(self) -> Array:
+        """(log A, log B, log E, alpha, beta) on the last axis (``fit.PARAM_NAMES`` order); a
+        coefficient held at 0 gives log 1e-300."""
+        def log(v):
+            return jnp.log(jnp.maximum(v, 1e-300))
+
+        return jnp.stack([log(self.A), log(self.B), log(self.E), self.alpha, self.beta], axis=-1)
+
 
 def solve3(a: Float[Array, "3 3"], b: Float[Array, " 3"]) -> Array:
     """a^-1 b for a 3x3 matrix by its adjugate: a few dozen multiply-adds, where a general
