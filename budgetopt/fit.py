@@ -23,7 +23,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from . import vpnls
+from . import isoflop, vpnls
 from .devices import jax_x64
 from .errors import ParameterError
 from .isoflop import check_tolerance, fit_approach2
@@ -363,14 +363,7 @@ def residuals(res: dict, runs: Runs) -> np.ndarray:
     """Each run's log-loss residual (predicted - observed) under a fit; NaN where the fit says
     nothing (Approach 2: runs of curves left out)."""
     if res["approach"] == 2:
-        out = np.full(len(runs.log_l), np.nan)
-        from .isoflop import curves
-        by_budget = {round(b["flops"], -10): b for b in res["budgets"]}
-        for idx in curves(runs, res["tolerance"]):
-            b = by_budget.get(round(float(np.exp(np.mean(runs.log_budget[idx]))), -10))
-            if b is not None:
-                out[idx] = np.log(np.polyval(b["parabola"], runs.log_n[idx])) - runs.log_l[idx]
-        return out
+        return isoflop.residuals(runs, res["tolerance"])
     return np.asarray(log_predicted(jnp.asarray(res["theta"]), runs.log_n, runs.log_d)) - runs.log_l
 
 

@@ -74,6 +74,17 @@ def curve_minimum(runs: Runs, idx: np.ndarray) -> dict:
     return out
 
 
+def residuals(runs: Runs, tolerance: float) -> np.ndarray:
+    """Each run's log-loss residual (parabola - observed) on its own curve; NaN on the curves
+    ``fit_approach2`` leaves out. The curves are re-formed and re-fitted exactly as the fit did."""
+    out = np.full(len(runs.log_l), np.nan)
+    for idx in curves(runs, tolerance):
+        c = curve_minimum(runs, idx)
+        if "problem" not in c:
+            out[idx] = np.log(np.polyval(c["parabola"], runs.log_n[idx])) - runs.log_l[idx]
+    return out
+
+
 def fit_approach2(runs: Runs, tolerance: float = 0.05, target: float = 5.76e23) -> dict:
     """Approach 2 on ``runs``: the curves' minima (``budgets``), the curves left out
     (``excluded``, with reasons), the exponents a, b and coefficients, and N_opt, D_opt at
@@ -110,4 +121,4 @@ def fit_approach2(runs: Runs, tolerance: float = 0.05, target: float = 5.76e23) 
             f"tokens_per_param_at_{target:.3g}": d_t / n_t, "warnings": warnings}
 
 
-__all__ = ["MIN_CURVE_RUNS", "check_tolerance", "curves", "curve_minimum", "fit_approach2"]
+__all__ = ["MIN_CURVE_RUNS", "check_tolerance", "curves", "curve_minimum", "residuals", "fit_approach2"]
