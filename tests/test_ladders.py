@@ -217,14 +217,16 @@ def test_grouped_fits_equal_one_group_at_a_time(tmp_path):
         for rec in grouped[:1] if approach == "3" else grouped:  # Approach 3 alone costs ~5 s a group
             alone = fit.fit_file(path, approach=approach, where=[("experiment", rec["group"])],
                                  bootstrap=20 if approach == "vpnls" else 0)
-            # Approach 3's L-BFGS polish stops at |grad| < 1e-11: batching the groups changes XLA's
-            # summation order, so the stopping point moves within that tolerance (~1e-8)
-            rel = 1e-6 if approach == "3" else 1e-9
+            # batching the groups changes XLA's summation order: Approach 3's L-BFGS polish stops at
+            # |grad| < 1e-11, so its stopping point moves within that tolerance (~1e-8); VPNLS's
+            # last zoom levels compare RSS values equal to rounding, so its exponents may move by
+            # one final zoom step (0.038 / 4^10 = 3.6e-8)
+            rel = 1e-9 if approach == "2" else 1e-6
             for k in ("alpha", "beta", "E", "A", "B", "a", "b"):
                 if k in alone:
                     assert rec[k] == pytest.approx(alone[k], rel=rel, abs=1e-12), (approach, k)
             if approach == "vpnls":
-                assert np.allclose(rec["bootstrap"]["draws"], alone["bootstrap"]["draws"], rtol=1e-9)
+                assert np.allclose(rec["bootstrap"]["draws"], alone["bootstrap"]["draws"], rtol=1e-6)
 
 
 def test_vpnls_bootstrap_of_8_groups_runs_in_one_call(tmp_path, monkeypatch):
