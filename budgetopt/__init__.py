@@ -4,6 +4,7 @@ Public API (everything else is internal; docs/architecture.md maps the modules):
 - laws: Parametric, Kaplan, DataConstrained, TokensPerParam, loss, get_preset, resolve_law, LawSpec
 - allocation: Budget, Allocation, allocate, compute_for_loss, optimal_loss, log_compute_for_loss
 - planning: optimize, Constraints, Cluster
+- ladder design: design_ladders, Design, Noise
 - hardware and units: load_catalog, get_accelerator, units
 - errors: InputError, ParameterError
 
@@ -27,6 +28,7 @@ _WHERE = {
     "get_preset": "laws", "law_from_file": "laws", "law_from_params": "laws", "loss": "laws", "preset_names": "laws",
     "resolve_law": "laws", "to_array_law": "laws",
     "Cluster": "plan", "Constraints": "plan", "optimize": "plan",
+    "Design": "ladder", "Noise": "ladder", "design_ladders": "ladder",
 }
 #: old name -> new name; still served, with a DeprecationWarning (removed in 0.3)
 _DEPRECATED = {"Hardware": "Cluster"}

@@ -27,6 +27,7 @@ from .report import (
     emit,
     fit_report,
     forecast_report,
+    ladder_report,
     launch_report,
     record_table,
     sweep_report,
@@ -40,8 +41,8 @@ EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
 
 #: library parameter names a command takes under another name (arguments, short flags)
 _NAMES = {"output": "-o", "runs": "RUNS", "results": "FILES", "kind": "KIND", "scenario": "SCENARIO",
-          "sweep_file": "--sweep", "forecast_file": "--forecast"}
-_COMMAND_NAMES = {"convert": {"flops": "VALUE"}, "fit": {"target": "--at"}}
+          "sweep_file": "--sweep", "forecast_file": "--forecast", "ladder_file": "--ladder"}
+_COMMAND_NAMES = {"convert": {"flops": "VALUE"}, "fit": {"target": "--at"}, "ladder": {"target": "--at"}}
 
 
 def flag_of(name: str, command: str | None = None) -> str:
@@ -604,6 +605,67 @@ def forecast(
 
 
 @app.command()
+def ladder(
+    at: str = typer.Option("1e24", "--at", help="the target run's budget in FLOPs or PF-days: the ladder forecasts its N*"),
+    designs: Optional[Path] = typer.Option(None, help="designs TOML ([[design]] tables) [default: the built-in family of 24]"),
+    law: Optional[str] = LAW,
+    law_params: Optional[str] = LAW_PARAMS,
+    law_file: Optional[Path] = LAW_FILE,
+    prior: Optional[str] = typer.Option(None, help="true laws drawn from the law's: covariance | bootstrap | none "
+                                        "[default: its covariance, else its bootstrap draws, else none]"),
+    noise: Optional[float] = typer.Option(None, help="loss noise per run, sd of log loss [default: the law file's "
+                                          "rmse_log_loss, else 0.005]"),
+    curve_sigma: float = typer.Option(0.0, help="sd of a log-loss offset shared by each budget's runs"),
+    bias_per_decade: float = typer.Option(0.0, help="log loss added per decade a budget lies below --at (under-tuned small runs)"),
+    approach: str = typer.Option("vpnls", help="how each simulated ladder is fitted: vpnls | 3 | 2"),
+    ladders: str = typer.Option("1000", help="simulated ladders per design"),
+    seed: int = typer.Option(0, help="seed: ladder i draws the same law and noise for every design"),
+    max_regret: Optional[str] = typer.Option(None, help="recommend the cheapest design whose p95 regret is at most this (nats)"),
+    ladder_budget: Optional[str] = typer.Option(None, help="recommend the best design costing at most this (FLOPs or PF-days)"),
+    gpu: Optional[str] = typer.Option(None, help="accelerator id, to report each design's GPU-hours"),
+    dtype: Optional[str] = DTYPE,
+    mfu: Optional[str] = MFU,
+    hardware_file: Optional[Path] = HARDWARE_FILE,
+    host_devices: Optional[int] = typer.Option(None, help="split a CPU host into this many devices [default: one per core]"),
+    chunk: Optional[int] = typer.Option(None, help="(design, ladder) pairs per compiled call [default: 128 per device]"),
+    fmt: str = FMT,
+    output: Optional[Path] = OUT,
+):
+    """Which ladder of small runs should we train? Simulate each design's forecast of N* at --at."""
+    from .devices import split_host
+    from .files import check_outputs
+
+    check_format(fmt)
+    check_outputs({"output": output}, {k: v for k, v in (("designs", designs), ("law_file", law_file)) if v is not None})
+    split_host(host_devices)
+    _setup()
+    from .ladder import DEFAULT_NOISE, Noise, design_ladders, read_designs
+    from .laws import resolve_law
+
+    target = parse_number(at, "--at", units="flops")
+    n = parse_number(ladders, "--ladders")
+    if n != int(n):
+        raise InputError("--ladders", f"must be a whole number of ladders, got {ladders}")
+    spec = resolve_law(law, law_params, str(law_file) if law_file else None)
+    cluster, unused = _cluster(gpu, dtype, None, mfu, None, hardware_file)
+    _no_effect(unused, "ladder", "without --gpu")
+    sigma = noise if noise is not None else spec.residual_sd if spec.residual_sd is not None else DEFAULT_NOISE.sigma
+    chosen = read_designs(designs) if designs is not None else None
+    with _precision(True):
+        res = design_ladders(spec, target, chosen, prior=prior, noise=Noise(sigma, curve_sigma, bias_per_decade),
+                             approach=approach, ladders=int(n), seed=seed,
+                             max_regret=_num(max_regret, "--max-regret", "plain"),
+                             ladder_budget=_num(ladder_budget, "--ladder-budget", "flops"), cluster=cluster, chunk=chunk)
+    if fmt == "json":
+        emit(to_json(res), output)
+    elif fmt == "csv":
+        emit(to_csv([{k: v for k, v in r.items() if not isinstance(v, list)} for r in res["designs"]]), output)
+    else:
+        emit(ladder_report(res), output)
+    return 0
+
+
+@app.command()
 def audit(
     model: Optional[list[str]] = typer.Option(None, help="catalog model id(s) (default: all); see the table"),
     params: Optional[str] = typer.Option(None, help="your model: parameters (with --tokens)"),
@@ -638,12 +700,13 @@ def audit(
 
 @app.command()
 def plot(
-    kind: str = typer.Argument(..., help="frontier | isoflop | loss-vs-compute | sweep | forecast"),
+    kind: str = typer.Argument(..., help="frontier | isoflop | loss-vs-compute | sweep | forecast | memory | ladder"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="PNG or SVG file [default: KIND.png]"),
     law: Optional[list[str]] = typer.Option(None, help="law preset(s) [default: hoffmann2022 and besiroglu2024]"),
     law_file: Optional[Path] = typer.Option(None, help="a fitted law file (added to the laws)"),
     sweep_file: Optional[Path] = typer.Option(None, "--sweep", help="sweep JSON (`sweep -f json -o FILE`) for KIND sweep"),
     forecast_file: Optional[Path] = typer.Option(None, "--forecast", help="forecast JSON (`forecast -f json -o FILE`)"),
+    ladder_file: Optional[Path] = typer.Option(None, "--ladder", help="ladder-design JSON (`ladder -f json -o FILE`)"),
     runs: Optional[Path] = typer.Option(None, help="runs CSV to overlay on the isoflop plot (params, tokens|flops, loss)"),
     min_flops: str = typer.Option("1e18", help="left end of the compute axis"),
     max_flops: str = typer.Option("1e27", help="right end of the compute axis"),
@@ -651,7 +714,7 @@ def plot(
     height: float = typer.Option(0.0, help="figure height in inches [default: per kind]"),
     dpi: int = typer.Option(100, help="PNG resolution"),
 ):
-    """Draw the figures: frontier, isoflop, loss-vs-compute, sweep, forecast."""
+    """Draw the figures: frontier, isoflop, loss-vs-compute, sweep, forecast, memory, ladder."""
     from .plots import draw
 
     _setup()
@@ -659,7 +722,7 @@ def plot(
         out = draw(kind, output, law=law, law_file=law_file, sweep_file=sweep_file, runs=runs,
                    min_flops=parse_number(min_flops, "--min-flops", units="flops"),
                    max_flops=parse_number(max_flops, "--max-flops", units="flops"), width=width, height=height, dpi=dpi,
-                   forecast_file=forecast_file)
+                   forecast_file=forecast_file, ladder_file=ladder_file)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

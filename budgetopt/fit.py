@@ -89,7 +89,7 @@ def lbfgs_minimize(theta0, fun, max_iter: int, tol: float):
 
 
 # ----------------------------------------------------------------------------------------------
-def _irls_lm(theta0, log_n, log_d, log_l, weights, delta, iters: int):
+def irls_lm(theta0, log_n, log_d, log_l, weights, delta, iters: int):
     """Huber M-estimation by iteratively reweighted Gauss-Newton with Levenberg-Marquardt
     damping, for ONE start (vmap for many). Fixed ``iters`` steps (a scan: no data-dependent
     loop, so thousands of vmapped starts advance in lockstep without waiting on each other).
@@ -131,7 +131,7 @@ def _irls_lm(theta0, log_n, log_d, log_l, weights, delta, iters: int):
 def fit_starts(starts, log_n, log_d, log_l, weights, delta, iters: int = 60):
     """IRLS-LM from every start ([S, 5]) for every group of runs ([G, n] each, weight 0 =
     padding): (theta, objective, grad norm), each [G, S, ...]."""
-    return jax.vmap(lambda a, b, c, w: jax.vmap(lambda s: _irls_lm(s, a, b, c, w, delta, iters))(starts))(
+    return jax.vmap(lambda a, b, c, w: jax.vmap(lambda s: irls_lm(s, a, b, c, w, delta, iters))(starts))(
         log_n, log_d, log_l, weights)
 
 
@@ -150,7 +150,7 @@ def fit_replicates(starts, log_n, log_d, log_l, weights, delta, iters: int = 100
     """IRLS-LM for every group ([G, ...]), bootstrap replicate (weights [G, R, n]) and start
     ([G, S, 5])."""
     def group(st, a, b, c, ws):
-        return jax.vmap(lambda w: jax.vmap(lambda s: _irls_lm(s, a, b, c, w, delta, iters))(st))(ws)
+        return jax.vmap(lambda w: jax.vmap(lambda s: irls_lm(s, a, b, c, w, delta, iters))(st))(ws)
 
     return jax.vmap(group)(starts, log_n, log_d, log_l, weights)
 

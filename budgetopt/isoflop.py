@@ -16,11 +16,16 @@ Units: N parameters, D tokens, C FLOPs, L nats per token.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from .errors import ParameterError
 from .runs import Runs
+from .vpnls import solve3
 
 MIN_CURVE_RUNS = 3
 RATIO_SPREAD_WARN = 1.10  # warn when 6ND / budget varies by more than this factor across curves
@@ -121,4 +126,50 @@ def fit_approach2(runs: Runs, tolerance: float = 0.05, target: float = 5.76e23) 
             f"tokens_per_param_at_{target:.3g}": d_t / n_t, "warnings": warnings}
 
 
-__all__ = ["MIN_CURVE_RUNS", "check_tolerance", "curves", "curve_minimum", "residuals", "fit_approach2"]
+class Approach2Fit(NamedTuple):
+    """Approach 2 of one simulated ladder (leaves gain leading axes under vmap): log N_opt at the
+    target, the exponent a, how many curves gave an interior minimum, how many had their
+    lowest loss at an edge of the sampled sizes, and whether a forecast exists (>= 2 curves)."""
+
+    log_n_target: Array
+    a: Array
+    curves_used: Array
+    edge_minima: Array
+    ok: Array
+
+
+def fit_approach2_fixed(log_c: Float[Array, " b"], log_n: Float[Array, "b m"], loss: Float[Array, "b m"],
+                        w: Float[Array, "b m"], curve: Array, log_target: Float[Array, ""]) -> Approach2Fit:
+    """Approach 2 with a fixed shape, for vmapping over simulated ladders: ``fit_approach2``'s
+    rules (a weighted parabola of L in log N per curve; kept when it opens upwards with its
+    vertex inside the sampled sizes; log N_opt regressed on log C) on curves given as rows
+    (``curve``: rows that are real curves with >= 3 distinct sizes; ``w`` 0 = padding). The
+    budgets are exact here (6ND = C), so D_opt = C / 6 N_opt."""
+    def one(x, y, wt):
+        xm = jnp.sum(wt * x) / jnp.maximum(jnp.sum(wt), 1e-300)
+        dx = x - xm  # centred: well conditioned whatever the sizes
+        cols = jnp.stack([jnp.ones_like(dx), dx, dx * dx])  # [3, m]
+        g = (cols * wt) @ cols.T
+        c0, c1, c2 = solve3(g, (cols * wt) @ y)
+        vertex = xm - c1 / (2.0 * c2)
+        lo = jnp.min(jnp.where(wt > 0, x, jnp.inf))
+        hi = jnp.max(jnp.where(wt > 0, x, -jnp.inf))
+        best = x[jnp.argmin(jnp.where(wt > 0, y, jnp.inf))]
+        kept = (c2 > 0) & (vertex >= lo) & (vertex <= hi) & jnp.isfinite(vertex)
+        return jnp.where(kept, vertex, 0.0), kept, (best == lo) | (best == hi)
+
+    vertex, kept, edge = jax.vmap(one)(log_n, loss, w)
+    kept = kept & curve
+    v = kept.astype(log_c.dtype)
+    k = jnp.sum(v)
+    cm = jnp.sum(v * log_c) / jnp.maximum(k, 1.0)
+    xm = jnp.sum(v * vertex) / jnp.maximum(k, 1.0)
+    sxx = jnp.sum(v * (log_c - cm) ** 2)
+    a = jnp.sum(v * (log_c - cm) * (vertex - xm)) / jnp.where(sxx > 0, sxx, 1.0)
+    ok = (k >= 2) & (sxx > 0)
+    return Approach2Fit(jnp.where(ok, xm + a * (log_target - cm), jnp.nan), a, k.astype(jnp.int32),
+                        jnp.sum(edge & curve).astype(jnp.int32), ok)
+
+
+__all__ = ["MIN_CURVE_RUNS", "check_tolerance", "curves", "curve_minimum", "residuals", "fit_approach2",
+           "Approach2Fit", "fit_approach2_fixed"]

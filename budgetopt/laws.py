@@ -157,6 +157,7 @@ class LawSpec:
     draws: np.ndarray | None = None  # bootstrap draws, rows in the covariance order
     validity: Validity | None = None  # the range of the runs it was fitted on
     link: dict | None = None  # a published loss -> downstream-metric link (``links``)
+    residual_sd: float | None = None  # a fitted file's rmse of log-loss residuals (the noise of its runs)
 
     @property
     def kind(self) -> str:
@@ -348,8 +349,11 @@ def law_from_file(path: str | Path) -> LawSpec:
                             or np.linalg.eigvalsh(0.5 * (cov + cov.T)).min() < -1e-9 * max(1.0, np.abs(cov).max())):
         raise InputError(f"{path.name}.bootstrap.cov", "must be a symmetric positive semi-definite 5x5 matrix")
     valid = from_mapping(m["validity"], path.name) if isinstance(m.get("validity"), dict) else None
+    sd = m.get("rmse_log_loss")
+    if sd is not None and (isinstance(sd, bool) or not isinstance(sd, (int, float)) or not 0 <= sd < 1):
+        raise InputError(f"{path.name}.rmse_log_loss", f"must be a log-loss standard deviation in [0, 1), got {sd!r}")
     return LawSpec(str(m.get("name", path.stem)), params, f"fitted file {path}", covariance=cov, draws=draws,
-                   validity=valid)
+                   validity=valid, residual_sd=None if sd is None else float(sd))
 
 
 def resolve_law(law: str | None = None, law_params: str | None = None, law_file: str | None = None,

@@ -20,7 +20,7 @@ from .errors import ParameterError
 from .files import to_bytes, write_atomic
 from .laws import has_loss
 
-KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast", "memory")
+KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast", "memory", "ladder")
 
 
 def _plt():
@@ -318,6 +318,69 @@ def forecast(result: Any, width: float = 7.0, height: float = 4.8):
     return fig
 
 
+def ladder(result: Any, width: float = 12.0, height: float = 4.6):
+    """Ladder designs (``budgetopt ladder -f json``): forecast error in N* (median to p95) and p95
+    regret against each design's cost; colour = sizes per budget, marker = spread; the designs
+    no cheaper design beats on regret joined, the recommended one starred and labelled."""
+    fig, (ax_e, ax_r) = _fig(width, height, 2)
+    rows = [r for r in result["designs"] if math.isfinite(r["regret_p95"])]
+    points = sorted({r["points"] for r in rows})
+    spreads = sorted({r["spread"] for r in rows})
+    colors = {p: f"C{i % 10}" for i, p in enumerate(points)}
+    markers = {s: "osD^v<>p"[i % 8] for i, s in enumerate(spreads)}
+    target = result["target_flops"]
+    for r in rows:
+        c, m = colors[r["points"]], markers[r["spread"]]
+        face = c if r["eligible"] else "none"
+        ax_e.plot([r["cost_flops"]] * 2, [100 * r["n_error_p50"], 100 * r["n_error_p95"]], color=c, lw=1, alpha=0.6)
+        ax_e.scatter([r["cost_flops"]], [100 * r["n_error_p95"]], color=face, edgecolors=c, marker=m, s=28, zorder=3)
+        ax_e.scatter([r["cost_flops"]], [100 * r["n_error_p50"]], color=c, marker="_", s=40, zorder=3)
+        ax_r.scatter([r["cost_flops"]], [r["regret_p95"]], color=face, edgecolors=c, marker=m, s=28, zorder=3)
+    front, best = [], math.inf  # the designs no cheaper (or equal) design beats on p95 regret
+    for r in sorted(rows, key=lambda r: (r["cost_flops"], r["regret_p95"])):
+        if r["regret_p95"] < best:
+            front.append(r)
+            best = r["regret_p95"]
+    ax_r.plot([r["cost_flops"] for r in front], [r["regret_p95"] for r in front], color="0.5", lw=1, ls="--",
+              zorder=2, label="no cheaper design does better")
+    rec = next((r for r in rows if r["design"] == result["recommended"]), None)
+    if rec is not None:
+        ax_e.scatter([rec["cost_flops"]], [100 * rec["n_error_p95"]], marker="*", s=220, color="gold", edgecolors="k", zorder=4)
+        ax_r.scatter([rec["cost_flops"]], [rec["regret_p95"]], marker="*", s=220, color="gold", edgecolors="k", zorder=4,
+                     label=f"recommended: {rec['design']}")
+        place_labels(ax_r, [(rec["cost_flops"], rec["regret_p95"])], [rec["design"]], fontsize=8)
+    for p in points:
+        ax_e.scatter([], [], color=colors[p], marker="o", s=28, label=f"{p} sizes/budget")
+    for s_ in spreads:
+        ax_e.scatter([], [], color="0.4", marker=markers[s_], s=28, label=f"spread ±{s_:g}x")
+    if not all(r["eligible"] for r in rows):
+        ax_e.scatter([], [], color="none", edgecolors="0.4", marker="o", s=28, label="fits fail > 5 % (hollow)")
+    for ax in (ax_e, ax_r):
+        ax.set_xscale("log")
+        ax.set_xlabel(f"ladder cost (FLOPs; target {target:.2g})")
+        sec = ax.secondary_xaxis("top", functions=(lambda x: 100 * x / target, lambda p: p * target / 100))
+        sec.set_xlabel("% of the target", fontsize=8)
+        sec.tick_params(labelsize=7)
+        ax.grid(True, which="major", alpha=0.3)
+    ax_e.set_ylabel("|N* forecast error| (%): p50 (dash) to p95")
+    ax_r.set_ylabel("regret at p95 (nats)")
+    ax_r.set_yscale("log")
+    noise = result["noise"]["sigma"]
+    ax_e.set_title(f"N* at {target:.2g} FLOPs, {result['ladders']} ladders/design, noise {noise:g}", fontsize=9)
+    ax_r.set_title(f"Regret of the forecast allocation; true laws {result['law']} ({result['prior']}), "
+                   f"{result['approach'].split(' (')[0]}", fontsize=9)
+    # one legend under both panels: inside, it hid the costliest designs' points
+    handles, labels = [], []
+    for ax in (ax_e, ax_r):
+        h, lab = ax.get_legend_handles_labels()
+        handles += h
+        labels += lab
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 5), frameon=False)
+    rows_of_legend = -(-len(labels) // min(len(labels), 5))
+    fig.tight_layout(rect=(0, 0.035 * rows_of_legend + 0.02, 1, 1))
+    return fig
+
+
 def memory_by_zero(shape, layout, device_gb: float, reserve_gb: float = 4.0, width: float = 7.0, height: float = 4.6):
     """Training memory per device by part (weights, gradients, optimizer states, activations)
     for ZeRO stages 0-3 of ``layout``, against the device's usable memory."""
@@ -351,11 +414,12 @@ def memory_by_zero(shape, layout, device_gb: float, reserve_gb: float = 4.0, wid
 def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None = None, law_file: str | Path | None = None,
          sweep_file: str | Path | None = None, runs: str | Path | None = None, min_flops: float = 1e18,
          max_flops: float = 1e27, width: float = 0.0, height: float = 0.0, dpi: int = 100,
-         forecast_file: str | Path | None = None) -> Path:
+         forecast_file: str | Path | None = None, ladder_file: str | Path | None = None) -> Path:
     """Draw figure ``kind`` (one of KINDS) and save it to ``output`` (PNG or SVG; default
     KIND.png); returns the path. ``law``: preset names (default hoffmann2022 and
     besiroglu2024), ``law_file`` adds a fitted law; ``sweep_file``: a sweep JSON for ``sweep``
     (default: a small built-in sweep); ``forecast_file``: a forecast JSON for ``forecast``;
+    ``ladder_file``: a ladder-design JSON for ``ladder``;
     ``runs``: a runs CSV overlaid on ``isoflop``; compute
     axis from ``min_flops`` to ``max_flops`` FLOPs; size in inches (0 = the kind's default)."""
     from .files import load_json
@@ -399,6 +463,10 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
         shape = Shape(**{f.name: sh[f.name] for f in dataclasses.fields(Shape)})
         layout = Layout(dp=lay["dp"], tp=lay["tp"], pp=lay["pp"], micro_batch=lay["micro_batch"], recompute=lay["recompute"])
         fig = memory_by_zero(shape, layout, hw.accelerator.memory_gb, **size)
+    elif kind == "ladder":
+        if ladder_file is None:
+            raise ParameterError("ladder_file", "plot ladder needs a ladder JSON: `budgetopt ladder ... -f json -o FILE`")
+        fig = ladder(load_json(ladder_file, "ladder_file", "a ladder JSON output"), **size)
     elif kind == "forecast":
         if forecast_file is None:
             raise ParameterError("forecast_file", "plot forecast needs a forecast JSON: `budgetopt forecast RUNS ... -f json -o FILE`")

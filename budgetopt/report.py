@@ -327,6 +327,48 @@ def forecast_report(res: dict, width: int | None = None) -> str:
                           for w in res.get("warnings", []))
 
 
+def _pct(v: float, signed: bool = False) -> str:
+    if not math.isfinite(v):
+        return "-"
+    a = abs(v) * 100
+    text = f"{a:.2g}%" if a < 10 else f"{a:.0f}%"
+    return ("+" if v >= 0 else "-") + text if signed else text
+
+
+def ladder_report(res: dict, width: int | None = None) -> str:
+    """A ladder-design result (``ladder.design_ladders``) as a table, cheapest design first:
+    cost, the forecast's bias and error in N*, the regret, the failures; the recommended design
+    marked; then the rule that chose it and the warnings."""
+    rows = []
+    for r in sorted(res["designs"], key=lambda r: (r["cost_flops"], r["design"])):
+        row = {"": "*" if r["design"] == res["recommended"] else "", "design": r["design"], "runs": r["runs"],
+               "cost (FLOPs)": format_sci(r["cost_flops"]), "% of target": _pct(r["cost_fraction"])}
+        if "gpu_hours" in r:
+            row["GPU-hours"] = format_count(r["gpu_hours"])
+        row.update({"N* bias": _pct(r["n_bias"], signed=True), "N* err p50": _pct(r["n_error_p50"]),
+                    "N* err p95": _pct(r["n_error_p95"]), "regret p95 (nats)": f"{r['regret_p95']:.2g}",
+                    "compute lost p95": _pct(r["compute_lost_p95"]),
+                    "failed": f"{r['not_converged']}" + ("!" if not r["eligible"] else "")})
+        rows.append(row)
+    noise = res["noise"]
+    title = (f"budgetopt ladder — which ladder for a {format_sci(res['target_flops'])}-FLOP run? {res['ladders']} simulated "
+             f"ladders per design: true laws from {res['law']} ({'fixed' if res['prior'] == 'none' else res['prior']}), "
+             f"noise {noise['sigma']:g} in log loss, fitted by {res['approach']}")
+    rec = res["recommended"]
+    notes = [f"recommended (*): {rec} — {res['rule']}" if rec else f"no recommendation: {res['rule']}",
+             "design: the built-in ones are named largest budget/sizes per budget/spread (5 budgets over two "
+             "decades); N* bias: median forecast / true N* - 1; err: |forecast / true - 1| quantiles; regret: loss of the "
+             "forecast allocation above the true optimum's; compute lost: the share of the target the true optimum "
+             "would not need to reach that loss; failed: fits with no forecast or not converged (! over 5%)"]
+    t = res["timing"]
+    notes.append(f"{t['fits']} simulated fits in {t['seconds']:.1f} s ({t['fits_per_second']:.0f} fits/s, "
+                 f"{t['devices']} device{'s' if t['devices'] > 1 else ''})")
+    optional = ["N* err p50", "GPU-hours", "compute lost p95", "% of target"]
+    text = to_table(rows, title=title, notes=notes, width=width, optional=optional)
+    return text + "".join(textwrap.fill(f"warning: {w}", width or table_width(), break_on_hyphens=False) + "\n"
+                          for w in res.get("warnings", []))
+
+
 def bench_report(res: dict) -> str:
     """``bench.quick``'s rates as a table."""
     rec = {"backend": res["backend"], "devices": f"{len(res['devices'])} × {', '.join(res['device_kinds'])}",

@@ -16,7 +16,7 @@ LAYERS = [
     {"errors", "interrupts", "files", "units", "devices"},
     {"hardware", "laws", "allocation", "distributions", "summary", "shape", "memory", "runs", "vpnls", "isoflop",
      "validity", "links"},
-    {"plan", "scenario", "fit", "audit", "sweep", "bench", "launch", "forecast"},
+    {"plan", "scenario", "fit", "audit", "sweep", "bench", "launch", "forecast", "ladder"},
     {"report", "plots", "cli", "__main__", "__init__"},
 ]
 

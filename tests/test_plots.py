@@ -59,11 +59,37 @@ def forecast_json(tmp_path_factory):
     return f
 
 
+@pytest.fixture(scope="module")
+def ladder_json(tmp_path_factory):
+    from budgetopt import ladder
+    from budgetopt.laws import resolve_law
+
+    designs = [ladder.Design("few", (1e18, 1e19, 1e20), 3, 2.0), ladder.Design("many", (1e18, 1e19, 1e20), 7, 4.0),
+               ladder.Design("narrow", (1e18, 1e19, 1e20), 3, 1.2)]
+    res = ladder.design_ladders(resolve_law(), 1e23, designs, approach="2", ladders=20, noise=ladder.Noise(0.01))
+    f = tmp_path_factory.mktemp("lad") / "ladder.json"
+    f.write_text(json.dumps(res))
+    return f
+
+
+def test_ladder_figure_plots_every_design_and_marks_the_recommended(ladder_json):
+    res = json.loads(ladder_json.read_text())
+    fig = plots.ladder(res)
+    ax_e, ax_r = fig.axes[:2]
+    assert ax_e.get_xscale() == "log" and ax_r.get_yscale() == "log"
+    pts = np.vstack([c.get_offsets() for c in ax_r.collections if len(c.get_offsets())])
+    for r in res["designs"]:  # each design's (cost, p95 regret) is drawn, and the star on the chosen one
+        assert np.any(np.all(np.isclose(pts, [r["cost_flops"], r["regret_p95"]], rtol=1e-9), axis=1)), r["design"]
+    labels = fig.legends[0].get_texts()
+    assert any(t.get_text() == f"recommended: {res['recommended']}" for t in labels)
+
+
 @pytest.mark.parametrize("kind", plots.KINDS)
-def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json, forecast_json):
+def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json, forecast_json, ladder_json):
     import matplotlib.image as mpimg
 
-    extra = {"sweep": ["--sweep", str(sweep_json)], "forecast": ["--forecast", str(forecast_json)]}.get(kind, [])
+    extra = {"sweep": ["--sweep", str(sweep_json)], "forecast": ["--forecast", str(forecast_json)],
+             "ladder": ["--ladder", str(ladder_json)]}.get(kind, [])
     png = tmp_path / f"{kind}.png"
     r = runner.invoke(app, ["plot", kind, "-o", str(png), "--width", "6", "--height", "4", "--dpi", "50", *extra])
     assert r.exit_code == 0, r.output

@@ -16,10 +16,11 @@ from .driver import chunk_layout, default_chunk, fingerprint, parse_shard, prepa
 from .kernel import LOG_QUANTITIES, QUANTITIES, candidate_loss, make_kernel, method, quantities, quantity_names, solve_samples
 from .pilot import PILOT, Pilot, make_pilot
 from .results import Labels, merge_results, summarise
-from .sampling import STREAM, Draw, complete, make_sampler, sample_indices
+from .sampling import STREAM, Draw, complete, law_sampler, make_sampler, sample_indices
 from .state import CandidateStats, SweepState, empty_state
 
 __all__ = ["run", "prepare", "merge_results", "parse_shard", "chunk_layout", "default_chunk", "fingerprint", "MAX_SAMPLES", "QUANTITIES",
            "LOG_QUANTITIES", "candidate_loss", "make_kernel", "method", "quantities", "quantity_names",
            "solve_samples", "PILOT", "Pilot", "make_pilot", "Labels", "summarise", "Draw", "STREAM", "complete", "make_sampler",
+           "law_sampler",
            "sample_indices", "CandidateStats", "SweepState", "empty_state"]

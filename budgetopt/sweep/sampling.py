@@ -23,7 +23,7 @@ from jaxtyping import Array, Float, UInt32
 
 from ..allocation import Budget
 from ..distributions import Dist, key_words, sample_log, uniform
-from ..laws import DataConstrained, Law, Parametric, data_constrained
+from ..laws import DataConstrained, Law, LawSpec, Parametric, data_constrained
 from ..scenario import Scenario
 
 
@@ -86,11 +86,14 @@ def complete(scenario: Scenario, draw: Draw) -> tuple[Law, Budget]:
     return law, b._replace(**{k: defaults[k] for k, v in b._asdict().items() if v is None})
 
 
-def _law_sampler(scenario: Scenario, dtype) -> Callable:
-    """(key, idx_lo, idx_hi) -> base law with leaves of shape (S,), or None (fixed law)."""
-    p = scenario.law.params
-    if scenario.uncertainty == "covariance":
-        chol = np.linalg.cholesky(scenario.law.covariance)
+def law_sampler(law: LawSpec, uncertainty: str, dtype) -> Callable:
+    """(key, idx_lo, idx_hi) -> a parametric law with leaves of shape idx_lo.shape drawn from
+    ``law``'s covariance (``uncertainty`` "covariance") or bootstrap draws ("bootstrap"), on
+    streams law .. law + 4; None for a fixed law ("none"). Shared by the sweep and the ladder
+    simulation, so both draw the same law for the same (seed, index)."""
+    p = law.params
+    if uncertainty == "covariance":
+        chol = np.linalg.cholesky(law.covariance)
         mean = [float(v) for v in p]
 
         def draw(key, lo, hi):
@@ -100,8 +103,8 @@ def _law_sampler(scenario: Scenario, dtype) -> Callable:
             theta = [sum((float(chol[i, k]) * z[k] for k in range(1, i + 1)), float(chol[i, 0]) * z[0]) + mean[i]
                      for i in range(5)]
             return Parametric(*[t.astype(dtype) for t in theta])
-    elif scenario.uncertainty == "bootstrap":
-        draws = jnp.asarray(scenario.law.draws, dtype)
+    elif uncertainty == "bootstrap":
+        draws = jnp.asarray(law.draws, dtype)
 
         def draw(key, lo, hi):
             u = uniform(key, lo, hi, STREAM.law, jnp.float32)
@@ -132,7 +135,7 @@ def _log_count(d: Dist, key, lo, hi, dtype) -> Float[Array, " s"]:
 def make_sampler(scenario: Scenario, dtype) -> Callable[..., Draw]:
     """(idx_lo, idx_hi) uint32 arrays -> the Draw of those global sample indices."""
     key = key_words(scenario.seed)
-    law_draw = _law_sampler(scenario, dtype)
+    law_draw = law_sampler(scenario.law, scenario.uncertainty, dtype)
 
     def sample(lo, hi) -> Draw:
         time = None

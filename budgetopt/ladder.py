@@ -1,0 +1,490 @@
+"""Ladder design by simulation (DESIGN §13): which ladder of small runs buys the most certain
+forecast of the compute-optimal allocation at a target budget?
+
+A **design** is a set of isoFLOP budgets, the model sizes per budget (count, log-spread, centre
+relative to the prior's optimum) and repeats; every run of a budget-C curve costs C (6·N·D = C),
+so the design costs repeats x points x the sum of its budgets. Ladder s of a design is simulated
+as a pure function of (seed, s): draw the true law θ_s from the prior (a preset's covariance, a
+fitted file's bootstrap draws, or the fixed law), draw each run's log loss as log L_θs(N, D) +
+σ·z (+ a per-budget offset, + a deterministic bias for under-tuned small runs), fit the ladder
+(VPNLS, Approach 3 or Approach 2) and forecast N̂* at the target. It is scored against θ_s's own
+optimum: the error in log N*, the regret L_θs(N̂*, C/6N̂*) − L*_θs(C) in nats, and the compute
+the regret is worth (the fraction of C the true optimum would not have needed to reach the same
+loss). Every (design, ladder) pair of a chunk is one vmapped call, split over the local devices.
+
+Randomness is counter-based (``distributions.random_bits``): the law of ladder s uses the
+sweep's streams (``sweep.sampling.law_sampler``, so ladder s and sweep sample s draw the same
+law), the noise of run slot j of ladder s the counter (lo = s, hi = j) on its own stream, where
+j numbers (budget, point, repeat) within fixed caps. So every design sees the same laws and
+noise whatever the other designs (common random numbers: their differences are not Monte Carlo
+noise), and the results do not depend on the chunk size or the device count, bit for bit.
+
+Units: N parameters, D tokens, C FLOPs, L nats per token, regret in nats.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+from jaxtyping import Array
+
+from . import isoflop, vpnls
+from .allocation import closed_form_x, log_compute_for_loss_closed_form
+from .devices import jax_x64
+from .distributions import key_words, uniform
+from .errors import InputError, ParameterError
+from .files import load_toml
+from .fit import irls_lm
+from .laws import LawSpec, Parametric, loss
+from .sweep.sampling import law_sampler
+from .units import gpu_hours, parse_number
+
+APPROACHES = ("vpnls", "3", "2")
+APPROACH_LABELS = {"vpnls": "VPNLS", "3": "Approach 3 (Huber, from the VPNLS fit)", "2": "Approach 2"}
+PRIORS = ("covariance", "bootstrap", "none")
+MAX_BUDGETS, MAX_POINTS, MAX_REPEATS = 16, 64, 16  # caps that number a run's noise slot
+MAX_LADDERS = 1_000_000
+NOISE_STREAM, CURVE_STREAM = 20, 21  # the law uses streams 0-4 with hi = 0
+FAILURE_WARN = 0.05  # a design whose fits fail (or do not converge) more often is flagged, not recommended
+HUBER_DELTA = 1e-3  # Approach 3's Huber threshold on log-loss residuals (Hoffmann et al. 2022)
+IRLS_STEPS = 30
+GRAD_TOL = 1e-7  # Approach 3 converged: |grad| of the Huber objective below this
+DESIGN_KEYS = {"name", "budgets", "points", "spread", "centre", "repeats"}
+
+
+class Design(NamedTuple):
+    """A ladder: isoFLOP ``budgets`` (FLOPs), ``points`` sizes per budget spaced evenly in log N
+    from centre/spread to centre x spread around ``centre`` x the prior's N*(C), each trained
+    ``repeats`` times."""
+
+    name: str
+    budgets: tuple[float, ...]
+    points: int
+    spread: float
+    centre: float = 1.0
+    repeats: int = 1
+
+    @property
+    def runs(self) -> int:
+        return len(self.budgets) * self.points * self.repeats
+
+    @property
+    def cost(self) -> float:
+        """Σ 6·N·D over the runs, FLOPs: each run of a budget-C curve costs C."""
+        return self.repeats * self.points * float(sum(self.budgets))
+
+
+class Noise(NamedTuple):
+    """The loss noise of a simulated run, in log loss: ``sigma`` per run (seed-to-seed and fit
+    residual), ``curve_sigma`` an offset shared by a budget's runs (a learning-rate schedule
+    tuned per budget), ``bias_per_decade`` added per decade a budget lies below the target
+    (small runs under-tuned: their losses too high)."""
+
+    sigma: float = 0.005
+    curve_sigma: float = 0.0
+    bias_per_decade: float = 0.0
+
+
+DEFAULT_NOISE = Noise()
+
+
+class Outcome(NamedTuple):
+    """One simulated ladder's forecast (leaves gain leading axes): error in log N* (forecast -
+    truth), regret (nats), fraction of the target compute the regret is worth, whether a forecast
+    exists, and whether the fit converged."""
+
+    log_n_error: Array
+    regret: Array
+    compute_lost: Array
+    ok: Array
+    converged: Array
+
+
+def _sci(x: float) -> str:
+    m, e = f"{x:.0e}".split("e")
+    return f"{m}e{int(e)}"
+
+
+def check_design(d: Design, where: str = "design") -> Design:
+    """``d`` validated; errors name ``where``.field."""
+    if not d.budgets or len(d.budgets) > MAX_BUDGETS:
+        raise InputError(f"{where}.budgets", f"must list 1 to {MAX_BUDGETS} compute budgets, got {len(d.budgets)}")
+    for b in d.budgets:
+        if not (b > 0 and math.isfinite(b)):
+            raise InputError(f"{where}.budgets", f"must be positive finite FLOPs, got {b!r}")
+    if len(set(d.budgets)) != len(d.budgets):
+        raise InputError(f"{where}.budgets", "must be distinct")
+    if not 3 <= d.points <= MAX_POINTS:
+        raise InputError(f"{where}.points", f"must be an integer from 3 to {MAX_POINTS} (a parabola needs 3), got {d.points}")
+    if not (1 < d.spread <= 1000 and math.isfinite(d.spread)):
+        raise InputError(f"{where}.spread",
+                         f"must be a factor in (1, 1000] (sizes from centre/spread to centre x spread), got {d.spread:g}")
+    if not (0.01 <= d.centre <= 100):
+        raise InputError(f"{where}.centre", f"must be a factor of the prior's optimum in [0.01, 100], got {d.centre:g}")
+    if not 1 <= d.repeats <= MAX_REPEATS:
+        raise InputError(f"{where}.repeats", f"must be an integer from 1 to {MAX_REPEATS}, got {d.repeats}")
+    return d
+
+
+def family(target: float) -> list[Design]:
+    """The built-in designs: 5 budgets over two decades ending at 1e-5, 1e-4 or 1e-3 of the
+    target, 3, 5, 7 or 9 sizes per budget, spread ±2x or ±4x around the prior's optimum
+    (24 designs, 0.004 % to 1.3 % of the target), named largest budget/sizes/spread."""
+    out = []
+    for top in (1e-5, 1e-4, 1e-3):
+        hi = target * top
+        budgets = tuple(float(hi * 10 ** (k / 2 - 2)) for k in range(5))
+        for points in (3, 5, 7, 9):
+            for spread in (2.0, 4.0):
+                out.append(Design(f"{_sci(hi)}/{points}/±{spread:g}x", budgets, points, spread))
+    return out
+
+
+def _int(v: Any, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InputError(where, f"must be an integer, got {v!r}")
+    return v
+
+
+def _float(v: Any, where: str, units: str = "plain") -> float:
+    if isinstance(v, bool):
+        raise InputError(where, f"must be a number, got {v!r}")
+    if isinstance(v, (int, float)):
+        x = float(v)
+    elif isinstance(v, str):
+        x = parse_number(v, where, units=units)
+    else:
+        raise InputError(where, f"must be a number, got {type(v).__name__}")
+    if not math.isfinite(x):
+        raise InputError(where, f"must be finite, got {v!r}")
+    return x
+
+
+def _budgets(v: Any, where: str) -> tuple[float, ...]:
+    """A list of FLOPs, or {low, high, count} log-spaced."""
+    if isinstance(v, dict):
+        extra = set(v) - {"low", "high", "count"}
+        if extra or set(v) != {"low", "high", "count"}:
+            raise InputError(where, "must be a list of FLOPs or a table {low, high, count}")
+        lo, hi = _float(v["low"], f"{where}.low", "flops"), _float(v["high"], f"{where}.high", "flops")
+        n = _int(v["count"], f"{where}.count")
+        if not (0 < lo < hi) or not 2 <= n <= MAX_BUDGETS:
+            raise InputError(where, f"needs 0 < low < high and count from 2 to {MAX_BUDGETS}")
+        return tuple(float(x) for x in np.geomspace(lo, hi, n))
+    if not isinstance(v, list):
+        raise InputError(where, "must be a list of FLOPs or a table {low, high, count}")
+    return tuple(_float(x, f"{where}[{i}]", "flops") for i, x in enumerate(v))
+
+
+def design_from_mapping(m: Any, where: str) -> Design:
+    """A design from a TOML table (keys: name, budgets, points, spread, centre, repeats)."""
+    if not isinstance(m, dict):
+        raise InputError(where, "must be a table")
+    for k in m:
+        if k not in DESIGN_KEYS:
+            raise InputError(f"{where}.{k}", f"unknown key; allowed: {', '.join(sorted(DESIGN_KEYS))}")
+    for k in ("budgets", "points", "spread"):
+        if k not in m:
+            raise InputError(f"{where}.{k}", "required")
+    d = Design(str(m.get("name", where)), _budgets(m["budgets"], f"{where}.budgets"), _int(m["points"], f"{where}.points"),
+               _float(m["spread"], f"{where}.spread"), _float(m.get("centre", 1.0), f"{where}.centre"),
+               _int(m.get("repeats", 1), f"{where}.repeats"))
+    return check_design(d, where)
+
+
+def read_designs(path: str | Path) -> list[Design]:
+    """Designs from a TOML file: an array of tables ``[[design]]``."""
+    data = load_toml(path, "designs", "a designs TOML file")
+    for k in data:
+        if k != "design":
+            raise InputError(k, "unknown section; a designs file holds [[design]] tables")
+    items = data.get("design")
+    if not isinstance(items, list) or not items:
+        raise InputError("design", "the file must hold at least one [[design]] table")
+    designs = [design_from_mapping(m, f"design[{i}]") for i, m in enumerate(items)]
+    names = [d.name for d in designs]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise InputError(f"design[{names.index(dup, names.index(dup) + 1)}].name", f"{dup!r} is used twice")
+    return designs
+
+
+# ----------------------------------------------------------------------------------------------
+# the simulation
+
+
+class Layout(NamedTuple):
+    """Every design as padded rows (NumPy, float64): ``log_c`` [designs, budgets], ``log_n``,
+    ``w`` (1 = a run, 0 = padding) and ``slot`` (the run's noise counter) [designs, budgets,
+    runs per budget], ``curve`` [designs, budgets] (a real curve)."""
+
+    log_c: np.ndarray
+    log_n: np.ndarray
+    w: np.ndarray
+    slot: np.ndarray
+    curve: np.ndarray
+
+
+def layout(designs: Sequence[Design], prior: Parametric) -> Layout:
+    """The runs of every design, sizes placed around the prior's optimum N*(C)."""
+    nb = max(len(d.budgets) for d in designs)
+    m = max(d.points * d.repeats for d in designs)
+    shape = (len(designs), nb, m)
+    log_c, curve = np.zeros(shape[:2]), np.zeros(shape[:2], bool)
+    log_n, w, slot = np.zeros(shape), np.zeros(shape), np.zeros(shape, np.uint32)
+    with jax_x64():
+        for i, d in enumerate(designs):
+            lc = np.log(np.asarray(d.budgets, np.float64))
+            centre = np.asarray(closed_form_x(Parametric(*(jnp.float64(v) for v in prior)), jnp.asarray(lc))) + math.log(d.centre)
+            offs = math.log(d.spread) * np.linspace(-1.0, 1.0, d.points)
+            k = d.points * d.repeats
+            for b in range(len(d.budgets)):
+                log_c[i, b], curve[i, b] = lc[b], True
+                log_n[i, b, :k] = np.repeat(centre[b] + offs, d.repeats)
+                w[i, b, :k] = 1.0
+                slot[i, b, :k] = [(b * MAX_POINTS + p) * MAX_REPEATS + r for p in range(d.points) for r in range(d.repeats)]
+            log_c[i, len(d.budgets):] = lc[-1]  # padding rows: any budget, weight 0
+            log_n[i, :, k:] = log_n[i, :, :1]
+            log_n[i, len(d.budgets):] = log_n[i, 0]
+    return Layout(log_c, log_n, w, slot, curve)
+
+
+def _outcome(law: Parametric, log_n_hat, log_target, converged) -> Outcome:
+    """Score a forecast N̂* against the true law."""
+    log_target = jnp.asarray(log_target, log_n_hat.dtype)
+    log_c6 = log_target - math.log(6.0)
+    x_true = closed_form_x(law, log_target)
+    best = loss(law, x_true, log_c6 - x_true)
+    got = loss(law, log_n_hat, log_c6 - log_n_hat)
+    ok = jnp.isfinite(log_n_hat) & jnp.isfinite(got)
+    regret = jnp.where(ok, got - best, jnp.nan)
+    # the compute that reaches the forecast's loss on the true optimum: C' = C (excess)^(-1/g)
+    lost = -jnp.expm1(log_compute_for_loss_closed_form(law, got) - log_target)
+    return Outcome(jnp.where(ok, log_n_hat - x_true, jnp.nan), regret, jnp.where(ok, lost, jnp.nan), ok, converged & ok)
+
+
+def simulate_one(design: Array, index: Array, tables: Layout, approach: str, prior_draw, fixed: Parametric,
+                 key: tuple[int, int], noise: Noise, log_target: float) -> Outcome:
+    """Ladder ``index`` of design row ``design``: draw, fit, score. Pure; vmapped by ``simulate``."""
+    log_c, log_n, w, slot, curve = (jnp.asarray(t)[design] for t in tables)
+    dtype = log_n.dtype
+    drawn = prior_draw(key, index, jnp.uint32(0))
+    law = fixed if drawn is None else drawn
+    log_d = log_c[:, None] - math.log(6.0) - log_n
+    z = jax.scipy.special.ndtri(uniform(key, index, slot, NOISE_STREAM, dtype))
+    log_obs = jnp.log(loss(law, log_n, log_d)) + noise.sigma * z
+    if noise.curve_sigma:
+        zc = jax.scipy.special.ndtri(uniform(key, index, jnp.arange(log_c.shape[0], dtype=jnp.uint32), CURVE_STREAM, dtype))
+        log_obs = log_obs + noise.curve_sigma * zc[:, None]
+    if noise.bias_per_decade:
+        log_obs = log_obs + noise.bias_per_decade * ((log_target - log_c) / math.log(10.0))[:, None]
+    obs = jnp.exp(log_obs)
+    if approach == "2":
+        f = isoflop.fit_approach2_fixed(log_c, log_n, obs, w, curve, jnp.asarray(log_target, dtype))
+        converged = f.ok & (f.curves_used == jnp.sum(curve).astype(jnp.int32))  # every curve kept
+        return _outcome(law, f.log_n_target, log_target, converged)
+    flat = [v.reshape(-1) for v in (log_n, jnp.broadcast_to(log_d, log_n.shape), obs, w)]
+    f = vpnls.fit_one(*flat)
+    theta = f.log_theta()
+    converged = ~(f.at_grid_edge | f.at_zoom_edge) & ~jnp.any(f.clamped)
+    if approach == "3":
+        theta, _, gn = irls_lm(theta, flat[0], flat[1], jnp.log(flat[2]), flat[3], HUBER_DELTA, IRLS_STEPS)
+        converged = converged & (gn < GRAD_TOL)
+    fitted = Parametric(*theta)
+    return _outcome(law, closed_form_x(fitted, jnp.asarray(log_target, dtype)), log_target, converged)
+
+
+BLOCK = 64  # (design, ladder) pairs vmapped together: every pair is computed at the same lane of a
+# block of this size whatever the chunk or device count (XLA's rounding differs with the batch shape)
+
+
+def default_chunk() -> int:
+    """(design, ladder) pairs per call: 4 blocks per device (VPNLS's grid, 1600 exponent
+    pairs x 7 supports per fit, stays in cache-sized pieces)."""
+    return 4 * BLOCK * jax.local_device_count()
+
+
+def simulate(designs: Sequence[Design], prior: LawSpec, uncertainty: str, noise: Noise, target: float,
+             ladders: int, approach: str = "vpnls", seed: int = 0, chunk: int | None = None) -> Outcome:
+    """Simulate ``ladders`` ladders of every design: an Outcome of [designs, ladders] NumPy
+    arrays. One compiled program runs every chunk: the chunk is split over the local devices
+    (``shard_map``), each device maps blocks of ``BLOCK`` pairs, vmapped. A pair's block and
+    lane are fixed by its index (chunks are whole blocks per device), so any ``chunk`` and any
+    device count give the same numbers, bit for bit."""
+    if approach not in APPROACHES:
+        raise ParameterError("approach", f"must be one of {', '.join(APPROACHES)}, got {approach!r}")
+    if uncertainty not in PRIORS:
+        raise ParameterError("prior", f"must be one of {', '.join(PRIORS)}, got {uncertainty!r}")
+    devices = jax.local_devices()
+    step = BLOCK * len(devices)
+    chunk = -(-(chunk or default_chunk()) // step) * step
+    with jax_x64():
+        tables = layout(designs, prior.params)
+        key = key_words(seed)
+        draw = law_sampler(prior, uncertainty, jnp.float64)
+        fixed = Parametric(*(jnp.float64(v) for v in prior.params))
+        mesh = Mesh(np.array(devices), ("dev",))
+
+        def block(d, s, tab):
+            one = lambda ds: simulate_one(ds[0], ds[1], tab, approach, draw, fixed, key, noise, math.log(target))  # noqa: E731
+            return jax.lax.map(one, (d, s), batch_size=BLOCK)
+
+        run = jax.jit(jax.shard_map(block, mesh=mesh, in_specs=(P("dev"), P("dev"), P()), out_specs=P("dev"),
+                                    check_vma=False))
+        pairs_d = np.repeat(np.arange(len(designs), dtype=np.int32), ladders)
+        pairs_s = np.tile(np.arange(ladders, dtype=np.uint32), len(designs))
+        total = len(pairs_d)
+        parts = []
+        tab = Layout(*(jnp.asarray(t) for t in tables))
+        for start in range(0, total, chunk):
+            d = np.resize(pairs_d[start:start + chunk], chunk)  # the last chunk padded with repeats
+            s = np.resize(pairs_s[start:start + chunk], chunk)
+            out = run(d, s, tab)
+            keep = min(chunk, total - start)
+            parts.append(jax.tree.map(lambda v, k=keep: np.asarray(v)[:k], out))
+    return Outcome(*(np.concatenate([getattr(p, f) for p in parts]).reshape(len(designs), ladders)
+                     for f in Outcome._fields))
+
+
+# ----------------------------------------------------------------------------------------------
+# summaries and the choice
+
+
+def _quantile_band(v: np.ndarray, q: float) -> tuple[float, float, float]:
+    """The q-quantile of v and a 95 % confidence interval from order statistics (binomial)."""
+    n = len(v)
+    if n == 0:
+        return (math.nan,) * 3
+    s = np.sort(v)
+    half = 1.96 * math.sqrt(n * q * (1 - q))
+    lo, hi = int(max(0, math.floor(n * q - half))), int(min(n - 1, math.ceil(n * q + half)))
+    return float(np.quantile(v, q)), float(s[lo]), float(s[hi])
+
+
+def summarise(design: Design, out: Outcome, target: float, cluster=None) -> dict:
+    """One design's row: cost, bias and quantiles of the forecast error and the regret over the
+    ladders whose fit gave a forecast, and how many did not (``failed``) or did not converge."""
+    ok = out.ok
+    err, regret, lost = out.log_n_error[ok], out.regret[ok], out.compute_lost[ok]
+    n = len(ok)
+    r95, r95_lo, r95_hi = _quantile_band(regret, 0.95)
+    row = {"design": design.name, "budgets": list(design.budgets), "points": design.points, "spread": design.spread,
+           "centre": design.centre, "repeats": design.repeats, "runs": design.runs, "cost_flops": design.cost,
+           "cost_fraction": design.cost / target}
+    if cluster is not None:
+        row["gpu_hours"] = gpu_hours(design.cost, cluster.peak_flops, cluster.mfu)
+    abs_err = np.abs(err)
+    row.update({
+        "n_bias": float(np.expm1(np.median(err))) if ok.any() else math.nan,
+        "n_error_p50": float(np.expm1(np.quantile(abs_err, 0.5))) if ok.any() else math.nan,
+        "n_error_p95": float(np.expm1(np.quantile(abs_err, 0.95))) if ok.any() else math.nan,
+        "log_n_error_sd": float(np.std(err)) if ok.any() else math.nan,
+        "regret_p50": float(np.quantile(regret, 0.5)) if ok.any() else math.nan,
+        "regret_p95": r95, "regret_p95_ci": [r95_lo, r95_hi],
+        "compute_lost_p95": float(np.quantile(lost, 0.95)) if ok.any() else math.nan,
+        "ladders": n, "failed": int(n - ok.sum()), "not_converged": int(n - out.converged.sum()),
+    })
+    row["eligible"] = bool(row["not_converged"] <= FAILURE_WARN * n)
+    return row
+
+
+def recommend(rows: list[dict], max_regret: float | None, ladder_budget: float | None) -> dict:
+    """The choice: with ``max_regret`` (nats, p95) the cheapest eligible design that meets it
+    (within ``ladder_budget`` if given); with ``ladder_budget`` alone the eligible design of
+    lowest p95 regret that costs no more; with neither, the lowest p95 regret."""
+    pool = [r for r in rows if r["eligible"] and math.isfinite(r["regret_p95"])]
+    if ladder_budget is not None:
+        pool = [r for r in pool if r["cost_flops"] <= ladder_budget]
+    if max_regret is not None:
+        meets = [r for r in pool if r["regret_p95"] <= max_regret]
+        if meets:
+            best = min(meets, key=lambda r: (r["cost_flops"], r["regret_p95"]))
+            return {"design": best["design"], "rule": f"cheapest design with p95 regret <= {max_regret:g} nats"
+                    + (f" within {ladder_budget:.3g} FLOPs" if ladder_budget is not None else "")}
+        return {"design": None, "rule": f"no design{' within the ladder budget' if ladder_budget is not None else ''} "
+                f"reaches p95 regret <= {max_regret:g} nats"
+                + (f" (the best reaches {min(r['regret_p95'] for r in pool):.3g})" if pool else "")}
+    if not pool:
+        return {"design": None, "rule": "no design fits the ladder budget with fits that converge"
+                if ladder_budget is not None else "no design's fits converge"}
+    best = min(pool, key=lambda r: (r["regret_p95"], r["cost_flops"]))
+    rule = f"lowest p95 regret within {ladder_budget:.3g} FLOPs" if ladder_budget is not None else "lowest p95 regret"
+    return {"design": best["design"], "rule": rule}
+
+
+def check_noise(noise: Noise) -> Noise:
+    for name, v in zip(Noise._fields, noise):
+        if not (math.isfinite(v) and 0 <= v <= 1):
+            raise ParameterError("noise" if name == "sigma" else name,
+                                 f"must be a log-loss standard deviation or bias in [0, 1], got {v!r}")
+    return noise
+
+
+def prior_kind(law: LawSpec, prior: str | None) -> str:
+    """The law's uncertainty to draw true laws from: given, else its covariance, else its
+    bootstrap draws, else none (the law fixed)."""
+    if prior is None:
+        return "covariance" if law.covariance is not None else "bootstrap" if law.draws is not None else "none"
+    if prior not in PRIORS:
+        raise ParameterError("prior", f"must be one of {', '.join(PRIORS)}, got {prior!r}")
+    if prior == "covariance" and law.covariance is None:
+        raise ParameterError("prior", f"{law.name} has no covariance; use none, or a fitted file with bootstrap draws")
+    if prior == "bootstrap" and law.draws is None:
+        raise ParameterError("prior", f"{law.name} has no bootstrap draws; write a law file with `budgetopt fit --bootstrap`")
+    return prior
+
+
+def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None = None, *, prior: str | None = None,
+                   noise: Noise = DEFAULT_NOISE, approach: str = "vpnls", ladders: int = 1000, seed: int = 0,
+                   max_regret: float | None = None, ladder_budget: float | None = None, cluster=None,
+                   chunk: int | None = None) -> dict:
+    """``budgetopt ladder``: simulate every design (``family(target)`` by default), summarise and
+    recommend. See the module docstring."""
+    if not isinstance(law.params, Parametric):
+        raise ParameterError("law", f"{law.name} is not a parametric law E + A/N^alpha + B/D^beta")
+    if not (target > 0 and math.isfinite(target)):
+        raise ParameterError("target", f"must be positive finite FLOPs, got {target!r}")
+    if not (isinstance(ladders, int) and 10 <= ladders <= MAX_LADDERS):
+        raise ParameterError("ladders", f"must be an integer from 10 to {MAX_LADDERS}, got {ladders!r}")
+    if not 0 <= seed < 2**32:
+        raise ParameterError("seed", f"must be an integer from 0 to 2^32 - 1, got {seed}")
+    if max_regret is not None and not (max_regret > 0 and math.isfinite(max_regret)):
+        raise ParameterError("max_regret", f"must be positive nats, got {max_regret!r}")
+    if ladder_budget is not None and not (ladder_budget > 0 and math.isfinite(ladder_budget)):
+        raise ParameterError("ladder_budget", f"must be positive FLOPs, got {ladder_budget!r}")
+    if chunk is not None and chunk < 1:
+        raise ParameterError("chunk", f"must be >= 1, got {chunk}")
+    check_noise(noise)
+    kind = prior_kind(law, prior)
+    designs = list(designs) if designs is not None else family(target)
+    for i, d in enumerate(designs):
+        check_design(d, f"design[{i}]")
+        if max(d.budgets) >= target:
+            raise InputError(f"design[{i}].budgets", f"must lie below the target {target:.3g} FLOPs (a ladder is small runs)")
+    t0 = time.perf_counter()
+    out = simulate(designs, law, kind, noise, target, ladders, approach, seed, chunk)
+    seconds = time.perf_counter() - t0
+    rows = [summarise(d, Outcome(*(v[i] for v in out)), target, cluster) for i, d in enumerate(designs)]
+    choice = recommend(rows, max_regret, ladder_budget)
+    warnings = [f"{r['design']}: {r['not_converged']} of {r['ladders']} fits failed or did not converge "
+                f"({r['failed']} without a forecast); not recommended" for r in rows if not r["eligible"]]
+    fits = len(designs) * ladders
+    return {"target_flops": target, "law": law.name, "prior": kind, "approach": APPROACH_LABELS[approach],
+            "noise": noise._asdict(), "ladders": ladders, "seed": seed, "designs": rows,
+            "recommended": choice["design"], "rule": choice["rule"], "warnings": warnings,
+            "cluster": None if cluster is None else {"gpu": cluster.accelerator.id, "dtype": cluster.dtype, "mfu": cluster.mfu},
+            "timing": {"seconds": seconds, "fits": fits, "fits_per_second": fits / seconds, "devices": jax.local_device_count()}}
+
+
+__all__ = ["APPROACHES", "PRIORS", "Design", "Noise", "Outcome", "Layout", "check_design", "family", "design_from_mapping",
+           "read_designs", "layout", "simulate_one", "simulate", "summarise", "recommend", "check_noise", "prior_kind",
+           "design_ladders", "default_chunk", "BLOCK", "DEFAULT_NOISE"]
