@@ -272,9 +272,23 @@ def _outcome(law: Parametric, log_n_hat, log_target, converged) -> Outcome:
     return Outcome(jnp.where(ok, log_n_hat - x_true, jnp.nan), regret, jnp.where(ok, lost, jnp.nan), ok, converged & ok)
 
 
-def simulate_one(design: Array, index: Array, tables: Layout, approach: str, prior_draw, fixed: Parametric,
-                 key: tuple[int, int], noise: Noise, log_target: float) -> Outcome:
-    """Ladder ``index`` of design row ``design``: draw, fit, score. Pure; vmapped by ``simulate``."""
+class Simulated(NamedTuple):
+    """One simulated ladder's runs (leaves gain leading axes): the true law, the budgets
+    [budgets], and per run [budgets, runs per budget] log N, log D, the observed loss (nats) and
+    the weight (0 = padding); ``curve`` marks real budgets."""
+
+    law: Parametric
+    log_c: Array
+    log_n: Array
+    log_d: Array
+    loss: Array
+    w: Array
+    curve: Array
+
+
+def draw_ladder(design: Array, index: Array, tables: Layout, prior_draw, fixed: Parametric, key: tuple[int, int],
+                noise: Noise, log_target: float) -> Simulated:
+    """Ladder ``index`` of design row ``design``: its true law and its runs' noisy losses. Pure."""
     log_c, log_n, w, slot, curve = (jnp.asarray(t)[design] for t in tables)
     dtype = log_n.dtype
     drawn = prior_draw(key, index, jnp.uint32(0))
@@ -287,7 +301,14 @@ def simulate_one(design: Array, index: Array, tables: Layout, approach: str, pri
         log_obs = log_obs + noise.curve_sigma * zc[:, None]
     if noise.bias_per_decade:
         log_obs = log_obs + noise.bias_per_decade * ((log_target - log_c) / math.log(10.0))[:, None]
-    obs = jnp.exp(log_obs)
+    return Simulated(law, log_c, log_n, log_d, jnp.exp(log_obs), w, curve)
+
+
+def simulate_one(design: Array, index: Array, tables: Layout, approach: str, prior_draw, fixed: Parametric,
+                 key: tuple[int, int], noise: Noise, log_target: float) -> Outcome:
+    """Ladder ``index`` of design row ``design``: draw, fit, score. Pure; vmapped by ``simulate``."""
+    law, log_c, log_n, log_d, obs, w, curve = draw_ladder(design, index, tables, prior_draw, fixed, key, noise, log_target)
+    dtype = log_n.dtype
     if approach == "2":
         f = isoflop.fit_approach2_fixed(log_c, log_n, obs, w, curve, jnp.asarray(log_target, dtype))
         converged = f.ok & (f.curves_used == jnp.sum(curve).astype(jnp.int32))  # every curve kept
@@ -313,6 +334,39 @@ def default_chunk() -> int:
     return 4 * BLOCK * jax.local_device_count()
 
 
+_PROGRAMS: dict = {}  # compiled chunk programs by configuration: a second simulate() does not recompile
+MAX_PROGRAMS = 8
+
+
+def _program(prior: LawSpec, uncertainty: str, approach: str, noise: Noise, target: float, seed: int):
+    """The jitted chunk program of one configuration (the layout is an argument: jit retraces per
+    shape): the chunk split over the local devices (``shard_map``), each device mapping blocks
+    of ``BLOCK`` (design, ladder) pairs, vmapped."""
+    ident = (approach, tuple(noise), target, seed, uncertainty, prior.name, tuple(float(v) for v in prior.params),
+             None if prior.covariance is None else prior.covariance.tobytes(),
+             None if prior.draws is None else prior.draws.tobytes(), tuple(d.id for d in jax.local_devices()))
+    if ident not in _PROGRAMS:
+        _, draw, fixed, key = simulation_inputs([], prior, uncertainty, seed)
+        mesh = Mesh(np.array(jax.local_devices()), ("dev",))
+
+        def block(d, s, tab):
+            one = lambda ds: simulate_one(ds[0], ds[1], tab, approach, draw, fixed, key, noise, math.log(target))  # noqa: E731
+            return jax.lax.map(one, (d, s), batch_size=BLOCK)
+
+        while len(_PROGRAMS) >= MAX_PROGRAMS:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        _PROGRAMS[ident] = jax.jit(jax.shard_map(block, mesh=mesh, in_specs=(P("dev"), P("dev"), P()), out_specs=P("dev"),
+                                                 check_vma=False))
+    return _PROGRAMS[ident]
+
+
+def simulation_inputs(designs: Sequence[Design], prior: LawSpec, uncertainty: str, seed: int) -> tuple:
+    """(layout, law sampler, the prior's mean law, key words): what ``draw_ladder`` takes besides
+    (design, index), in float64 (call inside ``jax_x64``)."""
+    return (layout(designs, prior.params) if designs else None, law_sampler(prior, uncertainty, jnp.float64),
+            Parametric(*(jnp.float64(v) for v in prior.params)), key_words(seed))
+
+
 def simulate(designs: Sequence[Design], prior: LawSpec, uncertainty: str, noise: Noise, target: float,
              ladders: int, approach: str = "vpnls", seed: int = 0, chunk: int | None = None) -> Outcome:
     """Simulate ``ladders`` ladders of every design: an Outcome of [designs, ladders] NumPy
@@ -329,17 +383,7 @@ def simulate(designs: Sequence[Design], prior: LawSpec, uncertainty: str, noise:
     chunk = -(-(chunk or default_chunk()) // step) * step
     with jax_x64():
         tables = layout(designs, prior.params)
-        key = key_words(seed)
-        draw = law_sampler(prior, uncertainty, jnp.float64)
-        fixed = Parametric(*(jnp.float64(v) for v in prior.params))
-        mesh = Mesh(np.array(devices), ("dev",))
-
-        def block(d, s, tab):
-            one = lambda ds: simulate_one(ds[0], ds[1], tab, approach, draw, fixed, key, noise, math.log(target))  # noqa: E731
-            return jax.lax.map(one, (d, s), batch_size=BLOCK)
-
-        run = jax.jit(jax.shard_map(block, mesh=mesh, in_specs=(P("dev"), P("dev"), P()), out_specs=P("dev"),
-                                    check_vma=False))
+        run = _program(prior, uncertainty, approach, noise, target, seed)
         pairs_d = np.repeat(np.arange(len(designs), dtype=np.int32), ladders)
         pairs_s = np.tile(np.arange(ladders, dtype=np.uint32), len(designs))
         total = len(pairs_d)
@@ -480,11 +524,12 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
     fits = len(designs) * ladders
     return {"target_flops": target, "law": law.name, "prior": kind, "approach": APPROACH_LABELS[approach],
             "noise": noise._asdict(), "ladders": ladders, "seed": seed, "designs": rows,
-            "recommended": choice["design"], "rule": choice["rule"], "warnings": warnings,
+            "recommended": choice["design"], "rule": choice["rule"], "max_regret": max_regret,
+            "ladder_budget": ladder_budget, "warnings": warnings,
             "cluster": None if cluster is None else {"gpu": cluster.accelerator.id, "dtype": cluster.dtype, "mfu": cluster.mfu},
             "timing": {"seconds": seconds, "fits": fits, "fits_per_second": fits / seconds, "devices": jax.local_device_count()}}
 
 
-__all__ = ["APPROACHES", "PRIORS", "Design", "Noise", "Outcome", "Layout", "check_design", "family", "design_from_mapping",
-           "read_designs", "layout", "simulate_one", "simulate", "summarise", "recommend", "check_noise", "prior_kind",
-           "design_ladders", "default_chunk", "BLOCK", "DEFAULT_NOISE"]
+__all__ = ["APPROACHES", "PRIORS", "Design", "Noise", "Outcome", "Layout", "Simulated", "check_design", "family",
+           "design_from_mapping", "read_designs", "layout", "draw_ladder", "simulation_inputs", "simulate_one", "simulate",
+           "summarise", "recommend", "check_noise", "prior_kind", "design_ladders", "default_chunk", "BLOCK", "DEFAULT_NOISE"]

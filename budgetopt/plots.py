@@ -343,6 +343,12 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
             best = r["regret_p95"]
     ax_r.plot([r["cost_flops"] for r in front], [r["regret_p95"] for r in front], color="0.5", lw=1, ls="--",
               zorder=2, label="no cheaper design does better")
+    if result.get("max_regret"):
+        ax_r.axhline(result["max_regret"], color="C3", lw=1, ls=":", label=f"--max-regret {result['max_regret']:g}")
+    if result.get("ladder_budget"):
+        for ax in (ax_e, ax_r):
+            ax.axvline(result["ladder_budget"], color="C3", lw=1, ls="-.",
+                       label=f"--ladder-budget {result['ladder_budget']:.2g}" if ax is ax_r else None)
     rec = next((r for r in rows if r["design"] == result["recommended"]), None)
     if rec is not None:
         ax_e.scatter([rec["cost_flops"]], [100 * rec["n_error_p95"]], marker="*", s=220, color="gold", edgecolors="k", zorder=4)

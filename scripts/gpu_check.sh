@@ -10,8 +10,9 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY="${PYTHON:-python3}"
 "$PY" -c "import jax; print('jax', jax.__version__, jax.devices())"
 # Correctness on the device: allocation (f64 and f32), generator, sweep determinism and the
-# decision against NumPy, the typed state. (One process owns the GPU: no -n here.)
+# decision against NumPy, the typed state, the ladder simulation (zero-noise recovery, Approach 2's
+# closed-form bias, bit-identical chunks). (One process owns the GPU: no -n here.)
 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_allocate.py tests/test_distributions.py tests/test_laws.py \
-  tests/test_sweep.py tests/test_sweep_engine.py -m "not slow"
+  tests/test_sweep.py tests/test_sweep_engine.py tests/test_ladder_design.py -m "not slow"
 # Benchmarks at accelerator sizes; the closing summary table is printed last.
 "$PY" benchmarks/run.py --gpu "$@"

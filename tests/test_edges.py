@@ -132,7 +132,8 @@ def test_library_code_raises_no_flag_names():
 
 _TABLES = [["optimize", "--flops", "1e23"], ["optimize", "--gpu", "h100-sxm", "--count", "1024", "--days", "30"],
            ["convert", "1e23", "--gpu", "h100-sxm", "--count", "8"], ["hardware"], ["laws"], ["audit"],
-           ["audit", "--law", "tokens-per-param"], ["fit", "{runs}"], ["fit", "{runs}", "--approach", "2"]]
+           ["audit", "--law", "tokens-per-param"], ["fit", "{runs}"], ["fit", "{runs}", "--approach", "2"],
+           ["ladder", "--ladders", "10", "--approach", "2", "--gpu", "h100-sxm", "--max-regret", "0.001"]]
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +218,7 @@ _BENCH = {
     "bench_fit.py": ["--scipy-starts", "4", "--repeats", "1"],
     "bench_peer.py": [],
     "bench_vpnls.py": ["--groups", "2", "--replicates", "7", "--scipy-fits", "2", "--repeats", "1"],
+    "bench_ladder.py": ["--designs", "2", "--ladders", "64", "--scipy-fits", "2"],
     "run.py": ["--help"],
 }
 
