@@ -83,7 +83,8 @@ def lbfgs_minimize(theta0, fun, max_iter: int, tol: float):
         err = otu.tree_norm(otu.tree_get(state, "grad"))
         return (it == 0) | ((it < max_iter) & (err >= tol))
 
-    x, state = jax.lax.while_loop(go_on, step, (theta0, opt.init(theta0)))
+    with jax.numpy_dtype_promotion("standard"):  # optax's L-BFGS adds its int32 index to an int64 arange
+        x, state = jax.lax.while_loop(go_on, step, (theta0, opt.init(theta0)))
     v, g = jax.value_and_grad(fun)(x)
     return x, v, otu.tree_norm(g), otu.tree_get(state, "count")
 

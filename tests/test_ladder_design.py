@@ -65,6 +65,16 @@ def test_zero_noise_recovers_the_true_optimum(approach):
     assert float(closed_form_x(law, jnp.float64(math.log(TARGET)))) == pytest.approx(x, abs=1e-7)
 
 
+def test_approach3_converges_on_noisy_ladders_and_is_no_better_than_vpnls():
+    """Huber (delta 1e-3) on log-normal noise is close to least absolute deviations: less
+    efficient than VPNLS's least squares, never better on the same ladders."""
+    designs = [ladder.Design("a", BUDGETS, 5, 4.0)]
+    a3 = sim(designs, prior="covariance", noise=0.005, n=64, approach="3")
+    vp = sim(designs, prior="covariance", noise=0.005, n=64, approach="vpnls")
+    assert a3.converged.mean() > 0.95
+    assert np.std(a3.log_n_error) > 0.9 * np.std(vp.log_n_error)
+
+
 def parabola_forecast(law: LawSpec, design: ladder.Design) -> float:
     """Approach 2 on the noise-free points, in NumPy: parabolas of L in log N per budget, their
     vertices regressed on log C, evaluated at the target."""
