@@ -249,10 +249,21 @@ def test_cli_json_csv_and_table(tmp_path):
 
 def test_noise_defaults_to_a_fitted_files_residuals(tmp_path):
     f = tmp_path / "law.json"
-    f.write_text(json.dumps({"E": 1.8, "A": 480, "B": 2000, "alpha": 0.35, "beta": 0.37, "rmse_log_loss": 0.012}))
+    law = {"E": 1.8, "A": 480, "B": 2000, "alpha": 0.35, "beta": 0.37, "rmse_log_loss": 0.012}
+    f.write_text(json.dumps(law))
     spec = laws.resolve_law(law_file=str(f))
     assert spec.residual_sd == 0.012
     r = CliRunner().invoke(app, ["ladder", "--law-file", str(f), "--ladders", "10", "--approach", "2", "-f", "json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert res["noise"]["sigma"] == 0.012 and res["prior"] == "none"
+    # with bootstrap draws the true laws are the draws (prior "bootstrap"), and they differ by ladder
+    draws = [[math.log(480), math.log(2000), math.log(1.8), a, a + 0.02] for a in (0.30, 0.35, 0.40)]
+    f.write_text(json.dumps({**law, "bootstrap": {"draws": draws}}))
+    spec = laws.resolve_law(law_file=str(f))
+    assert ladder.prior_kind(spec, None) == "bootstrap"
+    fixed = sim([ladder.Design("a", BUDGETS, 5, 4.0)], law=spec, prior="none", n=20, approach="2")
+    drawn = sim([ladder.Design("a", BUDGETS, 5, 4.0)], law=spec, prior="bootstrap", n=20, approach="2")
+    # zero noise: Approach 2's parabola bias depends only on (alpha, beta), so one value per law
+    assert len(np.unique(np.round(fixed.log_n_error, 9))) == 1
+    assert len(np.unique(np.round(drawn.log_n_error, 9))) == 3
