@@ -409,7 +409,7 @@ def simulate(designs: Sequence[Design], prior: LawSpec, uncertainty: str, noise:
 # summaries and the choice
 
 
-def _quantile_band(v: np.ndarray, q: float) -> tuple[float, float, float]:
+def quantile_band(v: np.ndarray, q: float) -> tuple[float, float, float]:
     """The q-quantile of v and a 95 % confidence interval from order statistics (binomial)."""
     n = len(v)
     if n == 0:
@@ -426,7 +426,7 @@ def summarise(design: Design, out: Outcome, target: float, cluster=None) -> dict
     ok = out.ok
     err, regret, lost = out.log_n_error[ok], out.regret[ok], out.compute_lost[ok]
     n = len(ok)
-    r95, r95_lo, r95_hi = _quantile_band(regret, 0.95)
+    r95, r95_lo, r95_hi = quantile_band(regret, 0.95)
     row = {"design": design.name, "budgets": list(design.budgets), "points": design.points, "spread": design.spread,
            "centre": design.centre, "repeats": design.repeats, "runs": design.runs, "cost_flops": design.cost,
            "cost_fraction": design.cost / target}
@@ -435,6 +435,7 @@ def summarise(design: Design, out: Outcome, target: float, cluster=None) -> dict
     abs_err = np.abs(err)
     row.update({
         "n_bias": float(np.expm1(np.median(err))) if ok.any() else math.nan,
+        "d_bias": float(np.expm1(-np.median(err))) if ok.any() else math.nan,  # D = C / 6N: the mirror image
         "n_error_p50": float(np.expm1(np.quantile(abs_err, 0.5))) if ok.any() else math.nan,
         "n_error_p95": float(np.expm1(np.quantile(abs_err, 0.95))) if ok.any() else math.nan,
         "log_n_error_sd": float(np.std(err)) if ok.any() else math.nan,
@@ -527,6 +528,10 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
     choice = recommend(rows, max_regret, ladder_budget)
     warnings = [f"{r['design']}: {r['not_converged']} of {r['ladders']} fits failed or did not converge "
                 f"({r['failed']} without a forecast); not recommended" for r in rows if not r["eligible"]]
+    chosen = next((r for r in rows if r["design"] == choice["design"]), None)
+    if chosen is not None and max_regret is not None and chosen["regret_p95_ci"][1] > max_regret:
+        warnings.append(f"{chosen['design']}'s p95 regret is within Monte Carlo error of the target {max_regret:g} nats "
+                        f"(95 % interval up to {chosen['regret_p95_ci'][1]:.3g}): more ladders would tell")
     fits = len(designs) * ladders
     return {"target_flops": target, "law": law.name, "prior": kind, "approach": APPROACH_LABELS[approach],
             "noise": noise._asdict(), "ladders": ladders, "seed": seed, "designs": rows,
@@ -538,4 +543,5 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
 
 __all__ = ["APPROACHES", "PRIORS", "Design", "Noise", "Outcome", "Layout", "Simulated", "check_design", "family",
            "design_from_mapping", "read_designs", "layout", "draw_ladder", "simulation_inputs", "simulate_one", "simulate",
-           "summarise", "recommend", "check_noise", "prior_kind", "design_ladders", "default_chunk", "BLOCK", "DEFAULT_NOISE"]
+           "summarise", "quantile_band", "recommend", "check_noise", "prior_kind", "design_ladders", "default_chunk",
+           "BLOCK", "DEFAULT_NOISE"]

@@ -355,7 +355,10 @@ def ladder_report(res: dict, width: int | None = None) -> str:
              f"ladders per design: true laws from {res['law']} ({'fixed' if res['prior'] == 'none' else res['prior']}), "
              f"noise {noise['sigma']:g} in log loss, fitted by {res['approach']}")
     rec = res["recommended"]
-    notes = [f"recommended (*): {rec} — {res['rule']}" if rec else f"no recommendation: {res['rule']}",
+    chosen = next((r for r in res["designs"] if r["design"] == rec), None)
+    notes = [f"recommended (*): {rec} — {res['rule']}; its p95 regret {chosen['regret_p95']:.3g} nats, 95 % Monte "
+             f"Carlo interval [{chosen['regret_p95_ci'][0]:.3g}, {chosen['regret_p95_ci'][1]:.3g}]"
+             if rec else f"no recommendation: {res['rule']}",
              "design: the built-in ones are named largest budget/sizes per budget/spread (5 budgets over two "
              "decades); N* bias: median forecast / true N* - 1; err: |forecast / true - 1| quantiles; regret: loss of the "
              "forecast allocation above the true optimum's; compute lost: the share of the target the true optimum "

@@ -148,7 +148,15 @@ def fit_one(log_n: Float[Array, " n"], log_d: Float[Array, " n"], loss: Float[Ar
         step = step / 4.0
         a_pts = jnp.clip(centre[0] + step * offsets, lo, hi)
         b_pts = jnp.clip(centre[1] + step * offsets, lo, hi)
-        _, v = grid_rss(a_pts, b_pts, log_n, log_d, loss, w)
+        coef, _ = grid_rss(a_pts, b_pts, log_n, log_d, loss, w)
+        # the window's RSS from the residuals themselves: the normal equations' y.y - 2c.h + c.g.c
+        # cancels to ~1e-12 of the RSS, the size of the RSS differences of the last zoom levels,
+        # so which point won there depended on XLA's rounding (a group fitted alone or in a batch
+        # differed by several final steps)
+        p = jnp.exp(-a_pts[:, None] * log_n[None, :])  # [9, n]
+        q = jnp.exp(-b_pts[:, None] * log_d[None, :])
+        r = (loss[None, None, :] - coef[..., 0:1] - coef[..., 1:2] * p[:, None, :] - coef[..., 2:3] * q[None, :, :])
+        v = jnp.sum(w * r * r, axis=-1)
         kk = jnp.argmin(v)
         ii, jj = kk // ZOOM_POINTS, kk % ZOOM_POINTS
         better = v[ii, jj] <= best
@@ -157,7 +165,8 @@ def fit_one(log_n: Float[Array, " n"], log_d: Float[Array, " n"], loss: Float[Ar
         return (centre, step, jnp.minimum(v[ii, jj], best)), edge
 
     step0 = jnp.asarray((hi - lo) / (GRID - 1), log_n.dtype)
-    (ab, _, _), edges = jax.lax.scan(zoom, (jnp.stack([axis[i], axis[j]]), step0, vals[i, j]), None, length=ZOOM_LEVELS)
+    (ab, _, _), edges = jax.lax.scan(zoom, (jnp.stack([axis[i], axis[j]]), step0, jnp.asarray(jnp.inf, log_n.dtype)), None,
+                                     length=ZOOM_LEVELS)
     coef, rss = projected(ab, log_n, log_d, loss, w)
     g = jax.grad(lambda t: projected(t, log_n, log_d, loss, w)[1])(ab)
     # edges at the first levels mean the optimum moved farther than the window: not converged

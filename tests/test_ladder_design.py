@@ -240,6 +240,8 @@ def test_cli_json_csv_and_table(tmp_path):
         for k in ("cost_flops", "n_bias", "n_error_p95", "regret_p95", "failed"):
             assert got[k] == pytest.approx(want[k], rel=1e-12, nan_ok=True), k
     assert res["recommended"] == "small" and res["prior"] == "covariance"  # the cheapest meeting 1 nat
+    for r in res["designs"]:  # D* = C / 6N*: its bias mirrors N*'s
+        assert (1 + r["d_bias"]) * (1 + r["n_bias"]) == pytest.approx(1.0, rel=1e-12)
     assert res["designs"][0]["gpu_hours"] == pytest.approx(res["designs"][0]["cost_flops"] / (989e12 * 0.4 * 3600), rel=1e-3)
     r = runner.invoke(app, [*common, "-f", "csv"])
     assert r.exit_code == 0 and r.stdout.splitlines()[0].startswith("design,")
@@ -267,3 +269,15 @@ def test_noise_defaults_to_a_fitted_files_residuals(tmp_path):
     # zero noise: Approach 2's parabola bias depends only on (alpha, beta), so one value per law
     assert len(np.unique(np.round(fixed.log_n_error, 9))) == 1
     assert len(np.unique(np.round(drawn.log_n_error, 9))) == 3
+
+
+def test_the_p95_monte_carlo_interval_covers_the_true_quantile():
+    """The order-statistic interval of the p95 regret covers the true 95th percentile about 95 %
+    of the time: uniform samples, whose 0.95-quantile is 0.95."""
+    rng = np.random.default_rng(0)
+    hits = []
+    for _ in range(400):
+        q, lo, hi = ladder.quantile_band(rng.uniform(size=1000), 0.95)
+        assert lo <= q <= hi
+        hits.append(lo <= 0.95 <= hi)
+    assert 0.92 <= np.mean(hits) <= 0.99
