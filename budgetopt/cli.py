@@ -202,9 +202,9 @@ GPU = typer.Option(None, help="accelerator id (see `budgetopt hardware`)")
 COUNT = typer.Option(None, help="number of accelerators")
 HOURS = typer.Option(None, help="wall-clock hours")
 DAYS = typer.Option(None, help="wall-clock days")
-MFU = typer.Option(None, help="model-FLOPs utilisation in (0, 1] [default: 0.4]")
-DTYPE = typer.Option(None, help="fp32 | tf32 | bf16 | fp16 | fp8 [default: bf16]")
-LAW = typer.Option(None, help="law preset (see `budgetopt laws`) [default: besiroglu2024]")
+MFU = typer.Option(None, help="model-FLOPs utilisation in (0, 1] \\[default: 0.4]")
+DTYPE = typer.Option(None, help="fp32 | tf32 | bf16 | fp16 | fp8 \\[default: bf16]")
+LAW = typer.Option(None, help="law preset (see `budgetopt laws`) \\[default: besiroglu2024]")
 LAW_PARAMS = typer.Option(None, help="own parametric law: E=..,A=..,B=..,alpha=..,beta=..")
 LAW_FILE = typer.Option(None, help="law file (JSON from `budgetopt fit`, or TOML)")
 UNIQUE_TOKENS = typer.Option(None, help="unique training tokens available (data-constrained law)")
@@ -212,8 +212,8 @@ MAX_PARAMS = typer.Option(None, help="cap on parameters (memory, serving)")
 MAX_TOKENS = typer.Option(None, help="cap on training tokens")
 PRICE = typer.Option(None, help="price per device-hour, to report a cost")
 HARDWARE_FILE = typer.Option(None, help="extra accelerator catalog (TOML)")
-PUE = typer.Option(None, help="power usage effectiveness of the data centre, to report energy [default: 1.0]")
-POWER = typer.Option(None, help="board power per device in watts [default: the catalog's tdp_w]")
+PUE = typer.Option(None, help="power usage effectiveness of the data centre, to report energy \\[default: 1.0]")
+POWER = typer.Option(None, help="board power per device in watts \\[default: the catalog's tdp_w]")
 GRID = typer.Option(None, help="grid carbon intensity, kg CO2e per kWh, to report emissions")
 
 
@@ -244,7 +244,7 @@ def optimize(
     law: Optional[str] = LAW,
     law_params: Optional[str] = LAW_PARAMS,
     law_file: Optional[Path] = LAW_FILE,
-    ratio: Optional[float] = typer.Option(None, help="tokens per parameter for --law tokens-per-param [default: 20]"),
+    ratio: Optional[float] = typer.Option(None, help="tokens per parameter for --law tokens-per-param \\[default: 20]"),
     unique_tokens: Optional[str] = UNIQUE_TOKENS,
     max_params: Optional[str] = MAX_PARAMS,
     max_tokens: Optional[str] = MAX_TOKENS,
@@ -256,7 +256,7 @@ def optimize(
     power_watts: Optional[str] = POWER,
     grid_intensity: Optional[str] = GRID,
     hardware_file: Optional[Path] = HARDWARE_FILE,
-    x64: Optional[bool] = typer.Option(None, "--x64/--x32", help="float64 / float32 [default: float64 on CPU, float32 on accelerators]"),
+    x64: Optional[bool] = typer.Option(None, "--x64/--x32", help="float64 / float32 \\[default: float64 on CPU, float32 on accelerators]"),
     fmt: str = FMT,
     output: Optional[Path] = OUT,
 ):
@@ -309,16 +309,16 @@ def plan(
     unique_tokens: Optional[str] = UNIQUE_TOKENS,
     max_params: Optional[str] = MAX_PARAMS,
     max_tokens: Optional[str] = MAX_TOKENS,
-    n_layer: Optional[int] = typer.Option(None, help="shape: layers [default: the llama-style shape nearest N]"),
+    n_layer: Optional[int] = typer.Option(None, help="shape: layers \\[default: the llama-style shape nearest N]"),
     d_model: Optional[int] = typer.Option(None, help="shape: hidden size"),
-    n_heads: Optional[int] = typer.Option(None, help="shape: attention heads [default: d_model / 128]"),
-    n_kv_heads: Optional[int] = typer.Option(None, help="shape: key/value heads (grouped-query attention) [default: n_heads]"),
-    d_ff: Optional[int] = typer.Option(None, help="shape: FFN width [default: 8d/3 to a multiple of 256 (swiglu), 4d (gelu)]"),
+    n_heads: Optional[int] = typer.Option(None, help="shape: attention heads \\[default: d_model / 128]"),
+    n_kv_heads: Optional[int] = typer.Option(None, help="shape: key/value heads (grouped-query attention) \\[default: n_heads]"),
+    d_ff: Optional[int] = typer.Option(None, help="shape: FFN width \\[default: 8d/3 to a multiple of 256 (swiglu), 4d (gelu)]"),
     ffn: str = typer.Option("swiglu", help="swiglu | gelu"),
     vocab: int = typer.Option(32_000, help="vocabulary size"),
     untied: bool = typer.Option(True, "--untied/--tied", help="output head untied from the embeddings"),
     seq_len: int = typer.Option(4096, help="training sequence length (context)"),
-    dp: Optional[int] = typer.Option(None, help="data-parallel degree [default: --count / (tp x pp), else 1]"),
+    dp: Optional[int] = typer.Option(None, help="data-parallel degree \\[default: --count / (tp x pp), else 1]"),
     tp: int = typer.Option(1, help="tensor-parallel degree"),
     pp: int = typer.Option(1, help="pipeline-parallel degree"),
     zero: int = typer.Option(1, help="ZeRO stage 0-3 (3 = FSDP)"),
@@ -372,8 +372,8 @@ def convert(
     to: Optional[str] = typer.Option(None, help="print only this quantity: flops | pf-days | gpu-hours | wall-days | cost"),
     gpu: Optional[str] = typer.Option(None, help="accelerator id, to report GPU-hours"),
     count: Optional[str] = typer.Option(None, help="number of accelerators, to report wall-days"),
-    mfu: Optional[str] = typer.Option(None, help="model-FLOPs utilisation in (0, 1] [default: 0.4]"),
-    dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | bf16 | fp16 | fp8 [default: bf16]"),
+    mfu: Optional[str] = typer.Option(None, help="model-FLOPs utilisation in (0, 1] \\[default: 0.4]"),
+    dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | bf16 | fp16 | fp8 \\[default: bf16]"),
     price_per_hour: Optional[str] = typer.Option(None, help="price per device-hour"),
     hardware_file: Optional[Path] = typer.Option(None, help="extra accelerator catalog (TOML)"),
     fmt: str = FMT,
@@ -431,7 +431,7 @@ def sweep(
     samples: Optional[str] = typer.Option(None, help="number of samples (overrides the file)"),
     seed: Optional[int] = typer.Option(None, help="random seed (overrides the file)"),
     chunk_size: Optional[str] = typer.Option(None, help="samples per compiled chunk; results do not depend on it "
-                                             "[default: 65536 per CPU device, 2^22 per accelerator]"),
+                                             "\\[default: 65536 per CPU device, 2^22 per accelerator]"),
     candidates: Optional[int] = typer.Option(None, help="candidate sizes in the robust grid (0 = no recommendation)"),
     checkpoint: Optional[Path] = typer.Option(None, help="write the merged state here after every chunk"),
     resume: bool = typer.Option(False, help="continue from --checkpoint"),
@@ -440,7 +440,7 @@ def sweep(
     coordinator: Optional[str] = typer.Option(None, help="host:port of process 0, with --distributed"),
     num_processes: Optional[int] = typer.Option(None, help="with --distributed and --coordinator"),
     process_id: Optional[int] = typer.Option(None, help="with --distributed and --coordinator"),
-    host_devices: Optional[int] = typer.Option(None, help="split a CPU host into this many devices [default: one per core on CPU]"),
+    host_devices: Optional[int] = typer.Option(None, help="split a CPU host into this many devices \\[default: one per core on CPU]"),
     x64: bool = typer.Option(False, "--x64", help="compute in float64 (default float32)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     hardware_file: Optional[Path] = typer.Option(None, help="extra accelerator catalog (TOML)"),
@@ -530,7 +530,7 @@ def fit(
     tolerance: float = typer.Option(0.05, help="relative compute tolerance grouping runs into budgets (Approach 2)"),
     group: Optional[str] = typer.Option(None, help="fit each group of rows: COL or COL,COL (e.g. experiment)"),
     where: Optional[list[str]] = WHERE,
-    at: Optional[str] = typer.Option(None, help="compare the allocations at this budget (FLOPs) [default: 5.76e23]"),
+    at: Optional[str] = typer.Option(None, help="compare the allocations at this budget (FLOPs) \\[default: 5.76e23]"),
     outlier_k: float = typer.Option(5.0, help="flag runs whose residual is over K robust SDs (1.4826 MAD) from the median"),
     exclude_outliers: bool = typer.Option(False, "--exclude-outliers", help="refit without the flagged runs"),
     fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
@@ -568,7 +568,7 @@ def forecast(
     params: Optional[str] = typer.Option(None, help="target model: parameters (with --tokens)"),
     tokens: Optional[str] = typer.Option(None, help="target model: training tokens (with --params)"),
     flops: Optional[str] = typer.Option(None, help="target: the compute-optimal run of this budget"),
-    law: Optional[str] = typer.Option(None, help="a parametric preset for step 1 [default: the law fitted to the runs]"),
+    law: Optional[str] = typer.Option(None, help="a parametric preset for step 1 \\[default: the law fitted to the runs]"),
     bootstrap: int = typer.Option(200, help="bootstrap replicates: both steps refitted per replicate"),
     seed: int = typer.Option(0, help="seed of the bootstrap"),
     level: float = typer.Option(0.9, help="interval level"),
@@ -607,13 +607,13 @@ def forecast(
 @app.command()
 def ladder(
     at: str = typer.Option("1e24", "--at", help="the target run's budget in FLOPs or PF-days: the ladder forecasts its N*"),
-    designs: Optional[Path] = typer.Option(None, help="designs TOML ([[design]] tables) [default: the built-in family of 24]"),
+    designs: Optional[Path] = typer.Option(None, help="designs TOML (\\[\\[design]] tables) \\[default: the built-in family of 24]"),
     law: Optional[str] = LAW,
     law_params: Optional[str] = LAW_PARAMS,
     law_file: Optional[Path] = LAW_FILE,
     prior: Optional[str] = typer.Option(None, help="true laws drawn from the law's: covariance | bootstrap | none "
-                                        "[default: its covariance, else its bootstrap draws, else none]"),
-    noise: Optional[float] = typer.Option(None, help="loss noise per run, sd of log loss [default: the law file's "
+                                        "\\[default: its covariance, else its bootstrap draws, else none]"),
+    noise: Optional[float] = typer.Option(None, help="loss noise per run, sd of log loss \\[default: the law file's "
                                           "rmse_log_loss, else 0.005]"),
     curve_sigma: float = typer.Option(0.0, help="sd of a log-loss offset shared by each budget's runs"),
     bias_per_decade: float = typer.Option(0.0, help="log loss added per decade a budget lies below --at (under-tuned small runs)"),
@@ -626,8 +626,8 @@ def ladder(
     dtype: Optional[str] = DTYPE,
     mfu: Optional[str] = MFU,
     hardware_file: Optional[Path] = HARDWARE_FILE,
-    host_devices: Optional[int] = typer.Option(None, help="split a CPU host into this many devices [default: one per core]"),
-    chunk: Optional[int] = typer.Option(None, help="(design, ladder) pairs per compiled call [default: 128 per device]"),
+    host_devices: Optional[int] = typer.Option(None, help="split a CPU host into this many devices \\[default: one per core]"),
+    chunk: Optional[int] = typer.Option(None, help="(design, ladder) pairs per compiled call \\[default: 128 per device]"),
     fmt: str = FMT,
     output: Optional[Path] = OUT,
 ):
@@ -672,7 +672,7 @@ def audit(
     tokens: Optional[str] = typer.Option(None, help="your model: training tokens (with --params)"),
     flops: Optional[str] = typer.Option(None, help="your model: training compute if not 6ND"),
     name: str = typer.Option("your model", help="label for --params/--tokens"),
-    law: Optional[str] = typer.Option(None, help="law preset [default: hoffmann2022]"),
+    law: Optional[str] = typer.Option(None, help="law preset \\[default: hoffmann2022]"),
     law_params: Optional[str] = typer.Option(None, help="own parametric law: E=..,A=..,B=..,alpha=..,beta=.."),
     law_file: Optional[Path] = typer.Option(None, help="law file (JSON from `budgetopt fit`)"),
     ratio: Optional[float] = typer.Option(None, help="tokens per parameter for --law tokens-per-param"),
@@ -701,8 +701,8 @@ def audit(
 @app.command()
 def plot(
     kind: str = typer.Argument(..., help="frontier | isoflop | loss-vs-compute | sweep | forecast | memory | ladder"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="PNG or SVG file [default: KIND.png]"),
-    law: Optional[list[str]] = typer.Option(None, help="law preset(s) [default: hoffmann2022 and besiroglu2024]"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="PNG or SVG file \\[default: KIND.png]"),
+    law: Optional[list[str]] = typer.Option(None, help="law preset(s) \\[default: hoffmann2022 and besiroglu2024]"),
     law_file: Optional[Path] = typer.Option(None, help="a fitted law file (added to the laws)"),
     sweep_file: Optional[Path] = typer.Option(None, "--sweep", help="sweep JSON (`sweep -f json -o FILE`) for KIND sweep"),
     forecast_file: Optional[Path] = typer.Option(None, "--forecast", help="forecast JSON (`forecast -f json -o FILE`)"),
@@ -710,8 +710,8 @@ def plot(
     runs: Optional[Path] = typer.Option(None, help="runs CSV to overlay on the isoflop plot (params, tokens|flops, loss)"),
     min_flops: str = typer.Option("1e18", help="left end of the compute axis"),
     max_flops: str = typer.Option("1e27", help="right end of the compute axis"),
-    width: float = typer.Option(0.0, help="figure width in inches [default: per kind]"),
-    height: float = typer.Option(0.0, help="figure height in inches [default: per kind]"),
+    width: float = typer.Option(0.0, help="figure width in inches \\[default: per kind]"),
+    height: float = typer.Option(0.0, help="figure height in inches \\[default: per kind]"),
     dpi: int = typer.Option(100, help="PNG resolution"),
 ):
     """Draw the figures: frontier, isoflop, loss-vs-compute, sweep, forecast, memory, ladder."""
@@ -731,7 +731,7 @@ def plot(
 def bench(
     samples: str = typer.Option("2e6", help="sweep samples per timed run"),
     problems: str = typer.Option("1048576", help="solver problems per timed run"),
-    host_devices: Optional[int] = typer.Option(None, help="split a CPU host into this many devices [default: one per core]"),
+    host_devices: Optional[int] = typer.Option(None, help="split a CPU host into this many devices \\[default: one per core]"),
     fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
 ):
     """Quick speed check of this machine: sweep samples/s, solver problems/s, devices."""

@@ -245,3 +245,13 @@ def test_the_convergence_warning_never_rounds_to_zero():
     w = convergence_warning({"not_converged": 3, "samples": 10_000_000})
     assert "3 of 10,000,000 samples (3e-07 of the total)" in w and "0.000%" not in w
     assert convergence_warning({"not_converged": 0, "samples": 10}) is None
+
+
+def test_help_shows_the_defaults_written_in_brackets(monkeypatch):
+    """Typer renders help as rich markup, where "[default: x]" was a markup tag and vanished
+    from every option whose default is described in words; the CLI escapes the bracket."""
+    monkeypatch.setenv("COLUMNS", "200")
+    text = runner.invoke(app, ["optimize", "--help"]).stdout
+    assert "[default: besiroglu2024]" in text and "[default: 0.4]" in text
+    text = runner.invoke(app, ["ladder", "--help"]).stdout
+    assert "([[design]] tables) [default: the built-in family of 24]" in text
