@@ -47,9 +47,10 @@ def main(argv=None):
     # the same simulated ladders for SciPy: a spread of (design, ladder) pairs
     pick = np.linspace(0, n_fits - 1, min(args.scipy_fits, n_fits)).astype(int)
     with jax_x64():
-        tables, draw, fixed, key = ladder.simulation_inputs(designs, law, "covariance", 0)
-        sims = [ladder.draw_ladder(jnp.int32(k // args.ladders), jnp.uint32(k % args.ladders), tables, draw, fixed, key,
-                                   ladder.DEFAULT_NOISE, math.log(TARGET)) for k in pick]
+        tables = ladder.layout(designs, law.params)
+        cfg = ladder.Config(*(jnp.asarray(v) for v in ladder.make_config(law, "covariance", ladder.DEFAULT_NOISE, TARGET, 0)))
+        sims = [ladder.draw_ladder(jnp.int32(k // args.ladders), jnp.uint32(k % args.ladders), tables, cfg, "covariance")
+                for k in pick]
     t0 = time.perf_counter()
     fits = [scipy_vpnls(*(np.asarray(v).ravel() for v in (s.log_n, s.log_d, s.loss, s.w))) for s in sims]
     ts = (time.perf_counter() - t0) * n_fits / len(pick)

@@ -13,7 +13,7 @@ the regret is worth (the fraction of C the true optimum would not have needed to
 loss). Every (design, ladder) pair of a chunk is one vmapped call, split over the local devices.
 
 Randomness is counter-based (``distributions.random_bits``): the law of ladder s uses the
-sweep's streams (``sweep.sampling.law_sampler``, so ladder s and sweep sample s draw the same
+sweep's streams and arithmetic (``true_law``; ladder s and sweep sample s draw the same
 law), the noise of run slot j of ladder s the counter (lo = s, hi = j) on its own stream, where
 j numbers (budget, point, repeat) within fixed caps. So every design sees the same laws and
 noise whatever the other designs (common random numbers: their differences are not Monte Carlo
@@ -45,7 +45,7 @@ from .errors import InputError, ParameterError
 from .files import load_toml
 from .fit import irls_lm, lbfgs_minimize, objective
 from .laws import LawSpec, Parametric, loss
-from .sweep.sampling import law_sampler
+from .sweep.sampling import STREAM
 from .units import gpu_hours, parse_number
 
 APPROACHES = ("vpnls", "3", "2")
@@ -287,31 +287,66 @@ class Simulated(NamedTuple):
     curve: Array
 
 
-def draw_ladder(design: Array, index: Array, tables: Layout, prior_draw, fixed: Parametric, key: tuple[int, int],
-                noise: Noise, log_target: float) -> Simulated:
+class Config(NamedTuple):
+    """The run-time inputs of the chunk program, as arrays, so that one compiled program (per
+    approach, prior kind and layout shape) serves every law, noise, target and seed — and the
+    persistent compile cache serves the next `budgetopt ladder` with other flags. ``spread``:
+    the covariance's Cholesky factor [5, 5], the bootstrap draws [k, 5], or zeros [1, 5]."""
+
+    key: Array
+    mean: Array
+    spread: Array
+    sigma: Array
+    curve_sigma: Array
+    bias_per_decade: Array
+    log_target: Array
+
+
+def make_config(prior: LawSpec, uncertainty: str, noise: Noise, target: float, seed: int) -> Config:
+    """The Config of a simulation (NumPy float64; the key words of ``seed`` as uint32)."""
+    spread = (np.linalg.cholesky(prior.covariance) if uncertainty == "covariance"
+              else np.asarray(prior.draws, np.float64) if uncertainty == "bootstrap" else np.zeros((1, 5)))
+    return Config(np.asarray(key_words(seed), np.uint32), np.array([float(v) for v in prior.params]), spread,
+                  *(np.float64(v) for v in (*noise, math.log(target))))
+
+
+def true_law(cfg: Config, uncertainty: str, index: Array) -> Parametric:
+    """Ladder ``index``'s true law: the arithmetic of the sweep's ``sweep.sampling.law_sampler``
+    with the prior as arrays, so ladder i and sweep sample i (same seed) draw the same law."""
+    key = (cfg.key[0], cfg.key[1])
+    zero = jnp.zeros_like(index)
+    if uncertainty == "covariance":
+        dtype = cfg.mean.dtype
+        z = [jax.scipy.special.ndtri(uniform(key, index, zero, STREAM.law + j, dtype)) for j in range(5)]
+        c = cfg.spread
+        return Parametric(*[sum((c[i, k] * z[k] for k in range(1, i + 1)), c[i, 0] * z[0]) + cfg.mean[i] for i in range(5)])
+    if uncertainty == "bootstrap":
+        u = uniform(key, index, zero, STREAM.law, jnp.float32)
+        n = cfg.spread.shape[0]
+        return Parametric(*cfg.spread[jnp.minimum((u * n).astype(jnp.int32), n - 1)])
+    return Parametric(*cfg.mean)
+
+
+def draw_ladder(design: Array, index: Array, tables: Layout, cfg: Config, uncertainty: str) -> Simulated:
     """Ladder ``index`` of design row ``design``: its true law and its runs' noisy losses. Pure."""
     log_c, log_n, w, slot, curve = (jnp.asarray(t)[design] for t in tables)
     dtype = log_n.dtype
-    drawn = prior_draw(key, index, jnp.uint32(0))
-    law = fixed if drawn is None else drawn
+    key = (cfg.key[0], cfg.key[1])
+    law = true_law(cfg, uncertainty, index)
     log_d = log_c[:, None] - math.log(6.0) - log_n
     z = jax.scipy.special.ndtri(uniform(key, index, slot, NOISE_STREAM, dtype))
-    log_obs = jnp.log(loss(law, log_n, log_d)) + noise.sigma * z
-    if noise.curve_sigma:
-        zc = jax.scipy.special.ndtri(uniform(key, index, jnp.arange(log_c.shape[0], dtype=jnp.uint32), CURVE_STREAM, dtype))
-        log_obs = log_obs + noise.curve_sigma * zc[:, None]
-    if noise.bias_per_decade:
-        log_obs = log_obs + noise.bias_per_decade * ((log_target - log_c) / math.log(10.0))[:, None]
+    zc = jax.scipy.special.ndtri(uniform(key, index, jnp.arange(log_c.shape[0], dtype=jnp.uint32), CURVE_STREAM, dtype))
+    log_obs = (jnp.log(loss(law, log_n, log_d)) + cfg.sigma * z + cfg.curve_sigma * zc[:, None]
+               + cfg.bias_per_decade * ((cfg.log_target - log_c) / math.log(10.0))[:, None])
     return Simulated(law, log_c, log_n, log_d, jnp.exp(log_obs), w, curve)
 
 
-def simulate_one(design: Array, index: Array, tables: Layout, approach: str, prior_draw, fixed: Parametric,
-                 key: tuple[int, int], noise: Noise, log_target: float) -> Outcome:
+def simulate_one(design: Array, index: Array, tables: Layout, cfg: Config, approach: str, uncertainty: str) -> Outcome:
     """Ladder ``index`` of design row ``design``: draw, fit, score. Pure; vmapped by ``simulate``."""
-    law, log_c, log_n, log_d, obs, w, curve = draw_ladder(design, index, tables, prior_draw, fixed, key, noise, log_target)
-    dtype = log_n.dtype
+    law, log_c, log_n, log_d, obs, w, curve = draw_ladder(design, index, tables, cfg, uncertainty)
+    log_target = cfg.log_target
     if approach == "2":
-        f = isoflop.fit_approach2_fixed(log_c, log_n, obs, w, curve, jnp.asarray(log_target, dtype))
+        f = isoflop.fit_approach2_fixed(log_c, log_n, obs, w, curve, log_target)
         converged = f.ok & (f.curves_used == jnp.sum(curve).astype(jnp.int32))  # every curve kept
         return _outcome(law, f.log_n_target, log_target, converged)
     flat = [v.reshape(-1) for v in (log_n, jnp.broadcast_to(log_d, log_n.shape), obs, w)]
@@ -327,7 +362,7 @@ def simulate_one(design: Array, index: Array, tables: Layout, approach: str, pri
         theta, _, gn, _ = lbfgs_minimize(theta, fun, POLISH_STEPS, 1e-11)
         converged = converged & (gn < GRAD_TOL)
     fitted = Parametric(*theta)
-    return _outcome(law, closed_form_x(fitted, jnp.asarray(log_target, dtype)), log_target, converged)
+    return _outcome(law, closed_form_x(fitted, log_target), log_target, converged)
 
 
 BLOCK = 64  # (design, ladder) pairs vmapped together: every pair is computed at the same lane of a
@@ -340,37 +375,24 @@ def default_chunk() -> int:
     return 4 * BLOCK * jax.local_device_count()
 
 
-_PROGRAMS: dict = {}  # compiled chunk programs by configuration: a second simulate() does not recompile
-MAX_PROGRAMS = 8
+_PROGRAMS: dict = {}  # compiled chunk programs: a second simulate() does not retrace
 
 
-def _program(prior: LawSpec, uncertainty: str, approach: str, noise: Noise, target: float, seed: int):
-    """The jitted chunk program of one configuration (the layout is an argument: jit retraces per
-    shape): the chunk split over the local devices (``shard_map``), each device mapping blocks
-    of ``BLOCK`` (design, ladder) pairs, vmapped."""
-    ident = (approach, tuple(noise), target, seed, uncertainty, prior.name, tuple(float(v) for v in prior.params),
-             None if prior.covariance is None else prior.covariance.tobytes(),
-             None if prior.draws is None else prior.draws.tobytes(), tuple(d.id for d in jax.local_devices()))
+def _program(approach: str, uncertainty: str):
+    """The jitted chunk program of an approach and prior kind (the layout and the Config are
+    arguments: jit retraces per shape only): the chunk split over the local devices
+    (``shard_map``), each device mapping blocks of ``BLOCK`` (design, ladder) pairs, vmapped."""
+    ident = (approach, uncertainty, tuple(d.id for d in jax.local_devices()))
     if ident not in _PROGRAMS:
-        _, draw, fixed, key = simulation_inputs([], prior, uncertainty, seed)
         mesh = Mesh(np.array(jax.local_devices()), ("dev",))
 
-        def block(d, s, tab):
-            one = lambda ds: simulate_one(ds[0], ds[1], tab, approach, draw, fixed, key, noise, math.log(target))  # noqa: E731
+        def block(d, s, tab, cfg):
+            one = lambda ds: simulate_one(ds[0], ds[1], tab, cfg, approach, uncertainty)  # noqa: E731
             return jax.lax.map(one, (d, s), batch_size=BLOCK)
 
-        while len(_PROGRAMS) >= MAX_PROGRAMS:
-            _PROGRAMS.pop(next(iter(_PROGRAMS)))
-        _PROGRAMS[ident] = jax.jit(jax.shard_map(block, mesh=mesh, in_specs=(P("dev"), P("dev"), P()), out_specs=P("dev"),
-                                                 check_vma=False))
+        _PROGRAMS[ident] = jax.jit(jax.shard_map(block, mesh=mesh, in_specs=(P("dev"), P("dev"), P(), P()),
+                                                 out_specs=P("dev"), check_vma=False))
     return _PROGRAMS[ident]
-
-
-def simulation_inputs(designs: Sequence[Design], prior: LawSpec, uncertainty: str, seed: int) -> tuple:
-    """(layout, law sampler, the prior's mean law, key words): what ``draw_ladder`` takes besides
-    (design, index), in float64 (call inside ``jax_x64``)."""
-    return (layout(designs, prior.params) if designs else None, law_sampler(prior, uncertainty, jnp.float64),
-            Parametric(*(jnp.float64(v) for v in prior.params)), key_words(seed))
 
 
 def simulate(designs: Sequence[Design], prior: LawSpec, uncertainty: str, noise: Noise, target: float,
@@ -389,7 +411,8 @@ def simulate(designs: Sequence[Design], prior: LawSpec, uncertainty: str, noise:
     chunk = -(-(chunk or default_chunk()) // step) * step
     with jax_x64():
         tables = layout(designs, prior.params)
-        run = _program(prior, uncertainty, approach, noise, target, seed)
+        cfg = Config(*(jnp.asarray(v) for v in make_config(prior, uncertainty, noise, target, seed)))
+        run = _program(approach, uncertainty)
         pairs_d = np.repeat(np.arange(len(designs), dtype=np.int32), ladders)
         pairs_s = np.tile(np.arange(ladders, dtype=np.uint32), len(designs))
         total = len(pairs_d)
@@ -398,7 +421,7 @@ def simulate(designs: Sequence[Design], prior: LawSpec, uncertainty: str, noise:
         for start in range(0, total, chunk):
             d = np.resize(pairs_d[start:start + chunk], chunk)  # the last chunk padded with repeats
             s = np.resize(pairs_s[start:start + chunk], chunk)
-            out = run(d, s, tab)
+            out = run(d, s, tab, cfg)
             keep = min(chunk, total - start)
             parts.append(jax.tree.map(lambda v, k=keep: np.asarray(v)[:k], out))
     return Outcome(*(np.concatenate([getattr(p, f) for p in parts]).reshape(len(designs), ladders)
@@ -542,6 +565,7 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
 
 
 __all__ = ["APPROACHES", "PRIORS", "Design", "Noise", "Outcome", "Layout", "Simulated", "check_design", "family",
-           "design_from_mapping", "read_designs", "layout", "draw_ladder", "simulation_inputs", "simulate_one", "simulate",
+           "design_from_mapping", "read_designs", "layout", "Config", "make_config", "true_law", "draw_ladder", "simulate_one",
+           "simulate",
            "summarise", "quantile_band", "recommend", "check_noise", "prior_kind", "design_ladders", "default_chunk",
            "BLOCK", "DEFAULT_NOISE"]

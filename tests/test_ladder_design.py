@@ -155,6 +155,20 @@ def test_results_do_not_depend_on_chunk_or_lane_and_a_design_sees_the_same_laws(
     assert not np.allclose(d.log_n_error, a.log_n_error)
 
 
+def test_ladder_i_draws_the_sweeps_law_i():
+    from budgetopt.devices import jax_x64
+    from budgetopt.distributions import key_words
+    from budgetopt.sweep.sampling import law_sampler
+
+    idx = np.arange(200, dtype=np.uint32)
+    with jax_x64():
+        cfg = ladder.Config(*(jnp.asarray(v) for v in ladder.make_config(CHIN, "covariance", ladder.Noise(), TARGET, 7)))
+        ours = ladder.true_law(cfg, "covariance", jnp.asarray(idx))
+        theirs = law_sampler(CHIN, "covariance", jnp.float64)(key_words(7), jnp.asarray(idx), jnp.zeros(200, jnp.uint32))
+    assert np.array_equal(np.stack(ours), np.stack(theirs))
+    assert np.std(np.asarray(ours.alpha)) > 0.005  # drawn, not the mean
+
+
 def test_the_chunk_kernel_is_traced_once(monkeypatch):
     calls = []
     inner = ladder.simulate_one
@@ -164,11 +178,12 @@ def test_the_chunk_kernel_is_traced_once(monkeypatch):
         return inner(*a, **k)
 
     monkeypatch.setattr(ladder, "simulate_one", counted)
+    monkeypatch.setattr(ladder, "_PROGRAMS", {})  # not the programs earlier tests traced
     designs = [ladder.Design("a", BUDGETS, 3, 2.0)]
-    # a target no other test uses: a configuration compiled by an earlier test is not traced again
-    args = (designs, CHIN, "none", ladder.Noise(0.0), 3.21e24)
-    ladder.simulate(*args, 5 * ladder.BLOCK, "2", chunk=ladder.BLOCK)  # five chunks
-    ladder.simulate(*args, 2 * ladder.BLOCK, "2", chunk=ladder.BLOCK)  # a second call: the same program
+    ladder.simulate(designs, CHIN, "none", ladder.Noise(0.0), 1e24, 5 * ladder.BLOCK, "2", chunk=ladder.BLOCK)  # 5 chunks
+    # another law, noise, target and seed: run-time arguments of the same program
+    ladder.simulate(designs, ASYM, "none", ladder.Noise(0.02, 0.01, 0.001), 3e23, 2 * ladder.BLOCK, "2", seed=5,
+                    chunk=ladder.BLOCK)
     assert len(calls) == 1
 
 

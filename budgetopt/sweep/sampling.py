@@ -89,8 +89,8 @@ def complete(scenario: Scenario, draw: Draw) -> tuple[Law, Budget]:
 def law_sampler(law: LawSpec, uncertainty: str, dtype) -> Callable:
     """(key, idx_lo, idx_hi) -> a parametric law with leaves of shape idx_lo.shape drawn from
     ``law``'s covariance (``uncertainty`` "covariance") or bootstrap draws ("bootstrap"), on
-    streams law .. law + 4; None for a fixed law ("none"). Shared by the sweep and the ladder
-    simulation, so both draw the same law for the same (seed, index)."""
+    streams law .. law + 4; None for a fixed law ("none"). ``ladder.true_law`` repeats this
+    arithmetic with the prior as arrays (a test checks they agree)."""
     p = law.params
     if uncertainty == "covariance":
         chol = np.linalg.cholesky(law.covariance)
