@@ -643,9 +643,6 @@ def ladder(
     from .laws import resolve_law
 
     target = parse_number(at, "--at", units="flops")
-    n = parse_number(ladders, "--ladders")
-    if n != int(n):
-        raise InputError("--ladders", f"must be a whole number of ladders, got {ladders}")
     spec = resolve_law(law, law_params, str(law_file) if law_file else None)
     cluster, unused = _cluster(gpu, dtype, None, mfu, None, hardware_file)
     _no_effect(unused, "ladder", "without --gpu")
@@ -653,7 +650,7 @@ def ladder(
     chosen = read_designs(designs) if designs is not None else None
     with _precision(True):
         res = design_ladders(spec, target, chosen, prior=prior, noise=Noise(sigma, curve_sigma, bias_per_decade),
-                             approach=approach, ladders=int(n), seed=seed,
+                             approach=approach, ladders=parse_number(ladders, "--ladders"), seed=seed,
                              max_regret=_num(max_regret, "--max-regret", "plain"),
                              ladder_budget=_num(ladder_budget, "--ladder-budget", "flops"), cluster=cluster, chunk=chunk)
     if fmt == "json":

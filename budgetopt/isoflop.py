@@ -128,13 +128,12 @@ def fit_approach2(runs: Runs, tolerance: float = 0.05, target: float = 5.76e23) 
 
 class Approach2Fit(NamedTuple):
     """Approach 2 of one simulated ladder (leaves gain leading axes under vmap): log N_opt at the
-    target, the exponent a, how many curves gave an interior minimum, how many had their
-    lowest loss at an edge of the sampled sizes, and whether a forecast exists (>= 2 curves)."""
+    target, the exponent a, how many curves gave an interior minimum, and whether a forecast
+    exists (>= 2 curves)."""
 
     log_n_target: Array
     a: Array
     curves_used: Array
-    edge_minima: Array
     ok: Array
 
 
@@ -154,11 +153,10 @@ def fit_approach2_fixed(log_c: Float[Array, " b"], log_n: Float[Array, "b m"], l
         vertex = xm - c1 / (2.0 * c2)
         lo = jnp.min(jnp.where(wt > 0, x, jnp.inf))
         hi = jnp.max(jnp.where(wt > 0, x, -jnp.inf))
-        best = x[jnp.argmin(jnp.where(wt > 0, y, jnp.inf))]
         kept = (c2 > 0) & (vertex >= lo) & (vertex <= hi) & jnp.isfinite(vertex)
-        return jnp.where(kept, vertex, 0.0), kept, (best == lo) | (best == hi)
+        return jnp.where(kept, vertex, 0.0), kept
 
-    vertex, kept, edge = jax.vmap(one)(log_n, loss, w)
+    vertex, kept = jax.vmap(one)(log_n, loss, w)
     kept = kept & curve
     v = kept.astype(log_c.dtype)
     k = jnp.sum(v)
@@ -167,8 +165,7 @@ def fit_approach2_fixed(log_c: Float[Array, " b"], log_n: Float[Array, "b m"], l
     sxx = jnp.sum(v * (log_c - cm) ** 2)
     a = jnp.sum(v * (log_c - cm) * (vertex - xm)) / jnp.where(sxx > 0, sxx, 1.0)
     ok = (k >= 2) & (sxx > 0)
-    return Approach2Fit(jnp.where(ok, xm + a * (log_target - cm), jnp.nan), a, k.astype(jnp.int32),
-                        jnp.sum(edge & curve).astype(jnp.int32), ok)
+    return Approach2Fit(jnp.where(ok, xm + a * (log_target - cm), jnp.nan), a, k.astype(jnp.int32), ok)
 
 
 __all__ = ["MIN_CURVE_RUNS", "check_tolerance", "curves", "curve_minimum", "residuals", "fit_approach2",

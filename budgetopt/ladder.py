@@ -44,13 +44,12 @@ from .distributions import key_words, uniform
 from .errors import InputError, ParameterError
 from .files import load_toml
 from .fit import irls_lm, lbfgs_minimize, objective
-from .laws import LawSpec, Parametric, loss
+from .laws import UNCERTAINTIES, LawSpec, Parametric, loss, uncertainty_problem
 from .sweep.sampling import STREAM
 from .units import gpu_hours, parse_number
 
 APPROACHES = ("vpnls", "3", "2")
 APPROACH_LABELS = {"vpnls": "VPNLS", "3": "Approach 3 (Huber: IRLS + L-BFGS from the VPNLS fit)", "2": "Approach 2"}
-PRIORS = ("covariance", "bootstrap", "none")
 MAX_BUDGETS, MAX_POINTS, MAX_REPEATS = 16, 64, 16  # caps that number a run's noise slot
 MAX_LADDERS = 1_000_000
 NOISE_STREAM, CURVE_STREAM = 20, 21  # the law uses streams 0-4 with hi = 0
@@ -404,8 +403,8 @@ def simulate(designs: Sequence[Design], prior: LawSpec, uncertainty: str, noise:
     device count give the same numbers, bit for bit."""
     if approach not in APPROACHES:
         raise ParameterError("approach", f"must be one of {', '.join(APPROACHES)}, got {approach!r}")
-    if uncertainty not in PRIORS:
-        raise ParameterError("prior", f"must be one of {', '.join(PRIORS)}, got {uncertainty!r}")
+    if uncertainty not in UNCERTAINTIES:
+        raise ParameterError("prior", f"must be one of {', '.join(UNCERTAINTIES)}, got {uncertainty!r}")
     devices = jax.local_devices()
     step = BLOCK * len(devices)
     chunk = -(-(chunk or default_chunk()) // step) * step
@@ -508,17 +507,14 @@ def prior_kind(law: LawSpec, prior: str | None) -> str:
     bootstrap draws, else none (the law fixed)."""
     if prior is None:
         return "covariance" if law.covariance is not None else "bootstrap" if law.draws is not None else "none"
-    if prior not in PRIORS:
-        raise ParameterError("prior", f"must be one of {', '.join(PRIORS)}, got {prior!r}")
-    if prior == "covariance" and law.covariance is None:
-        raise ParameterError("prior", f"{law.name} has no covariance; use none, or a fitted file with bootstrap draws")
-    if prior == "bootstrap" and law.draws is None:
-        raise ParameterError("prior", f"{law.name} has no bootstrap draws; write a law file with `budgetopt fit --bootstrap`")
+    problem = uncertainty_problem(law, prior)
+    if problem is not None:
+        raise ParameterError("prior", problem)
     return prior
 
 
 def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None = None, *, prior: str | None = None,
-                   noise: Noise = DEFAULT_NOISE, approach: str = "vpnls", ladders: int = 1000, seed: int = 0,
+                   noise: Noise = DEFAULT_NOISE, approach: str = "vpnls", ladders: float = 1000, seed: int = 0,
                    max_regret: float | None = None, ladder_budget: float | None = None, cluster=None,
                    chunk: int | None = None) -> dict:
     """``budgetopt ladder``: simulate every design (``family(target)`` by default), summarise and
@@ -527,8 +523,10 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
         raise ParameterError("law", f"{law.name} is not a parametric law E + A/N^alpha + B/D^beta")
     if not (target > 0 and math.isfinite(target)):
         raise ParameterError("target", f"must be positive finite FLOPs, got {target!r}")
-    if not (isinstance(ladders, int) and 10 <= ladders <= MAX_LADDERS):
-        raise ParameterError("ladders", f"must be an integer from 10 to {MAX_LADDERS}, got {ladders!r}")
+    if isinstance(ladders, bool) or not isinstance(ladders, (int, float)) or ladders != int(ladders) \
+            or not 10 <= ladders <= MAX_LADDERS:
+        raise ParameterError("ladders", f"must be a whole number of ladders from 10 to {MAX_LADDERS}, got {ladders!r}")
+    ladders = int(ladders)
     if not 0 <= seed < 2**32:
         raise ParameterError("seed", f"must be an integer from 0 to 2^32 - 1, got {seed}")
     if max_regret is not None and not (max_regret > 0 and math.isfinite(max_regret)):
@@ -564,7 +562,7 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
             "timing": {"seconds": seconds, "fits": fits, "fits_per_second": fits / seconds, "devices": jax.local_device_count()}}
 
 
-__all__ = ["APPROACHES", "PRIORS", "Design", "Noise", "Outcome", "Layout", "Simulated", "check_design", "family",
+__all__ = ["APPROACHES", "Design", "Noise", "Outcome", "Layout", "Simulated", "check_design", "family",
            "design_from_mapping", "read_designs", "layout", "Config", "make_config", "true_law", "draw_ladder", "simulate_one",
            "simulate",
            "summarise", "quantile_band", "recommend", "check_noise", "prior_kind", "design_ladders", "default_chunk",

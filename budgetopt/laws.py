@@ -356,6 +356,23 @@ def law_from_file(path: str | Path) -> LawSpec:
                    validity=valid, residual_sd=None if sd is None else float(sd))
 
 
+UNCERTAINTIES = ("none", "covariance", "bootstrap")  # where a law's parameter uncertainty comes from
+
+
+def uncertainty_problem(spec: LawSpec, kind: str) -> str | None:
+    """Why ``spec`` cannot carry the parameter uncertainty ``kind`` (one of UNCERTAINTIES), or
+    None: the one check behind a scenario's ``law.uncertainty`` and the ladder's prior."""
+    if kind not in UNCERTAINTIES:
+        return f"unknown {kind!r}; allowed: {', '.join(UNCERTAINTIES)}"
+    if kind == "covariance" and spec.covariance is None:
+        return f"{spec.name} has no covariance; use 'none', or a fitted file with 'bootstrap'"
+    if kind == "bootstrap" and spec.draws is None:
+        return f"{spec.name} has no bootstrap draws; write a law file with `budgetopt fit --bootstrap`"
+    if kind != "none" and not isinstance(spec.params, Parametric):
+        return "only parametric laws carry parameter uncertainty"
+    return None
+
+
 def resolve_law(law: str | None = None, law_params: str | None = None, law_file: str | None = None,
                 ratio: float | None = None, default: str = "besiroglu2024") -> LawSpec:
     """The one way the CLI and library pick a law: a preset name, explicit parameters, or a file."""

@@ -33,7 +33,7 @@ from .errors import InputError, ParameterError
 from .files import load_toml
 from .hardware import Accelerator, get_accelerator, load_catalog
 from .launch import check_plan_options
-from .laws import LawSpec, Parametric, get_preset, law_from_file, parametric_from_mapping
+from .laws import LawSpec, Parametric, get_preset, law_from_file, parametric_from_mapping, uncertainty_problem
 from .units import parse_number
 
 DIST_PARAMS = {"uniform": ("low", "high"), "loguniform": ("low", "high"), "normal": ("mean", "sd"),
@@ -200,15 +200,9 @@ def _law(t: dict, base_dir: Path) -> tuple[LawSpec, str]:
             ratio = _number(ratio, "law.ratio")
         spec = get_preset(preset, ratio)
     unc = t.get("uncertainty", "none")
-    allowed = ("none", "covariance", "bootstrap")
-    if unc not in allowed:
-        raise InputError("law.uncertainty", f"unknown {unc!r}; allowed: {', '.join(allowed)}")
-    if unc == "covariance" and spec.covariance is None:
-        raise InputError("law.uncertainty", f"{spec.name} has no covariance; use 'none', or a fitted file with 'bootstrap'")
-    if unc == "bootstrap" and spec.draws is None:
-        raise InputError("law.uncertainty", f"{spec.name} has no bootstrap draws; write a law file with `budgetopt fit --bootstrap`")
-    if unc != "none" and not isinstance(spec.params, Parametric):
-        raise InputError("law.uncertainty", "only parametric laws carry parameter uncertainty")
+    problem = uncertainty_problem(spec, unc)
+    if problem is not None:
+        raise InputError("law.uncertainty", problem)
     return spec, unc
 
 
