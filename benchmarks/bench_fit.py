@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from common import machine, record, timeit
 
-from budgetopt import fit
-from budgetopt import runs as runs_mod
+from budgetopt.fit import approach3
+from budgetopt.fit import runs as runs_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "chinchilla_fig4_epoch.csv"
@@ -69,11 +69,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     runs, what = load_runs()
     t0 = time.perf_counter()
-    fit.fit_approach3(runs)
+    approach3.fit_approach3(runs)
     cold = time.perf_counter() - t0
     box = {}
-    tb = timeit(lambda: box.setdefault("r", fit.fit_approach3(runs)), repeats=args.repeats, warmup=0)
-    starts = fit.start_grid()
+    tb = timeit(lambda: box.setdefault("r", approach3.fit_approach3(runs)), repeats=args.repeats, warmup=0)
+    starts = approach3.start_grid()
     k = min(args.scipy_starts, len(starts))
     sub = starts[:: max(1, len(starts) // k)][:k]
     t0 = time.perf_counter()

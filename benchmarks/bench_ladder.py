@@ -21,9 +21,9 @@ import numpy as np
 from bench_vpnls import scipy_vpnls
 from common import machine, record
 
-from budgetopt import ladder
-from budgetopt.devices import jax_x64
-from budgetopt.laws import resolve_law
+from budgetopt.core.runtime import jax_x64
+from budgetopt.fit import ladder
+from budgetopt.model.laws import resolve_law
 
 TARGET = 1e24
 
@@ -42,13 +42,13 @@ def main(argv=None):
     res = ladder.design_ladders(law, TARGET, designs, ladders=args.ladders)
     cold = time.perf_counter() - t0
     t0 = time.perf_counter()
-    out = ladder.simulate(designs, law, "covariance", ladder.DEFAULT_NOISE, TARGET, args.ladders)
+    out = ladder.simulate(designs, law, "covariance", ladder.Noise(), TARGET, args.ladders)
     warm = time.perf_counter() - t0
     # the same simulated ladders for SciPy: a spread of (design, ladder) pairs
     pick = np.linspace(0, n_fits - 1, min(args.scipy_fits, n_fits)).astype(int)
     with jax_x64():
-        tables = ladder.layout(designs, law.params)
-        cfg = ladder.Config(*(jnp.asarray(v) for v in ladder.make_config(law, "covariance", ladder.DEFAULT_NOISE, TARGET, 0)))
+        tables = ladder.design_table(designs, law.params)
+        cfg = ladder.Config(*(jnp.asarray(v) for v in ladder.make_config(law, "covariance", ladder.Noise(), TARGET, 0)))
         sims = [ladder.draw_ladder(jnp.int32(k // args.ladders), jnp.uint32(k % args.ladders), tables, cfg, "covariance")
                 for k in pick]
     t0 = time.perf_counter()
@@ -86,7 +86,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from budgetopt.devices import split_host
+    from budgetopt.core.runtime import split_host
 
     split_host()  # one device per core, as the CLI does (before JAX starts its backends)
     main()

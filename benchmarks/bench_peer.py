@@ -23,8 +23,8 @@ import numpy as np
 from bench_fit import load_runs
 from common import machine, record
 
-from budgetopt import fit
-from budgetopt.devices import jax_x64
+from budgetopt.core.runtime import jax_x64
+from budgetopt.fit import approach3
 
 
 def peer_fit(runs, values: int):
@@ -53,9 +53,9 @@ def main(argv=None):
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args(argv)
     runs, what = load_runs()
-    fit.fit_approach3(runs)  # compile
+    approach3.fit_approach3(runs)  # compile
     t0 = time.perf_counter()
-    ours = fit.fit_approach3(runs)
+    ours = approach3.fit_approach3(runs)
     t_ours = time.perf_counter() - t0
     try:
         import chinchilla  # noqa: F401
@@ -72,12 +72,12 @@ def main(argv=None):
 
     ones = jnp.ones(len(runs.log_l))
     with jax_x64():
-        peer_obj = float(fit.objective(jnp.asarray(th), *(jnp.asarray(v) for v in runs[:3]), ones, 1e-3))
+        peer_obj = float(approach3.objective(jnp.asarray(th), *(jnp.asarray(v) for v in runs[:3]), ones, 1e-3))
     # allocation: the same closed form on both sides, at 1e6 budgets
     from chinchilla import Chinchilla
 
-    from budgetopt.allocation import Budget, allocate
-    from budgetopt.laws import Parametric, to_array_law
+    from budgetopt.model.allocation import Budget, allocate
+    from budgetopt.model.laws import Parametric, to_array_law
 
     c = np.logspace(18, 27, 1_000_000)
     t0 = time.perf_counter()

@@ -17,7 +17,7 @@ import sys
 import time
 
 if __name__ == "__main__":  # one CPU device per core, before JAX starts (see budgetopt.devices)
-    from budgetopt.devices import set_host_device_count
+    from budgetopt.core.runtime import set_host_device_count
 
     _dev = next((a.split("=")[1] for a in sys.argv if a.startswith("--devices=")), None)
     set_host_device_count(int(_dev) if _dev else os.cpu_count() or 1)
@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from common import machine, record, shard_batch, timeit
 
-from budgetopt.allocation import Budget, allocate, broadcast_problems, closed_form_x, interval, log_tokens
-from budgetopt.laws import data_constrained, data_constrained_constants, get_preset, loss, to_array_law
+from budgetopt.model.allocation import Budget, allocate, broadcast_problems, closed_form_x, interval, log_tokens
+from budgetopt.model.laws import data_constrained, data_constrained_constants, get_preset, loss, to_array_law
 
 
 def problems(n: int, seed: int = 0):
@@ -70,7 +70,7 @@ def scipy_baseline(log_c, log_u):
 
 def lbfgs_variant(law, b: Budget, iters: int = 30):
     """optax L-BFGS on x (clipped to the feasible interval), vmapped, at most ``iters`` steps."""
-    from budgetopt.fit import lbfgs_minimize
+    from budgetopt.core.lbfgs import lbfgs_minimize
 
     def one(law, b):
         lo, hi = interval(b)

@@ -26,7 +26,7 @@ import sys
 import time
 
 if __name__ == "__main__":
-    from budgetopt.devices import set_host_device_count
+    from budgetopt.core.runtime import set_host_device_count
 
     set_host_device_count(os.cpu_count() or 1)  # CPU only; GPUs ignore it
 
@@ -35,11 +35,13 @@ import jax.numpy as jnp
 import numpy as np
 from common import machine, record, timeit
 
-from budgetopt import scenario as scn
 from budgetopt import sweep as sw
-from budgetopt.devices import jax_x64
-from budgetopt.laws import get_preset
-from budgetopt.summary import QUANTILES, Ranges
+from budgetopt.core.runtime import jax_x64
+from budgetopt.model.laws import get_preset
+from budgetopt.sweep import scenario as scn
+from budgetopt.sweep.accumulators import QUANTILES, Ranges
+from budgetopt.sweep.driver import chunk_layout, default_chunk, prepare
+from budgetopt.sweep.kernel import LOG_QUANTITIES
 
 PROBS = list(QUANTILES.values())
 STRIDE = 8
@@ -104,9 +106,9 @@ def kernel_rates(sc, n: int) -> dict:
     """Samples/s of the kernel's two programs alone (one chunk, warm): draw = sampling and the
     closed-form solve; accumulate = summaries and candidates."""
     with jax_x64():
-        chunk = sw.chunk_layout(sw.default_chunk(jax.default_backend(), jax.local_device_count()),
+        chunk = chunk_layout(default_chunk(jax.default_backend(), jax.local_device_count()),
                                 jax.local_device_count(), sc.subsample)
-        pilot, k = sw.prepare(sc, n, False, chunk)
+        pilot, k = prepare(sc, n, False, chunk)
         ranges = Ranges(*(jnp.asarray(v) for v in pilot.ranges))
         cands = jnp.asarray(pilot.candidates, jnp.float32)
         lo = np.uint32(0)
@@ -169,7 +171,7 @@ def main(argv=None):
     agree = {}
     for name, (q, *_rest) in box["q"].items():
         got = np.array([first["quantiles"]["quantiles"][name][k] for k in QUANTILES])
-        want = np.exp(q) if name in sw.LOG_QUANTITIES else q
+        want = np.exp(q) if name in LOG_QUANTITIES else q
         agree[name] = float(np.max(np.abs(got / want - 1)))
     rec_b, rec_n = first["default"]["recommendation"], box["rec"]
     agree["recommended_params"] = abs(rec_b["params"] / rec_n["params"] - 1)

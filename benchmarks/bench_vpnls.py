@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from common import machine, record, timeit
 
-from budgetopt import fit, vpnls
-from budgetopt.devices import jax_x64
-from budgetopt.runs import Runs, read_groups
+from budgetopt.core.runtime import jax_x64
+from budgetopt.fit import vpnls
+from budgetopt.fit.runs import Runs, padded, read_groups, replicate_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 LADDERS = ROOT.parent / "shared" / "data" / "ladders" / "isoflops.csv"
@@ -57,7 +58,7 @@ def scipy_vpnls(log_n, log_d, loss, w):
         return nnls(cols / sc, loss * sw)[1] ** 2
 
     lo, hi = vpnls.EXPONENT_RANGE
-    axis = np.linspace(lo, hi, vpnls.GRID)
+    axis = np.linspace(lo, hi, vpnls.GRID_POINTS)
     v = np.array([[rss((a, b)) for b in axis] for a in axis])
     i, j = np.unravel_index(np.argmin(v), v.shape)
     r = minimize(rss, [axis[i], axis[j]], method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-14, "maxiter": 2000})
@@ -73,9 +74,9 @@ def main(argv=None):
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args(argv)
     runs_list, what = ladders(args.groups)
-    weights = [fit.replicate_weights(len(r.log_l), args.replicates, 0) for r in runs_list]
+    weights = [replicate_weights(len(r.log_l), args.replicates, 0) for r in runs_list]
     with jax_x64():  # float64 throughout, as `budgetopt fit` runs it
-        batch = fit.padded(runs_list, weights)
+        batch = [jnp.asarray(v) for v in padded(runs_list, weights)]
         n_fits = batch[0].shape[0]
         t0 = time.perf_counter()
         res = jax.block_until_ready(vpnls.fit_batch(*batch))
@@ -97,7 +98,7 @@ def main(argv=None):
     md = (f"| VPNLS: {args.groups} groups x (1 + {args.replicates} bootstrap replicates) = {n_fits:,} fits, {what} | seconds | fits/s | ratio |\n"
           f"|---|---|---|---|\n"
           f"| budgetopt `vpnls.fit_batch`, one vmapped call (warm) | {tb['median']:.2f} | {rate:,.0f} | **{ts / tb['median']:.1f}× SciPy** |\n"
-          f"| SciPy loop: NNLS + {vpnls.GRID}x{vpnls.GRID} grid + Nelder-Mead ({len(pick)} fits timed, scaled) | {ts:.1f} | {n_fits / ts:,.1f} | 1 |\n\n"
+          f"| SciPy loop: NNLS + {vpnls.GRID_POINTS}x{vpnls.GRID_POINTS} grid + Nelder-Mead ({len(pick)} fits timed, scaled) | {ts:.1f} | {n_fits / ts:,.1f} | 1 |\n\n"
           f"Same answers: largest relative difference in alpha, beta over the {len(pick)} shared fits {dev:.1e}. "
           f"First call including compilation: {cold:.1f} s.")
     print(md)

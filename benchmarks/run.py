@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from budgetopt.devices import set_host_device_count  # noqa: E402
+from budgetopt.core.runtime import set_host_device_count  # noqa: E402
 
 
 def main(argv=None):

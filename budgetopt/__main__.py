@@ -1,14 +1,14 @@
-"""``budgetopt`` and ``python -m budgetopt``: signals are routed (interrupts.py) before the CLI,
-and anything it imports, is loaded."""
+"""``budgetopt`` and ``python -m budgetopt``: signals are routed (core/interrupts.py) before the
+CLI, and anything it imports, is loaded."""
 
 
 def main() -> None:
-    from .interrupts import route_signals
+    from .core.interrupts import route_signals
 
     route_signals()
-    from .cli import main as run
+    from .cli.commands import cli_main
 
-    run()
+    cli_main()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ PY="${PYTHON:-python3}"
 # Correctness on the device: allocation (f64 and f32), generator, sweep determinism and the
 # decision against NumPy, the typed state, the ladder simulation (zero-noise recovery, Approach 2's
 # closed-form bias, bit-identical chunks). (One process owns the GPU: no -n here.)
-"$PY" -m pytest -q -x -p no:cacheprovider tests/test_allocate.py tests/test_distributions.py tests/test_laws.py \
-  tests/test_sweep.py tests/test_sweep_engine.py tests/test_ladder_design.py -m "not slow"
+"$PY" -m pytest -q -x -p no:cacheprovider tests/model/test_allocation.py tests/core/test_distributions.py tests/model/test_laws.py \
+  tests/sweep/test_sweep.py tests/sweep/test_sweep_engine.py tests/fit/test_ladder.py -m "not slow"
 # Benchmarks at accelerator sizes; the closing summary table is printed last.
 "$PY" benchmarks/run.py --gpu "$@"

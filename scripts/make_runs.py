@@ -46,8 +46,8 @@ def main(argv=None):
     ap.add_argument("--metric", action="store_true", help="add avg_err from the law's published link (e.g. gadre2024-rpj)")
     ap.add_argument("--metric-noise", type=float, default=0.005)
     args = ap.parse_args(argv)
-    from budgetopt.laws import get_preset
-    from budgetopt.links import predict
+    from budgetopt.model.laws import get_preset
+    from budgetopt.model.links import predict_link
 
     spec = get_preset(args.law)
     if args.metric and spec.link is None:
@@ -63,7 +63,7 @@ def main(argv=None):
         extra = []
         if args.metric:
             clean = E + A / r[0] ** p.alpha + B / r[1] ** p.beta
-            extra = [f"{float(predict(spec.link, clean)) + rng.normal(0, args.metric_noise):.6f}"]
+            extra = [f"{float(predict_link(spec.link, clean)) + rng.normal(0, args.metric_noise):.6f}"]
         w.writerow([f"{v:.6g}" for v in r[:3]] + [f"{r[3]:.6f}"] + extra)
     if out is not sys.stdout:
         out.close()

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from budgetopt.cli import app
-from budgetopt.files import MAX_INPUT_BYTES
+from budgetopt.cli.commands import app
+from budgetopt.core.files import MAX_INPUT_BYTES
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES = tomllib.loads((CORPUS / "cases.toml").read_text())["case"]

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from budgetopt import files
-from budgetopt.errors import InputError
+from budgetopt.core import files
+from budgetopt.core.errors import InputError
 
 from .procs import ROOT, clean_env, cli, popen, strip_run
 
@@ -163,7 +163,7 @@ def test_fit_killed_at_random_points_leaves_the_old_output_or_the_new_one(tmp_pa
     law = tmp_path / "law.json"
     old = '{"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}\n'
     law.write_text(old)
-    args = ["fit", runs, "--bootstrap", "40", "-o", law, "-f", "json"]
+    args = ["fit", runs, "--bootstrap", "40", "--law-out", law]
     env = {}
     rng = random.Random(7)
     finished, kills = None, {signal.SIGINT: 0, signal.SIGKILL: 0}

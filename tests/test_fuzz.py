@@ -20,13 +20,13 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from budgetopt import scenario as scn
-from budgetopt.cli import app
-from budgetopt.distributions import sample_log
-from budgetopt.errors import InputError
-from budgetopt.laws import law_from_file, preset_names
-from budgetopt.runs import read_runs
-from budgetopt.units import parse_number
+from budgetopt.cli.commands import app
+from budgetopt.core.distributions import sample_log
+from budgetopt.core.errors import InputError
+from budgetopt.core.units import parse_number
+from budgetopt.fit.runs import read_runs
+from budgetopt.model.laws import law_from_file, preset_names
+from budgetopt.sweep import scenario as scn
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="budgetopt-fuzz-"))
 

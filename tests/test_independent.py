@@ -15,14 +15,15 @@ import pytest
 from scipy.special import ndtri
 from typer.testing import CliRunner
 
-from budgetopt import fit, plots
-from budgetopt import runs as runs_mod
-from budgetopt import scenario as scn
-from budgetopt.audit import Model, audit_model
-from budgetopt.cli import app
-from budgetopt.distributions import key_words, uniform
-from budgetopt.laws import LawSpec, data_constrained, get_preset
-from budgetopt.sweep import STREAM, make_sampler, sample_indices
+from budgetopt.cli import plots
+from budgetopt.cli.commands import app
+from budgetopt.core.distributions import key_words, uniform
+from budgetopt.fit import approach2, approach3
+from budgetopt.fit import runs as runs_mod
+from budgetopt.model.laws import LawSpec, data_constrained, get_preset
+from budgetopt.plan.audit import Model, audit_model
+from budgetopt.sweep import scenario as scn
+from budgetopt.sweep.sampling import STREAM, make_sampler, sample_indices
 
 from . import reference as ref
 
@@ -106,7 +107,7 @@ def noise_free():
 
 
 def test_approach3_recovers_all_five_parameters_from_noise_free_runs(noise_free):
-    r = fit.fit_approach3(noise_free[0])
+    r = approach3.fit_approach3(noise_free[0])
     for k, v in BESIROGLU.items():
         assert r[k] == pytest.approx(v, rel=1e-6), k
     assert r["converged"]
@@ -114,7 +115,7 @@ def test_approach3_recovers_all_five_parameters_from_noise_free_runs(noise_free)
 
 def test_approach2_vertices_are_numpys_parabolas(noise_free):
     runs, rows = noise_free
-    r = fit.fit_approach2(runs)
+    r = approach2.fit_approach2(runs)
     c = np.array([row[2] for row in rows])
     vertices = []
     for budget in np.unique(c):

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from budgetopt.allocation import Budget, allocate
-from budgetopt.laws import DataConstrained, Kaplan, Parametric, data_constrained_constants
+from budgetopt.model.allocation import Budget, allocate
+from budgetopt.model.laws import DataConstrained, Kaplan, Parametric, data_constrained_constants
 
 N_BUDGETS = 8
 RD, RN, _ = data_constrained_constants()

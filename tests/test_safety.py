@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from budgetopt.cli import compile_cache_dir
+from budgetopt.core.runtime import compile_cache_dir
 
 from .procs import cli
 
@@ -101,7 +101,7 @@ def test_files_are_written_only_where_asked(tmp_path):
         (["optimize", "--flops", "1e23", "-o", "out/opt.json", "-f", "json"], {"out/opt.json"}),
         (["sweep", "--example", "h100-cluster", "--samples", "3000", "--candidates", "4", "--checkpoint", "out/ck.npz",
           "-f", "json", "-o", "out/sweep.json", "-q"], {"out/ck.npz", "out/sweep.json"}),
-        (["fit", "runs.csv", "-o", "out/law.json"], {"out/law.json"}),
+        (["fit", "runs.csv", "-o", "out/fit.txt", "--law-out", "out/law.json"], {"out/fit.txt", "out/law.json"}),
         (["audit", "-o", "out/audit.csv", "-f", "csv"], {"out/audit.csv"}),
         (["plot", "frontier", "-o", "out/frontier.svg"], {"out/frontier.svg"}),
         (["merge", "out/sweep.json", "-o", "out/merged.json"], {"out/merged.json"}),

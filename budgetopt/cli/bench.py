@@ -25,18 +25,18 @@ def _median_time(fn, repeats: int = 3) -> float:
 def quick(samples: float = 2_000_000, problems: float = 1 << 20) -> dict:
     """Rates on the current backend (float32), compile excluded: ``samples`` sweep samples
     and ``problems`` data-constrained solves per timed run (whole numbers, 1024 to 1e10)."""
-    from . import scenario as scn
-    from . import sweep as sw
-    from .allocation import Budget, allocate
-    from .errors import ParameterError
-    from .laws import data_constrained, get_preset, to_array_law
+    from ..core.errors import ParameterError
+    from ..model.allocation import Budget, allocate
+    from ..model.laws import data_constrained, get_preset, to_array_law
+    from ..sweep import scenario as scn
+    from ..sweep.driver import run
 
     for name, v in (("samples", samples), ("problems", problems)):
         if v != int(v) or not 1024 <= v <= 1e10:
             raise ParameterError(name, f"must be a whole number from 1024 to 1e10, got {v:g}")
     sweep_samples, solver_problems = int(samples), int(problems)
     scenario = scn.with_overrides(scn.example("h100-cluster"), candidates=0)
-    t_sweep = _median_time(lambda: sw.run(scenario, samples=sweep_samples))
+    t_sweep = _median_time(lambda: run(scenario, samples=sweep_samples))
     law = to_array_law(data_constrained(get_preset("muennighoff2023").params), jnp.float32)
     rng = np.random.default_rng(0)
     b = Budget(jnp.asarray(rng.uniform(math.log(1e19), math.log(1e26), solver_problems), jnp.float32),

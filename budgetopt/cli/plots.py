@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError
-from .files import to_bytes, write_atomic
-from .laws import has_loss
+from ..core.errors import ParameterError
+from ..core.files import to_bytes, write_atomic
+from ..model.laws import has_loss
 
 KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast", "memory", "ladder")
 
@@ -42,8 +42,8 @@ def _optimum(spec, log_c: np.ndarray):
     """(N*, D*, L*) along a compute grid under a law (closed form or solver)."""
     import jax.numpy as jnp
 
-    from .allocation import Budget, allocate, method_for
-    from .laws import to_array_law
+    from ..model.allocation import Budget, allocate, method_for
+    from ..model.laws import to_array_law
 
     a = allocate(to_array_law(spec.params), Budget(jnp.asarray(log_c)), method=method_for(spec.params))
     return np.exp(np.asarray(a.log_n, np.float64)), np.exp(np.asarray(a.log_d, np.float64)), np.asarray(a.loss, np.float64)
@@ -53,8 +53,8 @@ def _band(spec, log_c: np.ndarray, draws: int = 2000, seed: int = 0):
     """p05/p95 of N* and D* over law parameters drawn from the covariance (closed form)."""
     import jax.numpy as jnp
 
-    from .allocation import closed_form_x
-    from .laws import Parametric
+    from ..model.allocation import closed_form_x
+    from ..model.laws import Parametric
 
     if spec.covariance is None and spec.draws is None:
         return None
@@ -72,7 +72,7 @@ def _band(spec, log_c: np.ndarray, draws: int = 2000, seed: int = 0):
 
 
 def frontier(specs, cmin=1e18, cmax=1e27, models=True, width=11.0, height=4.8):
-    from .audit import catalog
+    from ..plan.audit import model_catalog
 
     fig, (ax_n, ax_d) = _fig(width, height, 2)
     log_c = np.linspace(math.log(cmin), math.log(cmax), 60)
@@ -88,7 +88,7 @@ def frontier(specs, cmin=1e18, cmax=1e27, models=True, width=11.0, height=4.8):
             ax_d.fill_between(c, band[1][0], band[1][1], color=line.get_color(), alpha=0.15, lw=0)
     shown = []
     if models:  # numbered stars, the names in a key below: a dozen names do not fit beside the points
-        ms = sorted((m for m in catalog().values() if cmin <= (m.flops or 6 * m.params * m.tokens) <= cmax),
+        ms = sorted((m for m in model_catalog().values() if cmin <= (m.flops or 6 * m.params * m.tokens) <= cmax),
                     key=lambda m: (m.flops or 6 * m.params * m.tokens, m.name))
         shown = [(i + 1, m, m.flops or 6 * m.params * m.tokens) for i, m in enumerate(ms)]
         for ax, y in ((ax_n, "params"), (ax_d, "tokens")):
@@ -158,7 +158,7 @@ def place_labels(ax, points, labels, fontsize: float = 7) -> list:
 def isoflop(spec, budgets=(1e19, 1e20, 1e21, 1e22, 1e23), runs=None, width=7.5, height=5.0):
     import jax.numpy as jnp
 
-    from .laws import loss, to_array_law
+    from ..model.laws import loss, to_array_law
 
     if not has_loss(spec.params):
         raise ParameterError("law", "an isoFLOP plot needs a law with a loss surface")
@@ -288,11 +288,11 @@ def _check_output(path: Path) -> str:
 def forecast(result: Any, width: float = 7.0, height: float = 4.8):
     """Metric against loss: the runs, the fitted link, and the forecast with its interval in
     loss (horizontal) and in the metric (vertical)."""
-    from .links import PARAMS, predict
+    from ..model.links import LINK_PARAMS, predict_link
 
     try:
         lk, runs, lo, me = result["link"], result["runs"], result["loss"], result["metric"]
-        theta = {k: lk[k] for k in PARAMS[lk["kind"]]}
+        theta = {k: lk[k] for k in LINK_PARAMS[lk["kind"]]}
         loss, metric = np.asarray(runs["loss"], np.float64), np.asarray(runs["metric"], np.float64)
     except (KeyError, TypeError):
         raise ParameterError("forecast_file", "not a forecast JSON with runs (write one with "
@@ -301,7 +301,7 @@ def forecast(result: Any, width: float = 7.0, height: float = 4.8):
     left = min(loss.min(), lo["low"]) - 0.05
     xs = np.linspace(left, loss.max() + 0.05, 200)
     ax.scatter(loss, metric, s=14, color="0.35", label=f"runs ({len(loss)})", zorder=3)
-    ax.plot(xs, np.asarray(predict({"kind": lk["kind"], **theta}, xs)), color="C0", label=f"fitted {lk['kind']} link")
+    ax.plot(xs, np.asarray(predict_link({"kind": lk["kind"], **theta}, xs)), color="C0", label=f"fitted {lk['kind']} link")
     ax.errorbar([lo["point"]], [me["point"]], xerr=[[lo["point"] - lo["low"]], [lo["high"] - lo["point"]]],
                 yerr=[[me["point"] - me["low"]], [me["high"] - me["point"]]], fmt="o", color="C3", capsize=4, zorder=4,
                 label=f"forecast, {result['level']:.0%} interval")
@@ -392,7 +392,7 @@ def memory_by_zero(shape, layout, device_gb: float, reserve_gb: float = 4.0, wid
     for ZeRO stages 0-3 of ``layout``, against the device's usable memory."""
     import dataclasses
 
-    from .memory import ZERO_STAGES, memory
+    from ..model.memory import ZERO_STAGES, memory
 
     fig, (ax,) = _fig(width, height, 1)
     parts = [("weights", "C0"), ("gradients", "C1"), ("optimizer", "C2"), ("activations", "C3")]
@@ -428,8 +428,8 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
     ``ladder_file``: a ladder-design JSON for ``ladder``;
     ``runs``: a runs CSV overlaid on ``isoflop``; compute
     axis from ``min_flops`` to ``max_flops`` FLOPs; size in inches (0 = the kind's default)."""
-    from .files import load_json
-    from .laws import law_from_file, resolve_law
+    from ..core.files import load_json
+    from ..model.laws import law_from_file, resolve_law
 
     if kind not in KINDS:
         raise ParameterError("kind", f"unknown plot {kind!r}; allowed: {', '.join(KINDS)}")
@@ -451,19 +451,19 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
     elif kind == "loss-vs-compute":
         fig = loss_vs_compute(specs, min_flops, max_flops, **size)
     elif kind == "isoflop":
-        from .runs import read_runs
+        from ..fit.runs import read_runs
 
         fig = isoflop(specs[-1], runs=read_runs(runs) if runs else None, **size)
     elif kind == "memory":  # the README's run plan: 1024 H100s for 30 days at 8K context, tp 8, full recompute
         import dataclasses
 
-        from .launch import launch_plan
-        from .memory import Layout
-        from .plan import hardware_from
-        from .shape import Shape
+        from ..model.hardware import cluster_from
+        from ..model.memory import Layout
+        from ..model.shape import Shape
+        from ..plan.launch import launch_plan
 
-        hw = hardware_from("h100-sxm", count=1024, days=30)[0]
-        rec = launch_plan(specs[-1] if law else resolve_law(), hardware=hw, seq_len=8192,
+        hw = cluster_from("h100-sxm", count=1024, days=30)[0]
+        rec = launch_plan(specs[-1] if law else resolve_law(), cluster=hw, seq_len=8192,
                           layout=Layout(tp=8, recompute="full"))
         sh, lay = rec["shape"], rec["layout"]
         shape = Shape(**{f.name: sh[f.name] for f in dataclasses.fields(Shape)})
@@ -481,10 +481,10 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
         if sweep_file is not None:
             res = load_json(sweep_file, "sweep_file", "a sweep JSON output")
         else:  # a small built-in sweep, so `budgetopt plot sweep` works as is
-            from . import scenario as scn
-            from . import sweep as sw
+            from ..sweep import scenario as scn
+            from ..sweep.driver import run
 
-            res = sw.run(scn.with_overrides(scn.example("h100-cluster"), candidates=32), samples=200_000)
+            res = run(scn.with_overrides(scn.example("h100-cluster"), candidates=32), samples=200_000)
         fig = sweep(res, **size)
     save(fig, out, dpi)
     return out

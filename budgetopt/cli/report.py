@@ -1,4 +1,8 @@
-"""Rendering results: a readable table, JSON or CSV, to stdout or atomically to a file."""
+"""Rendering results: every command's answer as a readable table, JSON or CSV (``render``), to
+stdout or atomically to a file (``emit``), and the lines it says on stderr (``notices``).
+
+Importable without typer or JAX (a notebook can render a record): what it needs from the
+library it imports where it needs it."""
 
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import ParameterError
-from .files import write_atomic
-from .units import format_count, format_float, format_sci
+from ..core.errors import ParameterError
+from ..core.files import write_atomic
+from ..core.units import format_count, format_float, format_sci
 
 FORMATS = ("table", "json", "csv")
 
@@ -212,14 +216,13 @@ def sweep_report(res: dict) -> str:
     return text
 
 
-APPROACH_NAMES = {2: "Approach 2", 3: "Approach 3", "vpnls": "VPNLS"}
-
-
 def _fit_row(res: dict, group: str | None = None) -> dict:
     """One fit as a row of the grouped / side-by-side table."""
     at = res["at"]
     row = {"group": group} if group is not None else {}
-    row.update({"approach": APPROACH_NAMES[res["approach"]],
+    from ..fit.runs import APPROACHES
+
+    row.update({"approach": APPROACHES[res["approach"]],
                 "alpha": format_float(res["alpha"], 4) if "alpha" in res else "-",
                 "beta": format_float(res["beta"], 4) if "beta" in res else "-", "a": f"{res['a']:.3f}",
                 "N*": format_count(at["params"]), "D*/N*": format_float(at["tokens_per_param"], 3),
@@ -229,19 +232,21 @@ def _fit_row(res: dict, group: str | None = None) -> dict:
 
 
 def fit_report(res: dict | list, width: int | None = None) -> str:
-    """A fit result (``fit.fit_file``) as text: one law or the IsoFLOP exponents with the
+    """A fit result (``fitting.fit_file``, or ``fit_groups``'s list) as text: one law or the IsoFLOP exponents with the
     allocation at the target budget, or a table with a row per group and approach; then the
     outliers (or what was dropped, and how far that moved the answer) and the warnings."""
+    from ..fit.runs import APPROACHES
+
     records = res if isinstance(res, list) else [res]
     single = not isinstance(res, list) and res["approach"] != "all"
     text = ""
-    if single and res["approach"] in (3, "vpnls"):
-        keys = ("E", "A", "B", "alpha", "beta", "objective" if res["approach"] == 3 else "rss", "rmse_log_loss", "n_runs",
-                "converged")
+    if single and res["approach"] in ("3", "vpnls"):
+        keys = ("E", "A", "B", "alpha", "beta", "objective" if res["approach"] == "3" else "rss", "rmse_log_loss",
+                "n_runs", "converged")
         rec = {k: res[k] for k in keys}
         for k, v in res.get("bootstrap", {}).get("ci95", {}).items():
             rec[f"{k} 95% CI"] = f"[{v[0]:.4g}, {v[1]:.4g}]"
-        text = record_table(rec, title=f"budgetopt fit — {APPROACH_NAMES[res['approach']]} on {res['n_runs']} runs", width=width)
+        text = record_table(rec, title=f"budgetopt fit — {APPROACHES[res['approach']]} on {res['n_runs']} runs", width=width)
         text += textwrap.fill(f"compute-optimal N ∝ C^{res['a']:.3f}; {res['method']}", width or table_width()) + "\n"
     elif single:
         rec = {k: res[k] for k in ("a", "b", "n_runs")}
@@ -267,7 +272,7 @@ def fit_report(res: dict | list, width: int | None = None) -> str:
             text += (f"at {format_sci(at['flops'])} FLOPs: N* = {format_count(at['params'])}, D* = {format_count(at['tokens'])} "
                      f"({format_float(at['tokens_per_param'], 3)} tokens per parameter)\n")
         for f in fits:
-            name = "" if single else f"{APPROACH_NAMES[f['approach']]}: "
+            name = "" if single else f"{APPROACHES[f['approach']]}: "
             if f.get("dropped"):
                 m = f["moved_by_exclusion"]
                 rows_ = ", ".join(str(d["row"]) for d in f["dropped"])
@@ -286,14 +291,12 @@ def audit_notes(spec, near_multiplier: float, near_ratio: float, rows: list[dict
     """(columns, notes) of the audit table under ``spec``: allocation rules are judged by D/N,
     laws with a loss by the compute multiplier; a last note names the models outside the law's
     fitted range in shape (tokens per parameter, or size below the smallest fitted)."""
-    from .laws import has_loss
-
     shape = [r["name"] for r in rows if r.get("extrapolation", {}).get("warnings")]
     validity = ([f"validity: {spec.name} was fitted on {spec.validity.fitted_on}; outside it in shape (verdicts untested): "
                  f"{', '.join(shape)}"] if shape else [])
 
     cols = ["name", "params", "tokens", "tokens_per_param", "flops", "optimal_params", "optimal_tokens"]
-    if not has_loss(spec.params):
+    if spec.kind == "rule":  # an allocation rule: no loss surface
         return (cols + ["ratio_to_rule", "verdict"],
                 [f"near-optimal: D/N within ×{near_ratio:g} of the rule's {float(spec.params.ratio):g}"] + validity)
     return (cols + ["loss", "loss_gap", "compute_multiplier", "verdict"],
@@ -304,19 +307,19 @@ def audit_notes(spec, near_multiplier: float, near_ratio: float, rows: list[dict
 
 
 def forecast_report(res: dict, width: int | None = None) -> str:
-    """A forecast (``forecast.forecast_runs`` or ``forecast_preset``) as a table: the target,
+    """A forecast (``forecast.forecast_metric``) as a table: the target,
     the loss and the metric with their intervals, the link; then the notes and warnings."""
     t, lo, me, lk = res["target"], res["loss"], res["metric"], res["link"]
 
     def with_band(v, digits):
         return f"{v['point']:.{digits}f}" + (f" [{v['low']:.{digits}f}, {v['high']:.{digits}f}]" if "low" in v else "")
 
-    from .links import PARAMS
+    from ..model.links import LINK_PARAMS
 
     rec = {"target parameters N": format_count(t["params"]), "target tokens D": format_count(t["tokens"]),
            "target compute (FLOPs)": format_sci(t["flops"]), "loss law": res["law"],
            "forecast loss (nats/token)": with_band(lo, 4), f"forecast {res.get('metric_col', 'metric')}": with_band(me, 4),
-           "link": f"{lk['kind']}: " + ", ".join(f"{k} = {lk[k]:.4g}" for k in PARAMS[lk["kind"]])}
+           "link": f"{lk['kind']}: " + ", ".join(f"{k} = {lk[k]:.4g}" for k in LINK_PARAMS[lk["kind"]])}
     title = "budgetopt forecast — " + (f"{res['n_runs']} runs, " if "n_runs" in res else "published link, ")
     notes = ([f"{res['level']:.0%} bootstrap interval over {res['replicates_used']} of {res['replicates']} replicates, "
               "both steps refitted per replicate"] if "level" in res else ["no runs: the preset's published link, no interval"])
@@ -431,6 +434,97 @@ def convergence_warning(res: dict) -> str | None:
         return None
     return (f"warning: {bad:,} of {res['samples']:,} samples ({bad / res['samples']:.2g} of the total) did not "
             "converge; they are left out of the summaries")
+
+
+def optimize_notes(spec, rec: dict) -> list[str]:
+    """The notes under `optimize`'s table: the law and its source, what a budget means with
+    inference tokens, and how far the answer extrapolates."""
+    notes = [f"law: {spec.name} — {spec.describe()}", f"source: {spec.source}"]
+    if rec.get("inference_tokens"):
+        notes.append("with inference tokens the budget is lifetime FLOPs = 6·N·D + 2·N·D_inference")
+    if rec.get("extrapolation") is not None:
+        notes.append(f"validity: {rec['extrapolation']['note']}")
+    return notes
+
+
+def flat_row(record: dict, prefix: str = "", skip: Iterable[str] = ()) -> dict:
+    """A nested record as one CSV row: nested keys joined by "." (``shape.n_layer``), lists kept
+    whole (``to_csv`` writes them as JSON); the top-level ``skip`` keys left out."""
+    row: dict = {}
+    for k, v in record.items():
+        if k in skip:
+            continue
+        if isinstance(v, dict):
+            row.update(flat_row(v, f"{prefix}{k}."))
+        else:
+            row[f"{prefix}{k}"] = v
+    return row
+
+
+def _fit_csv_rows(res: dict | list) -> list[dict]:
+    """One row per fit (per group and approach): the law, its exponents and the allocation at
+    the target."""
+    rows = []
+    for r in res if isinstance(res, list) else [res]:
+        for f in (r["fits"].values() if r["approach"] == "all" else [r]):
+            row = {"group": r["group"]} if "group" in r else {}
+            row.update({k: f.get(k) for k in ("approach", "E", "A", "B", "alpha", "beta", "a", "b")})
+            row.update({f"{k}_at_target": f["at"][k] for k in ("flops", "params", "tokens")})
+            row.update({k: f.get(k) for k in ("n_runs", "rmse_log_loss", "converged")})
+            row["outliers"] = len(f.get("dropped", f.get("outliers", [])))
+            rows.append(row)
+    return rows
+
+
+def csv_rows(command: str, result: Any) -> list[dict]:
+    """The rows ``command``'s result is as CSV: a sweep's quantiles, one row per fit or per
+    ladder design, the rows of a listing, or the record (nested keys flattened)."""
+    if command in ("sweep", "merge"):
+        return [{"quantity": name, **q} for name, q in result["quantiles"].items()]
+    if command == "fit":
+        return _fit_csv_rows(result)
+    if command == "ladder":
+        return [{k: v for k, v in r.items() if not isinstance(v, list)} for r in result["designs"]]
+    if isinstance(result, list):
+        return result
+    if command in ("plan", "forecast", "bench"):
+        return [flat_row(result, skip=("runs",))]
+    return [result]
+
+
+def render(command: str, result: Any, fmt: str, *, title: str | None = None, notes: Iterable[str] = (),
+           columns: Iterable[str] | None = None, optional: Iterable[str] = ()) -> str:
+    """``command``'s result as ``fmt`` (one of FORMATS): the one response path of the CLI. A
+    table uses the command's report, or a listing's ``title``, ``columns``, ``notes`` and
+    droppable ``optional`` columns."""
+    check_format(fmt)
+    if fmt == "json":
+        return to_json(result)
+    if fmt == "csv":
+        return to_csv(csv_rows(command, result))
+    if command == "convert" and len(result) == 1:  # `convert --to X`: the number alone
+        return f"{next(iter(result.values())):.6g}\n"
+    reports = {"plan": launch_report, "sweep": sweep_report, "merge": sweep_report, "fit": fit_report,
+               "forecast": forecast_report, "ladder": ladder_report, "bench": bench_report}
+    if command in reports:
+        return reports[command](result)
+    if isinstance(result, list):
+        return to_table(result, title=title, columns=columns, notes=notes, optional=optional)
+    return record_table(result, title=title or f"budgetopt {command}", notes=notes)
+
+
+def notices(command: str, result: Any) -> list[str]:
+    """What ``command`` says on stderr after its report: a solve that did not converge, a sweep's
+    unconverged samples, and the shape warnings of an answer outside the law's fitted range."""
+    if command == "sweep":
+        warning = convergence_warning(result)
+        return [warning] if warning else []
+    if command != "optimize":
+        return []
+    lines = [f"warning: {w}" for w in (result.get("extrapolation") or {}).get("warnings", [])]
+    if not result["converged"]:
+        lines.append("warning: the solve did not converge; the answer is not reliable")
+    return lines
 
 
 def emit(text: str, out: str | Path | None) -> None:

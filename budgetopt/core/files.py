@@ -13,6 +13,7 @@ leave one, named ``.<name>.*.tmp`` next to the target, and the next write ignore
 
 from __future__ import annotations
 
+import functools
 import glob
 import io
 import json
@@ -20,6 +21,7 @@ import os
 import re
 import tempfile
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,20 @@ def load_toml(path: str | Path, field: str, what: str = "a TOML file") -> dict[s
 
 def load_json(path: str | Path, field: str, what: str = "a JSON file") -> Any:
     return parse_json(read_text(path, field, what), field, path)
+
+
+@functools.cache
+def data_toml(name: str) -> dict[str, Any]:
+    """A data file shipped in ``budgetopt/data`` (``"laws.toml"``, ``"scenarios/serving.toml"``),
+    parsed once per process: the one reader of the package's own data. Read-only: callers copy
+    what they change."""
+    return tomllib.loads(resources.files("budgetopt").joinpath("data", *name.split("/")).read_text())
+
+
+def data_names(folder: str) -> list[str]:
+    """The TOML files of a data folder (``"scenarios"``), without their suffix, sorted."""
+    return sorted(p.name[:-5] for p in resources.files("budgetopt").joinpath("data", folder).iterdir()
+                  if p.name.endswith(".toml"))
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

@@ -1,5 +1,6 @@
-"""Devices: splitting a CPU host into several, joining a multi-process run, and JAX's 64-bit
-mode switched for one block.
+"""The process's runtime, in one place (numpyro's ``util`` pattern): devices — splitting a CPU
+host into several, joining a multi-process run —, JAX's 64-bit mode switched for one block, the
+persistent compile cache, and the precision policy of every command.
 
 On a CPU-only machine XLA exposes one device that threads its elementwise work; splitting the
 host into one device per core (``set_host_device_count``) lets every core run its own share of
@@ -12,8 +13,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
+from pathlib import Path
 
 import jax
+
+from .errors import ParameterError
 
 
 def set_host_device_count(n: int) -> None:
@@ -26,8 +31,6 @@ def set_host_device_count(n: int) -> None:
 def split_host(n: int | None = None) -> None:
     """Split a CPU host into ``n`` devices (default: one per core, unless XLA_FLAGS already
     sets a count); accelerators ignore it. Must run before JAX starts its backends."""
-    from .errors import ParameterError
-
     if n is not None and n < 1:
         raise ParameterError("host_devices", f"must be >= 1, got {n}")
     if n is not None or "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
@@ -57,3 +60,52 @@ def jax_x64(enabled: bool = True):
         yield
     finally:
         jax.config.update("jax_enable_x64", prev)
+
+
+def compile_cache_dir() -> Path | None:
+    """Where JAX's persistent compile cache lives: $BUDGETOPT_CACHE_DIR ("off" disables it),
+    else $XDG_CACHE_HOME/budgetopt/jax, else ~/.cache/budgetopt/jax. The cache holds compiled
+    executables that JAX loads and runs, so a directory another user could write to is refused
+    (with a warning): that would let them run code as you. New directories are made 0700."""
+    env = os.environ.get("BUDGETOPT_CACHE_DIR")
+    if env is not None and env.strip().lower() in ("", "off", "0", "none"):
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    path = Path(env) if env else base / "budgetopt" / "jax"
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = path.stat()
+    except OSError:
+        return None  # a read-only home just means no cache
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        print(f"warning: not using the compile cache {path}: it is writable by other users or not yours "
+              "(chmod go-w it, or set BUDGETOPT_CACHE_DIR)", file=sys.stderr)
+        return None
+    return path
+
+
+def use_compile_cache() -> None:
+    """Turn on JAX's persistent compile cache (``compile_cache_dir``): compiles dominate a
+    one-shot CLI call, and a second call with the same shapes loads them."""
+    cache = compile_cache_dir()
+    if cache is not None:
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+#: How each command computes, stated once. None: float64 on CPU (free for a handful of
+#: problems) and float32 on accelerators, ``--x64``/``--x32`` forcing either where a command
+#: has them; True: float64 always (the ladder's simulated fits need it); False: float32 always
+#: (``bench`` measures the fast path). Commands not listed choose inside the library: ``sweep``
+#: runs in 64-bit mode for its int64 accumulators with an explicit compute dtype (float32, or
+#: float64 with ``--x64``); ``fit`` and ``forecast`` fit in float64 on any device; ``convert``,
+#: ``hardware``, ``laws`` and ``merge`` compute on the host.
+PRECISION: dict[str, bool | None] = {"optimize": None, "plan": None, "audit": None, "plot": None, "ladder": True,
+                                     "bench": False}
+
+
+def precision(command: str, x64: bool | None = None):
+    """A context in which ``command`` computes at its precision (``PRECISION``), or at ``x64``
+    when the user forced it; the process's setting is restored after."""
+    policy = PRECISION[command] if x64 is None else bool(x64)
+    return jax_x64(jax.default_backend() == "cpu" if policy is None else policy)

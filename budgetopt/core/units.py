@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 from .errors import InputError, ParameterError
 
@@ -41,6 +42,45 @@ def parse_number(text: str | float | int, field: str, *, units: str = "count") -
                    "plain": "a number such as 0.4 or 1e3"}[units]
         raise InputError(field, f"cannot read {str(text)!r} as a number; expected {allowed}")
     return float(m.group(1).replace("_", "")) * table[m.group(2)]
+
+
+def number_at(value: Any, where: str, *, units: str | None = "plain", expected: str = "a number") -> float:
+    """A finite number from a parsed TOML or JSON document at ``where`` (``budget.mfu``): an int
+    or a float (a JSON integer beyond float range counts as infinite), or, unless ``units`` is
+    None, a string read by ``parse_number`` with those units. Booleans, other types and NaN/inf
+    are InputErrors on ``where``; ``expected`` says what else the field may hold."""
+    if isinstance(value, bool):
+        raise InputError(where, f"must be {expected}, got {value!r}")
+    if isinstance(value, (int, float)):
+        try:
+            x = float(value)
+        except OverflowError:
+            x = math.inf
+    elif isinstance(value, str) and units is not None:
+        x = parse_number(value, where, units=units)
+    else:
+        raise InputError(where, f"must be {expected}, got {value!r}" if units is None
+                         else f"must be {expected}, got {type(value).__name__}")
+    if not math.isfinite(x):
+        raise InputError(where, f"must be finite, got {value!r}")
+    return x
+
+
+def require_in(value: float, name: str, low: float = -math.inf, high: float = math.inf, *, low_open: bool = False,
+               high_open: bool = False, what: str = "a number") -> float:
+    """``value`` if it is a finite number from ``low`` to ``high`` (each end closed unless
+    ``*_open``), else a ParameterError on ``name`` saying ``what`` was expected and the range:
+    the one check of "a finite number in range" (``require_positive`` is its commonest case)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not (ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)):
+        if high == math.inf:
+            rng = f"{'>' if low_open else '>='} {low:g}"
+        elif low == -math.inf:
+            rng = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            rng = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ParameterError(name, f"must be {what} {rng}, got {value!r}")
+    return value
 
 
 def require_positive(value: float, field: str, *, allow_inf: bool = False) -> float:

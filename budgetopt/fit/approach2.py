@@ -1,4 +1,4 @@
-"""Approach 2 (Hoffmann et al. 2022): a parabola of loss in log N per isoFLOP curve, its minima
+"""Approach 2 (``fit --approach 2``; Hoffmann et al. 2022): a parabola of loss in log N per isoFLOP curve, its minima
 regressed on the budget: N_opt = k_N·C^a, D_opt = k_D·C^b.
 
 Runs are grouped into curves by the budget the file gives when it gives one (real files state
@@ -23,8 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .errors import ParameterError
-from .runs import Runs
+from ..core.errors import ParameterError
+from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN
+from .runs import DEFAULT_TARGET, Runs
 from .vpnls import solve3
 
 MIN_CURVE_RUNS = 3
@@ -56,7 +57,7 @@ def curves(runs: Runs, tolerance: float) -> list[np.ndarray]:
 def curve_minimum(runs: Runs, idx: np.ndarray) -> dict:
     """One curve's parabola and minimum, or the reason it has none (``problem``)."""
     budget = float(np.exp(np.mean(runs.log_budget[idx])))
-    six_nd = np.exp(math.log(6.0) + runs.log_n[idx] + runs.log_d[idx])
+    six_nd = np.exp(math.log(TRAIN_FLOPS_PER_PARAM_TOKEN) + runs.log_n[idx] + runs.log_d[idx])
     out = {"flops": budget, "runs": int(len(idx)), "six_nd_ratio": float(np.mean(six_nd) / budget)}
     if len(idx) < MIN_CURVE_RUNS:
         return {**out, "problem": f"fewer than {MIN_CURVE_RUNS} runs"}
@@ -79,7 +80,7 @@ def curve_minimum(runs: Runs, idx: np.ndarray) -> dict:
     return out
 
 
-def residuals(runs: Runs, tolerance: float) -> np.ndarray:
+def curve_residuals(runs: Runs, tolerance: float) -> np.ndarray:
     """Each run's log-loss residual (parabola - observed) on its own curve; NaN on the curves
     ``fit_approach2`` leaves out. The curves are re-formed and re-fitted exactly as the fit did."""
     out = np.full(len(runs.log_l), np.nan)
@@ -90,7 +91,7 @@ def residuals(runs: Runs, tolerance: float) -> np.ndarray:
     return out
 
 
-def fit_approach2(runs: Runs, tolerance: float = 0.05, target: float = 5.76e23) -> dict:
+def fit_approach2(runs: Runs, tolerance: float = 0.05, target: float = DEFAULT_TARGET) -> dict:
     """Approach 2 on ``runs``: the curves' minima (``budgets``), the curves left out
     (``excluded``, with reasons), the exponents a, b and coefficients, and N_opt, D_opt at
     ``target`` FLOPs."""
@@ -119,7 +120,7 @@ def fit_approach2(runs: Runs, tolerance: float = 0.05, target: float = 5.76e23) 
         warnings.append(f"6·N·D / budget varies from {min(ratios):.3g} to {max(ratios):.3g} across curves: the budgets "
                         "are nominal; exponents are fitted against the budget the file gives")
     n_t, d_t = float(np.exp(ca + a * math.log(target))), float(np.exp(cb + b_ * math.log(target)))
-    return {"approach": 2, "a": float(a), "b": float(b_), "n_opt_coefficient": float(np.exp(ca)),
+    return {"approach": "2", "a": float(a), "b": float(b_), "n_opt_coefficient": float(np.exp(ca)),
             "d_opt_coefficient": float(np.exp(cb)), "budgets": budgets, "excluded": excluded,
             "n_runs": len(runs.log_l), "grouped_by": "the file's budget" if runs.log_c is not None else "6·N·D",
             "tolerance": tolerance, "at": {"flops": target, "params": n_t, "tokens": d_t},
@@ -166,7 +167,3 @@ def fit_approach2_fixed(log_c: Float[Array, " b"], log_n: Float[Array, "b m"], l
     a = jnp.sum(v * (log_c - cm) * (vertex - xm)) / jnp.where(sxx > 0, sxx, 1.0)
     ok = (k >= 2) & (sxx > 0)
     return Approach2Fit(jnp.where(ok, xm + a * (log_target - cm), jnp.nan), a, k.astype(jnp.int32), ok)
-
-
-__all__ = ["MIN_CURVE_RUNS", "check_tolerance", "curves", "curve_minimum", "residuals", "fit_approach2",
-           "Approach2Fit", "fit_approach2_fixed"]

@@ -1,4 +1,4 @@
-"""Two-step forecast of a downstream metric (the OLMo ladder's and Llama 3's recipe): compute ->
+"""`budgetopt forecast`: a two-step forecast of a downstream metric (the OLMo ladder's and Llama 3's recipe): compute ->
 loss by the loss law, loss -> metric by a fitted link (``links``), with an interval that
 carries both steps' uncertainty.
 
@@ -14,21 +14,48 @@ Units: N parameters, D tokens, C FLOPs (C = 6ND), L nats per token, the metric a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TypedDict
 
 import jax.numpy as jnp
 import numpy as np
 
-from . import links, vpnls
-from .allocation import closed_form_x
-from .devices import jax_x64
-from .errors import ParameterError
-from .fit import padded, replicate_weights
-from .laws import LawSpec, Parametric, loss
-from .runs import Runs, read_groups
-from .validity import extrapolation
+from ..core.errors import ParameterError
+from ..core.runtime import jax_x64
+from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN, require_positive
+from ..model.allocation import closed_form_x
+from ..model.laws import LawSpec, Parametric, get_preset, loss
+from ..model.links import LINK_PARAMS, fit_links, predict_link, predict_theta
+from ..model.validity import attach, extrapolation
+from . import vpnls
+from .runs import Runs, padded, read_groups, replicate_weights
 
 MAX_REPLICATES = 10_000
+DEFAULT_LINK_PRESET = "gadre2024-rpj"  # the preset whose published link a forecast without runs uses
+
+
+class Forecast(TypedDict, total=False):
+    """A forecast (``forecast_metric``): the JSON of `budgetopt forecast -f json`. ``loss`` and
+    ``metric`` hold ``point`` (and with runs ``low``/``high`` at ``level``); ``target`` the run
+    forecast (params, tokens, flops = 6ND); ``link`` its kind and parameters."""
+
+    link: dict[str, Any]
+    law: str
+    target: dict[str, float]
+    loss: dict[str, float]
+    metric: dict[str, float]
+    level: float
+    replicates: int
+    seed: int
+    replicates_used: int
+    converged: bool
+    n_runs: int
+    runs: dict[str, list[float]]
+    metric_col: str
+    source: str
+    extrapolation: dict[str, Any]
+    warnings: list[str]
 
 
 def _check_target(params, tokens, flops) -> None:
@@ -36,8 +63,8 @@ def _check_target(params, tokens, flops) -> None:
     if (params is None) != (tokens is None) or (params is None) == (flops is None):
         raise ParameterError("flops", "give the target as {params} with {tokens}, or as {flops}", names=True)
     for name, v in (("params", params), ("tokens", tokens), ("flops", flops)):
-        if v is not None and not (v > 0 and math.isfinite(v)):
-            raise ParameterError(name, f"must be a positive finite number, got {v!r}")
+        if v is not None:
+            require_positive(v, name)
 
 
 def _target_loss(law: Parametric, params, tokens, flops):
@@ -47,18 +74,18 @@ def _target_loss(law: Parametric, params, tokens, flops):
         log_n, log_d = jnp.full_like(law.alpha, math.log(params)), jnp.full_like(law.alpha, math.log(tokens))
     else:
         log_n = closed_form_x(law, jnp.full_like(law.alpha, math.log(flops)))
-        log_d = math.log(flops / 6.0) - log_n
+        log_d = math.log(flops / TRAIN_FLOPS_PER_PARAM_TOKEN) - log_n
     return log_n, log_d, loss(law, log_n, log_d)
 
 
 def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, params: float | None = None,
                   tokens: float | None = None, flops: float | None = None, bootstrap: int = 200, seed: int = 0,
-                  level: float = 0.9) -> dict:
+                  level: float = 0.9) -> Forecast:
     """The metric forecast for a target run (``params`` and ``tokens``, or the compute-optimal
     run of ``flops``) from ``runs`` with a metric; ``law``: a parametric preset, else the law
     fitted to the runs (VPNLS). See the module docstring for the interval."""
-    if link not in links.PARAMS:
-        raise ParameterError("link", f"must be one of {', '.join(links.PARAMS)}, got {link!r}")
+    if link not in LINK_PARAMS:
+        raise ParameterError("link", f"must be one of {', '.join(LINK_PARAMS)}, got {link!r}")
     if runs.metric is None:
         raise ParameterError("metric_col", "the runs carry no metric column")
     _check_target(params, tokens, flops)
@@ -73,7 +100,7 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
     rng = np.random.default_rng(seed + 1)
     with jax_x64():
         if law is None:  # step 1 refitted per replicate
-            f = vpnls.fit_batch(*padded([runs], [w]))
+            f = vpnls.fit_batch(*map(jnp.asarray, padded([runs], [w])))
             theta = f.log_theta().T
             law_ok = ~(f.at_grid_edge | f.at_zoom_edge)
             law_name, valid = "fitted to the runs (VPNLS)", runs.fitted_range()
@@ -87,8 +114,8 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
             law_name, valid = law.name, law.validity
         log_n, log_d, target_loss = _target_loss(Parametric(*theta), params, tokens, flops)
         obs = jnp.asarray(np.exp(runs.log_l))
-        lk = links.fit_batch(link, obs, jnp.asarray(runs.metric), jnp.asarray(w))
-        metric = links.predict_theta(link, lk.theta, target_loss)
+        lk = fit_links(link, obs, jnp.asarray(runs.metric), jnp.asarray(w))
+        metric = predict_theta(link, lk.theta, target_loss)
         target_loss, metric, log_n, log_d = (np.asarray(v) for v in (target_loss, metric, log_n, log_d))
         ok = np.asarray(law_ok) & ~np.asarray(lk.at_edge) & np.isfinite(metric)
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
@@ -98,9 +125,9 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
         return {"point": float(v[0]), "low": float(np.percentile(v[1:][boot], q[0])), "high": float(np.percentile(v[1:][boot], q[1]))}
 
     n_t, d_t = float(np.exp(log_n[0])), float(np.exp(log_d[0]))
-    out = {"link": {"kind": link, **dict(zip(links.PARAMS[link], np.asarray(lk.theta[0]).tolist())),
+    out = {"link": {"kind": link, **dict(zip(LINK_PARAMS[link], np.asarray(lk.theta[0]).tolist())),
                     "rss": float(lk.rss[0]), "converged": bool(not lk.at_edge[0])},
-           "law": law_name, "target": {"params": n_t, "tokens": d_t, "flops": 6 * n_t * d_t},
+           "law": law_name, "target": {"params": n_t, "tokens": d_t, "flops": TRAIN_FLOPS_PER_PARAM_TOKEN * n_t * d_t},
            "loss": band(target_loss), "metric": band(metric), "level": level, "replicates": bootstrap, "seed": seed,
            "replicates_used": int(boot.sum()), "converged": bool(ok[0]), "n_runs": n,
            "runs": {"loss": np.exp(runs.log_l).tolist(), "metric": runs.metric.tolist()}, "warnings": []}
@@ -111,15 +138,11 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
     if not lo_l <= out["loss"]["point"] <= hi_l:
         out["warnings"].append(f"the forecast loss {out['loss']['point']:.4g} lies outside the runs' losses "
                                f"({lo_l:.4g}-{hi_l:.4g}): the link is extrapolated")
-    ext = extrapolation(valid, n_t, d_t)
-    if ext is not None:
-        out["extrapolation"] = ext
-        out["warnings"] += ext["warnings"]
-    return out
+    return attach(out, extrapolation(valid, n_t, d_t))
 
 
 def forecast_preset(law: LawSpec, *, params: float | None = None, tokens: float | None = None,
-                    flops: float | None = None) -> dict:
+                    flops: float | None = None) -> Forecast:
     """The metric a preset's own published link predicts (no runs: a point, no interval)."""
     if law.link is None:
         raise ParameterError("runs", f"{law.name} has no published link to a metric; give a runs file with a metric column")
@@ -128,18 +151,14 @@ def forecast_preset(law: LawSpec, *, params: float | None = None, tokens: float 
         log_n, log_d, target_loss = _target_loss(Parametric(*(jnp.float64(v) for v in law.params)), params, tokens, flops)
     target_loss = float(target_loss)
     n_t, d_t = float(jnp.exp(log_n)), float(jnp.exp(log_d))
-    out = {"link": dict(law.link), "law": law.name, "target": {"params": n_t, "tokens": d_t, "flops": 6 * n_t * d_t},
-           "loss": {"point": target_loss}, "metric": {"point": float(links.predict(law.link, target_loss))},
+    out = {"link": dict(law.link), "law": law.name, "target": {"params": n_t, "tokens": d_t, "flops": TRAIN_FLOPS_PER_PARAM_TOKEN * n_t * d_t},
+           "loss": {"point": target_loss}, "metric": {"point": float(predict_link(law.link, target_loss))},
            "metric_col": law.link.get("metric", "metric"), "warnings": []}
-    ext = extrapolation(law.validity, n_t, d_t)
-    if ext is not None:
-        out["extrapolation"] = ext
-        out["warnings"] += ext["warnings"]
-    return out
+    return attach(out, extrapolation(law.validity, n_t, d_t))
 
 
 def forecast_file(path: str | Path, metric_col: str, *, n_col: str = "params", d_col: str = "tokens",
-                  c_col: str = "flops", loss_col: str = "loss", where=(), **kw) -> dict:
+                  c_col: str = "flops", loss_col: str = "loss", where=(), **kw) -> Forecast:
     """``forecast_runs`` on the runs of ``path`` (filtered by ``where``) with metric ``metric_col``."""
     runs = read_groups(path, n_col, d_col, c_col, loss_col, where=where, metric_col=metric_col)["all"]
     out = forecast_runs(runs, **kw)
@@ -147,4 +166,20 @@ def forecast_file(path: str | Path, metric_col: str, *, n_col: str = "params", d
     return out
 
 
-__all__ = ["MAX_REPLICATES", "forecast_runs", "forecast_preset", "forecast_file"]
+def forecast_metric(runs: str | Path | None = None, metric: str | None = None, *, law: LawSpec | None = None,
+                    params: float | None = None, tokens: float | None = None, flops: float | None = None,
+                    link: str = "exp", n_col: str = "params", d_col: str = "tokens", c_col: str = "flops",
+                    loss_col: str = "loss", where: Sequence[tuple[str, str]] = (), bootstrap: int = 200, seed: int = 0,
+                    level: float = 0.9) -> Forecast:
+    """`budgetopt forecast`: with a runs file, its ``metric`` column forecast for the target
+    (``forecast_file``); without one, a preset's published link (``forecast_preset``; ``law``,
+    else DEFAULT_LINK_PRESET)."""
+    target = {"params": params, "tokens": tokens, "flops": flops}
+    if runs is None:
+        if metric is not None:
+            raise ParameterError("metric", "needs a runs file ({runs})", names=True)
+        return forecast_preset(law if law is not None else get_preset(DEFAULT_LINK_PRESET), **target)
+    if metric is None:
+        raise ParameterError("metric", "name the metric column of {runs}", names=True)
+    return forecast_file(runs, metric, n_col=n_col, d_col=d_col, c_col=c_col, loss_col=loss_col, where=where, link=link,
+                         law=law, bootstrap=bootstrap, seed=seed, level=level, **target)

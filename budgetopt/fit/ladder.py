@@ -1,4 +1,4 @@
-"""Ladder design by simulation (DESIGN §13): which ladder of small runs buys the most certain
+"""`budgetopt ladder`, ladder design by simulation: which ladder of small runs buys the most certain
 forecast of the compute-optimal allocation at a target budget?
 
 A **design** is a set of isoFLOP budgets, the model sizes per budget (count, log-spread, centre
@@ -12,9 +12,8 @@ optimum: the error in log N*, the regret L_θs(N̂*, C/6N̂*) − L*_θs(C) in n
 the regret is worth (the fraction of C the true optimum would not have needed to reach the same
 loss). Every (design, ladder) pair of a chunk is one vmapped call, split over the local devices.
 
-Randomness is counter-based (``distributions.random_bits``): the law of ladder s uses the
-sweep's streams and arithmetic (``true_law``; ladder s and sweep sample s draw the same
-law), the noise of run slot j of ladder s the counter (lo = s, hi = j) on its own stream, where
+Randomness is counter-based (``distributions.random_bits``): the law of ladder s is
+``laws.draw_law`` at index s (ladder s and sweep sample s of a seed draw the same law), the noise of run slot j of ladder s the counter (lo = s, hi = j) on its own stream, where
 j numbers (budget, point, repeat) within fixed caps. So every design sees the same laws and
 noise whatever the other designs (common random numbers: their differences are not Monte Carlo
 noise), and the results do not depend on the chunk size or the device count, bit for bit.
@@ -24,11 +23,13 @@ Units: N parameters, D tokens, C FLOPs, L nats per token, regret in nats.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -37,22 +38,27 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array
 
-from . import isoflop, vpnls
-from .allocation import closed_form_x, log_compute_for_loss_closed_form
-from .devices import jax_x64
-from .distributions import key_words, uniform
-from .errors import InputError, ParameterError
-from .files import load_toml
-from .fit import irls_lm, lbfgs_minimize, objective
-from .laws import UNCERTAINTIES, LawSpec, Parametric, loss, uncertainty_problem
-from .sweep.sampling import STREAM
-from .units import gpu_hours, parse_number
+from ..core.distributions import key_words, uniform
+from ..core.errors import InputError, ParameterError
+from ..core.files import load_toml
+from ..core.lbfgs import lbfgs_minimize
+from ..core.runtime import jax_x64
+from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN, gpu_hours, number_at, require_in
+from ..model.allocation import closed_form_x, log_compute_for_loss_closed_form
+from ..model.hardware import Cluster
+from ..model.laws import UNCERTAINTIES, LawSpec, Parametric, draw_law, loss, uncertainty_problem
+from . import vpnls
+from .approach2 import fit_approach2_fixed
+from .approach3 import irls_lm, objective
+from .runs import APPROACHES
 
-APPROACHES = ("vpnls", "3", "2")
-APPROACH_LABELS = {"vpnls": "VPNLS", "3": "Approach 3 (Huber: IRLS + L-BFGS from the VPNLS fit)", "2": "Approach 2"}
+LADDER_APPROACHES = ("vpnls", "3", "2")  # how a simulated ladder can be fitted (keys of runs.APPROACHES)
+#: what each approach does on a simulated ladder, beside its name in ``runs.APPROACHES``
+APPROACH_NOTES = {"3": " (Huber: IRLS + L-BFGS from the VPNLS fit)"}
 MAX_BUDGETS, MAX_POINTS, MAX_REPEATS = 16, 64, 16  # caps that number a run's noise slot
 MAX_LADDERS = 1_000_000
-NOISE_STREAM, CURVE_STREAM = 20, 21  # the law uses streams 0-4 with hi = 0
+NOISE_STREAM, CURVE_STREAM = 20, 21  # the law uses streams LAW_STREAM .. + 4 (laws.draw_law) with hi = 0
+DEFAULT_SIGMA = 0.005  # log-loss noise per run without a fitted law's residuals
 FAILURE_WARN = 0.05  # a design whose fits fail (or do not converge) more often is flagged, not recommended
 HUBER_DELTA = 1e-3  # Approach 3's Huber threshold on log-loss residuals (Hoffmann et al. 2022)
 IRLS_STEPS = 30
@@ -61,10 +67,12 @@ GRAD_TOL = 1e-8  # Approach 3 converged: |grad| of the Huber objective below thi
 DESIGN_KEYS = {"name", "budgets", "points", "spread", "centre", "repeats"}
 
 
-class Design(NamedTuple):
+@dataclass(frozen=True)
+class Design:
     """A ladder: isoFLOP ``budgets`` (FLOPs), ``points`` sizes per budget spaced evenly in log N
     from centre/spread to centre x spread around ``centre`` x the prior's N*(C), each trained
-    ``repeats`` times."""
+    ``repeats`` times. Validated on construction (errors name the field; a designs file renames
+    them to its TOML path)."""
 
     name: str
     budgets: tuple[float, ...]
@@ -72,6 +80,22 @@ class Design(NamedTuple):
     spread: float
     centre: float = 1.0
     repeats: int = 1
+
+    def __post_init__(self):
+        if not self.budgets or len(self.budgets) > MAX_BUDGETS:
+            raise ParameterError("budgets", f"must list 1 to {MAX_BUDGETS} compute budgets, got {len(self.budgets)}")
+        for b in self.budgets:
+            require_in(b, "budgets", 0.0, low_open=True, what="FLOPs")
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ParameterError("budgets", "must be distinct")
+        if not 3 <= self.points <= MAX_POINTS:
+            raise ParameterError("points", f"must be an integer from 3 to {MAX_POINTS} (a parabola needs 3), "
+                                 f"got {self.points}")
+        require_in(self.spread, "spread", 1.0, 1000.0, low_open=True,
+                   what="a factor (sizes from centre/spread to centre x spread)")
+        require_in(self.centre, "centre", 0.01, 100.0, what="a factor of the prior's optimum")
+        if not 1 <= self.repeats <= MAX_REPEATS:
+            raise ParameterError("repeats", f"must be an integer from 1 to {MAX_REPEATS}, got {self.repeats}")
 
     @property
     def runs(self) -> int:
@@ -83,18 +107,32 @@ class Design(NamedTuple):
         return self.repeats * self.points * float(sum(self.budgets))
 
 
-class Noise(NamedTuple):
+@dataclass(frozen=True)
+class Noise:
     """The loss noise of a simulated run, in log loss: ``sigma`` per run (seed-to-seed and fit
-    residual), ``curve_sigma`` an offset shared by a budget's runs (a learning-rate schedule
-    tuned per budget), ``bias_per_decade`` added per decade a budget lies below the target
-    (small runs under-tuned: their losses too high)."""
+    residual; None: the law file's ``rmse_log_loss``, else DEFAULT_SIGMA), ``curve_sigma`` an
+    offset shared by a budget's runs (a learning-rate schedule tuned per budget),
+    ``bias_per_decade`` added per decade a budget lies below the target (small runs under-tuned:
+    their losses too high). Validated on construction: each in [0, 1]."""
 
-    sigma: float = 0.005
+    sigma: float | None = None
     curve_sigma: float = 0.0
     bias_per_decade: float = 0.0
 
+    def __post_init__(self):
+        for name in ("sigma", "curve_sigma", "bias_per_decade"):
+            v = getattr(self, name)
+            if v is not None:
+                require_in(v, "noise" if name == "sigma" else name, 0.0, 1.0,
+                           what="a log-loss standard deviation or bias")
 
-DEFAULT_NOISE = Noise()
+    def for_law(self, law: LawSpec) -> Noise:
+        """This noise with ``sigma`` decided: as given, else the law file's residuals, else
+        DEFAULT_SIGMA."""
+        if self.sigma is not None:
+            return self
+        sigma = law.residual_sd if law.residual_sd is not None else DEFAULT_SIGMA
+        return dataclasses.replace(self, sigma=sigma)
 
 
 class Outcome(NamedTuple):
@@ -112,27 +150,6 @@ class Outcome(NamedTuple):
 def _sci(x: float) -> str:
     m, e = f"{x:.0e}".split("e")
     return f"{m}e{int(e)}"
-
-
-def check_design(d: Design, where: str = "design") -> Design:
-    """``d`` validated; errors name ``where``.field."""
-    if not d.budgets or len(d.budgets) > MAX_BUDGETS:
-        raise InputError(f"{where}.budgets", f"must list 1 to {MAX_BUDGETS} compute budgets, got {len(d.budgets)}")
-    for b in d.budgets:
-        if not (b > 0 and math.isfinite(b)):
-            raise InputError(f"{where}.budgets", f"must be positive finite FLOPs, got {b!r}")
-    if len(set(d.budgets)) != len(d.budgets):
-        raise InputError(f"{where}.budgets", "must be distinct")
-    if not 3 <= d.points <= MAX_POINTS:
-        raise InputError(f"{where}.points", f"must be an integer from 3 to {MAX_POINTS} (a parabola needs 3), got {d.points}")
-    if not (1 < d.spread <= 1000 and math.isfinite(d.spread)):
-        raise InputError(f"{where}.spread",
-                         f"must be a factor in (1, 1000] (sizes from centre/spread to centre x spread), got {d.spread:g}")
-    if not (0.01 <= d.centre <= 100):
-        raise InputError(f"{where}.centre", f"must be a factor of the prior's optimum in [0.01, 100], got {d.centre:g}")
-    if not 1 <= d.repeats <= MAX_REPEATS:
-        raise InputError(f"{where}.repeats", f"must be an integer from 1 to {MAX_REPEATS}, got {d.repeats}")
-    return d
 
 
 def family(target: float) -> list[Design]:
@@ -155,34 +172,20 @@ def _int(v: Any, where: str) -> int:
     return v
 
 
-def _float(v: Any, where: str, units: str = "plain") -> float:
-    if isinstance(v, bool):
-        raise InputError(where, f"must be a number, got {v!r}")
-    if isinstance(v, (int, float)):
-        x = float(v)
-    elif isinstance(v, str):
-        x = parse_number(v, where, units=units)
-    else:
-        raise InputError(where, f"must be a number, got {type(v).__name__}")
-    if not math.isfinite(x):
-        raise InputError(where, f"must be finite, got {v!r}")
-    return x
-
-
 def _budgets(v: Any, where: str) -> tuple[float, ...]:
     """A list of FLOPs, or {low, high, count} log-spaced."""
     if isinstance(v, dict):
         extra = set(v) - {"low", "high", "count"}
         if extra or set(v) != {"low", "high", "count"}:
             raise InputError(where, "must be a list of FLOPs or a table {low, high, count}")
-        lo, hi = _float(v["low"], f"{where}.low", "flops"), _float(v["high"], f"{where}.high", "flops")
+        lo, hi = number_at(v["low"], f"{where}.low", units="flops"), number_at(v["high"], f"{where}.high", units="flops")
         n = _int(v["count"], f"{where}.count")
         if not (0 < lo < hi) or not 2 <= n <= MAX_BUDGETS:
             raise InputError(where, f"needs 0 < low < high and count from 2 to {MAX_BUDGETS}")
         return tuple(float(x) for x in np.geomspace(lo, hi, n))
     if not isinstance(v, list):
         raise InputError(where, "must be a list of FLOPs or a table {low, high, count}")
-    return tuple(_float(x, f"{where}[{i}]", "flops") for i, x in enumerate(v))
+    return tuple(number_at(x, f"{where}[{i}]", units="flops") for i, x in enumerate(v))
 
 
 def design_from_mapping(m: Any, where: str) -> Design:
@@ -195,10 +198,12 @@ def design_from_mapping(m: Any, where: str) -> Design:
     for k in ("budgets", "points", "spread"):
         if k not in m:
             raise InputError(f"{where}.{k}", "required")
-    d = Design(str(m.get("name", where)), _budgets(m["budgets"], f"{where}.budgets"), _int(m["points"], f"{where}.points"),
-               _float(m["spread"], f"{where}.spread"), _float(m.get("centre", 1.0), f"{where}.centre"),
-               _int(m.get("repeats", 1), f"{where}.repeats"))
-    return check_design(d, where)
+    try:
+        return Design(str(m.get("name", where)), _budgets(m["budgets"], f"{where}.budgets"),
+                      _int(m["points"], f"{where}.points"), number_at(m["spread"], f"{where}.spread"),
+                      number_at(m.get("centre", 1.0), f"{where}.centre"), _int(m.get("repeats", 1), f"{where}.repeats"))
+    except ParameterError as e:  # a field out of range: name it by its TOML path
+        raise e.rename(lambda name: f"{where}.{name}") from None
 
 
 def read_designs(path: str | Path) -> list[Design]:
@@ -222,7 +227,7 @@ def read_designs(path: str | Path) -> list[Design]:
 # the simulation
 
 
-class Layout(NamedTuple):
+class DesignTable(NamedTuple):
     """Every design as padded rows (NumPy, float64): ``log_c`` [designs, budgets], ``log_n``,
     ``w`` (1 = a run, 0 = padding) and ``slot`` (the run's noise counter) [designs, budgets,
     runs per budget], ``curve`` [designs, budgets] (a real curve)."""
@@ -234,7 +239,7 @@ class Layout(NamedTuple):
     curve: np.ndarray
 
 
-def layout(designs: Sequence[Design], prior: Parametric) -> Layout:
+def design_table(designs: Sequence[Design], prior: Parametric) -> DesignTable:
     """The runs of every design, sizes placed around the prior's optimum N*(C)."""
     nb = max(len(d.budgets) for d in designs)
     m = max(d.points * d.repeats for d in designs)
@@ -255,13 +260,13 @@ def layout(designs: Sequence[Design], prior: Parametric) -> Layout:
             log_c[i, len(d.budgets):] = lc[-1]  # padding rows: any budget, weight 0
             log_n[i, :, k:] = log_n[i, :, :1]
             log_n[i, len(d.budgets):] = log_n[i, 0]
-    return Layout(log_c, log_n, w, slot, curve)
+    return DesignTable(log_c, log_n, w, slot, curve)
 
 
 def _outcome(law: Parametric, log_n_hat, log_target, converged) -> Outcome:
     """Score a forecast N̂* against the true law."""
     log_target = jnp.asarray(log_target, log_n_hat.dtype)
-    log_c6 = log_target - math.log(6.0)
+    log_c6 = log_target - math.log(TRAIN_FLOPS_PER_PARAM_TOKEN)
     x_true = closed_form_x(law, log_target)
     best = loss(law, x_true, log_c6 - x_true)
     got = loss(law, log_n_hat, log_c6 - log_n_hat)
@@ -302,37 +307,31 @@ class Config(NamedTuple):
 
 
 def make_config(prior: LawSpec, uncertainty: str, noise: Noise, target: float, seed: int) -> Config:
-    """The Config of a simulation (NumPy float64; the key words of ``seed`` as uint32)."""
+    """The Config of a simulation (NumPy float64; the key words of ``seed`` as uint32); the
+    noise's ``sigma`` as ``Noise.for_law`` decides it."""
+    noise = noise.for_law(prior)
     spread = (np.linalg.cholesky(prior.covariance) if uncertainty == "covariance"
               else np.asarray(prior.draws, np.float64) if uncertainty == "bootstrap" else np.zeros((1, 5)))
     return Config(np.asarray(key_words(seed), np.uint32), np.array([float(v) for v in prior.params]), spread,
-                  *(np.float64(v) for v in (*noise, math.log(target))))
+                  *(np.float64(v) for v in (noise.sigma, noise.curve_sigma, noise.bias_per_decade, math.log(target))))
 
 
 def true_law(cfg: Config, uncertainty: str, index: Array) -> Parametric:
-    """Ladder ``index``'s true law: the arithmetic of the sweep's ``sweep.sampling.law_sampler``
-    with the prior as arrays, so ladder i and sweep sample i (same seed) draw the same law."""
-    key = (cfg.key[0], cfg.key[1])
-    zero = jnp.zeros_like(index)
-    if uncertainty == "covariance":
-        dtype = cfg.mean.dtype
-        z = [jax.scipy.special.ndtri(uniform(key, index, zero, STREAM.law + j, dtype)) for j in range(5)]
-        c = cfg.spread
-        return Parametric(*[sum((c[i, k] * z[k] for k in range(1, i + 1)), c[i, 0] * z[0]) + cfg.mean[i] for i in range(5)])
-    if uncertainty == "bootstrap":
-        u = uniform(key, index, zero, STREAM.law, jnp.float32)
-        n = cfg.spread.shape[0]
-        return Parametric(*cfg.spread[jnp.minimum((u * n).astype(jnp.int32), n - 1)])
-    return Parametric(*cfg.mean)
+    """Ladder ``index``'s true law: ``laws.draw_law`` with the prior as run-time arrays (the
+    sweep's draw with the prior as constants), so ladder i and sweep sample i (same seed) draw
+    the same law; the prior's mean when it is fixed."""
+    law = draw_law(uncertainty, cfg.mean, cfg.spread, (cfg.key[0], cfg.key[1]), index, jnp.zeros_like(index),
+                   cfg.mean.dtype)
+    return Parametric(*cfg.mean) if law is None else law
 
 
-def draw_ladder(design: Array, index: Array, tables: Layout, cfg: Config, uncertainty: str) -> Simulated:
+def draw_ladder(design: Array, index: Array, tables: DesignTable, cfg: Config, uncertainty: str) -> Simulated:
     """Ladder ``index`` of design row ``design``: its true law and its runs' noisy losses. Pure."""
     log_c, log_n, w, slot, curve = (jnp.asarray(t)[design] for t in tables)
     dtype = log_n.dtype
     key = (cfg.key[0], cfg.key[1])
     law = true_law(cfg, uncertainty, index)
-    log_d = log_c[:, None] - math.log(6.0) - log_n
+    log_d = log_c[:, None] - math.log(TRAIN_FLOPS_PER_PARAM_TOKEN) - log_n
     z = jax.scipy.special.ndtri(uniform(key, index, slot, NOISE_STREAM, dtype))
     zc = jax.scipy.special.ndtri(uniform(key, index, jnp.arange(log_c.shape[0], dtype=jnp.uint32), CURVE_STREAM, dtype))
     log_obs = (jnp.log(loss(law, log_n, log_d)) + cfg.sigma * z + cfg.curve_sigma * zc[:, None]
@@ -340,12 +339,12 @@ def draw_ladder(design: Array, index: Array, tables: Layout, cfg: Config, uncert
     return Simulated(law, log_c, log_n, log_d, jnp.exp(log_obs), w, curve)
 
 
-def simulate_one(design: Array, index: Array, tables: Layout, cfg: Config, approach: str, uncertainty: str) -> Outcome:
+def simulate_one(design: Array, index: Array, tables: DesignTable, cfg: Config, approach: str, uncertainty: str) -> Outcome:
     """Ladder ``index`` of design row ``design``: draw, fit, score. Pure; vmapped by ``simulate``."""
     law, log_c, log_n, log_d, obs, w, curve = draw_ladder(design, index, tables, cfg, uncertainty)
     log_target = cfg.log_target
     if approach == "2":
-        f = isoflop.fit_approach2_fixed(log_c, log_n, obs, w, curve, log_target)
+        f = fit_approach2_fixed(log_c, log_n, obs, w, curve, log_target)
         converged = f.ok & (f.curves_used == jnp.sum(curve).astype(jnp.int32))  # every curve kept
         return _outcome(law, f.log_n_target, log_target, converged)
     flat = [v.reshape(-1) for v in (log_n, jnp.broadcast_to(log_d, log_n.shape), obs, w)]
@@ -368,7 +367,7 @@ BLOCK = 64  # (design, ladder) pairs vmapped together: every pair is computed at
 # block of this size whatever the chunk or device count (XLA's rounding differs with the batch shape)
 
 
-def default_chunk() -> int:
+def pairs_per_call() -> int:
     """(design, ladder) pairs per call: 4 blocks per device (VPNLS's grid, 1600 exponent
     pairs x 7 supports per fit, stays in cache-sized pieces)."""
     return 4 * BLOCK * jax.local_device_count()
@@ -401,22 +400,22 @@ def simulate(designs: Sequence[Design], prior: LawSpec, uncertainty: str, noise:
     (``shard_map``), each device maps blocks of ``BLOCK`` pairs, vmapped. A pair's block and
     lane are fixed by its index (chunks are whole blocks per device), so any ``chunk`` and any
     device count give the same numbers, bit for bit."""
-    if approach not in APPROACHES:
-        raise ParameterError("approach", f"must be one of {', '.join(APPROACHES)}, got {approach!r}")
+    if approach not in LADDER_APPROACHES:
+        raise ParameterError("approach", f"must be one of {', '.join(LADDER_APPROACHES)}, got {approach!r}")
     if uncertainty not in UNCERTAINTIES:
         raise ParameterError("prior", f"must be one of {', '.join(UNCERTAINTIES)}, got {uncertainty!r}")
     devices = jax.local_devices()
     step = BLOCK * len(devices)
-    chunk = -(-(chunk or default_chunk()) // step) * step
+    chunk = -(-(chunk or pairs_per_call()) // step) * step
     with jax_x64():
-        tables = layout(designs, prior.params)
+        tables = design_table(designs, prior.params)
         cfg = Config(*(jnp.asarray(v) for v in make_config(prior, uncertainty, noise, target, seed)))
         run = _program(approach, uncertainty)
         pairs_d = np.repeat(np.arange(len(designs), dtype=np.int32), ladders)
         pairs_s = np.tile(np.arange(ladders, dtype=np.uint32), len(designs))
         total = len(pairs_d)
         parts = []
-        tab = Layout(*(jnp.asarray(t) for t in tables))
+        tab = DesignTable(*(jnp.asarray(t) for t in tables))
         for start in range(0, total, chunk):
             d = np.resize(pairs_d[start:start + chunk], chunk)  # the last chunk padded with repeats
             s = np.resize(pairs_s[start:start + chunk], chunk)
@@ -442,7 +441,7 @@ def quantile_band(v: np.ndarray, q: float) -> tuple[float, float, float]:
     return float(np.quantile(v, q)), float(s[lo]), float(s[hi])
 
 
-def summarise(design: Design, out: Outcome, target: float, cluster=None) -> dict:
+def design_row(design: Design, out: Outcome, target: float, cluster: Cluster | None = None) -> dict:
     """One design's row: cost, bias and quantiles of the forecast error and the regret over the
     ladders whose fit gave a forecast, and how many did not (``failed``) or did not converge."""
     ok = out.ok
@@ -470,7 +469,7 @@ def summarise(design: Design, out: Outcome, target: float, cluster=None) -> dict
     return row
 
 
-def recommend(rows: list[dict], max_regret: float | None, ladder_budget: float | None) -> dict:
+def choose_design(rows: list[dict], max_regret: float | None, ladder_budget: float | None) -> dict:
     """The choice: with ``max_regret`` (nats, p95) the cheapest eligible design that meets it
     (within ``ladder_budget`` if given); with ``ladder_budget`` alone the eligible design of
     lowest p95 regret that costs no more; with neither, the lowest p95 regret."""
@@ -494,14 +493,6 @@ def recommend(rows: list[dict], max_regret: float | None, ladder_budget: float |
     return {"design": best["design"], "rule": rule}
 
 
-def check_noise(noise: Noise) -> Noise:
-    for name, v in zip(Noise._fields, noise):
-        if not (math.isfinite(v) and 0 <= v <= 1):
-            raise ParameterError("noise" if name == "sigma" else name,
-                                 f"must be a log-loss standard deviation or bias in [0, 1], got {v!r}")
-    return noise
-
-
 def prior_kind(law: LawSpec, prior: str | None) -> str:
     """The law's uncertainty to draw true laws from: given, else its covariance, else its
     bootstrap draws, else none (the law fixed)."""
@@ -513,40 +504,62 @@ def prior_kind(law: LawSpec, prior: str | None) -> str:
     return prior
 
 
+class LadderDesigns(TypedDict):
+    """``design_ladders``'s answer: the JSON of `budgetopt ladder -f json`. ``designs``: one row
+    per design (``design_row``: cost, N* bias and error quantiles, regret, failures);
+    ``recommended`` the chosen design's name (None: none qualifies) by ``rule``."""
+
+    target_flops: float
+    law: str
+    prior: str
+    approach: str
+    noise: dict[str, float]
+    ladders: int
+    seed: int
+    designs: list[dict[str, Any]]
+    recommended: str | None
+    rule: str
+    max_regret: float | None
+    ladder_budget: float | None
+    warnings: list[str]
+    cluster: dict[str, Any] | None
+    timing: dict[str, float]
+
+
 def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None = None, *, prior: str | None = None,
-                   noise: Noise = DEFAULT_NOISE, approach: str = "vpnls", ladders: float = 1000, seed: int = 0,
-                   max_regret: float | None = None, ladder_budget: float | None = None, cluster=None,
-                   chunk: int | None = None) -> dict:
+                   noise: Noise = Noise(), approach: str = "vpnls", ladders: float = 1000, seed: int = 0,
+                   max_regret: float | None = None, ladder_budget: float | None = None, cluster: Cluster | None = None,
+                   chunk: int | None = None) -> LadderDesigns:
     """``budgetopt ladder``: simulate every design (``family(target)`` by default), summarise and
     recommend. See the module docstring."""
     if not isinstance(law.params, Parametric):
         raise ParameterError("law", f"{law.name} is not a parametric law E + A/N^alpha + B/D^beta")
-    if not (target > 0 and math.isfinite(target)):
-        raise ParameterError("target", f"must be positive finite FLOPs, got {target!r}")
+    require_in(target, "target", 0.0, low_open=True, what="FLOPs")
     if isinstance(ladders, bool) or not isinstance(ladders, (int, float)) or ladders != int(ladders) \
             or not 10 <= ladders <= MAX_LADDERS:
         raise ParameterError("ladders", f"must be a whole number of ladders from 10 to {MAX_LADDERS}, got {ladders!r}")
     ladders = int(ladders)
     if not 0 <= seed < 2**32:
         raise ParameterError("seed", f"must be an integer from 0 to 2^32 - 1, got {seed}")
-    if max_regret is not None and not (max_regret > 0 and math.isfinite(max_regret)):
-        raise ParameterError("max_regret", f"must be positive nats, got {max_regret!r}")
-    if ladder_budget is not None and not (ladder_budget > 0 and math.isfinite(ladder_budget)):
-        raise ParameterError("ladder_budget", f"must be positive FLOPs, got {ladder_budget!r}")
+    if max_regret is not None:
+        require_in(max_regret, "max_regret", 0.0, low_open=True, what="nats")
+    if ladder_budget is not None:
+        require_in(ladder_budget, "ladder_budget", 0.0, low_open=True, what="FLOPs")
     if chunk is not None and chunk < 1:
         raise ParameterError("chunk", f"must be >= 1, got {chunk}")
-    check_noise(noise)
+    if approach not in LADDER_APPROACHES:
+        raise ParameterError("approach", f"must be one of {', '.join(LADDER_APPROACHES)}, got {approach!r}")
+    noise = noise.for_law(law)
     kind = prior_kind(law, prior)
     designs = list(designs) if designs is not None else family(target)
     for i, d in enumerate(designs):
-        check_design(d, f"design[{i}]")
         if max(d.budgets) >= target:
             raise InputError(f"design[{i}].budgets", f"must lie below the target {target:.3g} FLOPs (a ladder is small runs)")
     t0 = time.perf_counter()
     out = simulate(designs, law, kind, noise, target, ladders, approach, seed, chunk)
     seconds = time.perf_counter() - t0
-    rows = [summarise(d, Outcome(*(v[i] for v in out)), target, cluster) for i, d in enumerate(designs)]
-    choice = recommend(rows, max_regret, ladder_budget)
+    rows = [design_row(d, Outcome(*(v[i] for v in out)), target, cluster) for i, d in enumerate(designs)]
+    choice = choose_design(rows, max_regret, ladder_budget)
     warnings = [f"{r['design']}: {r['not_converged']} of {r['ladders']} fits failed or did not converge "
                 f"({r['failed']} without a forecast); not recommended" for r in rows if not r["eligible"]]
     chosen = next((r for r in rows if r["design"] == choice["design"]), None)
@@ -554,16 +567,10 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
         warnings.append(f"{chosen['design']}'s p95 regret is within Monte Carlo error of the target {max_regret:g} nats "
                         f"(95 % interval up to {chosen['regret_p95_ci'][1]:.3g}): more ladders would tell")
     fits = len(designs) * ladders
-    return {"target_flops": target, "law": law.name, "prior": kind, "approach": APPROACH_LABELS[approach],
-            "noise": noise._asdict(), "ladders": ladders, "seed": seed, "designs": rows,
-            "recommended": choice["design"], "rule": choice["rule"], "max_regret": max_regret,
-            "ladder_budget": ladder_budget, "warnings": warnings,
-            "cluster": None if cluster is None else {"gpu": cluster.accelerator.id, "dtype": cluster.dtype, "mfu": cluster.mfu},
-            "timing": {"seconds": seconds, "fits": fits, "fits_per_second": fits / seconds, "devices": jax.local_device_count()}}
-
-
-__all__ = ["APPROACHES", "Design", "Noise", "Outcome", "Layout", "Simulated", "check_design", "family",
-           "design_from_mapping", "read_designs", "layout", "Config", "make_config", "true_law", "draw_ladder", "simulate_one",
-           "simulate",
-           "summarise", "quantile_band", "recommend", "check_noise", "prior_kind", "design_ladders", "default_chunk",
-           "BLOCK", "DEFAULT_NOISE"]
+    cluster_rec = None if cluster is None else {"gpu": cluster.accelerator.id, "dtype": cluster.dtype, "mfu": cluster.mfu}
+    return {"target_flops": target, "law": law.name, "prior": kind,
+            "approach": APPROACHES[approach] + APPROACH_NOTES.get(approach, ""), "noise": dataclasses.asdict(noise),
+            "ladders": ladders, "seed": seed, "designs": rows, "recommended": choice["design"], "rule": choice["rule"],
+            "max_regret": max_regret, "ladder_budget": ladder_budget, "warnings": warnings, "cluster": cluster_rec,
+            "timing": {"seconds": seconds, "fits": fits, "fits_per_second": fits / seconds,
+                       "devices": jax.local_device_count()}}

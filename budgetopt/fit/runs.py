@@ -1,6 +1,7 @@
 """Training runs from a CSV file: one ladder, or several in one file (``group`` columns), rows
 filtered by value (``where``), with the nominal compute budget of each run's isoFLOP curve when
-the file gives one.
+the file gives one; the fitting approaches; runs padded to a common length and bootstrap
+weights, so that groups and replicates fit in one vmapped call.
 
 Units: parameters and tokens are counts, the budget is FLOPs, the loss is nats per token; all
 are stored as natural logs in float64. Errors name the row (1 = first data row) and column.
@@ -16,11 +17,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import InputError, ParameterError
-from .files import read_text
-from .validity import Validity, from_runs
+from ..core.errors import InputError, ParameterError
+from ..core.files import read_text
+from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN
+from ..model.validity import Validity, from_runs
 
 MIN_RUNS = 5
+#: The fitting approaches: the id a user types (``fit --approach``, ``ladder --approach``), the
+#: same string in every record, -> the name reports print.
+APPROACHES = {"2": "Approach 2", "3": "Approach 3", "vpnls": "VPNLS"}
+DEFAULT_TARGET = 5.76e23  # Chinchilla's budget (FLOPs): where fits report their allocation unless told
+PAD = 32  # runs are padded (weight 0) to a multiple of this, so ladders of similar length share a compile
 
 
 class Runs(NamedTuple):
@@ -38,7 +45,7 @@ class Runs(NamedTuple):
     @property
     def log_budget(self) -> np.ndarray:
         """The budget of each run: the file's, else log(6·N·D)."""
-        return self.log_c if self.log_c is not None else math.log(6.0) + self.log_n + self.log_d
+        return self.log_c if self.log_c is not None else math.log(TRAIN_FLOPS_PER_PARAM_TOKEN) + self.log_n + self.log_d
 
     def fitted_range(self) -> Validity:
         """The range of these runs, as a law fitted on them records it."""
@@ -70,7 +77,7 @@ def parse_group(text: str | None) -> list[str]:
     return cols
 
 
-def _number(row: list[str], i: int, r: int, name: str, positive: bool = True) -> float:
+def _cell_number(row: list[str], i: int, r: int, name: str, positive: bool = True) -> float:
     cell = row[i].strip() if i < len(row) else ""
     try:
         v = float(cell)
@@ -127,11 +134,11 @@ def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", 
         if any(text_of[w] != v for w, v in where):
             continue
         key = "/".join((row[col[g]].strip() if col[g] < len(row) else "") for g in group) or "all"
-        n = _number(row, col[n_col], r, n_col)
-        c = _number(row, col[c_col], r, c_col) if use_c else None
-        d = _number(row, col[d_col], r, d_col) if use_d else c / (6 * n)
-        m = _number(row, col[metric_col], r, metric_col, positive=False) if metric_col is not None else None
-        cells.setdefault(key, []).append((n, d, _number(row, col[loss_col], r, loss_col), c, r, m))
+        n = _cell_number(row, col[n_col], r, n_col)
+        c = _cell_number(row, col[c_col], r, c_col) if use_c else None
+        d = _cell_number(row, col[d_col], r, d_col) if use_d else c / (6 * n)
+        m = _cell_number(row, col[metric_col], r, metric_col, positive=False) if metric_col is not None else None
+        cells.setdefault(key, []).append((n, d, _cell_number(row, col[loss_col], r, loss_col), c, r, m))
     if not cells:
         w, v = next(((w, v) for w, v in where if v not in seen[w]), where[0] if where else ("", ""))
         values = ", ".join(sorted(seen.get(w, ()))[:12]) or "none"
@@ -166,4 +173,27 @@ def read_runs(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_
                        loss_max=loss_max)["all"]
 
 
-__all__ = ["MIN_RUNS", "Runs", "parse_where", "parse_group", "read_groups", "read_runs"]
+def bootstrap_weights(n: int, replicates: int, seed: int) -> np.ndarray:
+    """[replicates, n] integer weights: resamples of n runs with replacement. The same for a
+    group whatever the other groups, so a grouped fit equals the group fitted alone."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(replicates)]).astype(np.float64)
+
+
+def replicate_weights(n: int, bootstrap: int, seed: int) -> np.ndarray:
+    """[1 + bootstrap, n]: the fit to all runs once, then ``bootstrap_weights``."""
+    ones = np.ones((1, n))
+    return np.vstack([ones, bootstrap_weights(n, bootstrap, seed)]) if bootstrap else ones
+
+
+def padded(runs_list: list[Runs], weights_list: list[np.ndarray]) -> list[np.ndarray]:
+    """(log N, log D, L, w) stacked to [sum of replicates, n_max padded] (weight 0 past a
+    ladder's runs), float64 (NumPy: the jitted fits take them as they are)."""
+    n_max = -(-max(len(r.log_l) for r in runs_list) // PAD) * PAD
+    cols = [[], [], [], []]
+    for runs, w in zip(runs_list, weights_list):
+        n = len(runs.log_l)
+        for k, v in enumerate((runs.log_n, runs.log_d, np.exp(runs.log_l))):
+            cols[k].append(np.broadcast_to(np.pad(v, (0, n_max - n), constant_values=v[0]), (len(w), n_max)))
+        cols[3].append(np.pad(w, ((0, 0), (0, n_max - n))))
+    return [np.concatenate(c).astype(np.float64) for c in cols]

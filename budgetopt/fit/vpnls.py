@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 EXPONENT_RANGE = (0.01, 1.5)  # the outer grid of alpha and beta (both)
-GRID = 40  # points per exponent on the outer grid
+GRID_POINTS = 40  # points per exponent on the outer grid
 ZOOM_POINTS = 9  # per exponent at each zoom level
 ZOOM_LEVELS = 10  # each shrinks the spacing 4x: 0.038 / 4^10, about 4e-8
 
@@ -135,11 +135,11 @@ def fit_one(log_n: Float[Array, " n"], log_d: Float[Array, " n"], loss: Float[Ar
             w: Float[Array, " n"]) -> VPFit:
     """VPNLS of one ladder (weights: run multiplicities; 0 = padding). Pure, vmappable."""
     lo, hi = EXPONENT_RANGE
-    axis = jnp.linspace(lo, hi, GRID, dtype=log_n.dtype)
+    axis = jnp.linspace(lo, hi, GRID_POINTS, dtype=log_n.dtype)
     _, vals = grid_rss(axis, axis, log_n, log_d, loss, w)
     k = jnp.argmin(vals)
-    i, j = k // GRID, k % GRID
-    at_grid_edge = (i == 0) | (i == GRID - 1) | (j == 0) | (j == GRID - 1)
+    i, j = k // GRID_POINTS, k % GRID_POINTS
+    at_grid_edge = (i == 0) | (i == GRID_POINTS - 1) | (j == 0) | (j == GRID_POINTS - 1)
     offsets = jnp.arange(ZOOM_POINTS, dtype=log_n.dtype) - (ZOOM_POINTS - 1) / 2
     half = (ZOOM_POINTS - 1) // 2
 
@@ -164,7 +164,7 @@ def fit_one(log_n: Float[Array, " n"], log_d: Float[Array, " n"], loss: Float[Ar
         edge = better & ((jnp.abs(ii - half) == half) | (jnp.abs(jj - half) == half))
         return (centre, step, jnp.minimum(v[ii, jj], best)), edge
 
-    step0 = jnp.asarray((hi - lo) / (GRID - 1), log_n.dtype)
+    step0 = jnp.asarray((hi - lo) / (GRID_POINTS - 1), log_n.dtype)
     (ab, _, _), edges = jax.lax.scan(zoom, (jnp.stack([axis[i], axis[j]]), step0, jnp.asarray(jnp.inf, log_n.dtype)), None,
                                      length=ZOOM_LEVELS)
     coef, rss = projected(ab, log_n, log_d, loss, w)
@@ -181,6 +181,3 @@ def fit_batch(log_n: Float[Array, "b n"], log_d: Float[Array, "b n"], loss: Floa
     """``fit_one`` over a batch of ladders padded to one length (weight 0 past each one's runs):
     groups, bootstrap replicates and simulated ladders in one call."""
     return jax.vmap(fit_one)(log_n, log_d, loss, w)
-
-
-__all__ = ["EXPONENT_RANGE", "VPFit", "solve3", "nnls_normal", "grid_rss", "projected", "fit_one", "fit_batch"]

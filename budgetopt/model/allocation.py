@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from ..core.units import INFER_FLOPS_PER_PARAM_TOKEN
 from .laws import (
     LOG6,
     DataConstrained,
@@ -38,7 +39,6 @@ from .laws import (
     has_loss,
     loss,
 )
-from .units import INFER_FLOPS_PER_PARAM_TOKEN
 
 LOG2 = math.log(INFER_FLOPS_PER_PARAM_TOKEN)  # each inference token costs 2N FLOPs
 MAX_ITER = 100  # bisection alone shrinks a bracket of width 64 below 1e-13 in 50 steps
@@ -427,10 +427,3 @@ def optimal_loss(law: Parametric, log_c: ArrayLike) -> Array:
 def log_compute_for_loss(law: Parametric, target: ArrayLike) -> Array:
     """Jitted closed-form dual of the parametric law: log C with L*(C) = target."""
     return log_compute_for_loss_closed_form(law, jnp.asarray(target))
-
-
-__all__ = [
-    "Allocation", "Budget", "ComputeForLoss", "allocate", "compute_for_loss", "optimal_loss",
-    "log_compute_for_loss", "closed_form_x", "log_tokens", "interval", "solve_scalar",
-    "closed_form_scalar", "method_for",
-]

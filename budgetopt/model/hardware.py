@@ -1,15 +1,18 @@
-"""Accelerator catalog: dense peak FLOP/s per dtype, memory and bandwidth, from a data file."""
+"""Hardware: the accelerator catalog (dense peak FLOP/s per dtype, memory, bandwidth, board
+power, from a data file with sources) and a ``Cluster`` of them — count x hours x MFU — with
+the device-hours, wall-clock, energy, emissions and cost of delivering a number of FLOPs."""
 
 from __future__ import annotations
 
 import difflib
-import tomllib
+import math
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
-from .errors import InputError, ParameterError
-from .files import load_toml
+from ..core import units
+from ..core.errors import InputError, ParameterError
+from ..core.files import data_toml, load_toml
+from ..core.units import require_in
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
 
@@ -78,8 +81,7 @@ def _parse_catalog(data: dict, origin: str) -> dict[str, Accelerator]:
 
 def load_catalog(extra_file: str | Path | None = None) -> dict[str, Accelerator]:
     """The built-in catalog, with entries of ``extra_file`` (same TOML format) added or overriding."""
-    text = resources.files("budgetopt").joinpath("data/hardware.toml").read_text()
-    catalog = _parse_catalog(tomllib.loads(text), "built-in hardware.toml")
+    catalog = _parse_catalog(data_toml("hardware.toml"), "built-in hardware.toml")
     if extra_file is not None:
         path = Path(extra_file)
         data = load_toml(path, "hardware_file", "a TOML accelerator catalog")
@@ -109,3 +111,118 @@ def catalog_rows(extra_file: str | Path | None = None) -> list[dict]:
         row.update({"memory_gb": acc.memory_gb, "bandwidth_tbs": acc.bandwidth_tbs, "tdp_w": acc.tdp_w, "source": acc.source})
         rows.append(row)
     return rows
+
+
+DEFAULT_MFU = 0.4
+
+
+def check_mfu(mfu: float) -> float:
+    """Model-FLOPs utilisation: a fraction in (0, 1]."""
+    if not (0 < mfu <= 1):
+        raise ParameterError("mfu", f"must be in (0, 1], got {mfu!r}")
+    return mfu
+
+
+def check_energy(pue: float | None, power_watts: float | None, grid_intensity: float | None) -> None:
+    """PUE in [1, 10); board power in (0, 1e5) W; grid intensity in [0, 10) kg CO2e per kWh."""
+    if pue is not None and not (1.0 <= pue < 10.0):
+        raise ParameterError("pue", f"must be a power usage effectiveness in [1, 10), got {pue!r}")
+    if power_watts is not None and not (0 < power_watts < 1e5):
+        raise ParameterError("power_watts", f"must be a positive number of watts, got {power_watts!r}")
+    if grid_intensity is not None and not (0 <= grid_intensity < 10):
+        raise ParameterError("grid_intensity", f"must be kg CO2e per kWh in [0, 10), got {grid_intensity!r}")
+
+
+def check_price(price_per_hour: float | None) -> float | None:
+    """A price per device-hour: a non-negative finite number (or None)."""
+    return None if price_per_hour is None else require_in(price_per_hour, "price_per_hour", 0.0, what="a price")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the compute comes from: ``count`` accelerators for ``hours`` at ``mfu``. ``count``
+    and ``hours`` may be None when only a rate is needed (e.g. converting a target's compute
+    into GPU-hours)."""
+
+    accelerator: Accelerator
+    dtype: str = "bf16"
+    mfu: float = DEFAULT_MFU
+    count: float | None = None
+    hours: float | None = None
+    pue: float = 1.0
+    power_watts: float | None = None  # board power; None: the catalog's tdp_w
+    grid_intensity: float | None = None  # kg CO2e per kWh; None: no emissions reported
+
+    def __post_init__(self):
+        self.accelerator.peak_flops(self.dtype)  # validates the dtype
+        check_mfu(self.mfu)
+        check_energy(self.pue, self.power_watts, self.grid_intensity)
+        if self.count is not None and not (math.isfinite(self.count) and self.count >= 1 and self.count == int(self.count)):
+            raise ParameterError("count", f"must be a whole number of devices >= 1, got {self.count!r}")
+        if self.hours is not None:
+            require_in(self.hours, "hours", 0.0, low_open=True, what="a number of hours")
+
+    @property
+    def peak_flops(self) -> float:
+        """Dense peak FLOP/s per device at ``dtype``."""
+        return self.accelerator.peak_flops(self.dtype)
+
+    def flops(self) -> float:
+        """Delivered FLOPs: count x peak x MFU x hours."""
+        if self.count is None or self.hours is None:
+            raise ParameterError("count" if self.count is None else "hours",
+                                 "required to turn hardware into a compute budget")
+        return units.hardware_flops(self.peak_flops, self.count, self.mfu, self.hours)
+
+    @property
+    def watts(self) -> float | None:
+        """Board power per device (W): the override, else the catalog's, else unknown."""
+        return self.power_watts if self.power_watts is not None else self.accelerator.tdp_w
+
+    def describe(self, train_flops: float, price_per_hour: float | None = None) -> dict:
+        """GPU-hours, wall-days, energy (kWh: device-hours x board power x PUE), emissions
+        (t CO2e, with a grid intensity) and cost of delivering ``train_flops`` on this hardware."""
+        gh = units.gpu_hours(train_flops, self.peak_flops, self.mfu)
+        out = {"gpu": self.accelerator.id, "dtype": self.dtype, "mfu": self.mfu, "count": self.count,
+               "gpu_hours": gh}
+        if self.count is not None:
+            out["wall_days"] = units.wall_days(train_flops, self.peak_flops, self.mfu, self.count)
+        if self.watts is not None:
+            out["energy_kwh"] = units.energy_kwh(gh, self.watts, self.pue)
+            if self.grid_intensity is not None:
+                out["emissions_t"] = out["energy_kwh"] * self.grid_intensity / 1000.0
+        if price_per_hour is not None:
+            out["cost"] = gh * price_per_hour
+        return out
+
+
+def cluster_from(gpu: str | None = None, *, dtype: str | None = None, count: float | None = None,
+                  hours: float | None = None, days: float | None = None, mfu: float | None = None,
+                  price_per_hour: float | None = None, pue: float | None = None, power_watts: float | None = None,
+                  grid_intensity: float | None = None, hardware_file: str | Path | None = None
+                  ) -> tuple[Cluster | None, list[str]]:
+    """The Cluster a user describes (accelerator id, dtype, device count, hours or days, MFU,
+    PUE, board power, grid intensity), and the names of the given arguments that have no effect
+    (those about the hardware, without a ``gpu``). Every given value is validated, used or not."""
+    check_price(price_per_hour)
+    if mfu is not None:
+        check_mfu(mfu)
+    if dtype is not None:
+        check_dtype(dtype)
+    if days is not None:
+        require_in(days, "days", 0.0, low_open=True, what="a number of days")
+    if gpu is None:
+        for name, v in (("count", count), ("hours", hours), ("days", days)):
+            if v is not None:
+                raise ParameterError(name, "needs {gpu} (the accelerator id; see `budgetopt hardware`)", names=True)
+        check_energy(pue, power_watts, grid_intensity)
+        energy = {"pue": pue, "power_watts": power_watts, "grid_intensity": grid_intensity}
+        return None, [name for name, v in (("mfu", mfu), ("dtype", dtype), ("price_per_hour", price_per_hour),
+                                           *energy.items()) if v is not None]
+    if hours is not None and days is not None:
+        raise ParameterError("days", "give {hours} or {days}, not both", names=True)
+    if days is not None:
+        hours = days * units.HOURS_PER_DAY
+    acc = get_accelerator(gpu, load_catalog(hardware_file))
+    return Cluster(acc, dtype or "bf16", DEFAULT_MFU if mfu is None else mfu, count, hours, 1.0 if pue is None else pue,
+                   power_watts, grid_intensity), []

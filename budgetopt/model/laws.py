@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .errors import InputError, ParameterError
-from .files import load_json, load_toml
-from .links import check as check_link
-from .units import TRAIN_FLOPS_PER_PARAM_TOKEN
+from ..core.distributions import uniform
+from ..core.errors import InputError, ParameterError
+from ..core.files import data_toml, load_json, load_toml
+from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN, number_at, require_in
+from .links import check_link
 from .validity import Validity, from_mapping
 
 LOG6 = math.log(TRAIN_FLOPS_PER_PARAM_TOKEN)  # C = 6ND
@@ -146,9 +146,11 @@ def closed_form_coefficients(p: Parametric) -> tuple[ArrayLike, ArrayLike, Array
 # Presets and user laws (host side).
 
 
-@dataclass
+@dataclass(frozen=True)
 class LawSpec:
-    """A named law: its parameters (a pytree of floats), source, and optional uncertainty."""
+    """A named law: its parameters (a pytree of floats), source, and optional uncertainty. A
+    validated host input (frozen, as every host input is; pytrees that cross jit are
+    NamedTuples)."""
 
     name: str
     params: Law
@@ -178,10 +180,6 @@ class LawSpec:
         return "data-constrained"
 
 
-def _data_file() -> dict:
-    return tomllib.loads(resources.files("budgetopt").joinpath("data/laws.toml").read_text())
-
-
 _PARAMETRIC_KEYS = ("E", "A", "B", "alpha", "beta")
 
 
@@ -190,11 +188,11 @@ def parametric_from_mapping(m: dict, where: str) -> Parametric:
     vals = {}
     for k in ("E", "A", "B"):
         if f"log_{k}" in m:
-            vals[f"log_{k}"] = _finite(m[f"log_{k}"], f"{where}.log_{k}")
+            vals[f"log_{k}"] = number_at(m[f"log_{k}"], f"{where}.log_{k}", units=None)
             if abs(vals[f"log_{k}"]) > 700:  # exp must stay a float64
                 raise InputError(f"{where}.log_{k}", f"must be in [-700, 700], got {vals[f'log_{k}']:g}")
         elif k in m:
-            v = _finite(m[k], f"{where}.{k}")
+            v = number_at(m[k], f"{where}.{k}", units=None)
             if v <= 0:
                 raise InputError(f"{where}.{k}", f"must be > 0, got {v}")
             vals[f"log_{k}"] = math.log(v)
@@ -203,7 +201,7 @@ def parametric_from_mapping(m: dict, where: str) -> Parametric:
     for k in ("alpha", "beta"):
         if k not in m:
             raise InputError(f"{where}.{k}", "missing; a parametric law needs E, A, B, alpha, beta")
-        v = _finite(m[k], f"{where}.{k}")
+        v = number_at(m[k], f"{where}.{k}", units=None)
         if not 0 < v < 10:
             raise InputError(f"{where}.{k}", f"must be in (0, 10), got {v}")
         vals[k] = v
@@ -224,21 +222,9 @@ def _matrix(v: Any, where: str, rows: int | None) -> np.ndarray:
     return a
 
 
-def _finite(v: Any, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise InputError(where, f"must be a number, got {v!r}")
-    try:
-        x = float(v)
-    except OverflowError:  # a JSON integer beyond float range
-        x = math.inf
-    if not math.isfinite(x):
-        raise InputError(where, f"must be finite, got {v!r}")
-    return x
-
-
 def data_constrained_constants() -> tuple[float, float, str]:
     """(R_D*, R_N*, source) of the data-constrained law."""
-    d = _data_file()["data_constrained"]
+    d = data_toml("laws.toml")["data_constrained"]
     return float(d["rd_star"]), float(d["rn_star"]), d["source"]
 
 
@@ -282,12 +268,12 @@ def preset_rows() -> list[dict]:
 
 
 def preset_names() -> list[str]:
-    return [k for k, v in _data_file().items() if "kind" in v]
+    return [k for k, v in data_toml("laws.toml").items() if "kind" in v]
 
 
 def get_preset(name: str, ratio: float | None = None) -> LawSpec:
     """A preset by name (see ``budgetopt laws``); unknown names are an InputError."""
-    data = _data_file()
+    data = data_toml("laws.toml")
     if name not in data or "kind" not in data[name]:
         raise ParameterError("law", f"unknown law {name!r}; known: {', '.join(preset_names())}")
     e = data[name]
@@ -299,9 +285,7 @@ def get_preset(name: str, ratio: float | None = None) -> LawSpec:
     if e["kind"] == "kaplan":
         return LawSpec(name, Kaplan(math.log(e["Nc"]), math.log(e["Dc"]), e["alpha_N"], e["alpha_D"]), e["source"],
                        validity=valid)
-    r = float(e["ratio"] if ratio is None else ratio)
-    if not (r > 0 and math.isfinite(r)):
-        raise ParameterError("ratio", f"tokens per parameter must be a positive number, got {r}")
+    r = require_in(float(e["ratio"] if ratio is None else ratio), "ratio", 0.0, low_open=True, what="tokens per parameter")
     return LawSpec(name if ratio is None else f"{name}:{r:g}", TokensPerParam(r), e["source"])
 
 
@@ -373,7 +357,7 @@ def uncertainty_problem(spec: LawSpec, kind: str) -> str | None:
     return None
 
 
-def resolve_law(law: str | None = None, law_params: str | None = None, law_file: str | None = None,
+def resolve_law(law: str | None = None, law_params: str | None = None, law_file: str | Path | None = None,
                 ratio: float | None = None, default: str = "besiroglu2024") -> LawSpec:
     """The one way the CLI and library pick a law: a preset name, explicit parameters, or a file."""
     given = [x for x in (law, law_params, law_file) if x is not None]
@@ -391,6 +375,33 @@ def resolve_law(law: str | None = None, law_params: str | None = None, law_file:
 
 def to_array_law(law: Law, dtype=None) -> Law:
     """Leaves as jnp arrays of ``dtype`` (default: JAX's default float)."""
-    import jax
-
     return jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype=dtype or jnp.result_type(float)), law)
+
+
+# ----------------------------------------------------------------------------------------------
+# A law drawn from a prior (device side): the sweep's samples and the ladder's true laws.
+
+#: Stream ids of the counter-based generator the law draw uses: LAW_STREAM .. LAW_STREAM + 4
+#: (one per parameter). Part of a sample's definition: never renumber.
+LAW_STREAM = 0
+
+
+def draw_law(kind: str, mean, spread, key: tuple, index_lo, index_hi, dtype) -> Parametric | None:
+    """The parametric law of each global index (``index_hi`` * 2^32 + ``index_lo``; leaves of
+    their shape) drawn from a prior of ``kind`` (one of UNCERTAINTIES): "covariance" — ``mean``
+    (5 values) plus the lower-triangular Cholesky factor ``spread`` [5][5] times five normals;
+    "bootstrap" — a row of the draws ``spread`` [k, 5]; "none" — None (the law is fixed). The
+    one law draw of the package: ``sweep`` passes Python floats (XLA folds them into the
+    program), ``ladder`` run-time arrays (one program serves every prior), with the same
+    arithmetic, so sweep sample i and ladder i of a seed draw the same law, bit for bit."""
+    if kind == "covariance":
+        z = [jax.scipy.special.ndtri(uniform(key, index_lo, index_hi, LAW_STREAM + j, dtype)) for j in range(5)]
+        # theta = mean + L z written as the 15 multiply-adds of the lower triangle: as a 5x5 dot,
+        # XLA CPU recomputed the draw inside every consumer (measured 14x slower)
+        return Parametric(*[sum((spread[i][k] * z[k] for k in range(1, i + 1)), spread[i][0] * z[0]) + mean[i]
+                            for i in range(5)])
+    if kind == "bootstrap":
+        u = uniform(key, index_lo, index_hi, LAW_STREAM, jnp.float32)
+        n = spread.shape[0]
+        return Parametric(*spread[jnp.minimum((u * n).astype(jnp.int32), n - 1)].T)
+    return None

@@ -21,9 +21,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .errors import InputError
+from ..core.errors import InputError
 
-PARAMS = {"exp": ("epsilon", "k", "gamma"), "sigmoid": ("a", "k", "l0", "b")}
+LINK_PARAMS = {"exp": ("epsilon", "k", "gamma"), "sigmoid": ("a", "k", "l0", "b")}
 
 
 def exp_link(loss, epsilon, k, gamma):
@@ -36,28 +36,28 @@ def sigmoid_link(loss, a, k, l0, b):
     return a / (1.0 + jnp.exp(-k * (loss - l0))) + b
 
 
-FUNCTIONS = {"exp": exp_link, "sigmoid": sigmoid_link}
+LINK_FUNCTIONS = {"exp": exp_link, "sigmoid": sigmoid_link}
 
 
-def check(link: dict, where: str) -> dict:
+def check_link(link: dict, where: str) -> dict:
     """A link record {kind, its parameters, metric?}: a known kind with finite parameters."""
     kind = link.get("kind")
-    if kind not in PARAMS:
-        raise InputError(f"{where}.kind", f"must be one of {', '.join(PARAMS)}, got {kind!r}")
-    for p in PARAMS[kind]:
+    if kind not in LINK_PARAMS:
+        raise InputError(f"{where}.kind", f"must be one of {', '.join(LINK_PARAMS)}, got {kind!r}")
+    for p in LINK_PARAMS[kind]:
         v = link.get(p)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not jnp.isfinite(v):
             raise InputError(f"{where}.{p}", f"must be a finite number, got {v!r}")
     return link
 
 
-def predict(link: dict, loss):
+def predict_link(link: dict, loss):
     """The metric a link predicts at ``loss`` (a float or an array)."""
-    return FUNCTIONS[link["kind"]](loss, *(link[p] for p in PARAMS[link["kind"]]))
+    return LINK_FUNCTIONS[link["kind"]](loss, *(link[p] for p in LINK_PARAMS[link["kind"]]))
 
 
 class LinkFit(NamedTuple):
-    """A fitted link (leaves gain leading axes under vmap): ``theta`` in PARAMS order, the
+    """A fitted link (leaves gain leading axes under vmap): ``theta`` in LINK_PARAMS order, the
     weighted RSS, and whether the search's best point is on the edge of its range (not
     converged: the data do not pin the link down)."""
 
@@ -66,8 +66,8 @@ class LinkFit(NamedTuple):
     at_edge: jnp.ndarray
 
 
-GRID = {"exp": 400, "sigmoid": 48}  # outer grid points per searched axis
-ZOOM_LEVELS = 10
+LINK_GRID_POINTS = {"exp": 400, "sigmoid": 48}  # outer grid points per searched axis
+LINK_ZOOM_LEVELS = 10
 
 
 def _ranges(kind: str, loss, w):
@@ -98,11 +98,11 @@ def _inner(kind: str, u, loss, y, w):
     return c, jnp.where(jnp.isfinite(rss), rss, jnp.inf)
 
 
-def fit_one(kind: str, loss, y, w) -> LinkFit:
+def fit_link(kind: str, loss, y, w) -> LinkFit:
     """The least-squares link of ``kind`` through (loss, metric) with weights ``w`` (run
     multiplicities, 0 = padding). Pure; vmap over replicates."""
     lo, hi = _ranges(kind, loss, w)
-    dims, n = lo.shape[0], GRID[kind]
+    dims, n = lo.shape[0], LINK_GRID_POINTS[kind]
     axes = [jnp.linspace(lo[i], hi[i], n) for i in range(dims)]
     pts = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dims)
     rss_at = jax.vmap(lambda u: _inner(kind, u, loss, y, w)[1])
@@ -121,22 +121,19 @@ def fit_one(kind: str, loss, y, w) -> LinkFit:
         better = v[j] <= best
         return (jnp.where(better, cand[j], centre), step, jnp.minimum(v[j], best)), None
 
-    (u, _, _), _ = jax.lax.scan(zoom, (pts[k], (hi - lo) / (n - 1), vals[k]), None, length=ZOOM_LEVELS)
+    (u, _, _), _ = jax.lax.scan(zoom, (pts[k], (hi - lo) / (n - 1), vals[k]), None, length=LINK_ZOOM_LEVELS)
     c, rss = _inner(kind, u, loss, y, w)
     theta = jnp.stack([c[0], c[1], jnp.exp(u[0])]) if kind == "exp" else jnp.stack([c[0], jnp.exp(u[0]), u[1], c[1]])
     return LinkFit(theta, rss, at_edge)
 
 
 @partial(jax.jit, static_argnames="kind")
-def fit_batch(kind: str, loss, y, w) -> LinkFit:
-    """``fit_one`` for every row of weights ``w`` [R, n] (bootstrap replicates) in one call."""
-    return jax.vmap(lambda ww: fit_one(kind, loss, y, ww))(w)
+def fit_links(kind: str, loss, y, w) -> LinkFit:
+    """``fit_link`` for every row of weights ``w`` [R, n] (bootstrap replicates) in one call."""
+    return jax.vmap(lambda ww: fit_link(kind, loss, y, ww))(w)
 
 
 def predict_theta(kind: str, theta, loss):
-    """The metric at ``loss`` from a fitted ``theta`` (PARAMS order)."""
-    return FUNCTIONS[kind](loss, *(theta[..., i] for i in range(len(PARAMS[kind]))))
+    """The metric at ``loss`` from a fitted ``theta`` (LINK_PARAMS order)."""
+    return LINK_FUNCTIONS[kind](loss, *(theta[..., i] for i in range(len(LINK_PARAMS[kind]))))
 
-
-__all__ = ["PARAMS", "FUNCTIONS", "exp_link", "sigmoid_link", "check", "predict", "LinkFit", "fit_one", "fit_batch",
-           "predict_theta"]

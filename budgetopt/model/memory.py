@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .errors import ParameterError
+from ..core.errors import ParameterError
 from .shape import Shape
 
 GB = 1e9

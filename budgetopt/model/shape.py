@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .errors import ParameterError
+from ..core.errors import ParameterError
+from ..core.units import require_positive
 
 FFN_KINDS = ("swiglu", "gelu")
 NORMS = ("rmsnorm", "layernorm")
@@ -157,8 +158,7 @@ def shape_for(params: float, *, vocab: int = 32_000, seq_len: int = 4096, tied: 
               n_kv_heads: int | None = None, ffn: str = "swiglu") -> Shape:
     """The llama-style shape whose total parameter count is nearest ``params`` (searching the
     number of layers; d follows the aspect ratio)."""
-    if not (params > 0 and math.isfinite(params)):
-        raise ParameterError("params", f"must be a positive finite number, got {params!r}")
+    require_positive(params, "params")
     best = None
     for n_layer in range(1, 513):
         s = llama_shape(n_layer, vocab=vocab, seq_len=seq_len, tied=tied, n_kv_heads=n_kv_heads, ffn=ffn)

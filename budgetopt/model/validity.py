@@ -13,15 +13,17 @@ Units: parameters and tokens are counts, compute is FLOPs.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from dataclasses import dataclass
 
-from .errors import InputError
+from ..core.errors import InputError
+from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN
 
 SHAPE_FACTOR = 2.0  # tolerated excursion in tokens per parameter, or below the smallest model
 Range = tuple[float, float]
 
 
-class Validity(NamedTuple):
+@dataclass(frozen=True)
+class Validity:
     """Ranges (low, high) a law was fitted on; None where unknown. ``tokens_per_param``: when
     not stated, the widest the params and tokens ranges allow."""
 
@@ -79,7 +81,7 @@ def extrapolation(v: Validity | None, params: float, tokens: float, flops: float
     > 1 above, < 1 below), one plain ``note`` on scale, and ``warnings`` on shape."""
     if v is None:
         return None
-    flops = 6.0 * params * tokens if flops is None else flops
+    flops = TRAIN_FLOPS_PER_PARAM_TOKEN * params * tokens if flops is None else flops
     ratio = tokens / params
     f = {"params": _beyond(params, v.params), "tokens": _beyond(tokens, v.tokens), "flops": _beyond(flops, v.flops),
          "tokens_per_param": _beyond(ratio, v.ratio_range())}
@@ -99,4 +101,12 @@ def extrapolation(v: Validity | None, params: float, tokens: float, flops: float
     return {"factors": f, "note": note + (f" (fitted on {v.fitted_on})" if v.fitted_on else ""), "warnings": warnings}
 
 
-__all__ = ["SHAPE_FACTOR", "Validity", "from_mapping", "from_runs", "to_mapping", "extrapolation"]
+
+def attach(record: dict, ext: dict | None, warn: bool = True) -> dict:
+    """``record`` with ``ext`` (``extrapolation``'s answer) as its ``extrapolation`` and, with
+    ``warn``, its shape warnings added to the record's ``warnings``; unchanged without ``ext``."""
+    if ext is not None:
+        record["extrapolation"] = ext
+        if warn:
+            record.setdefault("warnings", []).extend(ext["warnings"])
+    return record

@@ -1,4 +1,6 @@
-"""Audit of trained models: was the allocation compute-optimal under a given law?
+"""`budgetopt audit`: was a trained model compute-optimal?
+
+Audit of trained models: was the allocation compute-optimal under a given law?
 
 For a model (N, D, C) and a law with a loss surface: the predicted loss, the compute-optimal
 (N*, D*) at the same C, the loss gap L(N, D) - L*(C), and the compute multiplier
@@ -12,20 +14,42 @@ over-trained. For an allocation rule, the verdict is the ratio of D/N to the rul
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
+from typing import Any, TypedDict
 
 import jax.numpy as jnp
 
-from . import units
-from .allocation import Budget, allocate, compute_for_loss, log_compute_for_loss, method_for
-from .errors import ParameterError
-from .laws import LawSpec, Parametric, has_loss, loss, to_array_law
-from .validity import extrapolation
+from ..core import units
+from ..core.errors import ParameterError
+from ..core.files import data_toml
+from ..model.allocation import Budget, allocate, compute_for_loss, log_compute_for_loss, method_for
+from ..model.laws import LawSpec, Parametric, has_loss, loss, to_array_law
+from ..model.validity import attach, extrapolation
 
 NEAR_MULTIPLIER = 1.25  # the optimal allocation would reach the same loss with >= 80 % of the compute
 NEAR_RATIO = 2.0  # allocation rules: D/N within a factor 2 of the rule's ratio
+
+
+class AuditRow(TypedDict, total=False):
+    """One audited model (``audit_model``): a row of `budgetopt audit -f json`. A law with a loss
+    fills loss .. compute_multiplier; an allocation rule ``ratio_to_rule``; ``verdict`` is
+    near-optimal, under-trained or over-trained."""
+
+    name: str
+    params: float
+    tokens: float
+    flops: float
+    flops_published: bool
+    tokens_per_param: float
+    optimal_params: float
+    optimal_tokens: float
+    extrapolation: dict[str, Any]
+    loss: float | None
+    optimal_loss: float | None
+    loss_gap: float | None
+    compute_multiplier: float | None
+    ratio_to_rule: float | None
+    verdict: str
 
 
 @dataclass(frozen=True)
@@ -39,14 +63,15 @@ class Model:
     source: str = ""
 
 
-def catalog() -> dict[str, Model]:
-    data = tomllib.loads(resources.files("budgetopt").joinpath("data/models.toml").read_text())
+def model_catalog() -> dict[str, Model]:
+    """The known models (``data/models.toml``, each with its source), by id."""
+    data = data_toml("models.toml")
     return {k: Model(k, v["name"], float(v["params"]), float(v["tokens"]), v.get("flops"), v.get("hardware", ""),
                      v["source"]) for k, v in data.items()}
 
 
 def get_model(name: str) -> Model:
-    cat = catalog()
+    cat = model_catalog()
     key = name.strip().lower()
     if key in cat:
         return cat[key]
@@ -60,7 +85,7 @@ def select_models(ids: list[str] | None = None, *, params: float | None = None, 
     if params is None and tokens is None:
         if flops is not None:
             raise ParameterError("flops", "applies to {params} with {tokens}", names=True)
-        return [get_model(m) for m in ids] if ids else list(catalog().values())
+        return [get_model(m) for m in ids] if ids else list(model_catalog().values())
     if params is None or tokens is None:
         raise ParameterError("params" if params is None else "tokens", "give both {params} and {tokens}", names=True)
     if ids:
@@ -70,7 +95,7 @@ def select_models(ids: list[str] | None = None, *, params: float | None = None, 
     return [Model("custom", name, units.require_positive(params, "params"), units.require_positive(tokens, "tokens"), flops)]
 
 
-def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER, near_ratio: float = NEAR_RATIO) -> dict:
+def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER, near_ratio: float = NEAR_RATIO) -> AuditRow:
     """One audit row (units: FLOPs, parameters, tokens, nats/token)."""
     for v, f in ((m.params, "params"), (m.tokens, "tokens")):
         units.require_positive(v, f)
@@ -79,12 +104,10 @@ def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIE
     log_c = math.log(c)
     opt = allocate(law, Budget(jnp.asarray(log_c)), method=method_for(spec.params))
     n_opt, d_opt = math.exp(float(opt.log_n)), math.exp(float(opt.log_d))
-    row = {"name": m.name, "params": m.params, "tokens": m.tokens, "flops": c,
+    row: AuditRow = {"name": m.name, "params": m.params, "tokens": m.tokens, "flops": c,
            "flops_published": m.flops is not None, "tokens_per_param": m.tokens / m.params,
            "optimal_params": n_opt, "optimal_tokens": d_opt}
-    ext = extrapolation(spec.validity, m.params, m.tokens, c)
-    if ext is not None:
-        row["extrapolation"] = ext
+    attach(row, extrapolation(spec.validity, m.params, m.tokens, c), warn=False)
     if not has_loss(spec.params):
         k = float(spec.params.ratio)
         ratio = (m.tokens / m.params) / k
@@ -108,8 +131,9 @@ def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIE
     return row
 
 
-def audit(models: list[Model], spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER,
-          near_ratio: float = NEAR_RATIO) -> list[dict]:
+def audit_models(models: list[Model], spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER,
+                 near_ratio: float = NEAR_RATIO) -> list[AuditRow]:
+    """One audit row per model under ``spec`` (``audit_model``), the thresholds checked once."""
     if not near_multiplier >= 1:
         raise ParameterError("near_multiplier", f"must be >= 1, got {near_multiplier}")
     if not near_ratio >= 1:

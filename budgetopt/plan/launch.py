@@ -1,8 +1,8 @@
-"""From a budget to what a team launches: the model's shape, its real FLOPs per token, memory
+"""`budgetopt plan`: from a budget to what a team launches: the model's shape, its real FLOPs per token, memory
 per device on a parallel layout, batch size and learning rate from published fits, steps,
 device-hours, wall-clock, energy, emissions and cost.
 
-The allocation comes from ``plan.optimize`` (or is given as params/tokens); the shape nearest
+The allocation comes from ``optimum.optimize`` (or is given as params/tokens); the shape nearest
 the optimal N is re-solved at its realised N (D = C / 6N, so the budget is still spent) and the
 loss change is reported. Device time uses the FLOPs convention the user picks (default: the
 shape's full count, ``chinchilla``), so a long context is paid for.
@@ -12,30 +12,64 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
-from importlib import resources
+from typing import Any, TypedDict
 
 import jax.numpy as jnp
 
-from . import units
-from .errors import ParameterError
-from .laws import LawSpec, has_loss, loss, to_array_law
-from .memory import Layout, memory, smallest_fit
-from .plan import Cluster, Constraints, check_energy, optimize
-from .shape import Shape, check_convention, shape_for
-from .validity import extrapolation
+from ..core import units
+from ..core.errors import ParameterError
+from ..core.files import data_toml
+from ..model.hardware import Cluster, check_energy
+from ..model.laws import LawSpec, has_loss, loss, to_array_law
+from ..model.memory import Layout, memory, smallest_fit
+from ..model.shape import Shape, check_convention, shape_for
+from ..model.validity import attach, extrapolation
+from .optimum import Constraints, optimize
 
 RECOMPUTE_FACTOR = 4.0 / 3.0  # full recomputation runs the forward twice: (1 + 1 + 2) / 3
 
 
-def _batch_laws() -> dict:
-    return tomllib.loads(resources.files("budgetopt").joinpath("data/batch_laws.toml").read_text())
+class RunPlan(TypedDict, total=False):
+    """``launch_plan``'s answer: the JSON of `budgetopt plan -f json`. ``optimum``: the allocation
+    before the shape was chosen (budgets only); ``params``/``tokens``: the shape's real N and the
+    tokens its budget buys; ``flops``: the run's model FLOPs under ``flops_convention``;
+    ``hardware_flops`` with recomputation; ``layout``, ``memory`` (bytes per device), ``batch``;
+    the hardware keys with a cluster; ``quantiles`` (device-hours, wall-clock, energy) when a
+    sweep's [plan] varies them."""
+
+    law: str
+    optimum: dict[str, Any]
+    shape: dict[str, Any]
+    params: float
+    tokens: float
+    tokens_per_param: float
+    loss: float
+    loss_change: float
+    flops_per_token: dict[str, float]
+    flops_ratio_to_6n: dict[str, float]
+    flops_convention: str
+    flops: float
+    hardware_flops: float
+    layout: dict[str, Any]
+    memory: dict[str, Any]
+    batch: dict[str, Any]
+    warnings: list[str]
+    extrapolation: dict[str, Any]
+    gpu_hours: float
+    wall_days: float
+    energy_kwh: float
+    emissions_t: float
+    cost: float
+    gpu: str
+    mfu: float
+    hfu: float
+    quantiles: dict[str, dict[str, float]]
 
 
 def batch_and_lr(law: str, shape: Shape, tokens: float) -> dict:
     """Peak learning rate and batch (tokens) of a preset (``data/batch_laws.toml``) for a
     model of ``shape`` trained on ``tokens``."""
-    laws = _batch_laws()
+    laws = data_toml("batch_laws.toml")
     if law not in laws:
         raise ParameterError("batch_law", f"unknown batch law {law!r}; allowed: {', '.join(laws)}")
     e = laws[law]
@@ -49,13 +83,13 @@ def batch_and_lr(law: str, shape: Shape, tokens: float) -> dict:
     return {"law": law, "learning_rate": power("lr"), "tokens": power("batch"), "source": e["source"]}
 
 
-def launch_plan(spec: LawSpec, *, flops: float | None = None, hardware: Cluster | None = None,
+def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | None = None,
                 constraints: Constraints | None = None, params: float | None = None, tokens: float | None = None,
                 shape: Shape | None = None, seq_len: int = 4096, vocab: int = 32_000, ffn: str = "swiglu",
                 tied: bool = False, layout: Layout | None = None,
                 convention: str = "chinchilla", batch_law: str = "deepseek2024", reserve_gb: float = 4.0,
-                price_per_hour: float | None = None) -> dict:
-    """The run plan for a budget (``flops`` or ``hardware``, as ``plan.optimize``) or for a
+                price_per_hour: float | None = None) -> RunPlan:
+    """The run plan for a budget (``flops`` or ``cluster``, as ``optimize``) or for a
     given model (``params`` and ``tokens``). ``shape``: the model's; else the llama-style shape
     nearest the optimal N at ``seq_len``, ``vocab``, ``ffn`` and ``tied``. Returns a nested record (README keys)."""
     check_convention(convention)
@@ -63,14 +97,14 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, hardware: Cluster 
     layout = layout or Layout()
     if (params is None) != (tokens is None):
         raise ParameterError("params" if params is None else "tokens", "give both {params} and {tokens}", names=True)
-    rec: dict = {"law": spec.name}
+    rec: RunPlan = {"law": spec.name}
     if params is not None:
         units.require_positive(params, "params")
         units.require_positive(tokens, "tokens")
         n_target, d_target = params, tokens
         budget = units.train_flops(params, tokens)
     else:
-        opt = optimize(spec, flops=flops, hardware=hardware, constraints=constraints)
+        opt = optimize(spec, flops=flops, cluster=cluster, constraints=constraints)
         n_target, d_target, budget = opt["params"], opt["tokens"], opt.get("train_flops", opt["flops"] - opt["unused_flops"])
         rec["optimum"] = {"params": n_target, "tokens": d_target, "loss": opt["loss"], "converged": opt["converged"]}
     if shape is None:
@@ -94,11 +128,11 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, hardware: Cluster 
     rec["flops"] = per_token[convention] * d_real  # model FLOPs of the run
     rec["hardware_flops"] = rec["flops"] * (RECOMPUTE_FACTOR if layout.recompute == "full" else 1.0)
 
-    device_gb = hardware.accelerator.memory_gb if hardware is not None else None
-    if hardware is not None and hardware.count is not None and layout.devices != hardware.count:
-        if hardware.count % (layout.tp * layout.pp):
-            raise ParameterError("tp", f"tp x pp = {layout.tp * layout.pp} must divide the device count {hardware.count:g}")
-        layout = dataclasses.replace(layout, dp=int(hardware.count) // (layout.tp * layout.pp))
+    device_gb = cluster.accelerator.memory_gb if cluster is not None else None
+    if cluster is not None and cluster.count is not None and layout.devices != cluster.count:
+        if cluster.count % (layout.tp * layout.pp):
+            raise ParameterError("tp", f"tp x pp = {layout.tp * layout.pp} must divide the device count {cluster.count:g}")
+        layout = dataclasses.replace(layout, dp=int(cluster.count) // (layout.tp * layout.pp))
     rec["layout"] = {"dp": layout.dp, "tp": layout.tp, "pp": layout.pp, "zero": layout.zero,
                      "micro_batch": layout.micro_batch, "recompute": layout.recompute, "flash": layout.flash}
     rec["memory"] = memory(shape, layout, device_gb, reserve_gb)
@@ -114,10 +148,7 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, hardware: Cluster 
                   "grad_accumulation": sequences / per_step})
     rec["batch"] = batch
     rec["warnings"] = []
-    ext = extrapolation(spec.validity, n_real, d_real)
-    if ext is not None:
-        rec["extrapolation"] = ext
-        rec["warnings"] += ext["warnings"]
+    attach(rec, extrapolation(spec.validity, n_real, d_real))
     if sequences % per_step:
         rec["warnings"].append(f"the batch of {sequences} sequences is not a whole number of steps of dp x micro-batch = "
                                f"{per_step}: gradient accumulation of {sequences / per_step:.3g} micro-steps is not possible; "
@@ -125,11 +156,11 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, hardware: Cluster 
     if batch["tokens_law"] < per_step * shape.seq_len:
         rec["warnings"].append(f"the batch law asks for {batch['tokens_law']:.3g} tokens per step, fewer than the layout's "
                                f"{per_step} x {shape.seq_len} (dp x micro-batch x sequence): the batch is rounded up to it")
-    if hardware is not None:
-        hw = hardware.describe(rec["flops"], price_per_hour)  # MFU counts model FLOPs
+    if cluster is not None:
+        hw = cluster.describe(rec["flops"], price_per_hour)  # MFU counts model FLOPs
         rec.update({k: v for k, v in hw.items() if k not in ("dtype", "mfu", "count", "gpu")})
-        rec["gpu"], rec["mfu"] = hardware.accelerator.id, hardware.mfu
-        rec["hfu"] = hardware.mfu * rec["hardware_flops"] / rec["flops"]
+        rec["gpu"], rec["mfu"] = cluster.accelerator.id, cluster.mfu
+        rec["hfu"] = cluster.mfu * rec["hardware_flops"] / rec["flops"]
     return rec
 
 
@@ -155,41 +186,7 @@ def check_plan_options(options: dict) -> dict:
     Layout(tp=opts["tp"], pp=opts["pp"], zero=opts["zero"], micro_batch=opts["micro_batch"], recompute=opts["recompute"],
            flash=opts["flash"])
     check_convention(opts["flops_convention"])
-    if opts["batch_law"] not in _batch_laws():
-        raise ParameterError("batch_law", f"unknown batch law {opts['batch_law']!r}; allowed: {', '.join(_batch_laws())}")
+    laws = data_toml("batch_laws.toml")
+    if opts["batch_law"] not in laws:
+        raise ParameterError("batch_law", f"unknown batch law {opts['batch_law']!r}; allowed: {', '.join(laws)}")
     return opts
-
-
-def plan_for_sweep(scenario, result: dict) -> dict | None:
-    """The run plan of a sweep's recommended size N at the median budget (D = C_p50 / 6N), on
-    the scenario's accelerator at its median MFU and device count; None without a
-    recommendation or a [plan] table. When the budget's device-hours and wall-clock vary (the
-    sweep summarised them), the plan's ``quantiles`` give the run's: a sample's budget C buys
-    D = C / 6N tokens whose real FLOPs are r x C (r: the convention's FLOPs per token over 6N),
-    so its device-hours, wall-clock and energy are r x its budget's, whatever its MFU."""
-    from .distributions import median
-
-    rec = result.get("recommendation")
-    if scenario.plan is None or not rec or "flops" not in result["quantiles"]:
-        return None
-    o = scenario.plan
-    n = rec["params"]
-    d = result["quantiles"]["flops"]["p50"] / (units.TRAIN_FLOPS_PER_PARAM_TOKEN * n)
-    hardware = None
-    if scenario.accelerator is not None:
-        count = max(1, round(median(scenario.count)))
-        hardware = Cluster(scenario.accelerator, scenario.dtype, median(scenario.mfu), count, pue=o["pue"])
-    layout = Layout(tp=o["tp"], pp=o["pp"], zero=o["zero"], micro_batch=o["micro_batch"], recompute=o["recompute"],
-                    flash=o["flash"])
-    shape = shape_for(n, vocab=o["vocab"], seq_len=o["seq_len"], ffn=o["ffn"])
-    rec = launch_plan(scenario.law, params=n, tokens=d, hardware=hardware, shape=shape, layout=layout,
-                      convention=o["flops_convention"], batch_law=o["batch_law"])
-    q = result["quantiles"]
-    if "gpu_hours" in q and "wall_days" in q:
-        r = rec["flops_ratio_to_6n"][rec["flops_convention"]]
-        rec["quantiles"] = {"gpu_hours": {p: r * v for p, v in q["gpu_hours"].items()},
-                            "wall_days": {p: r * v for p, v in q["wall_days"].items()}}
-        if hardware.watts is not None:
-            rec["quantiles"]["energy_kwh"] = {p: units.energy_kwh(v, hardware.watts, hardware.pue)
-                                              for p, v in rec["quantiles"]["gpu_hours"].items()}
-    return rec

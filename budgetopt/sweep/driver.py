@@ -26,17 +26,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..devices import jax_x64
-from ..errors import ParameterError
-from ..files import remove_stale_temps
-from ..launch import plan_for_sweep
-from ..scenario import Scenario, check_samples
-from ..summary import MAX_CHUNK_BITS, Ranges, merge
-from ..validity import to_mapping
+from ..core.errors import ParameterError
+from ..core.files import remove_stale_temps
+from ..core.runtime import jax_x64
+from ..model.validity import to_mapping
 from . import state as st
+from .accumulators import MAX_CHUNK_BITS, Ranges, merge
 from .kernel import Kernel, make_kernel, quantity_names
 from .pilot import Pilot, make_pilot
-from .results import Labels, summarise
+from .results import Labels, SweepResult, plan_for_sweep, summarise
+from .scenario import Scenario, check_samples
 
 FORMAT = 3  # of the state in checkpoints and result files; part of the fingerprint
 
@@ -87,7 +86,7 @@ def checkpoint_path(path: Path, process: int, processes: int) -> Path:
 
 def run(scenario: Scenario, *, samples: float | None = None, chunk_size: float | None = None, x64: bool = False,
         checkpoint: str | Path | None = None, resume: bool = False, shard: tuple[int, int] = (0, 1),
-        progress: Callable[[int, int], None] | None = None) -> dict:
+        progress: Callable[[int, int], None] | None = None) -> SweepResult:
     """Run a sweep and return its result (summary + state); see the module docstring.
     Runs in JAX's 64-bit mode (int64 accumulators; the compute dtype stays explicit: float64
     when ``x64``, else float32) and restores the caller's setting."""
@@ -102,7 +101,7 @@ def run(scenario: Scenario, *, samples: float | None = None, chunk_size: float |
         return _run(scenario, n, chunk_size, x64, checkpoint, resume, shard, progress)
 
 
-def _run(scenario, n, chunk_size, x64, checkpoint, resume, shard, progress) -> dict:
+def _run(scenario, n, chunk_size, x64, checkpoint, resume, shard, progress) -> SweepResult:
     t0 = time.perf_counter()
     devices = jax.local_devices()
     if chunk_size is None:

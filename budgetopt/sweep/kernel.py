@@ -29,11 +29,11 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float, Int
 
-from ..allocation import Allocation, Budget, absent, closed_form_scalar, interval, log_tokens, method_for, solve_scalar
-from ..laws import Law, loss
-from ..scenario import Scenario
-from ..summary import Count, Ranges, accumulate, count_bins, fixed_point_sum
-from .sampling import Draw, complete, fixed_law, index_words, make_sampler
+from ..model.allocation import Allocation, Budget, absent, closed_form_scalar, interval, log_tokens, method_for, solve_scalar
+from ..model.laws import Law, loss
+from .accumulators import Count, Ranges, accumulate, count_bins, fixed_point_sum
+from .sampling import Draw, complete_draw, fixed_law, index_words, make_sampler
+from .scenario import Scenario
 from .state import REGRET_BINS, CandidateStats, SweepState
 
 #: every quantity a sweep can summarise, in their order in the state; ``quantity_names`` says
@@ -60,7 +60,7 @@ def quantity_names(scenario: Scenario) -> tuple[str, ...]:
     return tuple(q for q in QUANTITIES if q not in skip)
 
 
-def method(scenario: Scenario) -> str:
+def solve_method(scenario: Scenario) -> str:
     """"closed" or "solve": how each sample's optimum is found."""
     return method_for(fixed_law(scenario), scenario.inference_tokens is not None)
 
@@ -68,7 +68,7 @@ def method(scenario: Scenario) -> str:
 def solve_samples(scenario: Scenario, law: Law, b: Budget) -> Allocation:
     """Each sample's optimal allocation. Leaves that are Python constants (a fixed law, absent
     budget fields) are shared by all samples rather than broadcast."""
-    if method(scenario) == "closed":
+    if solve_method(scenario) == "closed":
         return closed_form_scalar(law, b)  # elementwise: no vmap needed
     axes = jax.tree_util.tree_map(lambda v: 0 if jnp.ndim(v) else None, (law, b))
     return jax.vmap(solve_scalar, in_axes=axes)(law, b)
@@ -195,13 +195,13 @@ def make_kernel(scenario: Scenario, chunk: int, dtype, devices) -> Kernel:
         d = sampler(lo, hi)
         if not time_varies(scenario):
             d = d._replace(time=None)  # not summarised: not materialised between the programs
-        a = solve_samples(scenario, *complete(scenario, d))
+        a = solve_samples(scenario, *complete_draw(scenario, d))
         return Sampled(d, a.log_n, a.log_d, a.loss, a.converged)
 
     def accumulate_block(s: Sampled, start_lo, valid, ranges, xs) -> SweepState:
         j, _ = positions(start_lo, jnp.uint32(0))
         live = j < valid
-        law, b = complete(scenario, s.draw)
+        law, b = complete_draw(scenario, s.draw)
         vals, ok = quantities(s, b, names, s.draw.time)
         state = SweepState(Count(jnp.sum(live).astype(jnp.int64)), Count(jnp.sum(live & s.converged).astype(jnp.int64)),
                            accumulate(vals, ok & live[None, :], ranges), None)
@@ -218,8 +218,3 @@ def make_kernel(scenario: Scenario, chunk: int, dtype, devices) -> Kernel:
     acc = jax.jit(jax.shard_map(accumulate_block, mesh=mesh, in_specs=(P("dev"), P(), P(), P(), P()),
                                 out_specs=P("dev"), check_vma=False))
     return Kernel(draw, acc, chunk, tuple(devices))
-
-
-__all__ = ["QUANTITIES", "LOG_QUANTITIES", "INPUTS", "REGRET_RANGE", "LOSS_BITS", "WIN", "time_varies", "quantity_names",
-           "method", "solve_samples", "quantities", "candidate_loss", "decision_subsample", "candidate_stats", "Sampled", "Kernel",
-           "make_kernel"]

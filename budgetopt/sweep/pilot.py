@@ -15,11 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..laws import has_loss
-from ..scenario import Scenario
-from ..summary import Ranges
+from ..core.lbfgs import lbfgs_minimize
+from ..model.laws import has_loss
+from .accumulators import Ranges
 from .kernel import candidate_loss, quantities, quantity_names, solve_samples
-from .sampling import complete, make_sampler, sample_indices
+from .sampling import complete_draw, make_sampler, sample_indices
+from .scenario import Scenario
 
 PILOT = 4096
 REFINE_STEPS = 40
@@ -60,7 +61,7 @@ def make_pilot(scenario: Scenario, n: int, dtype) -> Pilot:
     @jax.jit
     def pilot():
         d = sampler(*sample_indices(0, p))
-        law, b = complete(scenario, d)
+        law, b = complete_draw(scenario, d)
         return quantities(solve_samples(scenario, law, b), b, names, d.time)
 
     vals, ok = (np.asarray(v) for v in pilot())
@@ -90,9 +91,7 @@ def refine(scenario: Scenario, sampler, p: int, grid: np.ndarray, steps: int = R
     """The best grid size refined by L-BFGS (optax) on the pilot's sample-average loss over
     x = log N, in float64 whatever the sweep's precision (the pilot is small, and the refined
     N must not inherit float32 noise). Returns (x, report); never worse than the best grid point."""
-    from ..fit import lbfgs_minimize
-
-    law, b = complete(scenario, sampler(*sample_indices(0, p)))
+    law, b = complete_draw(scenario, sampler(*sample_indices(0, p)))
     law, b = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), (law, b))
 
     def mean_loss(x):

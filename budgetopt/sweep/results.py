@@ -1,4 +1,5 @@
-"""A sweep's result: the user-facing summary of a state, and the exact merge of shard files.
+"""A sweep's result: the user-facing summary of a state, the exact merge of shard files, and
+the run plan of the recommended size (a scenario's ``[plan]``).
 
 ``summarise`` is a pure function of (labels, pilot, state): shards merged from their JSON files
 give the same result, to the bit, as the sweep run whole.
@@ -6,21 +7,59 @@ give the same result, to the bit, as the sweep run whole.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import numpy as np
 
-from ..errors import InputError, ParameterError
-from ..summary import QUANTILES, Ranges, merge, moments, quantile_from_hist
-from ..validity import extrapolation, from_mapping
+from ..core import units
+from ..core.distributions import median
+from ..core.errors import InputError, ParameterError
+from ..model.hardware import Cluster
+from ..model.memory import Layout
+from ..model.shape import shape_for
+from ..model.validity import extrapolation, from_mapping
+from ..plan.launch import launch_plan
 from . import state as st
+from .accumulators import QUANTILES, Ranges, merge, moments, quantile_from_hist
 from .decision import recommend
 from .kernel import LOG_QUANTITIES, QUANTITIES
 from .pilot import Pilot
+from .scenario import Scenario
 
 
-class Labels(NamedTuple):
+class SweepResult(TypedDict, total=False):
+    """A sweep's answer (``driver.run``, ``merge_results``): the JSON of `budgetopt sweep -f json`.
+    ``quantiles``/``stats`` per quantity (params, tokens, loss, ... in natural units);
+    ``recommendation`` the robust N with its regret and Monte Carlo error (None, with a
+    ``recommendation_note``, when there is none); ``state`` the exact accumulators (what
+    ``merge`` adds up); ``run`` how it ran; ``plan`` the run plan of a scenario's [plan]."""
+
+    scenario: str
+    law: str
+    uncertainty: str
+    samples: int
+    converged_fraction: float
+    not_converged: int
+    quantiles: dict[str, dict[str, float]]
+    stats: dict[str, dict[str, float]]
+    fingerprint: str
+    recommendation: dict[str, Any] | None
+    recommendation_note: str
+    refinement: dict[str, Any]
+    regret_curve: list[dict[str, float]]
+    extrapolation: dict[str, Any]
+    pilot: dict[str, Any]
+    labels: dict[str, Any]
+    state: dict[str, Any]
+    run: dict[str, Any]
+    plan: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Labels:
     """The scenario facts a result carries besides its numbers."""
 
     scenario: str
@@ -31,7 +70,7 @@ class Labels(NamedTuple):
     validity: dict | None = None  # the law's fitted range (``validity.to_mapping``): the result says how far it extrapolates
 
 
-def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: str) -> dict:
+def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: str) -> SweepResult:
     """The result dict (JSON-ready except for NaN/inf, which the writer turns into null)."""
     q = state.quantities
     lo, hi, centre = (np.asarray(v, np.float64) for v in pilot.ranges)
@@ -51,7 +90,7 @@ def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: s
                        ("log_sd" if log else "sd"): sd, "outside_histogram": int(h[0] + h[-1])}
     n = int(state.samples.n)
     converged = int(state.converged.n)
-    result = {"scenario": labels.scenario, "law": labels.law, "uncertainty": labels.uncertainty, "samples": n,
+    result: SweepResult = {"scenario": labels.scenario, "law": labels.law, "uncertainty": labels.uncertainty, "samples": n,
               "converged_fraction": converged / n if n else float("nan"), "not_converged": n - converged,
               "quantiles": quant, "stats": stats, "fingerprint": fingerprint}
     if pilot.note:
@@ -66,13 +105,14 @@ def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: s
             result["regret_curve"] = curve
     rec = result.get("recommendation")
     if rec and labels.validity and "flops" in quant:
-        ext = extrapolation(from_mapping(labels.validity, "labels"), rec["params"], quant["flops"]["p50"] / (6.0 * rec["params"]))
+        ext = extrapolation(from_mapping(labels.validity, "labels"), rec["params"],
+                            quant["flops"]["p50"] / (units.TRAIN_FLOPS_PER_PARAM_TOKEN * rec["params"]))
         result["extrapolation"] = ext
     result["pilot"] = {"ranges": {names[k]: [float(lo[k]), float(hi[k])] for k in range(len(names))},
                        "centre": centre.tolist(), "candidates": pilot.candidates.tolist(), "size": pilot.size,
                        "dtype": str(np.asarray(pilot.ranges.lo).dtype), "refinement": pilot.refinement, "note": pilot.note}
-    result["labels"] = labels._asdict()
-    result["state"] = st.to_json(state)
+    result["labels"] = dataclasses.asdict(labels)
+    result["state"] = st.state_to_json(state)
     return result
 
 
@@ -90,7 +130,7 @@ def _pilot_from(r: dict) -> Pilot:
                  p["note"])
 
 
-def merge_results(results: list[Any], names: list[str] | None = None) -> dict:
+def merge_results(results: list[Any], names: list[str] | None = None) -> SweepResult:
     """Merge the results of the shards of one sweep (``--shard i/n``) exactly. ``names`` label
     them in errors (file names). A result that is not a sweep output, or whose state no longer
     matches the others', is a ParameterError on ``results``."""
@@ -123,9 +163,42 @@ def merge_results(results: list[Any], names: list[str] | None = None) -> dict:
     template = st.empty_state(len(pilot.ranges.lo), len(pilot.candidates) if r0["state"].get("candidates") else 0)
     state = None
     for r, name in zip(results, names):
-        s = st.from_json(r["state"], template, name)
+        s = st.state_from_json(r["state"], template, name)
         state = s if state is None else merge(state, s)
     out = summarise(labels, pilot, state, r0["fingerprint"])
     out["run"] = dict(r0["run"], shard=f"merged {n_sh}",
                       elapsed_s=sum(float(r["run"].get("elapsed_s", 0.0)) for r in results))
     return out
+
+
+def plan_for_sweep(scenario: Scenario, result: dict) -> dict | None:
+    """The run plan of a sweep's recommended size N at the median budget (D = C_p50 / 6N), on
+    the scenario's accelerator at its median MFU and device count; None without a
+    recommendation or a [plan] table. When the budget's device-hours and wall-clock vary (the
+    sweep summarised them), the plan's ``quantiles`` give the run's: a sample's budget C buys
+    D = C / 6N tokens whose real FLOPs are r x C (r: the convention's FLOPs per token over 6N),
+    so its device-hours, wall-clock and energy are r x its budget's, whatever its MFU."""
+    rec = result.get("recommendation")
+    if scenario.plan is None or not rec or "flops" not in result["quantiles"]:
+        return None
+    o = scenario.plan
+    n = rec["params"]
+    d = result["quantiles"]["flops"]["p50"] / (units.TRAIN_FLOPS_PER_PARAM_TOKEN * n)
+    cluster = None
+    if scenario.accelerator is not None:
+        count = max(1, round(median(scenario.count)))
+        cluster = Cluster(scenario.accelerator, scenario.dtype, median(scenario.mfu), count, pue=o["pue"])
+    layout = Layout(tp=o["tp"], pp=o["pp"], zero=o["zero"], micro_batch=o["micro_batch"], recompute=o["recompute"],
+                    flash=o["flash"])
+    shape = shape_for(n, vocab=o["vocab"], seq_len=o["seq_len"], ffn=o["ffn"])
+    rec = launch_plan(scenario.law, params=n, tokens=d, cluster=cluster, shape=shape, layout=layout,
+                      convention=o["flops_convention"], batch_law=o["batch_law"])
+    q = result["quantiles"]
+    if "gpu_hours" in q and "wall_days" in q:
+        r = rec["flops_ratio_to_6n"][rec["flops_convention"]]
+        rec["quantiles"] = {"gpu_hours": {p: r * v for p, v in q["gpu_hours"].items()},
+                            "wall_days": {p: r * v for p, v in q["wall_days"].items()}}
+        if cluster.watts is not None:
+            rec["quantiles"]["energy_kwh"] = {p: units.energy_kwh(v, cluster.watts, cluster.pue)
+                                              for p, v in rec["quantiles"]["gpu_hours"].items()}
+    return rec

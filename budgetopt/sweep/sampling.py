@@ -6,7 +6,7 @@ not depend on chunk size, device count, shard or resume point.
 
 What is fixed stays a Python constant rather than an array: inputs a scenario does not give
 (unique tokens, caps, serving) are ``None`` in the sampled ``Budget`` and a law without
-uncertainty is ``None`` in the draw. ``complete`` fills both in as constants, so XLA folds them
+uncertainty is ``None`` in the draw. ``complete_draw`` fills both in as constants, so XLA folds them
 and the candidate loop does not evaluate, per sample, corrections that are identically zero.
 """
 
@@ -16,22 +16,21 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, UInt32
 
-from ..allocation import Budget
-from ..distributions import Dist, key_words, sample_log, uniform
-from ..laws import DataConstrained, Law, LawSpec, Parametric, data_constrained
-from ..scenario import Scenario
+from ..core.distributions import Dist, key_words, sample_log, uniform
+from ..model.allocation import Budget
+from ..model.laws import LAW_STREAM, DataConstrained, Law, LawSpec, Parametric, data_constrained, draw_law
+from .scenario import Scenario
 
 
 class Streams(NamedTuple):
     """Stream ids of the counter-based generator, one per input (the law's five parameters use
-    law .. law + 4). Part of a sample's definition: never renumber."""
+    law .. law + 4: ``laws.draw_law``). Part of a sample's definition: never renumber."""
 
-    law: int = 0
+    law: int = LAW_STREAM
     flops: int = 10
     count: int = 11
     hours: int = 12
@@ -48,7 +47,7 @@ STREAM = Streams()
 
 class Draw(NamedTuple):
     """The sampled inputs of a batch: ``law`` (None when the law is fixed) and ``budget``
-    (fields a scenario does not give are None). ``complete`` makes them usable. ``time``: (log
+    (fields a scenario does not give are None). ``complete_draw`` makes them usable. ``time``: (log
     device count, log hours) when the budget is given as hardware, else None."""
 
     law: Law | None
@@ -76,7 +75,7 @@ def fixed_law(scenario: Scenario) -> Law:
     return data_constrained(p)
 
 
-def complete(scenario: Scenario, draw: Draw) -> tuple[Law, Budget]:
+def complete_draw(scenario: Scenario, draw: Draw) -> tuple[Law, Budget]:
     """(law, budget) with the fixed law and the absent budget fields filled in as constants."""
     law = fixed_law(scenario)
     if draw.law is not None:
@@ -88,30 +87,21 @@ def complete(scenario: Scenario, draw: Draw) -> tuple[Law, Budget]:
 
 def law_sampler(law: LawSpec, uncertainty: str, dtype) -> Callable:
     """(key, idx_lo, idx_hi) -> a parametric law with leaves of shape idx_lo.shape drawn from
-    ``law``'s covariance (``uncertainty`` "covariance") or bootstrap draws ("bootstrap"), on
-    streams law .. law + 4; None for a fixed law ("none"). ``ladder.true_law`` repeats this
-    arithmetic with the prior as arrays (a test checks they agree)."""
-    p = law.params
+    ``law``'s covariance (``uncertainty`` "covariance") or bootstrap draws ("bootstrap"), or
+    None for a fixed law ("none"): ``laws.draw_law`` with the prior as Python constants, which
+    XLA folds into the program."""
     if uncertainty == "covariance":
-        chol = np.linalg.cholesky(law.covariance)
-        mean = [float(v) for v in p]
-
-        def draw(key, lo, hi):
-            z = [jax.scipy.special.ndtri(uniform(key, lo, hi, STREAM.law + j, dtype)) for j in range(5)]
-            # theta = mean + L z written as the 15 multiply-adds of the lower triangle: as a
-            # 5x5 dot, XLA CPU recomputed the draw inside every consumer (measured 14x slower)
-            theta = [sum((float(chol[i, k]) * z[k] for k in range(1, i + 1)), float(chol[i, 0]) * z[0]) + mean[i]
-                     for i in range(5)]
-            return Parametric(*[t.astype(dtype) for t in theta])
+        spread = [[float(c) for c in row] for row in np.linalg.cholesky(law.covariance)]
+        mean = [float(v) for v in law.params]
     elif uncertainty == "bootstrap":
-        draws = jnp.asarray(law.draws, dtype)
-
-        def draw(key, lo, hi):
-            u = uniform(key, lo, hi, STREAM.law, jnp.float32)
-            i = jnp.minimum((u * draws.shape[0]).astype(jnp.int32), draws.shape[0] - 1)
-            return Parametric(*draws[i].T)
+        spread, mean = jnp.asarray(law.draws, dtype), None
     else:
-        return lambda key, lo, hi: None
+        spread = mean = None
+
+    def draw(key, lo, hi):
+        theta = draw_law(uncertainty, mean, spread, key, lo, hi, dtype)
+        return None if theta is None else Parametric(*[t.astype(dtype) for t in theta])
+
     return draw
 
 

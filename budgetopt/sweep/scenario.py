@@ -22,19 +22,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .distributions import Dist
-from .errors import InputError, ParameterError
-from .files import load_toml
-from .hardware import Accelerator, get_accelerator, load_catalog
-from .launch import check_plan_options
-from .laws import LawSpec, Parametric, get_preset, law_from_file, parametric_from_mapping, uncertainty_problem
-from .units import parse_number
+from ..core.distributions import Dist
+from ..core.errors import InputError, ParameterError
+from ..core.files import data_names, data_toml, load_toml
+from ..core.units import number_at
+from ..model.hardware import Accelerator, get_accelerator, load_catalog
+from ..model.laws import LawSpec, Parametric, get_preset, law_from_file, parametric_from_mapping, uncertainty_problem
+from ..plan.launch import check_plan_options
 
 DIST_PARAMS = {"uniform": ("low", "high"), "loguniform": ("low", "high"), "normal": ("mean", "sd"),
                "lognormal": ("median", "sigma"), "triangular": ("low", "mode", "high")}
@@ -94,7 +92,7 @@ class Scenario:
     risk: str = "mean"
     refine: bool = True
     subsample: int = 8
-    plan: dict | None = None  # [plan]: report the recommendation as a run plan (launch.plan_for_sweep)
+    plan: dict | None = None  # [plan]: report the recommendation as a run plan (results.plan_for_sweep)
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False)
 
@@ -109,18 +107,8 @@ def _check_keys(table: dict, section: str, path: str) -> None:
             raise InputError(_where(path, k), f"unknown key; allowed here: {', '.join(sorted(SECTIONS[section]))}")
 
 
-def _number(v: Any, where: str) -> float:
-    if isinstance(v, bool):
-        raise InputError(where, f"must be a number, got {v!r}")
-    if isinstance(v, (int, float)):
-        x = float(v)
-    elif isinstance(v, str):
-        x = parse_number(v, where)
-    else:
-        raise InputError(where, f"must be a number or a distribution table, got {type(v).__name__}")
-    if not math.isfinite(x):
-        raise InputError(where, f"must be finite, got {v!r}")
-    return x
+def _toml_number(v: Any, where: str) -> float:
+    return number_at(v, where, units="count", expected="a number or a distribution table")
 
 
 def _in_domain(x: float, name: str, where: str) -> None:
@@ -133,7 +121,7 @@ def _in_domain(x: float, name: str, where: str) -> None:
 def parse_dist(v: Any, name: str, where: str) -> Dist:
     """A number (fixed) or a table {dist = ..., params}; checked against the field's domain."""
     if not isinstance(v, dict):
-        x = _number(v, where)
+        x = _toml_number(v, where)
         _in_domain(x, name, where)
         return Dist("fixed", x)
     kind = v.get("dist")
@@ -147,7 +135,7 @@ def parse_dist(v: Any, name: str, where: str) -> Dist:
     for k in names:
         if k not in v:
             raise InputError(_where(where, k), f"missing; a {kind} distribution needs {', '.join(names)}")
-        vals.append(_number(v[k], _where(where, k)))
+        vals.append(_toml_number(v[k], _where(where, k)))
     lo, hi, excl = DOMAINS[name]
     if kind in ("uniform", "loguniform", "triangular"):
         low, high = vals[0], vals[-1]
@@ -197,7 +185,7 @@ def _law(t: dict, base_dir: Path) -> tuple[LawSpec, str]:
             raise InputError("law.preset", "must be a preset name string")
         ratio = t.get("ratio")
         if ratio is not None:
-            ratio = _number(ratio, "law.ratio")
+            ratio = _toml_number(ratio, "law.ratio")
         spec = get_preset(preset, ratio)
     unc = t.get("uncertainty", "none")
     problem = uncertainty_problem(spec, unc)
@@ -244,14 +232,14 @@ def with_overrides(sc: Scenario, *, samples: float | None = None, seed: int | No
     return dataclasses.replace(sc, **kw)
 
 
-def resolve(path: str | Path | None = None, example_name: str | None = None, hardware_file: str | None = None) -> Scenario:
+def resolve(path: str | Path | None = None, example_name: str | None = None, hardware_file: str | Path | None = None) -> Scenario:
     """The scenario a user names: a TOML file, or a built-in example (exactly one of them)."""
     if (path is None) == (example_name is None):
         raise ParameterError("scenario", "give a scenario file or {example} NAME (one of them)", names=True)
     return example(example_name) if example_name is not None else load(path, hardware_file)
 
 
-def from_dict(d: dict, source: str = "", base_dir: Path | None = None, hardware_file: str | None = None) -> Scenario:
+def from_dict(d: dict, source: str = "", base_dir: Path | None = None, hardware_file: str | Path | None = None) -> Scenario:
     """Validate a parsed TOML document; errors name the TOML path."""
     try:
         return _from_dict(d, source, base_dir or Path("."), hardware_file)
@@ -259,7 +247,7 @@ def from_dict(d: dict, source: str = "", base_dir: Path | None = None, hardware_
         raise e.rename(toml_path_of) from None
 
 
-def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | None) -> Scenario:
+def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path | None) -> Scenario:
     _check_keys(d, "", "")
     for sec in ("law", "budget", "data", "constraints", "recommend", "plan"):
         if sec in d and not isinstance(d[sec], dict):
@@ -346,7 +334,7 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | None) 
     return Scenario(**kw)
 
 
-def load(path: str | Path, hardware_file: str | None = None) -> Scenario:
+def load(path: str | Path, hardware_file: str | Path | None = None) -> Scenario:
     """Read and validate a scenario file."""
     path = Path(path)
     d = load_toml(path, "SCENARIO", "a TOML scenario file")
@@ -354,13 +342,12 @@ def load(path: str | Path, hardware_file: str | None = None) -> Scenario:
 
 
 def example_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("budgetopt").joinpath("data/scenarios").iterdir()
-                  if p.name.endswith(".toml"))
+    """The built-in scenarios (``budgetopt/data/scenarios``)."""
+    return data_names("scenarios")
 
 
 def example(name: str) -> Scenario:
     """A scenario shipped with the package (``budgetopt sweep --example NAME``)."""
     if name not in example_names():
         raise ParameterError("example", f"unknown example {name!r}; known: {', '.join(example_names())}")
-    text = resources.files("budgetopt").joinpath(f"data/scenarios/{name}.toml").read_text()
-    return from_dict(tomllib.loads(text), f"example:{name}")
+    return from_dict(data_toml(f"scenarios/{name}.toml"), f"example:{name}")

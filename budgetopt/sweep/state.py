@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from ..errors import ParameterError
-from ..files import to_bytes, write_atomic
-from ..summary import Count, QuantityStats, WideSum, is_accumulator, merge, to_host
+from ..core.errors import ParameterError
+from ..core.files import to_bytes, write_atomic
+from .accumulators import Count, QuantityStats, WideSum, is_accumulator, merge, to_host
 
 REGRET_BINS = 256  # log-spaced bins of regret per candidate, plus "below range" and overflow
 
@@ -130,7 +130,7 @@ def unflatten(flat: dict[str, Any], template: SweepState, bad: tuple[str, str]) 
 # JSON (a result file's "state") and checkpoints
 
 
-def to_json(state: SweepState) -> dict:
+def state_to_json(state: SweepState) -> dict:
     """Nested dict of lists (a Min/Max that saw nothing is ±inf, written as null)."""
     tree: dict = {}
     for k, v in flatten(state).items():
@@ -145,7 +145,7 @@ def to_json(state: SweepState) -> dict:
     return tree
 
 
-def from_json(d, template: SweepState, name: str) -> SweepState:
+def state_from_json(d, template: SweepState, name: str) -> SweepState:
     """A result file's state, validated against ``template`` (a ParameterError on ``results``)."""
     bad = ("results", f"{name}: its state does not match the sweep's (edited or damaged)")
     empty = flatten(template)
@@ -186,7 +186,3 @@ def load_checkpoint(path: Path, template: SweepState) -> tuple[SweepState, dict]
     if any(k in flat and flat[k].dtype != want[k].dtype for k in want):
         raise ParameterError(*bad)
     return unflatten(flat, template, bad), meta
-
-
-__all__ = ["REGRET_BINS", "CandidateStats", "SweepState", "empty_state", "from_devices", "flatten", "unflatten",
-           "to_json", "from_json", "save_checkpoint", "load_checkpoint", "merge"]

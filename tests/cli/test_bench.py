@@ -4,7 +4,7 @@ import math
 import jax
 from typer.testing import CliRunner
 
-from budgetopt.cli import app
+from budgetopt.cli.commands import app
 
 
 def test_bench_reports_rates_and_devices():

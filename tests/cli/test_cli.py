@@ -4,10 +4,10 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from budgetopt.cli import app
-from budgetopt.hardware import get_accelerator
-from budgetopt.laws import get_preset, resolve_law
-from budgetopt.plan import Cluster, Constraints, optimize
+from budgetopt.cli.commands import app
+from budgetopt.model.hardware import Cluster, get_accelerator
+from budgetopt.model.laws import get_preset, resolve_law
+from budgetopt.plan.optimum import Constraints, optimize
 
 runner = CliRunner()
 
@@ -44,7 +44,7 @@ def test_optimize_flops_matches_library():
 def test_optimize_hardware_matches_library():
     cli = run_json("optimize", "--gpu", "a100-80gb", "--count", "512", "--days", "30", "--mfu", "0.4")
     hw = Cluster(get_accelerator("a100-80gb"), "bf16", 0.4, 512, 720)
-    lib = optimize(resolve_law(), hardware=hw)
+    lib = optimize(resolve_law(), cluster=hw)
     assert_same(cli, lib)
     assert cli["flops"] == pytest.approx(512 * 312e12 * 0.4 * 720 * 3600, rel=1e-12)
     assert cli["gpu_hours"] == pytest.approx(512 * 720, rel=1e-12)
@@ -79,7 +79,7 @@ def test_optimize_constraints_and_target_from_cli():
     assert inf["lifetime_flops"] == pytest.approx(1e24, rel=1e-9)
     t = run_json("optimize", "--target-loss", "2.0", "--gpu", "h100-sxm", "--count", "1024")
     lib = optimize(resolve_law(), target_loss=2.0,
-                   hardware=Cluster(get_accelerator("h100-sxm"), "bf16", 0.4, 1024, None))
+                   cluster=Cluster(get_accelerator("h100-sxm"), "bf16", 0.4, 1024, None))
     assert_same(t, lib)
     assert t["loss"] == pytest.approx(2.0, rel=1e-9)
     assert t["wall_days"] == pytest.approx(t["flops"] / (1024 * 989e12 * 0.4 * 86400), rel=1e-9)

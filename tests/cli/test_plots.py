@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from budgetopt import plots
-from budgetopt import scenario as scn
 from budgetopt import sweep as sw
-from budgetopt.cli import app
-from budgetopt.laws import get_preset
+from budgetopt.cli import plots
+from budgetopt.cli.commands import app
+from budgetopt.model.laws import get_preset
+from budgetopt.sweep import scenario as scn
 
 runner = CliRunner()
 
@@ -50,8 +50,8 @@ def test_axes_are_log_scaled_where_they_should_be(sweep_json):
 
 @pytest.fixture(scope="module")
 def forecast_json(tmp_path_factory):
-    from budgetopt.forecast import forecast_runs
-    from tests.test_forecast import ladder
+    from budgetopt.fit.forecast import forecast_runs
+    from tests.fit.test_forecast import ladder
 
     res = forecast_runs(ladder(np.random.default_rng(0)), flops=1e22, bootstrap=10)
     f = tmp_path_factory.mktemp("fc") / "forecast.json"
@@ -61,8 +61,8 @@ def forecast_json(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ladder_json(tmp_path_factory):
-    from budgetopt import ladder
-    from budgetopt.laws import resolve_law
+    from budgetopt.fit import ladder
+    from budgetopt.model.laws import resolve_law
 
     designs = [ladder.Design("few", (1e18, 1e19, 1e20), 3, 2.0), ladder.Design("many", (1e18, 1e19, 1e20), 7, 4.0),
                ladder.Design("narrow", (1e18, 1e19, 1e20), 3, 1.2)]
@@ -106,8 +106,8 @@ def test_memory_figure_bars_are_the_memory_model():
     shrink as the paper's Figure 1 says: optimizer states, then gradients, then weights)."""
     import dataclasses
 
-    from budgetopt.memory import Layout, memory
-    from budgetopt.shape import Shape
+    from budgetopt.model.memory import Layout, memory
+    from budgetopt.model.shape import Shape
 
     shape, layout = Shape(32, 4096, 32, d_ff=11008, seq_len=4096), Layout(dp=64, micro_batch=2)
     fig = plots.memory_by_zero(shape, layout, 80.0)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from budgetopt.distributions import Dist, key_words, random_bits, sample_log, uniform
+from budgetopt.core.distributions import Dist, key_words, random_bits, sample_log, uniform
 
 N = 1 << 20
 KEY = key_words(0)

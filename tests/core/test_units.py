@@ -2,9 +2,9 @@ import math
 
 import pytest
 
-from budgetopt import units
-from budgetopt.errors import InputError
-from budgetopt.hardware import get_accelerator
+from budgetopt.core import units
+from budgetopt.core.errors import InputError
+from budgetopt.model.hardware import get_accelerator
 
 
 def test_pf_day_definition():

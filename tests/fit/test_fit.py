@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from budgetopt import fit
-from budgetopt import runs as runs_mod
-from budgetopt.cli import app
+from budgetopt.cli.commands import app
+from budgetopt.fit import approach2, approach3
+from budgetopt.fit import runs as runs_mod
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 DATA = ROOT.parent / "shared" / "data" / "chinchilla_fig4_epoch.csv"
 TRUE = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 runner = CliRunner()
@@ -40,7 +40,7 @@ def synthetic(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synthetic_fit(synthetic):
-    return fit.fit_approach3(synthetic, bootstrap=40, seed=3)
+    return approach3.fit_approach3(synthetic, bootstrap=40, seed=3)
 
 
 def test_recovers_a_known_law(synthetic_fit):
@@ -54,7 +54,7 @@ def test_recovers_a_known_law(synthetic_fit):
 
 
 def test_bootstrap_reproducible_and_shrinks_with_more_data(synthetic, synthetic_fit):
-    again = fit.fit_approach3(synthetic, bootstrap=40, seed=3)
+    again = approach3.fit_approach3(synthetic, bootstrap=40, seed=3)
     assert again["bootstrap"]["draws"] == synthetic_fit["bootstrap"]["draws"]
     b = synthetic_fit["bootstrap"]
     cov = np.array(b["cov"])
@@ -63,7 +63,7 @@ def test_bootstrap_reproducible_and_shrinks_with_more_data(synthetic, synthetic_
     for k, (lo, hi) in b["ci95"].items():
         assert lo <= synthetic_fit[k] * 1.02 and synthetic_fit[k] * 0.98 <= hi
     four = runs_mod.Runs(*(np.tile(v, 4) for v in synthetic))
-    big = fit.fit_approach3(four, bootstrap=40, seed=3)["bootstrap"]["se"]
+    big = approach3.fit_approach3(four, bootstrap=40, seed=3)["bootstrap"]["se"]
     for k in ("E", "alpha", "beta"):
         assert 1.4 < b["se"][k] / big[k] < 2.9, k  # ~ sqrt(4) = 2
 
@@ -72,7 +72,7 @@ def test_bootstrap_reproducible_and_shrinks_with_more_data(synthetic, synthetic_
 def test_reproduces_the_published_chinchilla_refit():
     runs = runs_mod.read_runs(DATA, n_col="Model Size", c_col="Training FLOP", drop_highest=5)
     assert len(runs.log_l) == 240
-    r = fit.fit_approach3(runs)
+    r = approach3.fit_approach3(runs)
     assert r["E"] == pytest.approx(1.817, abs=0.005)
     assert r["alpha"] == pytest.approx(0.347, abs=0.003)
     assert r["beta"] == pytest.approx(0.367, abs=0.003)
@@ -98,14 +98,14 @@ def test_reproduces_the_published_chinchilla_refit():
         return hub.sum(), grad
 
     best = min(minimize(f, s, jac=True, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000}).fun
-               for s in fit.start_grid()[::75])
+               for s in approach3.start_grid()[::75])
     assert r["objective"] == pytest.approx(best, rel=1e-8)
 
 
 def test_approach2_recovers_the_exponent_on_noise_free_isoflops():
     rows = make_runs.make_runs(**TRUE, sizes_per_budget=15, span=1.2, noise=0.0)
     runs = runs_mod.Runs(*(np.log(np.array([r[i] for r in rows])) for i in (0, 1, 3)))
-    r = fit.fit_approach2(runs)
+    r = approach2.fit_approach2(runs)
     assert r["a"] == pytest.approx(TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"]), abs=0.01)
     assert r["a"] + r["b"] == pytest.approx(1.0, abs=1e-9)
     assert len(r["budgets"]) == 7
@@ -114,7 +114,7 @@ def test_approach2_recovers_the_exponent_on_noise_free_isoflops():
 def test_cli_writes_a_law_file_that_optimize_and_sweep_read(tmp_path):
     src = write_runs(tmp_path / "runs.csv", make_runs.make_runs(**TRUE, sizes_per_budget=6, noise=0.002, seed=2))
     law = tmp_path / "law.json"
-    r = runner.invoke(app, ["fit", str(src), "--bootstrap", "20", "-o", str(law), "-f", "json"])
+    r = runner.invoke(app, ["fit", str(src), "--bootstrap", "20", "--law-out", str(law)])
     assert r.exit_code == 0, r.output
     res = json.loads(law.read_text())
     for k in ("E", "A", "B", "alpha", "beta", "objective", "rmse_log_loss", "n_runs"):

@@ -15,9 +15,10 @@ import pytest
 from scipy.optimize import curve_fit
 from typer.testing import CliRunner
 
-from budgetopt import forecast, links
-from budgetopt.cli import app
-from budgetopt.runs import Runs
+from budgetopt.cli.commands import app
+from budgetopt.fit import forecast
+from budgetopt.fit.runs import Runs
+from budgetopt.model import links
 
 runner = CliRunner()
 LAW = {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.37}
@@ -46,12 +47,12 @@ def test_link_fits_match_scipy_curve_fit(kind):
     rng = np.random.default_rng(0)
     loss = rng.uniform(2.4, 4.0, 60)
     truth = LINK if kind == "exp" else (-0.5, 3.0, 3.2, 0.8)
-    y = np.asarray(links.FUNCTIONS[kind](loss, *truth)) + 0.005 * rng.normal(size=60)
-    got = links.fit_batch(kind, jnp.asarray(loss), jnp.asarray(y), jnp.ones((1, 60)))
-    ref, _ = curve_fit(lambda x, *p: np.asarray(links.FUNCTIONS[kind](x, *p)), loss, y, p0=truth, maxfev=20000)
+    y = np.asarray(links.LINK_FUNCTIONS[kind](loss, *truth)) + 0.005 * rng.normal(size=60)
+    got = links.fit_links(kind, jnp.asarray(loss), jnp.asarray(y), jnp.ones((1, 60)))
+    ref, _ = curve_fit(lambda x, *p: np.asarray(links.LINK_FUNCTIONS[kind](x, *p)), loss, y, p0=truth, maxfev=20000)
     assert np.allclose(np.asarray(got.theta[0]), ref, rtol=1e-5) and not bool(got.at_edge[0])
     # padding (weight 0) changes nothing
-    pad = links.fit_batch(kind, jnp.asarray(np.append(loss, 9.0)), jnp.asarray(np.append(y, 5.0)),
+    pad = links.fit_links(kind, jnp.asarray(np.append(loss, 9.0)), jnp.asarray(np.append(y, 5.0)),
                           jnp.asarray(np.append(np.ones(60), 0.0))[None])
     assert np.allclose(np.asarray(pad.theta[0]), np.asarray(got.theta[0]), rtol=1e-9)
 

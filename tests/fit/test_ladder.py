@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from budgetopt import ladder, laws
-from budgetopt.allocation import closed_form_x
-from budgetopt.cli import app
-from budgetopt.errors import InputError
-from budgetopt.laws import LawSpec, Parametric
+from budgetopt.cli.commands import app
+from budgetopt.core.errors import InputError
+from budgetopt.fit import ladder
+from budgetopt.model import laws
+from budgetopt.model.allocation import closed_form_x
+from budgetopt.model.laws import LawSpec, Parametric
 
 BUDGETS = tuple(10.0**k for k in range(17, 22))
 TARGET = 1e24
@@ -156,8 +157,8 @@ def test_results_do_not_depend_on_chunk_or_lane_and_a_design_sees_the_same_laws(
 
 
 def test_ladder_i_draws_the_sweeps_law_i():
-    from budgetopt.devices import jax_x64
-    from budgetopt.distributions import key_words
+    from budgetopt.core.distributions import key_words
+    from budgetopt.core.runtime import jax_x64
     from budgetopt.sweep.sampling import law_sampler
 
     idx = np.arange(200, dtype=np.uint32)
@@ -207,16 +208,16 @@ def test_recommendation_rules():
     rows = [{"design": n, "cost_flops": c, "regret_p95": r, "eligible": e}
             for n, c, r, e in (("cheap", 1.0, 3e-3, True), ("mid", 2.0, 8e-4, True), ("dear", 5.0, 2e-4, True),
                                ("broken", 0.5, 1e-5, False))]
-    assert ladder.recommend(rows, 1e-3, None)["design"] == "mid"
-    assert ladder.recommend(rows, 1e-4, None)["design"] is None
-    assert ladder.recommend(rows, None, 3.0)["design"] == "mid"
-    assert ladder.recommend(rows, None, None)["design"] == "dear"
-    assert ladder.recommend(rows, 1e-3, 1.5)["design"] is None
+    assert ladder.choose_design(rows, 1e-3, None)["design"] == "mid"
+    assert ladder.choose_design(rows, 1e-4, None)["design"] is None
+    assert ladder.choose_design(rows, None, 3.0)["design"] == "mid"
+    assert ladder.choose_design(rows, None, None)["design"] == "dear"
+    assert ladder.choose_design(rows, 1e-3, 1.5)["design"] is None
 
 
 def test_cost_is_the_sum_of_the_runs_budgets():
     d = ladder.Design("x", (1e18, 1e19), 5, 3.0, repeats=2)
-    lay = ladder.layout([d], CHIN.params)
+    lay = ladder.design_table([d], CHIN.params)
     n, c = np.exp(lay.log_n[0]), np.exp(lay.log_c[0])[:, None]
     six_nd = 6 * n * (c / (6 * n))  # D = C / 6N for every run of a curve
     assert d.cost == pytest.approx(float((six_nd * lay.w[0]).sum()), rel=1e-12) and d.runs == 20

@@ -15,12 +15,12 @@ import pytest
 from scipy.optimize import minimize, nnls
 from typer.testing import CliRunner
 
-from budgetopt import fit, isoflop, vpnls
-from budgetopt.cli import app
-from budgetopt.errors import ParameterError
-from budgetopt.runs import Runs, read_groups
+from budgetopt.cli.commands import app
+from budgetopt.core.errors import ParameterError
+from budgetopt.fit import approach2, fitting, vpnls
+from budgetopt.fit.runs import Runs, read_groups
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LADDERS = ROOT.parent / "shared" / "data" / "ladders" / "isoflops.csv"
 CHINCHILLA = ROOT.parent / "shared" / "data" / "chinchilla_fig4_epoch.csv"
 MARIN = ["marin_202603__comma__llama_2", "marin_202603__dclm__llama_2", "marin_202603__nemotron__llama_2"]
@@ -129,7 +129,7 @@ def marin(tmp_path_factory):
     path = tmp_path_factory.mktemp("marin") / "marin.csv"
     path.write_text("\n".join([lines[0]] + [row for row in lines[1:] if row.split(",")[3] in MARIN]) + "\n")
     groups = read_groups(path, c_col="budget", group=["experiment"])
-    fits = fit.fit_file(path, approach="all", c_col="budget", group=["experiment"], where=[], target=1e24)
+    fits = fitting.fit_groups(path, ["experiment"], approach="all", c_col="budget", where=[], target=1e24)
     return groups, {r["group"]: r for r in fits}
 
 
@@ -166,7 +166,7 @@ def test_approach2_on_marin_groups_by_the_files_budget(marin, name):
     assert f["a"] == pytest.approx(a, rel=1e-3) and len(f["budgets"]) == used
     assert f["at"]["params"] == pytest.approx(math.exp(k + a * math.log(1e24)), rel=0.01)
     # grouped by 6ND instead, the nominal budgets (6ND / budget up to 1.35) split the curves
-    assert len(isoflop.curves(groups[name]._replace(log_c=None), 0.05)) > len(np.unique(groups[name].log_c))
+    assert len(approach2.curves(groups[name]._replace(log_c=None), 0.05)) > len(np.unique(groups[name].log_c))
     assert any("nominal" in w for w in f["warnings"])
 
 
@@ -181,7 +181,7 @@ def test_method_spread_is_reported(marin):
 
 @needs_ladders
 def test_misfitting_ladder_curves_without_a_minimum_are_listed():
-    res = fit.fit_file(LADDERS, approach=2, c_col="budget", where=[("experiment", "misfitting__fineweb_c4__transformer")])
+    res = fitting.fit_file(LADDERS, approach="2", c_col="budget", where=[("experiment", "misfitting__fineweb_c4__transformer")])
     # the data's README: the four lowest budgets curve the wrong way
     lowest = sorted(res["excluded"] + res["budgets"], key=lambda b: b["flops"])[:4]
     assert all("no interior minimum" in b.get("problem", "") for b in lowest)
@@ -196,7 +196,7 @@ def test_chinchilla_vpnls_within_open_athenas_method_spread():
     widened by 0.01 each side."""
     if not CHINCHILLA.exists():
         pytest.skip("shared Chinchilla data not present")
-    res = fit.fit_file(CHINCHILLA, approach="vpnls", n_col="Model Size", c_col="Training FLOP", drop_highest=5)
+    res = fitting.fit_file(CHINCHILLA, approach="vpnls", n_col="Model Size", c_col="Training FLOP", drop_highest=5)
     assert 0.3139 <= res["alpha"] <= 0.3622 and 0.3911 <= res["beta"] <= 0.4688 and 0.5398 <= res["a"] <= 0.5765
 
 
@@ -204,7 +204,7 @@ def test_chinchilla_vpnls_within_open_athenas_method_spread():
 
 
 def test_noise_free_vpnls_recovers_the_law(tmp_path):
-    res = fit.fit_file(synthetic(tmp_path), approach="vpnls")
+    res = fitting.fit_file(synthetic(tmp_path), approach="vpnls")
     for k, v in TRUE.items():
         assert res[k] == pytest.approx(v, rel=1e-5), k
     assert res["converged"] and not res["outliers"]
@@ -213,9 +213,9 @@ def test_noise_free_vpnls_recovers_the_law(tmp_path):
 def test_grouped_fits_equal_one_group_at_a_time(tmp_path):
     path = synthetic(tmp_path, noise=0.01, groups=("a", "b", "c"), per=7)
     for approach in ("vpnls", "2", "3"):
-        grouped = fit.fit_file(path, approach=approach, group=["experiment"], bootstrap=20 if approach == "vpnls" else 0)
+        grouped = fitting.fit_groups(path, ["experiment"], approach=approach, bootstrap=20 if approach == "vpnls" else 0)
         for rec in grouped[:1] if approach == "3" else grouped:  # Approach 3 alone costs ~5 s a group
-            alone = fit.fit_file(path, approach=approach, where=[("experiment", rec["group"])],
+            alone = fitting.fit_file(path, approach=approach, where=[("experiment", rec["group"])],
                                  bootstrap=20 if approach == "vpnls" else 0)
             # batching the groups changes XLA's summation order: Approach 3's L-BFGS polish stops at
             # |grad| < 1e-11, so its stopping point moves within that tolerance (~1e-8); VPNLS's
@@ -235,7 +235,7 @@ def test_vpnls_bootstrap_of_8_groups_runs_in_one_call(tmp_path, monkeypatch):
     calls = []
     real = vpnls.fit_batch
     monkeypatch.setattr(vpnls, "fit_batch", lambda *a: calls.append(a[0].shape) or real(*a))
-    res = fit.fit_file(path, approach="vpnls", group=["experiment"], bootstrap=1000)
+    res = fitting.fit_groups(path, ["experiment"], approach="vpnls", bootstrap=1000)
     assert calls == [(8 * 1001, 32)]  # 8 groups x (fit + 1000 replicates), 21 runs padded to 32
     for r in res:
         b = r["bootstrap"]
@@ -251,10 +251,10 @@ def test_an_outlier_is_flagged_and_excluding_it_restores_the_answer(tmp_path):
     cells[-1] = str(float(cells[-1]) * 1.15)  # a diverged run: 15 % above the surface (data row 20)
     text[20] = ",".join(cells)
     path.write_text("\n".join(text) + "\n")
-    clean = fit.fit_file(synthetic(tmp_path / "..", noise=0.002, seed=3), approach="vpnls")
-    res = fit.fit_file(path, approach="vpnls")
+    clean = fitting.fit_file(synthetic(tmp_path / "..", noise=0.002, seed=3), approach="vpnls")
+    res = fitting.fit_file(path, approach="vpnls")
     assert [o["row"] for o in res["outliers"]] == [20]
-    ex = fit.fit_file(path, approach="vpnls", exclude_outliers=True)
+    ex = fitting.fit_file(path, approach="vpnls", exclude_outliers=True)
     assert [d["row"] for d in ex["dropped"]] == [20] and ex["n_runs"] == res["n_runs"] - 1
     assert abs(ex["alpha"] - TRUE["alpha"]) < abs(res["alpha"] - TRUE["alpha"])
     assert ex["moved_by_exclusion"]["params_at_target"] == pytest.approx(ex["at"]["params"] / res["at"]["params"] - 1)
@@ -266,13 +266,13 @@ def test_isoflop_diagnostics(tmp_path):
     keep = np.ones(len(runs.log_l), bool)
     keep[:5] = False  # the lowest budget keeps 2 runs
     keep[7 + 3:14] = False  # the second budget keeps its 3 smallest sizes, all below the optimum: no interior minimum
-    res = isoflop.fit_approach2(runs.subset(keep))
+    res = approach2.fit_approach2(runs.subset(keep))
     problems = {round(math.log10(e["flops"]), 2): e["problem"] for e in res["excluded"]}
     assert problems == {18.0: "fewer than 3 runs", round(math.log10(3e18), 2): problems[round(math.log10(3e18), 2)]}
     assert "no interior minimum" in problems[round(math.log10(3e18), 2)]
     # sizes from 0.75 e-folds below the optimum to 0.05 above: the lowest loss is the largest
     # size's, at the edge, while the vertex (near 0) is inside the sampled range
-    edge = isoflop.fit_approach2(read_groups(synthetic(tmp_path, per=7, spread=0.4, centre=-0.35))["all"])
+    edge = approach2.fit_approach2(read_groups(synthetic(tmp_path, per=7, spread=0.4, centre=-0.35))["all"])
     assert all(b["edge_minimum"] for b in edge["budgets"]) and len(edge["budgets"]) == 5
     assert any("edge of the sampled sizes" in w for w in edge["warnings"])
 
@@ -289,10 +289,10 @@ def test_nominal_budget_groups_one_curve_that_6nd_would_split(tmp_path):
         c[2] = str(float(c[2]) * (1 + 0.16 * (rng.random() - 0.5)))  # tokens jittered
         out.append(",".join(c))
     path.write_text("\n".join(out) + "\n")
-    by_budget = fit.fit_file(path, approach=2, c_col="budget")
+    by_budget = fitting.fit_file(path, approach="2", c_col="budget")
     assert len(by_budget["budgets"]) == 5 and by_budget["grouped_by"] == "the file's budget"
     assert by_budget["budgets"][0]["six_nd_ratio"] == pytest.approx(1 / 1.2, rel=0.05)
-    by_6nd = isoflop.curves(read_groups(path, c_col="none")["all"], 0.05)
+    by_6nd = approach2.curves(read_groups(path, c_col="none")["all"], 0.05)
     assert len(by_6nd) > 5
 
 

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from budgetopt.allocation import Budget, allocate, compute_for_loss, log_compute_for_loss, optimal_loss
-from budgetopt.laws import DataConstrained, Parametric, data_constrained_constants, get_preset, to_array_law
+from budgetopt.model.allocation import Budget, allocate, compute_for_loss, log_compute_for_loss, optimal_loss
+from budgetopt.model.laws import DataConstrained, Parametric, data_constrained_constants, get_preset, to_array_law
 
-from . import reference as ref
+from .. import reference as ref
 
 PARAMETRIC = ["hoffmann2022", "besiroglu2024", "muennighoff2023"]
 

@@ -1,7 +1,7 @@
 import pytest
 
-from budgetopt.errors import InputError
-from budgetopt.hardware import DTYPES, get_accelerator, load_catalog
+from budgetopt.core.errors import InputError
+from budgetopt.model.hardware import DTYPES, get_accelerator, load_catalog
 
 # the vendors' datasheets (the project specification's table), transcribed independently of the data
 # file: fp32, tf32, bf16/fp16, fp8, mem, TB/s

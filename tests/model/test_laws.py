@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from budgetopt.allocation import Budget, allocate
-from budgetopt.errors import InputError
-from budgetopt.laws import (
+from budgetopt.core.errors import InputError
+from budgetopt.model.allocation import Budget, allocate
+from budgetopt.model.laws import (
     DataConstrained,
     Parametric,
     data_constrained_constants,
@@ -19,7 +19,7 @@ from budgetopt.laws import (
     to_array_law,
 )
 
-from . import reference as ref
+from .. import reference as ref
 
 # the papers' fitted values (the project specification's table), transcribed independently of the data file
 PAPER_VALUES = {

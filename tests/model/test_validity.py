@@ -10,12 +10,12 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from budgetopt import links
-from budgetopt.audit import audit, select_models
-from budgetopt.cli import app
-from budgetopt.laws import get_preset, preset_names
-from budgetopt.plan import optimize
-from budgetopt.validity import SHAPE_FACTOR, Validity, extrapolation
+from budgetopt.cli.commands import app
+from budgetopt.model import links
+from budgetopt.model.laws import get_preset, preset_names
+from budgetopt.model.validity import SHAPE_FACTOR, Validity, extrapolation
+from budgetopt.plan.audit import audit_models, select_models
+from budgetopt.plan.optimum import optimize
 
 runner = CliRunner()
 
@@ -29,7 +29,7 @@ def test_gadre_redpajama_law_and_link_reproduce_the_papers_check():
     p = spec.params
     got = math.exp(p.log_E) + math.exp(p.log_A) / n**p.alpha + math.exp(p.log_B) / d**p.beta
     assert got == pytest.approx(expect, rel=1e-12) and round(got, 4) == 2.4425
-    err = float(links.predict(spec.link, got))
+    err = float(links.predict_link(spec.link, got))
     assert err == pytest.approx(0.85699 - 2.2065 * math.exp(-0.71459 * expect), rel=1e-9) and round(err, 4) == 0.4718
     assert spec.validity.tokens_per_param == (5.0, 640.0) and spec.validity.params == (1.1e7, 6.9e9)
 
@@ -43,7 +43,7 @@ def test_every_preset_with_a_loss_records_where_it_was_fitted():
 
 def test_a_tiny_capped_model_warns_in_shape_and_a_big_budget_only_notes_scale():
     spec = get_preset("besiroglu2024")
-    from budgetopt.plan import Constraints
+    from budgetopt.plan.optimum import Constraints
 
     capped = optimize(spec, flops=1e23, constraints=Constraints(max_params=1e6))["extrapolation"]
     assert len(capped["warnings"]) == 2  # N 70x below the smallest fitted; 1.7e10 tokens per parameter
@@ -76,11 +76,11 @@ def test_optimize_cli_prints_the_note_and_warns_on_stderr():
 
 
 def test_a_fitted_law_records_its_runs_range_and_optimize_reads_it(tmp_path):
-    from tests.test_ladders import synthetic
+    from tests.fit.test_real_ladders import synthetic
 
     path = synthetic(tmp_path, noise=0.002)
     out = tmp_path / "law.json"
-    r = runner.invoke(app, ["fit", str(path), "--approach", "vpnls", "-o", str(out)])
+    r = runner.invoke(app, ["fit", str(path), "--approach", "vpnls", "--law-out", str(out)])
     assert r.exit_code == 0, r.output
     v = json.loads(out.read_text())["validity"]
     rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
@@ -92,7 +92,7 @@ def test_a_fitted_law_records_its_runs_range_and_optimize_reads_it(tmp_path):
 
 
 def test_audit_names_models_outside_the_fitted_shape():
-    rows = audit(select_models(), get_preset("gadre2024-rpj"))
+    rows = audit_models(select_models(), get_preset("gadre2024-rpj"))
     shape = {r["name"] for r in rows if r["extrapolation"]["warnings"]}
     assert "GPT-3 175B" in shape  # 1.7 tokens per parameter, below 5 / 2
     assert "Llama 3 8B" in shape  # 1875 tokens per parameter, above 640 x 2

@@ -4,18 +4,18 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from budgetopt.audit import Model, audit, audit_model, catalog, get_model
-from budgetopt.cli import app
-from budgetopt.errors import InputError
-from budgetopt.laws import get_preset
+from budgetopt.cli.commands import app
+from budgetopt.core.errors import InputError
+from budgetopt.model.laws import get_preset
+from budgetopt.plan.audit import Model, audit_model, audit_models, get_model, model_catalog
 
-from . import reference as ref
+from .. import reference as ref
 
 runner = CliRunner()
 
 
 def verdicts(law):
-    return {r["name"]: r["verdict"] for r in audit(list(catalog().values()), get_preset(law))}
+    return {r["name"]: r["verdict"] for r in audit_models(list(model_catalog().values()), get_preset(law))}
 
 
 @pytest.mark.parametrize("law", ["hoffmann2022", "tokens-per-param"])
@@ -33,7 +33,7 @@ def test_chinchilla_beats_gopher_at_the_same_compute():
     chin = ref.chinchilla(E, A, B, a, b, 70e9, c / (6 * 70e9))
     goph = ref.chinchilla(E, A, B, a, b, 280e9, c / (6 * 280e9))
     assert chin < goph
-    rows = {r["name"]: r for r in audit([get_model("chinchilla"), get_model("gopher")], get_preset("hoffmann2022"))}
+    rows = {r["name"]: r for r in audit_models([get_model("chinchilla"), get_model("gopher")], get_preset("hoffmann2022"))}
     assert rows["Chinchilla 70B"]["loss"] < rows["Gopher 280B"]["loss"]
 
 
@@ -71,7 +71,7 @@ def test_cli_audit_json_and_own_model():
     out = runner.invoke(app, ["audit", "--format", "json"])
     assert out.exit_code == 0, out.output
     rows = json.loads(out.stdout)
-    assert len(rows) == len(catalog())
+    assert len(rows) == len(model_catalog())
     for k in ("name", "params", "tokens", "flops", "tokens_per_param", "loss", "optimal_params", "optimal_tokens",
               "loss_gap", "compute_multiplier", "verdict"):
         assert k in rows[0]

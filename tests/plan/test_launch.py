@@ -11,14 +11,14 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from budgetopt import units
-from budgetopt.cli import app
-from budgetopt.errors import InputError, ParameterError
-from budgetopt.launch import batch_and_lr, launch_plan
-from budgetopt.laws import resolve_law
-from budgetopt.memory import Layout, activations_per_layer, memory, smallest_fit, states
-from budgetopt.plan import Cluster, hardware_from
-from budgetopt.shape import Shape, shape_for
+from budgetopt.cli.commands import app
+from budgetopt.core import units
+from budgetopt.core.errors import InputError, ParameterError
+from budgetopt.model.hardware import Cluster, cluster_from
+from budgetopt.model.laws import resolve_law
+from budgetopt.model.memory import Layout, activations_per_layer, memory, smallest_fit, states
+from budgetopt.model.shape import Shape, shape_for
+from budgetopt.plan.launch import batch_and_lr, launch_plan
 
 runner = CliRunner()
 LLAMA2_7B = Shape(32, 4096, 32, d_ff=11008, vocab=32000, tied=False)
@@ -93,13 +93,13 @@ def test_step_law_uses_non_embedding_parameters():
 def test_energy_and_emissions_against_published_figures():
     assert units.energy_kwh(1_082_990, 400) == pytest.approx(433_196, rel=1e-6)  # BLOOM (Luccioni et al. 2022)
     assert units.energy_kwh(184_320, 400) * 0.4235 / 1000 == pytest.approx(31.22, rel=1e-3)  # Llama 2 7B, Table 2
-    hw, _ = hardware_from("a100-80gb", grid_intensity=0.4235)
+    hw, _ = cluster_from("a100-80gb", grid_intensity=0.4235)
     flops = 184_320 * 312e12 * 0.4 * 3600  # the device-hours at MFU 0.4
     rec = hw.describe(flops)
     assert rec["gpu_hours"] == pytest.approx(184_320) and rec["emissions_t"] == pytest.approx(31.22, rel=1e-3)
-    assert "emissions_t" not in hardware_from("a100-80gb")[0].describe(flops)  # nothing without a grid intensity
+    assert "emissions_t" not in cluster_from("a100-80gb")[0].describe(flops)  # nothing without a grid intensity
     with pytest.raises(ParameterError):
-        hardware_from("a100-80gb", pue=0.5)
+        cluster_from("a100-80gb", pue=0.5)
 
 
 def test_optimize_reports_energy_when_hardware_is_given():
@@ -110,8 +110,8 @@ def test_optimize_reports_energy_when_hardware_is_given():
 
 
 def test_the_plan_spends_the_budget_at_the_realised_size():
-    hw = Cluster(hardware_from("h100-sxm")[0].accelerator, count=1024, hours=720.0)
-    r = launch_plan(resolve_law(), hardware=hw, seq_len=8192, layout=Layout(tp=8, recompute="full"))
+    hw = Cluster(cluster_from("h100-sxm")[0].accelerator, count=1024, hours=720.0)
+    r = launch_plan(resolve_law(), cluster=hw, seq_len=8192, layout=Layout(tp=8, recompute="full"))
     assert 6 * r["params"] * r["tokens"] == pytest.approx(hw.flops(), rel=1e-9)
     assert r["params"] == r["shape"]["params_total"] and abs(math.log(r["params"] / r["optimum"]["params"])) < 0.05
     assert r["flops"] == pytest.approx(r["flops_per_token"]["chinchilla"] * r["tokens"], rel=1e-12)
@@ -164,7 +164,7 @@ def test_plan_cli_json_keys_and_a_given_model():
 def test_distribution_medians_match_sampling():
     import numpy as np
 
-    from budgetopt.distributions import Dist, median
+    from budgetopt.core.distributions import Dist, median
 
     rng = np.random.default_rng(0)
     u = rng.uniform(size=400_001)
@@ -179,8 +179,8 @@ def test_distribution_medians_match_sampling():
 
 
 def test_a_scenario_plan_reports_the_recommendation_as_a_run():
-    from budgetopt import scenario as scn
     from budgetopt import sweep as sw
+    from budgetopt.sweep import scenario as scn
 
     d = {"law": {"preset": "besiroglu2024"}, "budget": {"gpu": "h100-sxm", "count": 1024, "hours": 720,
                                                          "mfu": {"dist": "uniform", "low": 0.35, "high": 0.45}},
@@ -200,9 +200,9 @@ def test_a_scenario_plan_reports_wall_clock_and_energy_quantiles_when_hours_vary
     """A sample's budget buys D = C / 6N tokens of the recommended model, whose real FLOPs are
     r x C: its wall-clock is r x hours / 24 and its energy r x count x hours x W x PUE, whatever
     its MFU. With a fixed count the quantiles are the triangular's inverse CDF, in closed form."""
-    from budgetopt import scenario as scn
     from budgetopt import sweep as sw
-    from budgetopt.summary import BINS, QUANTILES
+    from budgetopt.sweep import scenario as scn
+    from budgetopt.sweep.accumulators import BINS, QUANTILES
 
     low, mode, high = 400.0, 700.0, 720.0
 
@@ -218,7 +218,7 @@ def test_a_scenario_plan_reports_wall_clock_and_energy_quantiles_when_hours_vary
     p = res["plan"]
     r = p["flops_ratio_to_6n"]["chinchilla"]
     assert r > 1.05  # 8K context: the real run is longer than the budget's 6N hours
-    watts = hardware_from("h100-sxm")[0].accelerator.tdp_w
+    watts = cluster_from("h100-sxm")[0].accelerator.tdp_w
     lo, hi = res["pilot"]["ranges"]["wall_days"]
     width = (hi - lo) / BINS * 1.0001  # one histogram bin, in log space
     for k, f in QUANTILES.items():
@@ -240,10 +240,10 @@ def test_a_scenario_plan_reports_wall_clock_and_energy_quantiles_when_hours_vary
 
 
 def test_a_batch_that_the_layout_cannot_split_is_named():
-    hw = Cluster(hardware_from("h100-sxm")[0].accelerator, count=1024, hours=720.0)
-    ok = launch_plan(resolve_law(), hardware=hw, layout=Layout(tp=8, micro_batch=1))
+    hw = Cluster(cluster_from("h100-sxm")[0].accelerator, count=1024, hours=720.0)
+    ok = launch_plan(resolve_law(), cluster=hw, layout=Layout(tp=8, micro_batch=1))
     assert ok["warnings"] == [] and ok["batch"]["grad_accumulation"] == ok["batch"]["sequences"] / 128
-    odd = launch_plan(resolve_law(), hardware=hw, layout=Layout(tp=8, micro_batch=7))
+    odd = launch_plan(resolve_law(), cluster=hw, layout=Layout(tp=8, micro_batch=7))
     assert odd["batch"]["sequences"] % (128 * 7) != 0 and any("not a whole number" in w for w in odd["warnings"])
-    tiny = launch_plan(resolve_law(), params=1e8, tokens=2e9, hardware=hw, layout=Layout(micro_batch=4))
+    tiny = launch_plan(resolve_law(), params=1e8, tokens=2e9, cluster=hw, layout=Layout(micro_batch=4))
     assert any("rounded up" in w for w in tiny["warnings"]) and tiny["batch"]["sequences"] == 1024 * 4

@@ -10,15 +10,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from budgetopt import scenario as scn
-from budgetopt import summary
 from budgetopt import sweep as sw
-from budgetopt.cli import app
-from budgetopt.laws import get_preset
-from budgetopt.plan import optimize
+from budgetopt.cli.commands import app
+from budgetopt.model.laws import get_preset
+from budgetopt.plan.optimum import optimize
+from budgetopt.sweep import accumulators
+from budgetopt.sweep import scenario as scn
+from budgetopt.sweep.kernel import LOG_QUANTITIES, QUANTITIES, quantities, solve_samples
+from budgetopt.sweep.sampling import complete_draw, make_sampler, sample_indices
 
-from . import reference as ref
-from .procs import cli, strip_run
+from .. import reference as ref
+from ..procs import cli, strip_run
 
 runner = CliRunner()
 
@@ -56,29 +58,29 @@ def base(sc):
 
 def _raw(sc, n, dtype=jnp.float32):
     """The same samples and per-sample optima, computed directly (no streaming)."""
-    sampler = sw.make_sampler(sc, dtype)
-    law, b = sw.complete(sc, sampler(*sw.sample_indices(0, n)))
+    sampler = make_sampler(sc, dtype)
+    law, b = complete_draw(sc, sampler(*sample_indices(0, n)))
     law, b = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(jnp.asarray(v, dtype), (n,)), (law, b))
-    a = sw.solve_samples(sc, law, b)
+    a = solve_samples(sc, law, b)
     return law, b, a
 
 
 def test_streaming_quantiles_match_exact_quantiles(sc, base):
     n = base["samples"]
     _, b, a = _raw(sc, n)
-    vals, ok = sw.quantities(a, b, sw.QUANTITIES[:5])
+    vals, ok = quantities(a, b, QUANTITIES[:5])
     vals = np.asarray(vals, np.float64)
     ranges = base["pilot"]["ranges"]
-    for k, name in enumerate(sw.QUANTITIES[:5]):
+    for k, name in enumerate(QUANTITIES[:5]):
         v = vals[k]
         lo, hi = ranges[name]
-        width = (hi - lo) / summary.BINS
-        for p, f in summary.QUANTILES.items():
+        width = (hi - lo) / accumulators.BINS
+        for p, f in accumulators.QUANTILES.items():
             exact = np.quantile(v, f)
             got = base["quantiles"][name][p]
-            got_t = math.log(got) if name in sw.LOG_QUANTITIES else got
+            got_t = math.log(got) if name in LOG_QUANTITIES else got
             assert abs(got_t - exact) <= width * 1.0001, (name, p)
-            exact_n = math.exp(exact) if name in sw.LOG_QUANTITIES else exact
+            exact_n = math.exp(exact) if name in LOG_QUANTITIES else exact
             assert got == pytest.approx(exact_n, rel=5e-3)
 
 
@@ -186,7 +188,7 @@ def test_sweep_cli_json_keys(tmp_path):
     r = runner.invoke(app, ["sweep", "--example", "h100-cluster", "--samples", "5000", "--candidates", "8", "-f", "json", "-q"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
-    assert set(res["quantiles"]["params"]) == set(summary.QUANTILES)
+    assert set(res["quantiles"]["params"]) == set(accumulators.QUANTILES)
     for k in ("params", "expected_loss", "expected_regret", "p95_regret", "p_regret_below_1pct"):
         assert k in res["recommendation"]
     for k in ("seed", "chunk_size", "devices", "backend", "jax_version", "x64"):
@@ -220,14 +222,14 @@ def test_wide_sums_stay_exact_past_int64():
     """Loss sums at 2^24 overflow one int64 after ~3e11 samples: the host adds wide integers."""
     rng = np.random.default_rng(0)
     parts = [int(v) for v in rng.integers(-(2**62), 2**62, 64)] + [2**62 - 1] * 64  # legal chunk sums
-    acc = summary.WideSum.empty(1)
+    acc = accumulators.WideSum.empty(1)
     for c in parts:
-        acc = acc.merge(summary.WideSum(np.array([c >> 32]), np.array([c & 0xFFFFFFFF])))
+        acc = acc.merge(accumulators.WideSum(np.array([c >> 32]), np.array([c & 0xFFFFFFFF])))
     assert int(acc.hi[0]) * 2**32 + int(acc.lo[0]) == sum(parts) and abs(sum(parts)) > 2**63
     assert acc.value()[0] == pytest.approx(float(sum(parts)), rel=1e-15)
     # the device side: a chunk's fixed-point sum, split into the same words
     x = jnp.asarray(rng.uniform(-3000, 3000, 1000))
-    w = summary.fixed_point_sum(x, 24, jnp.ones(1000, bool))
+    w = accumulators.fixed_point_sum(x, 24, jnp.ones(1000, bool))
     exact = sum(int(round(float(v) * 2**24)) for v in np.asarray(x))
     assert int(w.hi) * 2**32 + int(w.lo) == exact
 

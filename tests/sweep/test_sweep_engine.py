@@ -16,16 +16,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from budgetopt import scenario as scn
-from budgetopt import summary
 from budgetopt import sweep as sw
-from budgetopt.devices import jax_x64
-from budgetopt.distributions import uniform
-from budgetopt.errors import InputError
+from budgetopt.core.distributions import uniform
+from budgetopt.core.errors import InputError
+from budgetopt.core.runtime import jax_x64
+from budgetopt.sweep import accumulators
+from budgetopt.sweep import scenario as scn
 from budgetopt.sweep import state as st
+from budgetopt.sweep.driver import prepare
+from budgetopt.sweep.sampling import complete_draw, make_sampler, sample_indices
 
-from . import reference as ref
-from .procs import ROOT, clean_env, strip_run
+from .. import reference as ref
+from ..procs import ROOT, clean_env, strip_run
 
 SCEN = """
 name = "engine"
@@ -58,16 +60,18 @@ def test_the_chunk_kernel_compiles_without_collectives_on_four_devices():
     code = textwrap.dedent("""
         import json, jax, jax.numpy as jnp, numpy as np
         from jax.sharding import Mesh, PartitionSpec as P
-        from budgetopt import scenario as scn, sweep as sw
-        from budgetopt.summary import Ranges
-        from budgetopt.devices import jax_x64
+        from budgetopt.sweep import scenario as scn
+        from budgetopt.sweep.accumulators import Ranges
+        from budgetopt.sweep.kernel import make_kernel
+        from budgetopt.sweep.pilot import make_pilot
+        from budgetopt.core.runtime import jax_x64
         ops = OPS
         out = {}
         with jax_x64():
             for name in ("h100-cluster", "bloomberggpt", "serving"):
                 sc = scn.example(name)
-                pilot = sw.make_pilot(sc, 10000, jnp.float32)
-                k = sw.make_kernel(sc, 4096, jnp.float32, jax.local_devices())
+                pilot = make_pilot(sc, 10000, jnp.float32)
+                k = make_kernel(sc, 4096, jnp.float32, jax.local_devices())
                 lo = np.uint32(0)
                 ranges = Ranges(*(jnp.asarray(v) for v in pilot.ranges))
                 cands = jnp.asarray(pilot.candidates, jnp.float32)
@@ -94,7 +98,7 @@ def test_the_kernel_compiles_once_for_every_chunk_and_tail():
     sc = _scenario()
     res = sw.run(sc, samples=10_001, chunk_size=4096)  # two full chunks and a tail
     with jax_x64():
-        _, kernel = sw.prepare(sc, 10_001, False, res["run"]["chunk_size"])
+        _, kernel = prepare(sc, 10_001, False, res["run"]["chunk_size"])
     assert kernel.draw._cache_size() == 1 and kernel.accumulate._cache_size() == 1
     assert res["samples"] == 10_001
 
@@ -104,13 +108,13 @@ def test_the_kernel_compiles_once_for_every_chunk_and_tail():
 
 def _random_state(rng, q=5, k=3) -> st.SweepState:
     def count(shape):
-        return summary.Count(rng.integers(0, 10**6, shape))
+        return accumulators.Count(rng.integers(0, 10**6, shape))
 
     def wide(shape):
-        return summary.WideSum(rng.integers(-(2**40), 2**40, shape), rng.integers(0, 2**32, shape))
+        return accumulators.WideSum(rng.integers(-(2**40), 2**40, shape), rng.integers(0, 2**32, shape))
 
-    qs = summary.QuantityStats(count(q), count((q, summary.BINS + 2)), wide(q), wide(q), summary.Min(rng.normal(size=q)),
-                         summary.Max(rng.normal(size=q)))
+    qs = accumulators.QuantityStats(count(q), count((q, accumulators.BINS + 2)), wide(q), wide(q), accumulators.Min(rng.normal(size=q)),
+                         accumulators.Max(rng.normal(size=q)))
     cs = st.CandidateStats(wide(k), count(k), count((k, st.REGRET_BINS + 2)), count(()), wide(()))
     return st.SweepState(count(()), count(()), qs, cs)
 
@@ -123,14 +127,14 @@ def _same(a, b) -> bool:
 def test_merge_is_exact_associative_commutative_with_the_empty_state_as_identity():
     rng = np.random.default_rng(0)
     a, b, c = (_random_state(rng) for _ in range(3))
-    assert _same(summary.merge(a, b), summary.merge(b, a))
-    assert _same(summary.merge(summary.merge(a, b), c), summary.merge(a, summary.merge(b, c)))
-    assert _same(summary.merge(a, st.empty_state(5, 3)), a)
-    got = st.flatten(summary.merge(a, b))  # a wide sum is the exact integer sum
+    assert _same(accumulators.merge(a, b), accumulators.merge(b, a))
+    assert _same(accumulators.merge(accumulators.merge(a, b), c), accumulators.merge(a, accumulators.merge(b, c)))
+    assert _same(accumulators.merge(a, st.empty_state(5, 3)), a)
+    got = st.flatten(accumulators.merge(a, b))  # a wide sum is the exact integer sum
     for path in ("quantities/sum", "candidates/regret_sum"):
         tot = [int(f[path + "/hi"].ravel()[0]) * 2**32 + int(f[path + "/lo"].ravel()[0]) for f in map(st.flatten, (a, b))]
         assert int(got[path + "/hi"].ravel()[0]) * 2**32 + int(got[path + "/lo"].ravel()[0]) == sum(tot)
-    m = summary.merge(a, b)
+    m = accumulators.merge(a, b)
     assert np.array_equal(m.quantities.vmin.v, np.minimum(a.quantities.vmin.v, b.quantities.vmin.v))
     assert np.array_equal(m.quantities.hist.n, a.quantities.hist.n + b.quantities.hist.n)
 
@@ -141,7 +145,7 @@ def test_device_stacked_state_merges_like_separate_states():
     stacked = jax.tree_util.tree_map(lambda *v: np.stack(v), *parts)
     want = parts[0]
     for p in parts[1:]:
-        want = summary.merge(want, p)
+        want = accumulators.merge(want, p)
     assert _same(st.from_devices(stacked), want)
 
 
@@ -151,7 +155,7 @@ def test_flat_json_and_checkpoint_forms_round_trip(tmp_path):
     empty = st.empty_state(5, 3)  # min/max of nothing are +-inf: JSON null, read back as inf
     for x in (s, empty):
         assert _same(st.unflatten(st.flatten(x), empty, ("F", "bad")), x)
-        assert _same(st.from_json(json.loads(json.dumps(st.to_json(x))), empty, "f"), x)
+        assert _same(st.state_from_json(json.loads(json.dumps(st.state_to_json(x))), empty, "f"), x)
         st.save_checkpoint(tmp_path / "ck.npz", x, {"next": 7})
         back, meta = st.load_checkpoint(tmp_path / "ck.npz", empty)
         assert _same(back, x) and meta == {"next": 7}
@@ -187,7 +191,7 @@ def test_a_damaged_state_is_refused_not_merged(damage):
 def _subsample_truth(sc, n: int, stride: int, cands: np.ndarray):
     """Float64 NumPy from the sweep's own float32 draws: every candidate's regret on the
     samples with global index = 0 mod stride (the decision subsample)."""
-    law, b = sw.complete(sc, sw.make_sampler(sc, jnp.float32)(*sw.sample_indices(0, n)))
+    law, b = complete_draw(sc, make_sampler(sc, jnp.float32)(*sample_indices(0, n)))
     th = [np.asarray(v, np.float64)[::stride] for v in law]
     E, A, B, al, be = np.exp(th[2]), np.exp(th[0]), np.exp(th[1]), th[3], th[4]
     s = np.exp(np.asarray(b.log_c, np.float64)[::stride]) / 6
@@ -270,7 +274,7 @@ def test_float32_uniforms_stay_inside_the_open_interval():
     draw in ~3e6 was infinite); it is held at 1 - 2^-24."""
     key = (0, 0)
     idx = jnp.arange(1 << 16, dtype=jnp.uint32)
-    from budgetopt import distributions
+    from budgetopt.core import distributions
 
     bits_all_ones = jnp.full(4, 0xFFFFFFFF, jnp.uint32)
     orig = distributions.random_bits
@@ -305,20 +309,20 @@ def test_results_do_not_depend_on_chunk_or_subsample_layout_of_the_quantities():
 
 def test_one_job_per_module_and_no_module_imports_a_later_one():
     """The sweep's modules in their layer order (the package docstring's): each imports only
-    modules before it, none is over 300 lines, and none reaches up into the CLI."""
+    modules before it, none of the engine's is over 300 lines, and none reaches up into the CLI."""
     import ast
     from pathlib import Path
 
-    order = ["sampling", "state", "kernel", "pilot", "decision", "results", "driver"]
+    order = ["scenario", "accumulators", "sampling", "state", "kernel", "pilot", "decision", "results", "driver"]
     pkg = Path(sw.__file__).parent
     assert sorted(p.stem for p in pkg.glob("*.py") if p.stem != "__init__") == sorted(order)
     for i, name in enumerate(order):
         src = (pkg / f"{name}.py").read_text()
-        assert len(src.splitlines()) <= 300, name
+        assert name == "scenario" or len(src.splitlines()) <= 300, name
         for node in ast.walk(ast.parse(src)):
             if isinstance(node, ast.ImportFrom) and node.level == 1:
                 mods = [node.module] if node.module else [a.name for a in node.names]
                 assert all(m in order[:i] for m in mods), (name, mods)
             if isinstance(node, ast.ImportFrom) and node.level == 2:
-                assert node.module not in ("cli", "report", "plots"), (name, node.module)
+                assert not (node.module or "").startswith("cli"), (name, node.module)
         assert sw.__doc__.index(f"``{name}``") >= 0

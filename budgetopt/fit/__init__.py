@@ -1,0 +1,20 @@
+"""A team's runs: read them, fit laws to them, forecast from them, and design the ladder of
+runs before training it. Modules, lowest first (none imports a module after it):
+
+- ``runs``: a runs CSV as ``Runs``; the fitting approaches; padding and bootstrap weights;
+- ``vpnls``: variable projection, vmapped over ladders (`fit --approach vpnls`);
+- ``approach2``: isoFLOP parabolas (`fit --approach 2`);
+- ``approach3``: the Huber fit from 4500 starts, with bootstrap (`fit --approach 3`);
+- ``fitting``: `budgetopt fit` — one approach or all three, per group, with diagnostics;
+- ``forecast``: `budgetopt forecast` — compute -> loss -> downstream metric, with an interval;
+- ``ladder``: `budgetopt ladder` — which ladder of small runs to train, by simulation.
+"""
+
+from ..core.lazy import lazy_face
+
+__getattr__, __dir__, __all__ = lazy_face(__name__, {
+    "APPROACHES": "runs", "Runs": "runs", "read_groups": "runs",
+    "fit_file": "fitting", "fit_groups": "fitting", "FitRecord": "fitting",
+    "forecast_metric": "forecast", "forecast_file": "forecast", "forecast_preset": "forecast", "Forecast": "forecast",
+    "design_ladders": "ladder", "Design": "ladder", "Noise": "ladder", "LadderDesigns": "ladder",
+})
