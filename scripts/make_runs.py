@@ -43,7 +43,8 @@ def main(argv=None):
     ap.add_argument("--noise", type=float, default=0.005)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sizes", type=int, default=9, help="model sizes per compute budget")
-    ap.add_argument("--metric", action="store_true", help="add avg_err from the law's published link (e.g. gadre2024-rpj)")
+    ap.add_argument("--metric", action="store_true",
+                    help="add avg_err from the law's published link (e.g. gadre2024-rpj)")
     ap.add_argument("--metric-noise", type=float, default=0.005)
     args = ap.parse_args(argv)
     from budgetopt.model.laws import get_preset

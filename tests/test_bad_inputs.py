@@ -23,7 +23,8 @@ CORPUS = Path(__file__).parent / "bad_inputs"
 CASES = tomllib.loads((CORPUS / "cases.toml").read_text())["case"]
 runner = CliRunner()
 
-_VALID = {"toml": '[budget]\nflops = 1e23\n', "json": '{"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}\n',
+_VALID = {"toml": '[budget]\nflops = 1e23\n',
+          "json": '{"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}\n',
           "csv": (CORPUS / "files" / "runs_good.csv").read_text(), "npz": ""}
 
 

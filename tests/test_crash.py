@@ -78,12 +78,14 @@ def test_sweep_killed_again_and_again_resumes_to_the_uninterrupted_result(tmp_pa
                 time.sleep(0.002)
             time.sleep(rng.uniform(0.0, 0.01))
         pos = _position(ck)
-        assert p.poll() is None, f"attempt {attempt}: the run ended before its signal ({p.returncode}): {p.stderr.read()}"
+        assert p.poll() is None, (f"attempt {attempt}: the run ended before its signal ({p.returncode}): "
+                                  f"{p.stderr.read()}")
         assert pos is None or pos <= 0.4 * n, f"attempt {attempt}: too little work left to kill mid-run ({pos})"
         p.send_signal(sig)
         _, err = p.communicate(timeout=300)
         kills[sig] += 1
-        assert not out.exists(), f"attempt {attempt} ({sig!r} at {pos}) was killed but wrote a result: {p.returncode} {err}"
+        assert not out.exists(), (f"attempt {attempt} ({sig!r} at {pos}) was killed but wrote a result: "
+                                  f"{p.returncode} {err}")
         if ck.exists():
             positions.append(_checkpoint_position(ck))
         if sig == signal.SIGINT:
@@ -154,11 +156,13 @@ def test_ctrl_c_in_the_first_second_always_ends_with_one_line_and_exit_130(tmp_p
 def test_fit_killed_at_random_points_leaves_the_old_output_or_the_new_one(tmp_path):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("make_runs", Path(__file__).parent.parent / "scripts" / "make_runs.py")
+    spec = importlib.util.spec_from_file_location("make_runs",
+                                                  Path(__file__).parent.parent / "scripts" / "make_runs.py")
     make_runs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_runs)
     runs = tmp_path / "runs.csv"
-    rows = make_runs.make_runs(E=1.8, A=480.0, B=2100.0, alpha=0.35, beta=0.37, sizes_per_budget=10, noise=0.002, seed=4)
+    rows = make_runs.make_runs(E=1.8, A=480.0, B=2100.0, alpha=0.35, beta=0.37, sizes_per_budget=10, noise=0.002,
+                               seed=4)
     runs.write_text("params,tokens,flops,loss\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
     law = tmp_path / "law.json"
     old = '{"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}\n'
@@ -188,11 +192,12 @@ def test_fit_killed_at_random_points_leaves_the_old_output_or_the_new_one(tmp_pa
     r = cli(args, env=env)  # a fit has no resume: a rerun is the uninterrupted result, bit for bit
     assert r.returncode == 0, r.stderr
     full = json.loads(law.read_text())
-    again = json.loads(cli(args, env=env).stdout)
+    again = json.loads(cli([*args, "-f", "json"], env=env).stdout)  # the report in JSON is the law's record
     for k in ("E", "A", "B", "alpha", "beta", "bootstrap"):
         assert full[k] == again[k]
     if finished is not None:
-        assert {k: finished[k] for k in ("E", "A", "B", "alpha", "beta")} == {k: full[k] for k in ("E", "A", "B", "alpha", "beta")}
+        law_keys = ("E", "A", "B", "alpha", "beta")
+        assert {k: finished[k] for k in law_keys} == {k: full[k] for k in law_keys}
 
 
 # ---------------------------------------------------------------------------------------------- the writer itself

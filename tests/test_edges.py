@@ -60,7 +60,8 @@ def test_a_fixed_count_is_used_as_given():
     sc = scn.from_dict({"budget": {"gpu": "h100-sxm", "count": 3, "hours": 100, "mfu": 0.5}})
     lo, hi = sample_indices(0, 8)
     log_c = np.asarray(make_sampler(sc, jnp.float64)(lo, hi).budget.log_c)
-    np.testing.assert_allclose(np.exp(log_c), 3 * 989e12 * 3600 * 100 * 0.5, rtol=1e-12)  # the catalog's dense bf16 peak
+    np.testing.assert_allclose(np.exp(log_c), 3 * 989e12 * 3600 * 100 * 0.5,
+                               rtol=1e-12)  # the catalog's dense bf16 peak
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,7 +85,8 @@ def test_a_flag_without_effect_is_checked_and_named():
 
 @pytest.mark.parametrize("name,command,flag", [
     ("max_params", None, "--max-params"), ("law_params.E", None, "--law-params.E"), ("output", None, "-o"),
-    ("runs", "fit", "RUNS"), ("results", "merge", "FILES"), ("flops", "convert", "VALUE"), ("flops", "optimize", "--flops"),
+    ("runs", "fit", "RUNS"), ("results", "merge", "FILES"), ("flops", "convert", "VALUE"),
+    ("flops", "optimize", "--flops"),
     ("--sweep", None, "--sweep"), ("SCENARIO", None, "SCENARIO"), ("sweep_file", "plot", "--sweep"),
 ])
 def test_flag_of(name, command, flag):
@@ -96,7 +98,8 @@ def test_parameter_errors_name_parameters_and_rename_at_the_edge():
         Constraints(max_epochs=2.0)
     assert e.value.field == "max_epochs" and "needs unique_tokens" in e.value.message
     cli = e.value.rename(flag_of)
-    assert (cli.field, cli.message) == ("--max-epochs", "needs --unique-tokens (epochs are counted over the unique data)")
+    assert (cli.field, cli.message) == ("--max-epochs",
+                                        "needs --unique-tokens (epochs are counted over the unique data)")
     toml = e.value.rename(scn.toml_path_of)
     assert (toml.field, toml.message) == ("constraints.max_epochs",
                                           "needs data.unique_tokens (epochs are counted over the unique data)")

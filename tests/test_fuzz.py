@@ -63,7 +63,8 @@ budget_tables = st.one_of(
 documents = st.fixed_dictionaries({}, optional={
     "samples": st.one_of(st.integers(-5, 10**14), scalars), "seed": st.one_of(st.integers(-5, 2**32), scalars),
     "name": scalars, "law": st.one_of(law_tables, scalars), "budget": budget_tables,
-    "data": section(["unique_tokens"]), "constraints": section(["max_params", "max_tokens", "max_epochs", "inference_tokens"]),
+    "data": section(["unique_tokens"]),
+    "constraints": section(["max_params", "max_tokens", "max_epochs", "inference_tokens"]),
     "recommend": section(["candidates", "risk", "refine"]), "extra": scalars})
 
 
@@ -95,9 +96,9 @@ def test_scenario_documents_validate_or_raise_input_error(doc):
 
 
 EXAMPLES = [resources.files("budgetopt").joinpath(f"data/scenarios/{n}.toml").read_text() for n in scn.example_names()]
+_PIECES = list('=[]{}"\'#.,-_ \n\t0123456789eEabcxyz\\') + ["nan", "inf", "1e999", "\x00", "é"]
 mutations = st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(["insert", "delete", "replace"]),
-                               st.sampled_from(list('=[]{}"\'#.,-_ \n\t0123456789eEabcxyz\\') + ["nan", "inf", "1e999", "\x00", "é"])),
-                     min_size=1, max_size=6)
+                               st.sampled_from(_PIECES)), min_size=1, max_size=6)
 
 
 def mutate(text: str, ops) -> str:
@@ -143,7 +144,8 @@ tables = st.one_of(st.lists(rows, min_size=5, max_size=12), st.lists(rows, max_s
 headers = st.one_of(
     st.sampled_from([["params", "tokens", "loss"], ["params", "flops", "loss"], ["loss", "x", "params", "tokens"]]),
     st.permutations(["params", "tokens", "loss", "flops"]),
-    st.lists(st.sampled_from(["params", "tokens", "flops", "loss", " loss ", "PARAMS", "x", "", '"tokens"']), max_size=5))
+    st.lists(st.sampled_from(["params", "tokens", "flops", "loss", " loss ", "PARAMS", "x", "", '"tokens"']),
+             max_size=5))
 
 
 @given(headers, tables, st.sampled_from([",", ";", "\t", ", "]),
@@ -169,8 +171,10 @@ def test_random_bytes_as_a_csv(data):
 
 # ---------------------------------------------------------------------------------------------- law files
 
-json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.floats(-1e3, 1e3), st.integers(-10, 10**30), st.text(max_size=5)),
-                           lambda inner: st.one_of(st.lists(inner, max_size=6), st.dictionaries(st.text(max_size=4), inner, max_size=4)),
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.floats(-1e3, 1e3), st.integers(-10, 10**30),
+                                     st.text(max_size=5)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=6),
+                                                   st.dictionaries(st.text(max_size=4), inner, max_size=4)),
                            max_leaves=40)
 _law_value = st.one_of(st.floats(0.01, 5000), st.floats(0.01, 5000), json_values)
 law_docs = st.tuples(
@@ -226,13 +230,15 @@ def optimize_args(draw):
     mode = draw(st.sampled_from(["flops", "gpu", "target"]))
     names = {"flops": ["--flops"], "target": ["--target-loss"], "gpu": ["--count", "--hours", "--mfu"]}[mode]
     names += sorted(draw(st.sets(st.sampled_from(["--max-params", "--max-tokens", "--unique-tokens", "--max-epochs",
-                                                  "--inference-tokens", "--price-per-hour", "--flops", "--mfu"]), max_size=3)))
+                                                  "--inference-tokens", "--price-per-hour", "--flops", "--mfu"]),
+                                 max_size=3)))
     args = {n: draw(PLAUSIBLE[n]) for n in names}
     if draw(st.integers(0, 2)) == 0:
         args[draw(st.sampled_from(sorted(args)))] = draw(junk_values)
     if mode == "gpu":
         args["--gpu"] = "h100-sxm"
-    law = draw(st.sampled_from([None, "hoffmann2022", "besiroglu2024", "muennighoff2023", "kaplan2020", "tokens-per-param"]))
+    law = draw(st.sampled_from([None, "hoffmann2022", "besiroglu2024", "muennighoff2023", "kaplan2020",
+                                "tokens-per-param"]))
     out = ["optimize", "-f", "json"] + [x for kv in args.items() for x in kv]
     return out + (["--law", law] if law else [])
 
@@ -252,7 +258,8 @@ def test_optimize_flags_exit_0_1_or_2_cleanly(args):
     if rec.get("loss") is not None:
         assert math.isfinite(rec["loss"]), (args, rec)
     # the answer spends the budget: 6 N D (+ 2 N D_inf serving) + what caps leave unused = C
-    spent = 6 * rec["params"] * rec["tokens"] + 2 * rec["params"] * rec.get("inference_tokens", 0.0) + rec.get("unused_flops", 0.0)
+    spent = 6 * rec["params"] * rec["tokens"] + 2 * rec["params"] * rec.get("inference_tokens",
+                                                                            0.0) + rec.get("unused_flops", 0.0)
     assert spent == pytest.approx(rec["flops"], rel=1e-6), (args, rec)
     if r.exit_code == 1:
         assert rec["converged"] is False and "did not converge" in r.stderr
@@ -275,7 +282,8 @@ def test_the_grammars_reach_past_validation():
               settings=settings(max_examples=5000, database=None))
     assert isinstance(sc, dict) and "budget" in sc
     text = find(st.tuples(headers, tables),
-                _accepts(lambda hr: read_runs(_load_text("\n".join(",".join(r) for r in [hr[0]] + hr[1]).encode(), "ok.csv"))),
+                _accepts(lambda hr: read_runs(_load_text("\n".join(",".join(r) for r in [hr[0]] + hr[1]).encode(),
+                                                         "ok.csv"))),
                 settings=settings(max_examples=5000, database=None))
     assert len(text[1]) >= 5
     law = find(law_docs, _accepts(lambda d: law_from_file(_load_text(json.dumps(d).encode(), "ok.json"))),

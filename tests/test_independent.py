@@ -130,7 +130,7 @@ def test_approach2_vertices_are_numpys_parabolas(noise_free):
     assert r["a"] == pytest.approx(a, rel=1e-6) and r["b"] == pytest.approx(1 - a, rel=1e-6)
 
 
-# ---------------------------------------------------------------------------------------------- penalties and multipliers
+# --------------------------------------------------------------------------------------- penalties and multipliers
 
 def test_loss_penalty_against_numpy():
     """Caps at N = 1e10, D = 1e12 under 1e24 FLOPs: the loss there minus the free optimum's,
@@ -214,13 +214,15 @@ def test_the_audit_verdict_flips_at_the_125_boundary():
 
 def test_price_per_hour_is_device_hours_times_price():
     r = run_json("optimize", "--gpu", "h100-sxm", "--count", "1024", "--days", "30", "--price-per-hour", "2.5")
-    assert r["gpu_hours"] == pytest.approx(1024 * 720, rel=1e-12) and r["cost"] == pytest.approx(1024 * 720 * 2.5, rel=1e-12)
+    assert r["gpu_hours"] == pytest.approx(1024 * 720,
+                                           rel=1e-12) and r["cost"] == pytest.approx(1024 * 720 * 2.5, rel=1e-12)
 
 
 def test_max_epochs_binds_tokens_at_epochs_times_unique():
     free = run_json("optimize", "--flops", "1e24", "--unique-tokens", "1e11", "--law", "muennighoff2023")
     assert free["epochs"] > 4  # so a cap of 4 epochs binds
-    r = run_json("optimize", "--flops", "1e24", "--unique-tokens", "1e11", "--max-epochs", "4", "--law", "muennighoff2023")
+    r = run_json("optimize", "--flops", "1e24", "--unique-tokens", "1e11", "--max-epochs", "4", "--law",
+                 "muennighoff2023")
     assert r["tokens"] == pytest.approx(4e11, rel=1e-9) and r["epochs"] == pytest.approx(4, rel=1e-9)
 
 
@@ -286,7 +288,8 @@ def test_fit_filters_and_options_through_the_cli(tmp_path):
 
 
 def test_sweep_shards_and_merge_table_through_the_cli(tmp_path):
-    base = ["sweep", "--example", "h100-cluster", "--samples", "30000", "--candidates", "8", "-q", "--chunk-size", "8192"]
+    base = ["sweep", "--example", "h100-cluster", "--samples", "30000", "--candidates", "8", "-q", "--chunk-size",
+            "8192"]
     whole = run_json(*base)
     parts = []
     for i in range(3):

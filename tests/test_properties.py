@@ -116,7 +116,8 @@ def test_data_constrained_never_beats_the_base_law(p, log10c, log10u):
     assert np.all(np.diff(loss) <= 1e-9 * loss[1:]), loss  # more compute never hurts
     free = np.asarray(allocate(base, Budget(log_c(log10c)), method="closed").loss)
     assert np.all(loss >= free * (1 - 1e-12)), (loss, free)
-    a32 = allocate(jax_tree_f32(dc), Budget(log_c(log10c, jnp.float32), log_u=jnp.asarray(log10u * math.log(10.0), jnp.float32)))
+    a32 = allocate(jax_tree_f32(dc),
+                   Budget(log_c(log10c, jnp.float32), log_u=jnp.asarray(log10u * math.log(10.0), jnp.float32)))
     assert_finite(a32)
     # float32 finds the same loss; N itself is not identifiable where the loss is flat
     np.testing.assert_allclose(np.asarray(a32.loss, np.float64), loss, rtol=1e-5)
@@ -129,7 +130,8 @@ def test_caps_leave_compute_unused_never_overspent(p, log10c, log10cap):
     a = allocate(parametric(p), Budget(log_c(log10c), log_n_max=cap, log_d_max=cap + 2.0), method="solve")
     assert_finite(a)
     n, d = np.exp(np.asarray(a.log_n)), np.exp(np.asarray(a.log_d))
-    assert np.all(n <= 10.0 ** log10cap * (1 + 1e-9)) and np.all(d <= 10.0 ** (log10cap + 2 / math.log(10)) * (1 + 1e-9))
+    assert np.all(n <= 10.0 ** log10cap * (1 + 1e-9))
+    assert np.all(d <= 10.0 ** (log10cap + 2 / math.log(10)) * (1 + 1e-9))
     used = np.exp(np.asarray(a.log_c_used))
     np.testing.assert_allclose(6.0 * n * d, used, rtol=1e-6)
     assert np.all(used <= 10.0 ** np.array(log10c) * (1 + 1e-9))

@@ -53,7 +53,8 @@ def runs_csv(tmp_path_factory):
 
 @pytest.mark.parametrize("args", [
     ["--flops", "1e23"], ["--flops", "1e23", "--law", "tokens-per-param"], ["--target-loss", "2.1"],
-    ["--flops", "1e24", "--unique-tokens", "1e11", "--max-epochs", "4"], ["--flops", "1e24", "--inference-tokens", "1e12"],
+    ["--flops", "1e24", "--unique-tokens", "1e11", "--max-epochs", "4"],
+    ["--flops", "1e24", "--inference-tokens", "1e12"],
     ["--gpu", "h100-sxm", "--count", "64", "--days", "10", "--price-per-hour", "2", "--grid-intensity", "0.4"],
 ])
 def test_optimize(args):
@@ -106,6 +107,8 @@ def test_sweep_and_merge(tmp_path):
     shards = []
     for i in range(2):
         out = tmp_path / f"s{i}.json"
-        assert runner.invoke(app, ["sweep", str(scenario), "-q", "--shard", f"{i}/2", "-f", "json", "-o", str(out)]).exit_code == 0
+        assert runner.invoke(app,
+                             ["sweep", str(scenario), "-q", "--shard", f"{i}/2", "-f", "json", "-o",
+                              str(out)]).exit_code == 0
         shards.append(out)
     _conforms(_json(["merge", *shards]), SweepResult)

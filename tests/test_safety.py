@@ -91,10 +91,11 @@ def test_files_are_written_only_where_asked(tmp_path):
     work, home = tmp_path / "work", tmp_path / "home"
     work.mkdir()
     home.mkdir()
-    (work / "runs.csv").write_text("params,tokens,loss\n" + "".join(
-        f"{n:.3g},{d:.3g},{1.69 + 406.4 / n**0.34 + 410.7 / d**0.28:.5f}\n" for n in (1e8, 3e8, 1e9) for d in (2e9, 6e9, 2e10)))
+    rows = [(n, d, 1.69 + 406.4 / n**0.34 + 410.7 / d**0.28) for n in (1e8, 3e8, 1e9) for d in (2e9, 6e9, 2e10)]
+    (work / "runs.csv").write_text("params,tokens,loss\n" + "".join(f"{n:.3g},{d:.3g},{y:.5f}\n" for n, d, y in rows))
     # BUDGETOPT_CACHE_DIR unset: the default cache location is what is under test
-    env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "MPLCONFIGDIR": str(home / ".cache" / "matplotlib"),
+    env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"),
+           "MPLCONFIGDIR": str(home / ".cache" / "matplotlib"),
            "TMPDIR": str(tmp_path / "tmp"), "BUDGETOPT_CACHE_DIR": None}
     (tmp_path / "tmp").mkdir()
     commands = [
@@ -104,7 +105,7 @@ def test_files_are_written_only_where_asked(tmp_path):
         (["fit", "runs.csv", "-o", "out/fit.txt", "--law-out", "out/law.json"], {"out/fit.txt", "out/law.json"}),
         (["audit", "-o", "out/audit.csv", "-f", "csv"], {"out/audit.csv"}),
         (["plot", "frontier", "-o", "out/frontier.svg"], {"out/frontier.svg"}),
-        (["merge", "out/sweep.json", "-o", "out/merged.json"], {"out/merged.json"}),
+        (["merge", "out/sweep.json", "-f", "json", "-o", "out/merged.json"], {"out/merged.json"}),
     ]
     (work / "out").mkdir()
     expected = {"runs.csv"}

@@ -78,4 +78,5 @@ def test_two_processes_under_jax_distributed_at_1e7_samples_match_one(tmp_path):
             raise AssertionError(errs)
     dist = json.loads(out.read_text())
     assert dist["run"]["processes"] == 2 and dist["run"]["devices"] == 2
-    assert json.dumps(strip_run(dist), sort_keys=True) == json.dumps(strip_run(json.loads(single.stdout)), sort_keys=True)
+    assert json.dumps(strip_run(dist), sort_keys=True) == json.dumps(strip_run(json.loads(single.stdout)),
+                                                                     sort_keys=True)

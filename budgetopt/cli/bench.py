@@ -43,6 +43,8 @@ def quick(samples: float = 2_000_000, problems: float = 1 << 20) -> dict:
                jnp.asarray(rng.uniform(math.log(1e9), math.log(1e14), solver_problems), jnp.float32))
     t_solve = _median_time(lambda: jax.block_until_ready(allocate(law, b)))
     return {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-            "device_kinds": sorted({getattr(d, "device_kind", "") for d in jax.devices()}), "jax_version": jax.__version__,
+            "device_kinds": sorted({getattr(d, "device_kind", "") for d in jax.devices()}),
+            "jax_version": jax.__version__,
             "sweep_samples": sweep_samples, "sweep_seconds": t_sweep, "sweep_samples_per_s": sweep_samples / t_sweep,
-            "solver_problems": solver_problems, "solver_seconds": t_solve, "solver_problems_per_s": solver_problems / t_solve}
+            "solver_problems": solver_problems, "solver_seconds": t_solve,
+            "solver_problems_per_s": solver_problems / t_solve}

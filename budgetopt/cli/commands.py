@@ -110,8 +110,8 @@ class _OneLineErrors(TyperGroup):
         except Exception as e:  # a bug, not bad input: say so in one line, keep the traceback on request
             if os.environ.get("BUDGETOPT_DEBUG"):
                 raise
-            print(f"internal error: {type(e).__name__}: {e} (a bug in budgetopt; rerun with BUDGETOPT_DEBUG=1 "
-                  "for the traceback, and please report it)", file=sys.stderr)
+            print(f"internal error: {type(e).__name__}: {e} (a bug in budgetopt; rerun with BUDGETOPT_DEBUG=1 for the "
+                  "traceback, and please report it)", file=sys.stderr)
             sys.exit(EXIT_INTERNAL)
         if rv == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into exit code 130
             _interrupted("interrupted")
@@ -169,8 +169,9 @@ InferenceTokens = Annotated[float | None, number_option("--inference-tokens", "c
 
 @app.command("optimize")
 def optimize_command(
-    flops: Flops = None, gpu: Gpu = None, count: DeviceCount = None, hours: Hours = None, days: Days = None, mfu: Mfu = None,
-    dtype: Dtype = None, law: LawPreset = None, law_params: LawParams = None, law_file: LawFile = None, ratio: Ratio = None,
+    flops: Flops = None, gpu: Gpu = None, count: DeviceCount = None, hours: Hours = None, days: Days = None,
+    mfu: Mfu = None, dtype: Dtype = None,
+    law: LawPreset = None, law_params: LawParams = None, law_file: LawFile = None, ratio: Ratio = None,
     unique_tokens: UniqueTokens = None, max_params: MaxParams = None, max_tokens: MaxTokens = None,
     max_epochs: MaxEpochs = None, inference_tokens: InferenceTokens = None,
     target_loss: Annotated[float | None, number_option("--target-loss", "plain", "instead of a budget: the loss to "
@@ -207,7 +208,8 @@ def plan_command(
     hours: Hours = None, days: Days = None, mfu: Mfu = None, dtype: Dtype = None, law: LawPreset = None,
     law_params: LawParams = None, law_file: LawFile = None, unique_tokens: UniqueTokens = None,
     max_params: MaxParams = None, max_tokens: MaxTokens = None,
-    n_layer: Annotated[int | None, typer.Option(help="shape: layers \\[default: the llama-style shape nearest N]")] = None,
+    n_layer: Annotated[int | None,
+                       typer.Option(help="shape: layers \\[default: the llama-style shape nearest N]")] = None,
     d_model: Annotated[int | None, typer.Option(help="shape: hidden size")] = None,
     n_heads: Annotated[int | None, typer.Option(help="shape: attention heads \\[default: d_model / 128]")] = None,
     n_kv_heads: Annotated[int | None, typer.Option(help="shape: key/value heads (grouped-query attention) "
@@ -218,21 +220,25 @@ def plan_command(
     vocab: Annotated[int, typer.Option(help="vocabulary size")] = 32_000,
     untied: Annotated[bool, typer.Option("--untied/--tied", help="output head untied from the embeddings")] = True,
     seq_len: Annotated[int, typer.Option(help="training sequence length (context)")] = 4096,
-    dp: Annotated[int | None, typer.Option(help="data-parallel degree \\[default: --count / (tp x pp), else 1]")] = None,
+    dp: Annotated[int | None,
+                  typer.Option(help="data-parallel degree \\[default: --count / (tp x pp), else 1]")] = None,
     tp: Annotated[int, typer.Option(help="tensor-parallel degree")] = 1,
     pp: Annotated[int, typer.Option(help="pipeline-parallel degree")] = 1,
     zero: Annotated[int, typer.Option(help="ZeRO stage 0-3 (3 = FSDP)")] = 1,
     micro_batch: Annotated[int, typer.Option(help="sequences per device per micro-step")] = 1,
     recompute: Annotated[str, typer.Option(help="activation recomputation: none | full")] = "none",
-    flash: Annotated[bool, typer.Option("--flash/--no-flash", help="flash attention (no stored attention scores)")] = True,
+    flash: Annotated[bool,
+                     typer.Option("--flash/--no-flash", help="flash attention (no stored attention scores)")] = True,
     reserve_gb: Annotated[float, typer.Option(help="device memory kept free for the framework and buffers (GB)")] = 4.0,
     flops_convention: Annotated[str, typer.Option(help="FLOPs per token for device time: "
                                                   "6n | kaplan | deepseek | chinchilla")] = "chinchilla",
-    batch_law: Annotated[str, typer.Option(help="batch size and learning rate: deepseek2024 | steplaw2025")] = "deepseek2024",
+    batch_law: Annotated[str, typer.Option(help="batch size and learning rate: deepseek2024 | "
+                                           "steplaw2025")] = "deepseek2024",
     price_per_hour: Price = None, pue: Pue = None, power_watts: Power = None, grid_intensity: GridIntensity = None,
     hardware_file: HardwareFile = None, fmt: Fmt = "table", output: Out = None,
 ):
-    """What do we launch? A budget's model as a shape, its real FLOPs, memory per device, batch and learning rate, energy."""
+    """What do we launch? A budget's model as a shape, its real FLOPs, memory per device, batch and learning rate,
+    energy."""
     from ..core import runtime
     from ..model.hardware import cluster_from
     from ..model.laws import resolve_law
@@ -246,13 +252,13 @@ def plan_command(
     cluster, unused = cluster_from(gpu, dtype=dtype, count=count, hours=hours, days=days, mfu=mfu,
                                    price_per_hour=price_per_hour, pue=pue, power_watts=power_watts,
                                    grid_intensity=grid_intensity, hardware_file=hardware_file)
-    shape = shape_from(n_layer, d_model, n_heads, n_kv_heads=n_kv_heads, d_ff=d_ff, ffn=ffn, vocab=vocab, tied=not untied,
-                       seq_len=seq_len)
+    shape = shape_from(n_layer, d_model, n_heads, n_kv_heads=n_kv_heads, d_ff=d_ff, ffn=ffn, vocab=vocab,
+                       tied=not untied, seq_len=seq_len)
     layout = Layout(dp=dp or 1, tp=tp, pp=pp, zero=zero, micro_batch=micro_batch, recompute=recompute, flash=flash)
     cons = Constraints(unique_tokens=unique_tokens, max_params=max_params, max_tokens=max_tokens)
     with runtime.precision("plan"):
-        rec = launch_plan(spec, flops=flops, cluster=cluster, constraints=cons, params=params, tokens=tokens, shape=shape,
-                          seq_len=seq_len, vocab=vocab, ffn=ffn, tied=not untied, layout=layout,
+        rec = launch_plan(spec, flops=flops, cluster=cluster, constraints=cons, params=params, tokens=tokens,
+                          shape=shape, seq_len=seq_len, vocab=vocab, ffn=ffn, tied=not untied, layout=layout,
                           convention=flops_convention, batch_law=batch_law, reserve_gb=reserve_gb,
                           price_per_hour=price_per_hour)
     _no_effect(unused, "plan", "without --gpu")
@@ -406,7 +412,8 @@ def fit_command(
                                                  "\\[default: 5.76e23]")] = None,
     outlier_k: Annotated[float, typer.Option(help="flag runs whose residual is over K robust SDs (1.4826 MAD) from "
                                              "the median")] = 5.0,
-    exclude_outliers: Annotated[bool, typer.Option("--exclude-outliers", help="refit without the flagged runs")] = False,
+    exclude_outliers: Annotated[bool,
+                                typer.Option("--exclude-outliers", help="refit without the flagged runs")] = False,
     law_out: Annotated[Path | None, typer.Option("--law-out", help="also write the fitted law here (JSON, for "
                                                     "`--law-file` and a scenario's law.file)")] = None,
     fmt: Fmt = "table", output: Out = None,
@@ -418,9 +425,10 @@ def fit_command(
     check_outputs({"output": output, "law_out": law_out}, {"runs": runs})
     columns = parse_group(group)
     check_law_output(law_out, approach, bool(columns))
-    kw = dict(approach=approach, bootstrap=bootstrap, seed=seed, n_col=n_col, d_col=d_col, c_col=c_col, loss_col=loss_col,
-              drop_highest=drop_highest, loss_min=loss_min, loss_max=loss_max, delta=delta, tolerance=tolerance,
-              where=parse_where(where or []), target=at, outlier_k=outlier_k, exclude_outliers=exclude_outliers)
+    kw = dict(approach=approach, bootstrap=bootstrap, seed=seed, n_col=n_col, d_col=d_col, c_col=c_col,
+              loss_col=loss_col, drop_highest=drop_highest, loss_min=loss_min, loss_max=loss_max, delta=delta,
+              tolerance=tolerance, where=parse_where(where or []), target=at, outlier_k=outlier_k,
+              exclude_outliers=exclude_outliers)
     res = fit_groups(runs, columns, **kw) if columns else fit_file(runs, **kw)
     if law_out is not None:
         write_atomic(law_out, to_json(res), "law_out")
@@ -490,7 +498,8 @@ def ladder_command(
     """Which ladder of small runs should we train? Simulate each design's forecast of N* at --at."""
     from ..core import runtime
 
-    check_outputs({"output": output}, {k: v for k, v in (("designs", designs), ("law_file", law_file)) if v is not None})
+    check_outputs({"output": output},
+                  {k: v for k, v in (("designs", designs), ("law_file", law_file)) if v is not None})
     runtime.split_host(host_devices)
     runtime.use_compile_cache()
     from ..fit.ladder import Noise, design_ladders, read_designs
@@ -535,7 +544,8 @@ def audit_command(
         rows = audit_models(models, spec, near_multiplier, near_ratio)
     cols, notes = audit_notes(spec, near_multiplier, near_ratio, rows)
     return respond("audit", rows, fmt, output, title=f"budgetopt audit — law {spec.name}: {spec.describe()}",
-                   columns=cols, notes=notes, optional=["loss", "tokens_per_param", "optimal_tokens", "flops", "loss_gap"])
+                   columns=cols, notes=notes,
+                   optional=["loss", "tokens_per_param", "optimal_tokens", "flops", "loss_gap"])
 
 
 @app.command("plot")

@@ -100,7 +100,8 @@ HostDevices = Annotated[int | None, typer.Option("--host-devices", help="split a
 # ---------------------------------------------------------------------------------------------
 # The law and the constraints
 
-LawPreset = Annotated[str | None, typer.Option("--law", help="law preset (see `budgetopt laws`) \\[default: besiroglu2024]")]
+LawPreset = Annotated[str | None,
+                      typer.Option("--law", help="law preset (see `budgetopt laws`) \\[default: besiroglu2024]")]
 LawParams = Annotated[str | None, typer.Option("--law-params", help="own parametric law: "
                                                   "E=..,A=..,B=..,alpha=..,beta=..")]
 LawFile = Annotated[Path | None, typer.Option("--law-file", help="law file (JSON from `budgetopt fit --law-out`, "

@@ -46,7 +46,8 @@ def _optimum(spec, log_c: np.ndarray):
     from ..model.laws import to_array_law
 
     a = allocate(to_array_law(spec.params), Budget(jnp.asarray(log_c)), method=method_for(spec.params))
-    return np.exp(np.asarray(a.log_n, np.float64)), np.exp(np.asarray(a.log_d, np.float64)), np.asarray(a.loss, np.float64)
+    n, d, loss = (np.asarray(v, np.float64) for v in (a.log_n, a.log_d, a.loss))
+    return np.exp(n), np.exp(d), loss
 
 
 def _band(spec, log_c: np.ndarray, draws: int = 2000, seed: int = 0):
@@ -92,7 +93,8 @@ def frontier(specs, cmin=1e18, cmax=1e27, models=True, width=11.0, height=4.8):
                     key=lambda m: (m.flops or 6 * m.params * m.tokens, m.name))
         shown = [(i + 1, m, m.flops or 6 * m.params * m.tokens) for i, m in enumerate(ms)]
         for ax, y in ((ax_n, "params"), (ax_d, "tokens")):
-            ax.scatter([c for _, _, c in shown], [getattr(m, y) for _, m, _ in shown], marker="*", s=40, color="k", zorder=5)
+            ax.scatter([c for _, _, c in shown], [getattr(m, y) for _, m, _ in shown], marker="*", s=40, color="k",
+                       zorder=5)
     for ax, what in ((ax_n, "parameters N"), (ax_d, "training tokens D")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -211,7 +213,8 @@ def _log_x(ax) -> None:
     lo, hi = ax.get_xlim()
     if hi / lo < 100:
         ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-        ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(float("inf"), float("inf"))))
+        ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False,
+                                                             minor_thresholds=(float("inf"), float("inf"))))
     else:
         ax.xaxis.set_minor_formatter(NullFormatter())
 
@@ -259,7 +262,8 @@ def sweep(result: Any, width: float = 12.0, height: float = 4.2):
         ax.set_ylabel("regret vs hindsight optimum (nats)")
         ax.set_title("Robust choice of N", fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Sweep '{result.get('scenario', '')}': {result.get('samples', 0):,} samples, law {result.get('law', '')}",
+    fig.suptitle(f"Sweep '{result.get('scenario', '')}': {result.get('samples', 0):,} samples, law "
+                 f"{result.get('law', '')}",
                  fontsize=10)
     fig.tight_layout()
     return fig
@@ -295,13 +299,14 @@ def forecast(result: Any, width: float = 7.0, height: float = 4.8):
         theta = {k: lk[k] for k in LINK_PARAMS[lk["kind"]]}
         loss, metric = np.asarray(runs["loss"], np.float64), np.asarray(runs["metric"], np.float64)
     except (KeyError, TypeError):
-        raise ParameterError("forecast_file", "not a forecast JSON with runs (write one with "
-                                              "`budgetopt forecast RUNS ... -f json -o FILE`)") from None
+        raise ParameterError("forecast_file", "not a forecast JSON with runs (write one with `budgetopt forecast RUNS "
+                                              "... -f json -o FILE`)") from None
     fig, (ax,) = _fig(width, height, 1)
     left = min(loss.min(), lo["low"]) - 0.05
     xs = np.linspace(left, loss.max() + 0.05, 200)
     ax.scatter(loss, metric, s=14, color="0.35", label=f"runs ({len(loss)})", zorder=3)
-    ax.plot(xs, np.asarray(predict_link({"kind": lk["kind"], **theta}, xs)), color="C0", label=f"fitted {lk['kind']} link")
+    ax.plot(xs, np.asarray(predict_link({"kind": lk["kind"], **theta}, xs)), color="C0",
+            label=f"fitted {lk['kind']} link")
     ax.errorbar([lo["point"]], [me["point"]], xerr=[[lo["point"] - lo["low"]], [lo["high"] - lo["point"]]],
                 yerr=[[me["point"] - me["low"]], [me["high"] - me["point"]]], fmt="o", color="C3", capsize=4, zorder=4,
                 label=f"forecast, {result['level']:.0%} interval")
@@ -310,8 +315,8 @@ def forecast(result: Any, width: float = 7.0, height: float = 4.8):
     t = result["target"]
     ax.set_xlabel("loss (nats/token)")
     ax.set_ylabel(result.get("metric_col", "metric"))
-    ax.set_title(f"Forecast for N = {t['params']:.3g}, D = {t['tokens']:.3g} ({t['flops']:.2g} FLOPs)\n"
-                 f"{result['metric_col'] if 'metric_col' in result else 'metric'} = {me['point']:.3g} "
+    ax.set_title(f"Forecast for N = {t['params']:.3g}, D = {t['tokens']:.3g} ({t['flops']:.2g} "
+                 f"FLOPs)\n{result['metric_col'] if 'metric_col' in result else 'metric'} = {me['point']:.3g} "
                  f"[{me['low']:.3g}, {me['high']:.3g}]; law {result['law']}", fontsize=9)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
@@ -351,9 +356,10 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
                        label=f"--ladder-budget {result['ladder_budget']:.2g}" if ax is ax_r else None)
     rec = next((r for r in rows if r["design"] == result["recommended"]), None)
     if rec is not None:
-        ax_e.scatter([rec["cost_flops"]], [100 * rec["n_error_p95"]], marker="*", s=220, color="gold", edgecolors="k", zorder=4)
-        ax_r.scatter([rec["cost_flops"]], [rec["regret_p95"]], marker="*", s=220, color="gold", edgecolors="k", zorder=4,
-                     label=f"recommended: {rec['design']}")
+        ax_e.scatter([rec["cost_flops"]], [100 * rec["n_error_p95"]], marker="*", s=220, color="gold", edgecolors="k",
+                     zorder=4)
+        ax_r.scatter([rec["cost_flops"]], [rec["regret_p95"]], marker="*", s=220, color="gold", edgecolors="k",
+                     zorder=4, label=f"recommended: {rec['design']}")
         place_labels(ax_r, [(rec["cost_flops"], rec["regret_p95"])], [rec["design"]], fontsize=8)
     for p in points:
         ax_e.scatter([], [], color=colors[p], marker="o", s=28, label=f"{p} sizes/budget")
@@ -409,17 +415,18 @@ def memory_by_zero(shape, layout, device_gb: float, reserve_gb: float = 4.0, wid
     ax.text(len(recs) - 0.5, usable, f"usable: {usable:.0f} GB", ha="right", va="bottom", fontsize=8)
     ax.set_ylabel("memory per device (GB)")
     ax.set_xlabel(f"ZeRO stage: 1 shards optimizer states, 2 also gradients, 3 also weights, over dp = {layout.dp}")
-    ax.set_title(f"{shape.params()['total'] / 1e9:.0f}B parameters ({shape.n_layer} x {shape.d_model:,}), seq {shape.seq_len:,}, "
-                 f"tp {layout.tp} x pp {layout.pp}, micro-batch {layout.micro_batch}, recompute {layout.recompute}", fontsize=9)
+    ax.set_title(f"{shape.params()['total'] / 1e9:.0f}B parameters ({shape.n_layer} x {shape.d_model:,}), seq "
+                 f"{shape.seq_len:,}, tp {layout.tp} x pp {layout.pp}, micro-batch {layout.micro_batch}, recompute "
+                 f"{layout.recompute}", fontsize=9)
     ax.set_ylim(0, max(bottom.max(), usable) * 1.12)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig
 
 
-def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None = None, law_file: str | Path | None = None,
-         sweep_file: str | Path | None = None, runs: str | Path | None = None, min_flops: float = 1e18,
-         max_flops: float = 1e27, width: float = 0.0, height: float = 0.0, dpi: int = 100,
+def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None = None,
+         law_file: str | Path | None = None, sweep_file: str | Path | None = None, runs: str | Path | None = None,
+         min_flops: float = 1e18, max_flops: float = 1e27, width: float = 0.0, height: float = 0.0, dpi: int = 100,
          forecast_file: str | Path | None = None, ladder_file: str | Path | None = None) -> Path:
     """Draw figure ``kind`` (one of KINDS) and save it to ``output`` (PNG or SVG; default
     KIND.png); returns the path. ``law``: preset names (default hoffmann2022 and
@@ -440,7 +447,8 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
     if not (0 <= width <= 100 and 0 <= height <= 100):
         raise ParameterError("width", "width and height must be in (0, 100] inches")
     if not (0 < min_flops < max_flops and math.isfinite(max_flops)):
-        raise ParameterError("max_flops", f"need 0 < {{min_flops}} < {{max_flops}}, got {min_flops:g} and {max_flops:g}",
+        raise ParameterError("max_flops",
+                             f"need 0 < {{min_flops}} < {{max_flops}}, got {min_flops:g} and {max_flops:g}",
                              names=True)
     specs = [resolve_law(name) for name in (law or ["hoffmann2022", "besiroglu2024"])]
     if law_file is not None:
@@ -467,15 +475,18 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
                           layout=Layout(tp=8, recompute="full"))
         sh, lay = rec["shape"], rec["layout"]
         shape = Shape(**{f.name: sh[f.name] for f in dataclasses.fields(Shape)})
-        layout = Layout(dp=lay["dp"], tp=lay["tp"], pp=lay["pp"], micro_batch=lay["micro_batch"], recompute=lay["recompute"])
+        layout = Layout(dp=lay["dp"], tp=lay["tp"], pp=lay["pp"], micro_batch=lay["micro_batch"],
+                        recompute=lay["recompute"])
         fig = memory_by_zero(shape, layout, hw.accelerator.memory_gb, **size)
     elif kind == "ladder":
         if ladder_file is None:
-            raise ParameterError("ladder_file", "plot ladder needs a ladder JSON: `budgetopt ladder ... -f json -o FILE`")
+            raise ParameterError("ladder_file",
+                                 "plot ladder needs a ladder JSON: `budgetopt ladder ... -f json -o FILE`")
         fig = ladder(load_json(ladder_file, "ladder_file", "a ladder JSON output"), **size)
     elif kind == "forecast":
         if forecast_file is None:
-            raise ParameterError("forecast_file", "plot forecast needs a forecast JSON: `budgetopt forecast RUNS ... -f json -o FILE`")
+            raise ParameterError("forecast_file",
+                                 "plot forecast needs a forecast JSON: `budgetopt forecast RUNS ... -f json -o FILE`")
         fig = forecast(load_json(forecast_file, "forecast_file", "a forecast JSON output"), **size)
     else:
         if sweep_file is not None:

@@ -34,7 +34,8 @@ LABELS = {
     "unused_flops": "unused compute (FLOPs)", "loss_penalty": "loss above unconstrained optimum",
     "converged": "converged", "method": "method", "iterations": "solver iterations",
     "grad_norm": "|dL/dlog N| at answer", "gpu": "accelerator", "dtype": "dtype", "mfu": "MFU",
-    "count": "devices", "gpu_hours": "device-hours", "wall_days": "wall-clock days", "cost": "cost",
+    "count": "devices", "gpu_hours": "device-hours", "wall_days": "wall-clock days", "energy_kwh": "energy (kWh)",
+    "emissions_t": "emissions (t CO2e)", "cost": "cost",
     "target_loss": "target loss",
 }
 
@@ -87,8 +88,20 @@ def to_csv(rows: list[dict]) -> str:
     w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if v is None else json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in _clean(r).items()})
+        cells = _clean(r).items()
+        w.writerow({k: "" if v is None else json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in cells})
     return buf.getvalue()
+
+
+def _para(text: str, width: int | None = None) -> str:
+    """``text`` wrapped to ``width`` (default ``table_width()``) as lines of its own."""
+    return textwrap.fill(text, width or table_width()) + "\n"
+
+
+def warning_lines(warnings: Iterable[str], width: int | None = None, label: str = "") -> str:
+    """Each warning as ``warning: <label><text>``, wrapped to ``width`` (never at a hyphen)."""
+    return "".join(textwrap.fill(f"warning: {label}{w}", width or table_width(), break_on_hyphens=False) + "\n"
+                   for w in warnings)
 
 
 def table_width() -> int:
@@ -168,19 +181,21 @@ def record_table(record: dict, title: str | None = None, labels: dict[str, str] 
 def sweep_report(res: dict) -> str:
     """A sweep result as text: quantiles per quantity, then the robust recommendation with its
     Monte Carlo error, then how it ran."""
-    fmt = {"params": format_count, "tokens": format_count, "loss": lambda v: f"{v:.4f}",
-           "tokens_per_param": lambda v: format_float(v, 3), "flops": format_sci, "epochs": lambda v: format_float(v, 3),
-           "gpu_hours": format_count, "wall_days": lambda v: format_float(v, 3)}
+    three = lambda v: format_float(v, 3)  # noqa: E731
+    fmt = {"params": format_count, "tokens": format_count, "loss": lambda v: f"{v:.4f}", "tokens_per_param": three,
+           "flops": format_sci, "epochs": three, "gpu_hours": format_count, "wall_days": three}
     rows = [{"quantity": name, **{p: fmt[name](v) for p, v in q.items()}} for name, q in res["quantiles"].items()]
     text = to_table(rows, title=f"budgetopt sweep — {res['scenario']}: {res['samples']:,} samples, law {res['law']} "
                     f"(uncertainty: {res['uncertainty']}), converged {res['converged_fraction']:.2%}")
     rec = res.get("recommendation")
     if rec:
         lo, hi = rec["p95_regret_ci95"]
+        regret = f"{format_float(rec['expected_regret'], 3)} ± {format_float(rec['expected_regret_se'], 2)}"
+        p95 = f"{format_float(rec['p95_regret'], 3)} (95% CI {format_float(lo, 3)}–{format_float(hi, 3)})"
         r = {"recommended params": format_count(rec["params"]), "expected loss": f"{rec['expected_loss']:.4f}",
-             "expected regret (nats)": f"{format_float(rec['expected_regret'], 3)} ± {format_float(rec['expected_regret_se'], 2)}",
-             "p95 regret (nats)": f"{format_float(rec['p95_regret'], 3)} (95% CI {format_float(lo, 3)}–{format_float(hi, 3)})",
-             "P(regret < 1 %)": f"{rec['p_regret_below_1pct']:.2%}", "chosen by": f"{rec['risk']} loss, from {rec['from']}",
+             "expected regret (nats)": regret, "p95 regret (nats)": p95,
+             "P(regret < 1 %)": f"{rec['p_regret_below_1pct']:.2%}",
+             "chosen by": f"{rec['risk']} loss, from {rec['from']}",
              "scored on": f"1 in {rec['subsample']} samples ({rec['scored_samples']:,})"}
         text += to_table([{"quantity": k, "value": v} for k, v in r.items()],
                          title="Robust recommendation: commit to N before hours, MFU and the law are known")
@@ -189,13 +204,17 @@ def sweep_report(res: dict) -> str:
     if res.get("plan"):
         p = res["plan"]
         sh, mem, b = p["shape"], p["memory"], p["batch"]
-        plan = {"shape": f"{sh['n_layer']} layers x d {sh['d_model']:,}, {sh['n_heads']} heads, {sh['ffn']} {sh['d_ff']:,}",
-                "params (the shape's)": format_count(p["params"]), "tokens at the median budget": format_count(p["tokens"]),
+        memory = f"{mem['total'] / 1e9:.1f} GB"
+        if "device_memory" in mem:
+            memory += f" of {mem['device_memory'] / 1e9:.0f} GB usable: {'fits' if mem['fits'] else 'DOES NOT FIT'}"
+        plan = {"shape": f"{sh['n_layer']} layers x d {sh['d_model']:,}, {sh['n_heads']} heads, {sh['ffn']} "
+                         f"{sh['d_ff']:,}",
+                "params (the shape's)": format_count(p["params"]),
+                "tokens at the median budget": format_count(p["tokens"]),
                 f"FLOPs/token ({p['flops_convention']}) vs 6N": f"x{p['flops_ratio_to_6n'][p['flops_convention']]:.3f}",
-                "memory per device": f"{mem['total'] / 1e9:.1f} GB" + (f" of {mem['device_memory'] / 1e9:.0f} GB usable: "
-                                                                         f"{'fits' if mem['fits'] else 'DOES NOT FIT'}"
-                                                                         if "device_memory" in mem else ""),
-                "batch, learning rate": f"{b['sequences']:,} x {sh['seq_len']:,} tokens, {b['learning_rate']:.3g} ({b['law']})",
+                "memory per device": memory,
+                "batch, learning rate": f"{b['sequences']:,} x {sh['seq_len']:,} tokens, {b['learning_rate']:.3g} "
+                                        f"({b['law']})",
                 "optimizer steps": f"{b['steps']:,}"}
         if "wall_days" in p:
             plan["wall-clock days at the median"] = f"{p['wall_days']:.1f}"
@@ -208,11 +227,11 @@ def sweep_report(res: dict) -> str:
                          title="Run plan of the recommended size ([plan]; `budgetopt plan` for the full table)")
     if res.get("extrapolation"):
         ext = res["extrapolation"]
-        text += textwrap.fill(f"validity (the recommendation at the median budget): {ext['note']}", table_width()) + "\n"
+        text += _para(f"validity (the recommendation at the median budget): {ext['note']}")
         text += "".join(f"warning: {w}\n" for w in ext["warnings"])
     run = res["run"]
-    text += (f"backend {run['backend']} × {run['devices']} device(s), {run['processes']} process(es), chunk {run['chunk_size']:,}, "
-             f"{'float64' if run['x64'] else 'float32'}, {run['elapsed_s']:.1f} s\n")
+    text += (f"backend {run['backend']} × {run['devices']} device(s), {run['processes']} process(es), chunk "
+             f"{run['chunk_size']:,}, {'float64' if run['x64'] else 'float32'}, {run['elapsed_s']:.1f} s\n")
     return text
 
 
@@ -232,9 +251,10 @@ def _fit_row(res: dict, group: str | None = None) -> dict:
 
 
 def fit_report(res: dict | list, width: int | None = None) -> str:
-    """A fit result (``fitting.fit_file``, or ``fit_groups``'s list) as text: one law or the IsoFLOP exponents with the
-    allocation at the target budget, or a table with a row per group and approach; then the
-    outliers (or what was dropped, and how far that moved the answer) and the warnings."""
+    """A fit result (``fitting.fit_file``, or ``fit_groups``'s list) as text: one law or the
+    IsoFLOP exponents with the allocation at the target budget, or a table with a row per group
+    and approach; then the outliers (or what was dropped, and how far that moved the answer)
+    and the warnings."""
     from ..fit.runs import APPROACHES
 
     records = res if isinstance(res, list) else [res]
@@ -246,12 +266,14 @@ def fit_report(res: dict | list, width: int | None = None) -> str:
         rec = {k: res[k] for k in keys}
         for k, v in res.get("bootstrap", {}).get("ci95", {}).items():
             rec[f"{k} 95% CI"] = f"[{v[0]:.4g}, {v[1]:.4g}]"
-        text = record_table(rec, title=f"budgetopt fit — {APPROACHES[res['approach']]} on {res['n_runs']} runs", width=width)
-        text += textwrap.fill(f"compute-optimal N ∝ C^{res['a']:.3f}; {res['method']}", width or table_width()) + "\n"
+        title = f"budgetopt fit — {APPROACHES[res['approach']]} on {res['n_runs']} runs"
+        text = record_table(rec, title=title, width=width)
+        text += _para(f"compute-optimal N ∝ C^{res['a']:.3f}; {res['method']}", width)
     elif single:
         rec = {k: res[k] for k in ("a", "b", "n_runs")}
         rec["grouped by"] = res["grouped_by"]
-        text = record_table(rec, title=f"budgetopt fit — Approach 2 (IsoFLOP) on {len(res['budgets'])} budgets", width=width)
+        title = f"budgetopt fit — Approach 2 (IsoFLOP) on {len(res['budgets'])} budgets"
+        text = record_table(rec, title=title, width=width)
     else:
         rows = []
         for r in records:
@@ -269,21 +291,20 @@ def fit_report(res: dict | list, width: int | None = None) -> str:
         fits = list(r["fits"].values()) if r["approach"] == "all" else [r]
         if single:
             at = r["at"]
-            text += (f"at {format_sci(at['flops'])} FLOPs: N* = {format_count(at['params'])}, D* = {format_count(at['tokens'])} "
-                     f"({format_float(at['tokens_per_param'], 3)} tokens per parameter)\n")
+            text += (f"at {format_sci(at['flops'])} FLOPs: N* = {format_count(at['params'])}, D* = "
+                     f"{format_count(at['tokens'])} ({format_float(at['tokens_per_param'], 3)} tokens per parameter)\n")
         for f in fits:
             name = "" if single else f"{APPROACHES[f['approach']]}: "
             if f.get("dropped"):
                 m = f["moved_by_exclusion"]
                 rows_ = ", ".join(str(d["row"]) for d in f["dropped"])
-                text += textwrap.fill(f"{label}{name}dropped {len(f['dropped'])} outlier(s) ({f['outlier_rule']}): rows {rows_}; "
-                                      f"N* at the target moved {m['params_at_target']:+.2%}", width or table_width()) + "\n"
+                text += _para(f"{label}{name}dropped {len(f['dropped'])} outlier(s) ({f['outlier_rule']}): rows "
+                              f"{rows_}; N* at the target moved {m['params_at_target']:+.2%}", width)
             elif f.get("outliers"):
                 rows_ = ", ".join(str(d["row"]) for d in f["outliers"])
-                text += textwrap.fill(f"{label}{name}{len(f['outliers'])} outlier(s) ({f['outlier_rule']}): rows {rows_}; "
-                                      "--exclude-outliers refits without them", width or table_width()) + "\n"
-        text += "".join(textwrap.fill(f"warning: {label}{w}", width or table_width(), break_on_hyphens=False) + "\n"
-                        for w in r.get("warnings", []))
+                text += _para(f"{label}{name}{len(f['outliers'])} outlier(s) ({f['outlier_rule']}): rows {rows_}; "
+                              "--exclude-outliers refits without them", width)
+        text += warning_lines(r.get("warnings", []), width, label)
     return text
 
 
@@ -292,17 +313,18 @@ def audit_notes(spec, near_multiplier: float, near_ratio: float, rows: list[dict
     laws with a loss by the compute multiplier; a last note names the models outside the law's
     fitted range in shape (tokens per parameter, or size below the smallest fitted)."""
     shape = [r["name"] for r in rows if r.get("extrapolation", {}).get("warnings")]
-    validity = ([f"validity: {spec.name} was fitted on {spec.validity.fitted_on}; outside it in shape (verdicts untested): "
-                 f"{', '.join(shape)}"] if shape else [])
+    validity = ([f"validity: {spec.name} was fitted on {spec.validity.fitted_on}; outside it in shape (verdicts "
+                 f"untested): {', '.join(shape)}"] if shape else [])
 
     cols = ["name", "params", "tokens", "tokens_per_param", "flops", "optimal_params", "optimal_tokens"]
     if spec.kind == "rule":  # an allocation rule: no loss surface
         return (cols + ["ratio_to_rule", "verdict"],
                 [f"near-optimal: D/N within ×{near_ratio:g} of the rule's {float(spec.params.ratio):g}"] + validity)
     return (cols + ["loss", "loss_gap", "compute_multiplier", "verdict"],
-            [f"near-optimal: the optimal allocation needs ≥ 1/{near_multiplier:g} of the compute for the same predicted "
-             "loss; else under-trained (too many parameters, too few tokens) or over-trained (the reverse)",
-             "compute: published figure where there is one, else 6ND; compute_multiplier = C / C needed for the same loss"]
+            [f"near-optimal: the optimal allocation needs ≥ 1/{near_multiplier:g} of the compute for the same "
+             "predicted loss; else under-trained (too many parameters, too few tokens) or over-trained (the reverse)",
+             "compute: published figure where there is one, else 6ND; compute_multiplier = C / C needed for the same "
+             "loss"]
             + validity)
 
 
@@ -318,11 +340,15 @@ def forecast_report(res: dict, width: int | None = None) -> str:
 
     rec = {"target parameters N": format_count(t["params"]), "target tokens D": format_count(t["tokens"]),
            "target compute (FLOPs)": format_sci(t["flops"]), "loss law": res["law"],
-           "forecast loss (nats/token)": with_band(lo, 4), f"forecast {res.get('metric_col', 'metric')}": with_band(me, 4),
+           "forecast loss (nats/token)": with_band(lo, 4),
+           f"forecast {res.get('metric_col', 'metric')}": with_band(me, 4),
            "link": f"{lk['kind']}: " + ", ".join(f"{k} = {lk[k]:.4g}" for k in LINK_PARAMS[lk["kind"]])}
     title = "budgetopt forecast — " + (f"{res['n_runs']} runs, " if "n_runs" in res else "published link, ")
-    notes = ([f"{res['level']:.0%} bootstrap interval over {res['replicates_used']} of {res['replicates']} replicates, "
-              "both steps refitted per replicate"] if "level" in res else ["no runs: the preset's published link, no interval"])
+    if "level" in res:
+        notes = [f"{res['level']:.0%} bootstrap interval over {res['replicates_used']} of {res['replicates']} "
+                 "replicates, both steps refitted per replicate"]
+    else:
+        notes = ["no runs: the preset's published link, no interval"]
     if res.get("extrapolation"):
         notes.append(f"validity: {res['extrapolation']['note']}")
     text = record_table(rec, title=title + "compute -> loss -> metric", notes=notes, width=width)
@@ -354,16 +380,17 @@ def ladder_report(res: dict, width: int | None = None) -> str:
                     "failed": f"{r['not_converged']}" + ("!" if not r["eligible"] else "")})
         rows.append(row)
     noise = res["noise"]
-    title = (f"budgetopt ladder — which ladder for a {format_sci(res['target_flops'])}-FLOP run? {res['ladders']} simulated "
-             f"ladders per design: true laws from {res['law']} ({'fixed' if res['prior'] == 'none' else res['prior']}), "
-             f"noise {noise['sigma']:g} in log loss, fitted by {res['approach']}")
+    title = (f"budgetopt ladder — which ladder for a {format_sci(res['target_flops'])}-FLOP run? {res['ladders']} "
+             f"simulated ladders per design: true laws from {res['law']} "
+             f"({'fixed' if res['prior'] == 'none' else res['prior']}), noise {noise['sigma']:g} in log loss, fitted "
+             f"by {res['approach']}")
     rec = res["recommended"]
     chosen = next((r for r in res["designs"] if r["design"] == rec), None)
     notes = [f"recommended (*): {rec} — {res['rule']}; its p95 regret {chosen['regret_p95']:.3g} nats, 95 % Monte "
              f"Carlo interval [{chosen['regret_p95_ci'][0]:.3g}, {chosen['regret_p95_ci'][1]:.3g}]"
              if rec else f"no recommendation: {res['rule']}",
-             "design: the built-in ones are named largest budget/sizes per budget/spread (5 budgets over two "
-             "decades); N* bias: median forecast / true N* - 1; err: |forecast / true - 1| quantiles; regret: loss of the "
+             "design: the built-in ones are named largest budget/sizes per budget/spread (5 budgets over two decades); "
+             "N* bias: median forecast / true N* - 1; err: |forecast / true - 1| quantiles; regret: loss of the "
              "forecast allocation above the true optimum's; compute lost: the share of the target the true optimum "
              "would not need to reach that loss; failed: fits with no forecast or not converged (! over 5%)"]
     t = res["timing"]
@@ -386,7 +413,8 @@ def bench_report(res: dict) -> str:
 def launch_report(rec: dict, width: int | None = None) -> str:
     """A run plan (``launch.launch_plan``) as four short tables: model, compute, memory, batch."""
     sh = rec["shape"]
-    model = {"layers x d_model": f"{sh['n_layer']} x {sh['d_model']:,}", "heads (kv)": f"{sh['n_heads']} ({sh['n_kv_heads']})",
+    model = {"layers x d_model": f"{sh['n_layer']} x {sh['d_model']:,}",
+             "heads (kv)": f"{sh['n_heads']} ({sh['n_kv_heads']})",
              "FFN": f"{sh['ffn']} {sh['d_ff']:,}", "vocab": f"{sh['vocab']:,}{'' if sh['tied'] else ' (untied head)'}",
              "sequence length": f"{sh['seq_len']:,}", "params": rec["params"],
              "params non-embedding": format_count(sh["params_non_embedding"]), "tokens": rec["tokens"],
@@ -403,7 +431,8 @@ def launch_report(rec: dict, width: int | None = None) -> str:
         if k in rec:
             comp[k] = rec[k]
     text += record_table(comp, title="Compute", labels={"hfu": "HFU (hardware FLOPs utilisation)",
-                                                        "energy_kwh": "energy (kWh)", "emissions_t": "emissions (t CO2e)"},
+                                                        "energy_kwh": "energy (kWh)",
+                                                        "emissions_t": "emissions (t CO2e)"},
                          width=width)
     mem, lay = rec["memory"], rec["layout"]
     m = {k: f"{mem[k] / 1e9:.1f} GB" for k in ("weights", "gradients", "optimizer", "activations", "total")}

@@ -204,7 +204,8 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str |
         for in_name, src in inputs.items():
             for one in (src if isinstance(src, list) else [src]):
                 if one is not None and same_file(path, one):
-                    raise ParameterError(name, f"{path} is {'one of ' if isinstance(src, list) else ''}the {{{in_name}}} "
+                    raise ParameterError(name,
+                                         f"{path} is {'one of ' if isinstance(src, list) else ''}the {{{in_name}}} "
                                          "being read; write it elsewhere", names=True)
     paths = list(given.items())
     for i, (a, pa) in enumerate(paths):

@@ -24,7 +24,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ..core.errors import ParameterError
-from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN
+from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN, require_in
 from .runs import DEFAULT_TARGET, Runs
 from .vpnls import solve3
 
@@ -34,9 +34,7 @@ RATIO_SPREAD_WARN = 1.10  # warn when 6ND / budget varies by more than this fact
 
 def check_tolerance(tolerance: float) -> float:
     """Approach 2's grouping tolerance: relative, in (0, 1)."""
-    if not 0 < tolerance < 1:
-        raise ParameterError("tolerance", f"must be a relative tolerance in (0, 1), got {tolerance}")
-    return tolerance
+    return require_in(tolerance, "tolerance", 0.0, 1.0, low_open=True, high_open=True, what="a relative tolerance")
 
 
 def curves(runs: Runs, tolerance: float) -> list[np.ndarray]:
@@ -100,7 +98,8 @@ def fit_approach2(runs: Runs, tolerance: float = 0.05, target: float = DEFAULT_T
     budgets = [r for r in results if "problem" not in r]
     excluded = [r for r in results if "problem" in r]
     if len(budgets) < 2:
-        raise ParameterError("runs", "Approach 2 needs at least 2 compute budgets with >= 3 runs and an interior minimum; "
+        raise ParameterError("runs",
+                             "Approach 2 needs at least 2 compute budgets with >= 3 runs and an interior minimum; "
                              f"found {len(budgets)}")
     lc = np.log([b["flops"] for b in budgets])
     a, ca = np.polyfit(lc, np.log([b["params_opt"] for b in budgets]), 1)
@@ -110,8 +109,8 @@ def fit_approach2(runs: Runs, tolerance: float = 0.05, target: float = DEFAULT_T
         return ", ".join(at[:6]) + (f" and {len(at) - 6} more" if len(at) > 6 else "") + " FLOPs"
 
     edge = [b for b in budgets if b["edge_minimum"]]
-    warnings = [f"{len(edge)} curve(s) have their lowest loss at the edge of the sampled sizes (the minimum is extrapolated "
-                f"by the parabola): {listed(edge)}"] if edge else []
+    warnings = [f"{len(edge)} curve(s) have their lowest loss at the edge of the sampled sizes (the minimum is "
+                f"extrapolated by the parabola): {listed(edge)}"] if edge else []
     for problem in dict.fromkeys(e["problem"] for e in excluded):
         warnings.append(f"{sum(e['problem'] == problem for e in excluded)} curve(s) left out, {problem}: "
                         f"{listed([e for e in excluded if e['problem'] == problem])}")

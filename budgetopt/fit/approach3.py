@@ -45,7 +45,8 @@ def objective(theta, log_n, log_d, log_l, weights, delta):
 
 def start_grid() -> np.ndarray:
     """The 4500 starts of Hoffmann et al. 2022 (the grid Besiroglu et al. 2024 reuse) as (a, b, e, alpha, beta) rows."""
-    g = np.array(np.meshgrid(START_GRID["a"], START_GRID["b"], START_GRID["e"], START_GRID["alpha"], START_GRID["beta"], indexing="ij"))
+    g = np.array(np.meshgrid(START_GRID["a"], START_GRID["b"], START_GRID["e"], START_GRID["alpha"], START_GRID["beta"],
+                             indexing="ij"))
     return g.reshape(5, -1).T
 
 
@@ -166,8 +167,8 @@ def fit_approach3_groups(groups: list[Runs], delta: float = 1e-3, bootstrap: int
         picks = [_distinct_best(th[g], obj[g], POLISH) for g in range(len(groups))]
         k_max = max(len(p) for p in picks)
         picks = [np.pad(p, (0, k_max - len(p)), mode="edge") for p in picks]  # repeats: same shape for every group
-        pth, pobj, pgn, _ = (np.asarray(v) for v in polish(jnp.asarray(np.stack([th[g][p] for g, p in enumerate(picks)])),
-                                                            *args, ones, delta))
+        best_starts = jnp.asarray(np.stack([th[g][p] for g, p in enumerate(picks)]))
+        pth, pobj, pgn, _ = (np.asarray(v) for v in polish(best_starts, *args, ones, delta))
         pobj = np.where(np.isfinite(pobj), pobj, np.inf)
         outs, best = [], []
         for g, runs in enumerate(groups):
@@ -199,17 +200,19 @@ def _approach3_record(runs: Runs, theta, best_obj, best_gn, obj, args, ones, del
     n = len(runs.log_l)
     resid = np.asarray(log_predicted(jnp.asarray(theta), runs.log_n, runs.log_d)) - runs.log_l
     hess = np.asarray(jax.hessian(lambda t: objective(t, *args, ones, delta))(jnp.asarray(theta)))
-    out = {"approach": "3", **_natural(theta), "objective": best_obj, "rmse_log_loss": float(np.sqrt(np.mean(resid**2))),
+    out = {"approach": "3", **_natural(theta), "objective": best_obj,
+           "rmse_log_loss": float(np.sqrt(np.mean(resid**2))),
            "n_runs": n, "delta": delta, "converged": bool(best_gn < 1e-8), "grad_norm": best_gn,
-           "method": f"IRLS-Levenberg-Marquardt from {n_starts} starts ({iters} steps), optax L-BFGS polish "
-                     f"of the {n_picks} best distinct optima",
+           "method": f"IRLS-Levenberg-Marquardt from {n_starts} starts ({iters} steps), optax L-BFGS polish of the "
+                     f"{n_picks} best distinct optima",
            "starts": n_starts, "starts_at_best_fraction": float(np.mean(obj <= best_obj * (1 + 1e-6))),
            "theta": [float(t) for t in theta], "warnings": []}
     lo = np.array([min(START_GRID[k_]) for k_ in ("a", "b", "e", "alpha", "beta")])
     hi = np.array([max(START_GRID[k_]) for k_ in ("a", "b", "e", "alpha", "beta")])
     for name, v, l_, h_ in zip(("log A", "log B", "log E", "alpha", "beta"), theta, lo, hi):
         if v <= l_ or v >= h_:
-            out["warnings"].append(f"the optimum's {name} = {v:.3g} is on or outside the start grid [{l_:g}, {h_:g}]; widen the grid")
+            out["warnings"].append(f"the optimum's {name} = {v:.3g} is on or outside the start grid [{l_:g}, {h_:g}]; "
+                                   "widen the grid")
     ev = np.linalg.eigvalsh(0.5 * (hess + hess.T))
     cond = float(ev.max() / ev.min()) if ev.min() > 0 else float("inf")
     out["hessian_condition"] = cond

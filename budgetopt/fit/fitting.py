@@ -88,18 +88,20 @@ def _vp_result(f: dict, theta: list[float], runs: Runs) -> dict:
     out = {"approach": "vpnls", **{k: f[k] for k in ("E", "A", "B", "alpha", "beta")}, "rss": f["rss"],
            "rmse_log_loss": float(np.sqrt(np.mean((pred - runs.log_l) ** 2))), "n_runs": len(runs.log_l),
            "converged": not (f["at_grid_edge"] or f["at_zoom_edge"]), "grad_norm": f["grad_norm"],
-           "method": f"variable projection: NNLS for (E, A, B) inside, a {vpnls.GRID_POINTS}x{vpnls.GRID_POINTS} grid of (alpha, beta) in "
-                     f"[{vpnls.EXPONENT_RANGE[0]:g}, {vpnls.EXPONENT_RANGE[1]:g}] and {vpnls.ZOOM_LEVELS} zoom levels outside",
+           "method": f"variable projection: NNLS for (E, A, B) inside, a {vpnls.GRID_POINTS}x{vpnls.GRID_POINTS} grid "
+                     f"of (alpha, beta) in [{vpnls.EXPONENT_RANGE[0]:g}, {vpnls.EXPONENT_RANGE[1]:g}] and "
+                     f"{vpnls.ZOOM_LEVELS} zoom levels outside",
            "theta": theta, "warnings": []}
     out["a"], out["b"] = optimal_exponents(Parametric(*theta))
     if f["at_grid_edge"]:
-        out["warnings"].append(f"alpha = {f['alpha']:.3g}, beta = {f['beta']:.3g}: the best exponents are on the edge of "
-                               f"the searched range {list(vpnls.EXPONENT_RANGE)}; the fit is not trustworthy")
+        out["warnings"].append(f"alpha = {f['alpha']:.3g}, beta = {f['beta']:.3g}: the best exponents are on the edge "
+                               f"of the searched range {list(vpnls.EXPONENT_RANGE)}; the fit is not trustworthy")
     if f["at_zoom_edge"]:
         out["warnings"].append("the local search did not settle (its best point stayed on the window's edge)")
     for name, c in zip("EAB", f["clamped"]):
         if c:
-            out["warnings"].append(f"{name} is held at 0 by the non-negativity constraint: the data do not support that term")
+            out["warnings"].append(f"{name} is held at 0 by the non-negativity constraint: the data do not support "
+                                   "that term")
     return out
 
 
@@ -152,7 +154,8 @@ def allocation_at(res: dict, target: float) -> dict:
         d = res["d_opt_coefficient"] * target ** res["b"]
     else:
         with jax_x64():
-            n = float(np.exp(closed_form_x(Parametric(*(jnp.float64(t) for t in res["theta"])), jnp.log(jnp.float64(target)))))
+            n = float(np.exp(closed_form_x(Parametric(*(jnp.float64(t) for t in res["theta"])),
+                                           jnp.log(jnp.float64(target)))))
         d = target / (TRAIN_FLOPS_PER_PARAM_TOKEN * n)
     return {"flops": target, "params": float(n), "tokens": float(d), "tokens_per_param": float(d / n)}
 
@@ -188,7 +191,8 @@ def _with_diagnostics(groups: dict[str, Runs], approach: str, fits: dict[str, di
         flag[ok] = robust_outliers(r[ok], outlier_k)
         res["outliers"] = [{"row": int(runs.rows[i]) if runs.rows is not None else int(i) + 1,
                             "params": float(np.exp(runs.log_n[i])), "tokens": float(np.exp(runs.log_d[i])),
-                            "loss": float(np.exp(runs.log_l[i])), "residual_log_loss": float(r[i])} for i in np.flatnonzero(flag)]
+                            "loss": float(np.exp(runs.log_l[i])),
+                            "residual_log_loss": float(r[i])} for i in np.flatnonzero(flag)]
         res["outlier_rule"] = f"|residual - median| > {outlier_k:g} x 1.4826 x MAD"
         if exclude and flag.any():
             kept = runs.subset(~flag)
@@ -229,7 +233,8 @@ def _check_fit_options(approach: str, bootstrap: int, delta: float, tolerance: f
         if v is not None:
             require_in(v, name, what="a finite loss")
     if loss_min is not None and loss_max is not None and not loss_min < loss_max:
-        raise ParameterError("loss_max", f"must be greater than {{loss_min}} ({loss_min:g}), got {loss_max:g}", names=True)
+        raise ParameterError("loss_max", f"must be greater than {{loss_min}} ({loss_min:g}), got {loss_max:g}",
+                             names=True)
     if target is not None:
         require_in(target, "target", 0.0, low_open=True, what="a number of FLOPs")
     require_in(outlier_k, "outlier_k", 0.0, low_open=True, what="a number of robust standard deviations")

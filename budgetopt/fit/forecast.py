@@ -122,7 +122,8 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
     boot = ok[1:]
 
     def band(v):
-        return {"point": float(v[0]), "low": float(np.percentile(v[1:][boot], q[0])), "high": float(np.percentile(v[1:][boot], q[1]))}
+        return {"point": float(v[0]), "low": float(np.percentile(v[1:][boot], q[0])),
+                "high": float(np.percentile(v[1:][boot], q[1]))}
 
     n_t, d_t = float(np.exp(log_n[0])), float(np.exp(log_d[0]))
     out = {"link": {"kind": link, **dict(zip(LINK_PARAMS[link], np.asarray(lk.theta[0]).tolist())),
@@ -145,13 +146,16 @@ def forecast_preset(law: LawSpec, *, params: float | None = None, tokens: float 
                     flops: float | None = None) -> Forecast:
     """The metric a preset's own published link predicts (no runs: a point, no interval)."""
     if law.link is None:
-        raise ParameterError("runs", f"{law.name} has no published link to a metric; give a runs file with a metric column")
+        raise ParameterError("runs",
+                             f"{law.name} has no published link to a metric; give a runs file with a metric column")
     _check_target(params, tokens, flops)
     with jax_x64():
-        log_n, log_d, target_loss = _target_loss(Parametric(*(jnp.float64(v) for v in law.params)), params, tokens, flops)
+        log_n, log_d, target_loss = _target_loss(Parametric(*(jnp.float64(v) for v in law.params)), params, tokens,
+                                                 flops)
     target_loss = float(target_loss)
     n_t, d_t = float(jnp.exp(log_n)), float(jnp.exp(log_d))
-    out = {"link": dict(law.link), "law": law.name, "target": {"params": n_t, "tokens": d_t, "flops": TRAIN_FLOPS_PER_PARAM_TOKEN * n_t * d_t},
+    out = {"link": dict(law.link), "law": law.name,
+           "target": {"params": n_t, "tokens": d_t, "flops": TRAIN_FLOPS_PER_PARAM_TOKEN * n_t * d_t},
            "loss": {"point": target_loss}, "metric": {"point": float(predict_link(law.link, target_loss))},
            "metric_col": law.link.get("metric", "metric"), "warnings": []}
     return attach(out, extrapolation(law.validity, n_t, d_t))

@@ -13,8 +13,9 @@ the regret is worth (the fraction of C the true optimum would not have needed to
 loss). Every (design, ladder) pair of a chunk is one vmapped call, split over the local devices.
 
 Randomness is counter-based (``distributions.random_bits``): the law of ladder s is
-``laws.draw_law`` at index s (ladder s and sweep sample s of a seed draw the same law), the noise of run slot j of ladder s the counter (lo = s, hi = j) on its own stream, where
-j numbers (budget, point, repeat) within fixed caps. So every design sees the same laws and
+``laws.draw_law`` at index s (ladder s and sweep sample s of a seed draw the same law), the
+noise of run slot j of ladder s the counter (lo = s, hi = j) on its own stream, where j numbers
+(budget, point, repeat) within fixed caps. So every design sees the same laws and
 noise whatever the other designs (common random numbers: their differences are not Monte Carlo
 noise), and the results do not depend on the chunk size or the device count, bit for bit.
 
@@ -178,7 +179,8 @@ def _budgets(v: Any, where: str) -> tuple[float, ...]:
         extra = set(v) - {"low", "high", "count"}
         if extra or set(v) != {"low", "high", "count"}:
             raise InputError(where, "must be a list of FLOPs or a table {low, high, count}")
-        lo, hi = number_at(v["low"], f"{where}.low", units="flops"), number_at(v["high"], f"{where}.high", units="flops")
+        lo = number_at(v["low"], f"{where}.low", units="flops")
+        hi = number_at(v["high"], f"{where}.high", units="flops")
         n = _int(v["count"], f"{where}.count")
         if not (0 < lo < hi) or not 2 <= n <= MAX_BUDGETS:
             raise InputError(where, f"needs 0 < low < high and count from 2 to {MAX_BUDGETS}")
@@ -249,14 +251,16 @@ def design_table(designs: Sequence[Design], prior: Parametric) -> DesignTable:
     with jax_x64():
         for i, d in enumerate(designs):
             lc = np.log(np.asarray(d.budgets, np.float64))
-            centre = np.asarray(closed_form_x(Parametric(*(jnp.float64(v) for v in prior)), jnp.asarray(lc))) + math.log(d.centre)
+            centre = np.asarray(closed_form_x(Parametric(*(jnp.float64(v) for v in prior)),
+                                              jnp.asarray(lc))) + math.log(d.centre)
             offs = math.log(d.spread) * np.linspace(-1.0, 1.0, d.points)
             k = d.points * d.repeats
             for b in range(len(d.budgets)):
                 log_c[i, b], curve[i, b] = lc[b], True
                 log_n[i, b, :k] = np.repeat(centre[b] + offs, d.repeats)
                 w[i, b, :k] = 1.0
-                slot[i, b, :k] = [(b * MAX_POINTS + p) * MAX_REPEATS + r for p in range(d.points) for r in range(d.repeats)]
+                slots = [(b * MAX_POINTS + p) * MAX_REPEATS + r for p in range(d.points) for r in range(d.repeats)]
+                slot[i, b, :k] = slots
             log_c[i, len(d.budgets):] = lc[-1]  # padding rows: any budget, weight 0
             log_n[i, :, k:] = log_n[i, :, :1]
             log_n[i, len(d.budgets):] = log_n[i, 0]
@@ -339,7 +343,8 @@ def draw_ladder(design: Array, index: Array, tables: DesignTable, cfg: Config, u
     return Simulated(law, log_c, log_n, log_d, jnp.exp(log_obs), w, curve)
 
 
-def simulate_one(design: Array, index: Array, tables: DesignTable, cfg: Config, approach: str, uncertainty: str) -> Outcome:
+def simulate_one(design: Array, index: Array, tables: DesignTable, cfg: Config, approach: str,
+                 uncertainty: str) -> Outcome:
     """Ladder ``index`` of design row ``design``: draw, fit, score. Pure; vmapped by ``simulate``."""
     law, log_c, log_n, log_d, obs, w, curve = draw_ladder(design, index, tables, cfg, uncertainty)
     log_target = cfg.log_target
@@ -554,20 +559,22 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
     designs = list(designs) if designs is not None else family(target)
     for i, d in enumerate(designs):
         if max(d.budgets) >= target:
-            raise InputError(f"design[{i}].budgets", f"must lie below the target {target:.3g} FLOPs (a ladder is small runs)")
+            raise InputError(f"design[{i}].budgets",
+                             f"must lie below the target {target:.3g} FLOPs (a ladder is small runs)")
     t0 = time.perf_counter()
     out = simulate(designs, law, kind, noise, target, ladders, approach, seed, chunk)
     seconds = time.perf_counter() - t0
     rows = [design_row(d, Outcome(*(v[i] for v in out)), target, cluster) for i, d in enumerate(designs)]
     choice = choose_design(rows, max_regret, ladder_budget)
-    warnings = [f"{r['design']}: {r['not_converged']} of {r['ladders']} fits failed or did not converge "
-                f"({r['failed']} without a forecast); not recommended" for r in rows if not r["eligible"]]
+    warnings = [f"{r['design']}: {r['not_converged']} of {r['ladders']} fits failed or did not converge ({r['failed']} "
+                "without a forecast); not recommended" for r in rows if not r["eligible"]]
     chosen = next((r for r in rows if r["design"] == choice["design"]), None)
     if chosen is not None and max_regret is not None and chosen["regret_p95_ci"][1] > max_regret:
-        warnings.append(f"{chosen['design']}'s p95 regret is within Monte Carlo error of the target {max_regret:g} nats "
-                        f"(95 % interval up to {chosen['regret_p95_ci'][1]:.3g}): more ladders would tell")
+        warnings.append(f"{chosen['design']}'s p95 regret is within Monte Carlo error of the target {max_regret:g} "
+                        f"nats (95 % interval up to {chosen['regret_p95_ci'][1]:.3g}): more ladders would tell")
     fits = len(designs) * ladders
-    cluster_rec = None if cluster is None else {"gpu": cluster.accelerator.id, "dtype": cluster.dtype, "mfu": cluster.mfu}
+    cluster_rec = None if cluster is None else {"gpu": cluster.accelerator.id, "dtype": cluster.dtype,
+                                                "mfu": cluster.mfu}
     return {"target_flops": target, "law": law.name, "prior": kind,
             "approach": APPROACHES[approach] + APPROACH_NOTES.get(approach, ""), "noise": dataclasses.asdict(noise),
             "ladders": ladders, "seed": seed, "designs": rows, "recommended": choice["design"], "rule": choice["rule"],

@@ -113,8 +113,8 @@ def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", 
     if dup:
         raise ParameterError("runs", f"duplicate column {dup[0]!r} in the header")
     col = {h: i for i, h in enumerate(header)}
-    named = ([(n_col, "n_col"), (loss_col, "loss_col")] + [(g, "group") for g in group] + [(w, "where") for w, _ in where]
-             + ([(metric_col, "metric_col")] if metric_col is not None else []))
+    named = ([(n_col, "n_col"), (loss_col, "loss_col")] + [(g, "group") for g in group]
+             + [(w, "where") for w, _ in where] + ([(metric_col, "metric_col")] if metric_col is not None else []))
     for name, flag in named:
         if name not in col:
             hint = next((f" (the header looks separated by {sep!r}; budgetopt reads comma-separated CSV)"
@@ -122,7 +122,9 @@ def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", 
             raise ParameterError(flag, f"column {name!r} not in {path.name}; columns: {', '.join(header)}{hint}")
     use_d, use_c = d_col in col, c_col in col
     if not use_d and not use_c:
-        raise ParameterError("d_col", f"need a tokens column ({d_col!r}) or a compute column ({c_col!r}); columns: {', '.join(header)}")
+        raise ParameterError("d_col",
+                             f"need a tokens column ({d_col!r}) or a compute column ({c_col!r}); columns: "
+                             f"{', '.join(header)}")
     cells: dict[str, list] = {}
     seen: dict[str, set] = {w: set() for w, _ in where}
     for r, row in enumerate(rows[1:], start=1):
@@ -158,7 +160,8 @@ def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", 
             keep &= a[:, 2] <= loss_max
         if keep.sum() < min_runs:
             where_ = f" in group {key!r}" if group else ""
-            raise ParameterError("runs", f"{int(keep.sum())} runs left{where_} after filtering; a fit needs at least {min_runs}")
+            raise ParameterError("runs", f"{int(keep.sum())} runs left{where_} after filtering; a fit needs at least "
+                                 f"{min_runs}")
         log_c = np.log(np.array([v[3] for v in vals], np.float64))[keep] if use_c else None
         metric = np.array([v[5] for v in vals], np.float64)[keep] if metric_col is not None else None
         out[key] = Runs(*np.log(a[keep].T), log_c, np.array([v[4] for v in vals])[keep], metric)

@@ -165,8 +165,8 @@ def fit_one(log_n: Float[Array, " n"], log_d: Float[Array, " n"], loss: Float[Ar
         return (centre, step, jnp.minimum(v[ii, jj], best)), edge
 
     step0 = jnp.asarray((hi - lo) / (GRID_POINTS - 1), log_n.dtype)
-    (ab, _, _), edges = jax.lax.scan(zoom, (jnp.stack([axis[i], axis[j]]), step0, jnp.asarray(jnp.inf, log_n.dtype)), None,
-                                     length=ZOOM_LEVELS)
+    start = (jnp.stack([axis[i], axis[j]]), step0, jnp.asarray(jnp.inf, log_n.dtype))
+    (ab, _, _), edges = jax.lax.scan(zoom, start, None, length=ZOOM_LEVELS)
     coef, rss = projected(ab, log_n, log_d, loss, w)
     g = jax.grad(lambda t: projected(t, log_n, log_d, loss, w)[1])(ab)
     # edges at the first levels mean the optimum moved farther than the window: not converged

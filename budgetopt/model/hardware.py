@@ -64,7 +64,8 @@ def _parse_catalog(data: dict, origin: str) -> dict[str, Accelerator]:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
                 raise InputError(f"{where}.peak_tflops.{k}", "must be a positive number of TFLOP/s")
         tdp = entry.get("tdp_w")
-        if tdp is not None and (isinstance(tdp, bool) or not isinstance(tdp, (int, float)) or not 0 < tdp < float("inf")):
+        if tdp is not None and (isinstance(tdp, bool) or not isinstance(tdp, (int, float))
+                                or not 0 < tdp < float("inf")):
             raise InputError(f"{where}.tdp_w", "must be a positive number of watts")
         for k in ("memory_gb", "bandwidth_tbs"):
             v = entry.get(k, 0.0)
@@ -96,7 +97,8 @@ def get_accelerator(hid: str, catalog: dict[str, Accelerator] | None = None) -> 
     if key in catalog:
         return catalog[key]
     prefix = [k for k in catalog if k.startswith(key)]
-    close = (prefix + [k for k in difflib.get_close_matches(key, list(catalog), n=3, cutoff=0.4) if k not in prefix])[:3]
+    similar = difflib.get_close_matches(key, list(catalog), n=3, cutoff=0.4)
+    close = (prefix + [k for k in similar if k not in prefix])[:3]
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise ParameterError("gpu", f"unknown accelerator {hid!r}; {hint}known: {', '.join(catalog)}")
 
@@ -108,7 +110,8 @@ def catalog_rows(extra_file: str | Path | None = None) -> list[dict]:
     for acc in load_catalog(extra_file).values():
         row = {"id": acc.id, "name": acc.name}
         row.update({f"{d}_tflops": acc.peak_tflops.get(d) for d in DTYPES})
-        row.update({"memory_gb": acc.memory_gb, "bandwidth_tbs": acc.bandwidth_tbs, "tdp_w": acc.tdp_w, "source": acc.source})
+        row.update({"memory_gb": acc.memory_gb, "bandwidth_tbs": acc.bandwidth_tbs, "tdp_w": acc.tdp_w,
+                    "source": acc.source})
         rows.append(row)
     return rows
 
@@ -118,19 +121,17 @@ DEFAULT_MFU = 0.4
 
 def check_mfu(mfu: float) -> float:
     """Model-FLOPs utilisation: a fraction in (0, 1]."""
-    if not (0 < mfu <= 1):
-        raise ParameterError("mfu", f"must be in (0, 1], got {mfu!r}")
-    return mfu
+    return require_in(mfu, "mfu", 0.0, 1.0, low_open=True, what="a model-FLOPs utilisation")
 
 
 def check_energy(pue: float | None, power_watts: float | None, grid_intensity: float | None) -> None:
     """PUE in [1, 10); board power in (0, 1e5) W; grid intensity in [0, 10) kg CO2e per kWh."""
-    if pue is not None and not (1.0 <= pue < 10.0):
-        raise ParameterError("pue", f"must be a power usage effectiveness in [1, 10), got {pue!r}")
-    if power_watts is not None and not (0 < power_watts < 1e5):
-        raise ParameterError("power_watts", f"must be a positive number of watts, got {power_watts!r}")
-    if grid_intensity is not None and not (0 <= grid_intensity < 10):
-        raise ParameterError("grid_intensity", f"must be kg CO2e per kWh in [0, 10), got {grid_intensity!r}")
+    if pue is not None:
+        require_in(pue, "pue", 1.0, 10.0, high_open=True, what="a power usage effectiveness")
+    if power_watts is not None:
+        require_in(power_watts, "power_watts", 0.0, 1e5, low_open=True, high_open=True, what="a number of watts")
+    if grid_intensity is not None:
+        require_in(grid_intensity, "grid_intensity", 0.0, 10.0, high_open=True, what="kg CO2e per kWh")
 
 
 def check_price(price_per_hour: float | None) -> float | None:
@@ -157,7 +158,8 @@ class Cluster:
         self.accelerator.peak_flops(self.dtype)  # validates the dtype
         check_mfu(self.mfu)
         check_energy(self.pue, self.power_watts, self.grid_intensity)
-        if self.count is not None and not (math.isfinite(self.count) and self.count >= 1 and self.count == int(self.count)):
+        whole = self.count is None or (math.isfinite(self.count) and self.count >= 1 and self.count == int(self.count))
+        if not whole:
             raise ParameterError("count", f"must be a whole number of devices >= 1, got {self.count!r}")
         if self.hours is not None:
             require_in(self.hours, "hours", 0.0, low_open=True, what="a number of hours")

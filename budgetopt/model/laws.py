@@ -170,11 +170,11 @@ class LawSpec:
         """Human-readable formula with its numbers."""
         p = self.params
         if isinstance(p, Parametric):
-            return (f"L = {math.exp(p.log_E):.4g} + {math.exp(p.log_A):.4g}/N^{p.alpha:.4g}"
-                    f" + {math.exp(p.log_B):.4g}/D^{p.beta:.4g}")
+            return (f"L = {math.exp(p.log_E):.4g} + {math.exp(p.log_A):.4g}/N^{p.alpha:.4g} + "
+                    f"{math.exp(p.log_B):.4g}/D^{p.beta:.4g}")
         if isinstance(p, Kaplan):
-            return (f"L = [({math.exp(p.log_Nc):.3g}/N)^({p.alpha_N:.3g}/{p.alpha_D:.3g})"
-                    f" + {math.exp(p.log_Dc):.3g}/D]^{p.alpha_D:.3g}")
+            return (f"L = [({math.exp(p.log_Nc):.3g}/N)^({p.alpha_N:.3g}/{p.alpha_D:.3g}) + "
+                    f"{math.exp(p.log_Dc):.3g}/D]^{p.alpha_D:.3g}")
         if isinstance(p, TokensPerParam):
             return f"D = {p.ratio:g} x N (no loss surface)"
         return "data-constrained"
@@ -213,7 +213,8 @@ def _matrix(v: Any, where: str, rows: int | None) -> np.ndarray:
     try:
         a = np.asarray(v, dtype=np.float64)
     except (TypeError, ValueError):
-        raise InputError(where, "must be a matrix of numbers with 5 columns (log A, log B, log E, alpha, beta)") from None
+        raise InputError(where,
+                         "must be a matrix of numbers with 5 columns (log A, log B, log E, alpha, beta)") from None
     if a.ndim != 2 or a.shape[1] != 5 or a.shape[0] < 1 or (rows is not None and a.shape[0] != rows):
         shape = "5x5" if rows else "k x 5 (k >= 1)"
         raise InputError(where, f"must be a {shape} matrix, got shape {'x'.join(map(str, a.shape)) or 'scalar'}")
@@ -285,7 +286,8 @@ def get_preset(name: str, ratio: float | None = None) -> LawSpec:
     if e["kind"] == "kaplan":
         return LawSpec(name, Kaplan(math.log(e["Nc"]), math.log(e["Dc"]), e["alpha_N"], e["alpha_D"]), e["source"],
                        validity=valid)
-    r = require_in(float(e["ratio"] if ratio is None else ratio), "ratio", 0.0, low_open=True, what="tokens per parameter")
+    r = require_in(float(e["ratio"] if ratio is None else ratio), "ratio", 0.0, low_open=True,
+                   what="tokens per parameter")
     return LawSpec(name if ratio is None else f"{name}:{r:g}", TokensPerParam(r), e["source"])
 
 
@@ -298,7 +300,8 @@ def law_from_params(text: str) -> LawSpec:
     for part in text.split(","):
         kv = _KV.match(part)
         if not kv:
-            raise ParameterError("law_params", f"cannot read {part.strip()!r}; expected KEY=VALUE with keys E, A, B, alpha, beta")
+            raise ParameterError("law_params",
+                                 f"cannot read {part.strip()!r}; expected KEY=VALUE with keys E, A, B, alpha, beta")
         key = kv.group(1)
         if key not in _PARAMETRIC_KEYS:
             raise ParameterError("law_params", f"unknown key {key!r}; allowed: E, A, B, alpha, beta")

@@ -77,7 +77,9 @@ def activations_per_layer(shape: Shape, layout: Layout) -> float:
     s, b, h, a = shape.seq_len, layout.micro_batch, shape.d_model, shape.n_heads
     scores = 0.0 if layout.flash else 5.0 * a * s / h
     full = s * b * h * (34.0 + scores)
-    return full / layout.tp if layout.sequence_parallel or layout.tp == 1 else (10.0 * s * b * h + (full - 10.0 * s * b * h) / layout.tp)
+    if layout.sequence_parallel or layout.tp == 1:
+        return full / layout.tp
+    return 10.0 * s * b * h + (full - 10.0 * s * b * h) / layout.tp
 
 
 def activations(shape: Shape, layout: Layout) -> float:
@@ -86,7 +88,8 @@ def activations(shape: Shape, layout: Layout) -> float:
     in_flight = layout.pp  # 1F1B: the first stage holds up to p micro-batches
     per_layer = activations_per_layer(shape, layout)
     if layout.recompute == "full":
-        inputs = 2.0 * shape.seq_len * layout.micro_batch * shape.d_model / (layout.tp if layout.sequence_parallel else 1)
+        split = layout.tp if layout.sequence_parallel else 1
+        inputs = 2.0 * shape.seq_len * layout.micro_batch * shape.d_model / split
         return layers * in_flight * inputs + per_layer
     return layers * in_flight * per_layer
 
@@ -103,7 +106,8 @@ def memory(shape: Shape, layout: Layout, device_gb: float | None = None, reserve
     return rec
 
 
-def smallest_fit(shape: Shape, layout: Layout, devices: int, device_gb: float, reserve_gb: float = 4.0) -> Layout | None:
+def smallest_fit(shape: Shape, layout: Layout, devices: int, device_gb: float,
+                 reserve_gb: float = 4.0) -> Layout | None:
     """The least-sharded layout on ``devices`` devices that fits: ZeRO stages first (no extra
     communication on the critical path), then tensor parallelism within a node (1..8), then
     pipeline stages; None when nothing fits."""

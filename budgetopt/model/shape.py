@@ -183,9 +183,11 @@ def shape_from(n_layer: int | None = None, d_model: int | None = None, n_heads: 
                                  "give the shape's {n_layer} and {d_model} with it", names=True)
         return None
     if n_layer is None or d_model is None:
-        raise ParameterError("n_layer" if n_layer is None else "d_model", "a shape needs {n_layer} and {d_model}", names=True)
+        raise ParameterError("n_layer" if n_layer is None else "d_model", "a shape needs {n_layer} and {d_model}",
+                             names=True)
     if n_heads is None:
         if d_model % HEAD_DIM:
-            raise ParameterError("n_heads", f"needed: d_model {d_model} is not a multiple of the default head dim {HEAD_DIM}")
+            raise ParameterError("n_heads",
+                                 f"needed: d_model {d_model} is not a multiple of the default head dim {HEAD_DIM}")
         n_heads = d_model // HEAD_DIM
     return Shape(n_layer, d_model, n_heads, n_kv_heads, d_ff, ffn, vocab, tied, seq_len)

@@ -49,9 +49,13 @@ def from_mapping(m: dict, where: str) -> Validity:
         if key not in m:
             continue
         v = m[key]
-        if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        if not (isinstance(v,
+                           list) and len(v) == 2 and all(isinstance(x,
+                                                                    (int,
+                                                                     float)) and not isinstance(x, bool) for x in v)
                 and 0 <= v[0] <= v[1] and 0 < v[1] and math.isfinite(v[1])):
-            raise InputError(f"{where}.validity.{key}", f"must be [low, high] with 0 <= low <= high (0: not stated), got {v!r}")
+            raise InputError(f"{where}.validity.{key}",
+                             f"must be [low, high] with 0 <= low <= high (0: not stated), got {v!r}")
         out[key] = (float(v[0]), float(v[1]))
     return Validity(**out, fitted_on=str(m.get("fitted_on", "")))
 
@@ -65,7 +69,8 @@ def from_runs(params: list[float], tokens: list[float], flops: list[float]) -> V
 
 def to_mapping(v: Validity) -> dict:
     """JSON/TOML form (the inverse of ``from_mapping``)."""
-    return {k: list(getattr(v, k)) for k in ("params", "tokens", "flops", "tokens_per_param") if getattr(v, k) is not None} | (
+    return {k: list(getattr(v, k)) for k in ("params", "tokens", "flops",
+                                             "tokens_per_param") if getattr(v, k) is not None} | (
         {"fitted_on": v.fitted_on} if v.fitted_on else {})
 
 
@@ -87,7 +92,8 @@ def extrapolation(v: Validity | None, params: float, tokens: float, flops: float
          "tokens_per_param": _beyond(ratio, v.ratio_range())}
     scale = [f"{k} x{f[k]:.3g} beyond the largest fitted ({getattr(v, k)[1]:.3g})" for k in ("flops", "params")
              if f[k] > 1.0]
-    below = [f"{k} x{1 / f[k]:.3g} below the smallest fitted" for k in ("params", "tokens", "tokens_per_param") if f[k] < 1.0]
+    below = [f"{k} x{1 / f[k]:.3g} below the smallest fitted" for k in ("params", "tokens",
+                                                                        "tokens_per_param") if f[k] < 1.0]
     note = ("extrapolates " + "; ".join(scale + below) if scale or below else "within the range the law was fitted on")
     warnings = []
     lo_n = v.params[0] if v.params else 0.0
@@ -96,8 +102,8 @@ def extrapolation(v: Validity | None, params: float, tokens: float, flops: float
                         f"({lo_n:.3g}): the law is untested there")
     rr = v.ratio_range()
     if rr is not None and not (rr[0] / SHAPE_FACTOR <= ratio <= rr[1] * SHAPE_FACTOR):
-        warnings.append(f"{ratio:.3g} tokens per parameter is outside the fitted range {rr[0]:.3g}-{rr[1]:.3g} "
-                        f"by more than x{SHAPE_FACTOR:g}: the law's shape is untested there")
+        warnings.append(f"{ratio:.3g} tokens per parameter is outside the fitted range {rr[0]:.3g}-{rr[1]:.3g} by more "
+                        f"than x{SHAPE_FACTOR:g}: the law's shape is untested there")
     return {"factors": f, "note": note + (f" (fitted on {v.fitted_on})" if v.fitted_on else ""), "warnings": warnings}
 
 

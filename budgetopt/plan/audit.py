@@ -92,10 +92,12 @@ def select_models(ids: list[str] | None = None, *, params: float | None = None, 
         raise ParameterError("model", "give catalog models or {params}/{tokens}, not both", names=True)
     if flops is not None:
         units.require_positive(flops, "flops")
-    return [Model("custom", name, units.require_positive(params, "params"), units.require_positive(tokens, "tokens"), flops)]
+    return [Model("custom", name, units.require_positive(params, "params"), units.require_positive(tokens, "tokens"),
+                  flops)]
 
 
-def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER, near_ratio: float = NEAR_RATIO) -> AuditRow:
+def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER,
+                near_ratio: float = NEAR_RATIO) -> AuditRow:
     """One audit row (units: FLOPs, parameters, tokens, nats/token)."""
     for v, f in ((m.params, "params"), (m.tokens, "tokens")):
         units.require_positive(v, f)
@@ -134,8 +136,6 @@ def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIE
 def audit_models(models: list[Model], spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER,
                  near_ratio: float = NEAR_RATIO) -> list[AuditRow]:
     """One audit row per model under ``spec`` (``audit_model``), the thresholds checked once."""
-    if not near_multiplier >= 1:
-        raise ParameterError("near_multiplier", f"must be >= 1, got {near_multiplier}")
-    if not near_ratio >= 1:
-        raise ParameterError("near_ratio", f"must be >= 1, got {near_ratio}")
+    units.require_in(near_multiplier, "near_multiplier", 1.0, what="a compute multiplier")
+    units.require_in(near_ratio, "near_ratio", 1.0, what="a ratio")
     return [audit_model(m, spec, near_multiplier, near_ratio) for m in models]

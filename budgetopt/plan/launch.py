@@ -105,7 +105,8 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster |
         budget = units.train_flops(params, tokens)
     else:
         opt = optimize(spec, flops=flops, cluster=cluster, constraints=constraints)
-        n_target, d_target, budget = opt["params"], opt["tokens"], opt.get("train_flops", opt["flops"] - opt["unused_flops"])
+        n_target, d_target, budget = opt["params"], opt["tokens"], opt.get("train_flops",
+                                                                           opt["flops"] - opt["unused_flops"])
         rec["optimum"] = {"params": n_target, "tokens": d_target, "loss": opt["loss"], "converged": opt["converged"]}
     if shape is None:
         shape = shape_for(n_target, vocab=vocab, seq_len=seq_len, ffn=ffn, tied=tied)
@@ -131,14 +132,16 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster |
     device_gb = cluster.accelerator.memory_gb if cluster is not None else None
     if cluster is not None and cluster.count is not None and layout.devices != cluster.count:
         if cluster.count % (layout.tp * layout.pp):
-            raise ParameterError("tp", f"tp x pp = {layout.tp * layout.pp} must divide the device count {cluster.count:g}")
+            raise ParameterError("tp",
+                                 f"tp x pp = {layout.tp * layout.pp} must divide the device count {cluster.count:g}")
         layout = dataclasses.replace(layout, dp=int(cluster.count) // (layout.tp * layout.pp))
     rec["layout"] = {"dp": layout.dp, "tp": layout.tp, "pp": layout.pp, "zero": layout.zero,
                      "micro_batch": layout.micro_batch, "recompute": layout.recompute, "flash": layout.flash}
     rec["memory"] = memory(shape, layout, device_gb, reserve_gb)
     if device_gb is not None and not rec["memory"]["fits"]:
         fit = smallest_fit(shape, layout, layout.devices, device_gb, reserve_gb)
-        rec["memory"]["smallest_fit"] = None if fit is None else {"dp": fit.dp, "tp": fit.tp, "pp": fit.pp, "zero": fit.zero}
+        rec["memory"]["smallest_fit"] = None if fit is None else {"dp": fit.dp, "tp": fit.tp, "pp": fit.pp,
+                                                                  "zero": fit.zero}
 
     batch = batch_and_lr(batch_law, shape, d_real)
     per_step = layout.dp * layout.micro_batch  # sequences one optimizer step takes without accumulation
@@ -150,12 +153,13 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster |
     rec["warnings"] = []
     attach(rec, extrapolation(spec.validity, n_real, d_real))
     if sequences % per_step:
-        rec["warnings"].append(f"the batch of {sequences} sequences is not a whole number of steps of dp x micro-batch = "
-                               f"{per_step}: gradient accumulation of {sequences / per_step:.3g} micro-steps is not possible; "
-                               "choose a micro-batch that divides it")
+        rec["warnings"].append(f"the batch of {sequences} sequences is not a whole number of steps of dp x micro-batch "
+                               f"= {per_step}: gradient accumulation of {sequences / per_step:.3g} micro-steps is not "
+                               "possible; choose a micro-batch that divides it")
     if batch["tokens_law"] < per_step * shape.seq_len:
-        rec["warnings"].append(f"the batch law asks for {batch['tokens_law']:.3g} tokens per step, fewer than the layout's "
-                               f"{per_step} x {shape.seq_len} (dp x micro-batch x sequence): the batch is rounded up to it")
+        rec["warnings"].append(f"the batch law asks for {batch['tokens_law']:.3g} tokens per step, fewer than the "
+                               f"layout's {per_step} x {shape.seq_len} (dp x micro-batch x sequence): the batch is "
+                               "rounded up to it")
     if cluster is not None:
         hw = cluster.describe(rec["flops"], price_per_hour)  # MFU counts model FLOPs
         rec.update({k: v for k, v in hw.items() if k not in ("dtype", "mfu", "count", "gpu")})
@@ -183,7 +187,8 @@ def check_plan_options(options: dict) -> dict:
             raise ParameterError(k, f"must be {kind}, got {v!r}")
     check_energy(opts["pue"], None, None)
     Shape(1, 128, 1, ffn=opts["ffn"], vocab=opts["vocab"], seq_len=opts["seq_len"])
-    Layout(tp=opts["tp"], pp=opts["pp"], zero=opts["zero"], micro_batch=opts["micro_batch"], recompute=opts["recompute"],
+    Layout(tp=opts["tp"], pp=opts["pp"], zero=opts["zero"], micro_batch=opts["micro_batch"],
+           recompute=opts["recompute"],
            flash=opts["flash"])
     check_convention(opts["flops_convention"])
     laws = data_toml("batch_laws.toml")

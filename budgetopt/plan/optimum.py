@@ -85,7 +85,8 @@ class Constraints:
         if self.inference_tokens is not None:
             units.require_in(self.inference_tokens, "inference_tokens", 0.0, what="a number of tokens")
         if self.max_epochs is not None and self.unique_tokens is None:
-            raise ParameterError("max_epochs", "needs {unique_tokens} (epochs are counted over the unique data)", names=True)
+            raise ParameterError("max_epochs", "needs {unique_tokens} (epochs are counted over the unique data)",
+                                 names=True)
 
     @property
     def d_max(self) -> float:
@@ -113,7 +114,8 @@ def law_for(spec: LawSpec, c: Constraints):
     if c.unique_tokens is None:
         return spec.params
     if not isinstance(spec.params, Parametric):
-        raise ParameterError("unique_tokens", f"the data-constrained form needs a parametric law (E, A, B, alpha, beta); "
+        raise ParameterError("unique_tokens",
+                             f"the data-constrained form needs a parametric law (E, A, B, alpha, beta); "
                                             f"{spec.name} is {spec.kind}")
     return data_constrained(spec.params)
 
@@ -162,9 +164,12 @@ def optimize(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | No
     if cluster is not None and cluster.hours is not None:
         given.append("hours")
     if len(given) > 1:
-        raise ParameterError(given[1], f"give one budget: {' or '.join('{' + g + '}' for g in given)}, not both", names=True)
+        raise ParameterError(given[1], f"give one budget: {' or '.join('{' + g + '}' for g in given)}, not both",
+                             names=True)
     if not given:
-        raise ParameterError("flops", "missing budget: give {flops}, or {gpu} with {count} and {hours}, or {target_loss}", names=True)
+        raise ParameterError("flops",
+                             "missing budget: give {flops}, or {gpu} with {count} and {hours}, or {target_loss}",
+                             names=True)
     check_price(price_per_hour)
 
     rec: Optimum = {"law": spec.name}
@@ -174,13 +179,15 @@ def optimize(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | No
         units.require_in(target_loss, "target_loss", what="a finite loss")
         floor = float(irreducible_loss(arr_law))
         if target_loss <= floor:
-            raise ParameterError("target_loss", f"{target_loss} is at or below the law's irreducible loss E = {floor:.4g}; "
+            raise ParameterError("target_loss",
+                                 f"{target_loss} is at or below the law's irreducible loss E = {floor:.4g}; "
                              "no compute reaches it")
         b0 = c.budget(0.0)
         zero = jnp.zeros((), jnp.result_type(*jax.tree_util.tree_leaves(arr_law)))
         smallest = float(loss(arr_law, zero, zero, b0.log_u.astype(zero.dtype)))  # N = 1 parameter, D = 1 token
         if target_loss >= smallest:
-            raise ParameterError("target_loss", f"{target_loss:g} is at or above the loss of a 1-parameter model trained on "
+            raise ParameterError("target_loss",
+                                 f"{target_loss:g} is at or above the loss of a 1-parameter model trained on "
                              f"1 token ({smallest:.4g}): any compute reaches it; give a lower target")
         res = compute_for_loss(arr_law, target_loss, b0, method=method)
         if not bool(res.reachable):
@@ -197,9 +204,11 @@ def optimize(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | No
             flops = cluster.flops()
         units.require_in(flops, "flops", 0.0, low_open=True, what="a number of FLOPs")
         if flops < MIN_FLOPS:
-            raise ParameterError("flops", f"must be at least {MIN_FLOPS:g} FLOPs (one parameter on one token), got {flops!r}")
+            raise ParameterError("flops",
+                                 f"must be at least {MIN_FLOPS:g} FLOPs (one parameter on one token), got {flops!r}")
         if c.has_inference and flops <= units.INFER_FLOPS_PER_PARAM_TOKEN * c.inference_tokens + MIN_FLOPS:
-            raise ParameterError("inference_tokens", f"serving {c.inference_tokens:.3g} tokens costs 2 FLOPs per parameter per token: "
+            raise ParameterError("inference_tokens",
+                                 f"serving {c.inference_tokens:.3g} tokens costs 2 FLOPs per parameter per token: "
                              f"a lifetime budget of {flops:.3g} FLOPs cannot train even one parameter")
         log_c = math.log(flops)
         a = allocate(arr_law, c.budget(log_c), method=method)
@@ -216,14 +225,16 @@ def optimize(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | No
     if cluster is not None:
         train = rec.get("train_flops", flops - rec["unused_flops"])
         rec.update(cluster.describe(train, price_per_hour))
-    ext = extrapolation(spec.validity, rec["params"], rec["tokens"], rec.get("train_flops", flops - rec["unused_flops"]))
+    ext = extrapolation(spec.validity, rec["params"], rec["tokens"],
+                        rec.get("train_flops", flops - rec["unused_flops"]))
     if ext is not None:
         rec["extrapolation"] = ext
     return rec
 
 
 #: ``convert`` quantities: the name a user asks for -> the record key
-CONVERT_TO = {"flops": "flops", "pf-days": "pf_days", "gpu-hours": "gpu_hours", "wall-days": "wall_days", "cost": "cost"}
+CONVERT_TO = {"flops": "flops", "pf-days": "pf_days", "gpu-hours": "gpu_hours", "wall-days": "wall_days",
+              "cost": "cost"}
 
 
 def convert(flops: float | None = None, *, params: float | None = None, tokens: float | None = None,

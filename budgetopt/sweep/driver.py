@@ -42,8 +42,10 @@ FORMAT = 3  # of the state in checkpoints and result files; part of the fingerpr
 
 def fingerprint(scenario: Scenario, n: int, x64: bool) -> str:
     """What must match for a checkpoint to resume or shards to merge."""
-    blob = json.dumps({"scenario": scenario.raw, "source": scenario.source if scenario.source.startswith("example:") else "",
-                       "samples": n, "seed": scenario.seed, "x64": x64, "candidates": scenario.candidates, "refine": scenario.refine,
+    blob = json.dumps({"scenario": scenario.raw,
+                       "source": scenario.source if scenario.source.startswith("example:") else "",
+                       "samples": n, "seed": scenario.seed, "x64": x64, "candidates": scenario.candidates,
+                       "refine": scenario.refine,
                        "subsample": scenario.subsample, "format": FORMAT}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -93,7 +95,8 @@ def run(scenario: Scenario, *, samples: float | None = None, chunk_size: float |
     n = check_samples(scenario.samples if samples is None else samples)
     if chunk_size is not None:
         if chunk_size != int(chunk_size) or not 1 <= chunk_size <= 2**MAX_CHUNK_BITS:
-            raise ParameterError("chunk_size", f"must be a whole number from 1 to {2**MAX_CHUNK_BITS} samples, got {chunk_size:g}")
+            raise ParameterError("chunk_size",
+                                 f"must be a whole number from 1 to {2**MAX_CHUNK_BITS} samples, got {chunk_size:g}")
         chunk_size = int(chunk_size)
     if resume and not checkpoint:
         raise ParameterError("resume", "needs {checkpoint}", names=True)

@@ -29,7 +29,16 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float, Int
 
-from ..model.allocation import Allocation, Budget, absent, closed_form_scalar, interval, log_tokens, method_for, solve_scalar
+from ..model.allocation import (
+    Allocation,
+    Budget,
+    absent,
+    closed_form_scalar,
+    interval,
+    log_tokens,
+    method_for,
+    solve_scalar,
+)
 from ..model.laws import Law, loss
 from .accumulators import Count, Ranges, accumulate, count_bins, fixed_point_sum
 from .sampling import Draw, complete_draw, fixed_law, index_words, make_sampler
@@ -56,7 +65,9 @@ def time_varies(scenario: Scenario) -> bool:
 def quantity_names(scenario: Scenario) -> tuple[str, ...]:
     """The quantities a scenario's sweep summarises, in QUANTITIES order: epochs only with unique
     tokens, gpu_hours and wall_days only when ``time_varies``."""
-    skip = ({"epochs"} if scenario.unique_tokens is None else set()) | (set() if time_varies(scenario) else {"gpu_hours", "wall_days"})
+    skip = {"epochs"} if scenario.unique_tokens is None else set()
+    if not time_varies(scenario):
+        skip |= {"gpu_hours", "wall_days"}
     return tuple(q for q in QUANTITIES if q not in skip)
 
 

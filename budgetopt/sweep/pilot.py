@@ -28,9 +28,10 @@ REFINE_STEPS = 40
 
 class Pilot(NamedTuple):
     """Fixed before the main pass. ``names``: the quantities summarised; ``ranges``: histogram
-    layout per quantity, in the compute dtype so host and device agree on every bin edge; ``candidates``: log N of the grid, then
-    the refined size when there is one; ``refinement``: what the refinement did; ``size``:
-    pilot samples; ``note``: why there is no candidate grid, if there is none."""
+    layout per quantity, in the compute dtype so host and device agree on every bin edge;
+    ``candidates``: log N of the grid, then the refined size when there is one; ``refinement``:
+    what the refinement did; ``size``: pilot samples; ``note``: why there is no candidate grid,
+    if there is none."""
 
     names: tuple[str, ...]
     ranges: Ranges

@@ -67,7 +67,7 @@ class Labels:
     uncertainty: str
     risk: str
     subsample: int
-    validity: dict | None = None  # the law's fitted range (``validity.to_mapping``): the result says how far it extrapolates
+    validity: dict | None = None  # the law's fitted range (``to_mapping``): the result says how far it extrapolates
 
 
 def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: str) -> SweepResult:
@@ -90,7 +90,8 @@ def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: s
                        ("log_sd" if log else "sd"): sd, "outside_histogram": int(h[0] + h[-1])}
     n = int(state.samples.n)
     converged = int(state.converged.n)
-    result: SweepResult = {"scenario": labels.scenario, "law": labels.law, "uncertainty": labels.uncertainty, "samples": n,
+    result: SweepResult = {"scenario": labels.scenario, "law": labels.law, "uncertainty": labels.uncertainty,
+                           "samples": n,
               "converged_fraction": converged / n if n else float("nan"), "not_converged": n - converged,
               "quantiles": quant, "stats": stats, "fingerprint": fingerprint}
     if pilot.note:
@@ -110,7 +111,8 @@ def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: s
         result["extrapolation"] = ext
     result["pilot"] = {"ranges": {names[k]: [float(lo[k]), float(hi[k])] for k in range(len(names))},
                        "centre": centre.tolist(), "candidates": pilot.candidates.tolist(), "size": pilot.size,
-                       "dtype": str(np.asarray(pilot.ranges.lo).dtype), "refinement": pilot.refinement, "note": pilot.note}
+                       "dtype": str(np.asarray(pilot.ranges.lo).dtype), "refinement": pilot.refinement,
+                       "note": pilot.note}
     result["labels"] = dataclasses.asdict(labels)
     result["state"] = st.state_to_json(state)
     return result
@@ -126,7 +128,8 @@ def _pilot_from(r: dict) -> Pilot:
         [p["ranges"][q][0] for q in names], [p["ranges"][q][1] for q in names], p["centre"])))
     if not all(len(v) == len(names) for v in ranges):
         raise ValueError("ranges and centres differ in length")
-    return Pilot(tuple(names), ranges, np.asarray(p["candidates"], np.float64).reshape(-1), dict(p["refinement"]), int(p["size"]),
+    return Pilot(tuple(names), ranges, np.asarray(p["candidates"], np.float64).reshape(-1), dict(p["refinement"]),
+                 int(p["size"]),
                  p["note"])
 
 
@@ -146,7 +149,8 @@ def merge_results(results: list[Any], names: list[str] | None = None) -> SweepRe
     shards = sorted(str(r["run"].get("shard")) for r in results)
     n_sh = shards[0].split("/")[-1]
     if not n_sh.isdigit() or shards != sorted(f"{i}/{n_sh}" for i in range(int(n_sh))):
-        raise ParameterError("results", f"need each shard 0/{n_sh} .. {int(n_sh) - 1 if n_sh.isdigit() else 'n-1'}/{n_sh} "
+        raise ParameterError("results",
+                             f"need each shard 0/{n_sh} .. {int(n_sh) - 1 if n_sh.isdigit() else 'n-1'}/{n_sh} "
                          f"exactly once, got {', '.join(shards)}")
     r0 = results[0]
     try:
@@ -159,7 +163,8 @@ def merge_results(results: list[Any], names: list[str] | None = None) -> SweepRe
         if labels.risk not in ("mean", "p95") or labels.subsample < 1:
             raise ValueError("risk or subsample")
     except (KeyError, TypeError, ValueError, InputError):
-        raise ParameterError("results", f"{names[0]} is not an intact sweep JSON output (its pilot or labels are damaged)") from None
+        raise ParameterError("results", f"{names[0]} is not an intact sweep JSON output (its pilot or labels are "
+                             "damaged)") from None
     template = st.empty_state(len(pilot.ranges.lo), len(pilot.candidates) if r0["state"].get("candidates") else 0)
     state = None
     for r, name in zip(results, names):

@@ -133,7 +133,8 @@ def make_sampler(scenario: Scenario, dtype) -> Callable[..., Draw]:
             log_c = _field(scenario.flops, key, lo, hi, STREAM.flops, dtype)
         else:  # C = count x peak FLOP/s x 3600 s/h x hours x MFU, in logs
             peak = math.log(scenario.accelerator.peak_flops(scenario.dtype)) + math.log(3600.0)
-            time = (_log_count(scenario.count, key, lo, hi, dtype), _field(scenario.hours, key, lo, hi, STREAM.hours, dtype))
+            time = (_log_count(scenario.count, key, lo, hi, dtype),
+                    _field(scenario.hours, key, lo, hi, STREAM.hours, dtype))
             log_c = time[0] + time[1] + _field(scenario.mfu, key, lo, hi, STREAM.mfu, dtype, (-math.inf, 0.0)) + peak
         log_u = _field(scenario.unique_tokens, key, lo, hi, STREAM.unique_tokens, dtype)
         log_d_max = _field(scenario.max_tokens, key, lo, hi, STREAM.max_tokens, dtype)

@@ -54,12 +54,14 @@ SECTIONS = {
 MAX_SAMPLES = 10**13
 MAX_CANDIDATES = 1024
 #: the library's parameter names -> where a scenario file gives them (errors are renamed here)
-TOML_PATHS = {"hardware_file": "--hardware-file", "law": "law.preset", "ratio": "law.ratio", "law_file": "law.file", "gpu": "budget.gpu",
+TOML_PATHS = {"hardware_file": "--hardware-file", "law": "law.preset", "ratio": "law.ratio", "law_file": "law.file",
+              "gpu": "budget.gpu",
               "dtype": "budget.dtype", "flops": "budget.flops", "count": "budget.count", "hours": "budget.hours",
               "mfu": "budget.mfu", "unique_tokens": "data.unique_tokens",
               **{k: f"constraints.{k}" for k in ("max_params", "max_tokens", "max_epochs", "inference_tokens")},
               **{k: f"recommend.{k}" for k in ("candidates", "risk", "refine", "subsample")},
-              **{k: f"plan.{k}" for k in ("seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp", "zero",
+              **{k: f"plan.{k}" for k in ("seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp",
+                                          "zero",
                                           "micro_batch", "recompute", "flash", "pue")}}
 # the decision subsample: candidates are scored on the samples with global index = 0 mod this
 SUBSAMPLES = (1, 2, 4, 8, 16, 32, 64)
@@ -150,8 +152,9 @@ def parse_dist(v: Any, name: str, where: str) -> Dist:
         if not sd > 0:
             raise InputError(_where(where, "sd"), f"must be > 0, got {sd:g}")
         if mean - 4 * sd <= lo or mean + 4 * sd > hi:
-            raise InputError(_where(where, "sd"), f"a normal({mean:g}, {sd:g}) reaches outside the allowed range within "
-                             f"4 sd; use a smaller sd, or a uniform/triangular/lognormal distribution")
+            raise InputError(_where(where, "sd"),
+                             f"a normal({mean:g}, {sd:g}) reaches outside the allowed range within 4 sd; use a smaller "
+                             "sd, or a uniform/triangular/lognormal distribution")
     else:  # lognormal
         median, sigma = vals
         _in_domain(median, name, _where(where, "median"))
@@ -232,14 +235,16 @@ def with_overrides(sc: Scenario, *, samples: float | None = None, seed: int | No
     return dataclasses.replace(sc, **kw)
 
 
-def resolve(path: str | Path | None = None, example_name: str | None = None, hardware_file: str | Path | None = None) -> Scenario:
+def resolve(path: str | Path | None = None, example_name: str | None = None,
+            hardware_file: str | Path | None = None) -> Scenario:
     """The scenario a user names: a TOML file, or a built-in example (exactly one of them)."""
     if (path is None) == (example_name is None):
         raise ParameterError("scenario", "give a scenario file or {example} NAME (one of them)", names=True)
     return example(example_name) if example_name is not None else load(path, hardware_file)
 
 
-def from_dict(d: dict, source: str = "", base_dir: Path | None = None, hardware_file: str | Path | None = None) -> Scenario:
+def from_dict(d: dict, source: str = "", base_dir: Path | None = None,
+              hardware_file: str | Path | None = None) -> Scenario:
     """Validate a parsed TOML document; errors name the TOML path."""
     try:
         return _from_dict(d, source, base_dir or Path("."), hardware_file)
@@ -255,7 +260,8 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path |
     kw: dict[str, Any] = {"source": source, "raw": d}
     if "samples" in d:
         if not isinstance(d["samples"], int):  # 1e6 in TOML is a float: ask for an integer literal
-            raise InputError("samples", f"must be a whole number (an integer literal such as 1_000_000), got {d['samples']!r}")
+            raise InputError("samples",
+                             f"must be a whole number (an integer literal such as 1_000_000), got {d['samples']!r}")
         kw["samples"] = check_samples(d["samples"])
     if "seed" in d:
         kw["seed"] = check_seed(d["seed"])
@@ -274,7 +280,8 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path |
         kw["flops"] = parse_dist(b["flops"], "flops", "budget.flops")
     else:
         if "gpu" not in b:
-            raise InputError("budget.gpu", "missing; give budget.flops, or budget.gpu with count, hours (or days) and mfu")
+            raise InputError("budget.gpu",
+                             "missing; give budget.flops, or budget.gpu with count, hours (or days) and mfu")
         if not isinstance(b["gpu"], str):
             raise InputError("budget.gpu", "must be an accelerator id string")
         acc = get_accelerator(b["gpu"], load_catalog(hardware_file))
@@ -286,8 +293,9 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path |
                 raise InputError(f"budget.{k}", "missing; hardware budgets need gpu, count, hours (or days) and mfu")
             kw[k] = parse_dist(b[k], k, f"budget.{k}")
         if kw["count"].fixed and kw["count"].a != int(kw["count"].a):
-            raise InputError("budget.count", f"must be a whole number of devices, got {kw['count'].a:g} (a distribution "
-                             "over count is allowed: its draws are rounded to whole devices)")
+            raise InputError("budget.count",
+                             f"must be a whole number of devices, got {kw['count'].a:g} (a distribution over count is "
+                             "allowed: its draws are rounded to whole devices)")
         if ("hours" in b) == ("days" in b):
             raise InputError("budget.hours", "give exactly one of budget.hours and budget.days")
         if "hours" in b:
@@ -309,7 +317,8 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path |
     if "max_epochs" in kw and "unique_tokens" not in kw:
         raise InputError("constraints.max_epochs", "needs data.unique_tokens (epochs are counted over the unique data)")
     if "unique_tokens" in kw and not isinstance(kw["law"].params, Parametric):
-        raise InputError("data.unique_tokens", f"the data-constrained form needs a parametric law; {kw['law'].name} is {kw['law'].kind}")
+        raise InputError("data.unique_tokens",
+                         f"the data-constrained form needs a parametric law; {kw['law'].name} is {kw['law'].kind}")
     rec = d.get("recommend", {})
     _check_keys(rec, "recommend", "recommend")
     if "candidates" in rec:

@@ -58,7 +58,8 @@ def test_bootstrap_reproducible_and_shrinks_with_more_data(synthetic, synthetic_
     assert again["bootstrap"]["draws"] == synthetic_fit["bootstrap"]["draws"]
     b = synthetic_fit["bootstrap"]
     cov = np.array(b["cov"])
-    assert cov.shape == (5, 5) and np.allclose(cov, cov.T) and b["order"] == ["log_A", "log_B", "log_E", "alpha", "beta"]
+    assert cov.shape == (5, 5) and np.allclose(cov, cov.T) and b["order"] == ["log_A", "log_B", "log_E", "alpha",
+                                                                              "beta"]
     assert np.allclose(np.sqrt(cov[3, 3]), b["se"]["alpha"], rtol=1e-9)
     for k, (lo, hi) in b["ci95"].items():
         assert lo <= synthetic_fit[k] * 1.02 and synthetic_fit[k] * 0.98 <= hi
@@ -94,7 +95,8 @@ def test_reproduces_the_published_chinchilla_refit():
         psi = np.clip(r_, -d, d)
         hub = np.where(np.abs(r_) <= d, 0.5 * r_**2, d * (np.abs(r_) - 0.5 * d))
         w = p / p.sum(axis=0)
-        grad = np.array([(psi * w[0]).sum(), (psi * w[1]).sum(), (psi * w[2]).sum(), -(psi * w[0] * x).sum(), -(psi * w[1] * y).sum()])
+        grad = np.array([(psi * w[0]).sum(), (psi * w[1]).sum(), (psi * w[2]).sum(), -(psi * w[0] * x).sum(),
+                         -(psi * w[1] * y).sum()])
         return hub.sum(), grad
 
     best = min(minimize(f, s, jac=True, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000}).fun

@@ -35,7 +35,8 @@ def ladder(rng, sigma=0.005, sigma_metric=0.005) -> Runs:
     noise around Gadre's link at the true loss."""
     s = LAW["alpha"] + LAW["beta"]
     g = (LAW["alpha"] * LAW["A"] / (LAW["beta"] * LAW["B"])) ** (1 / s)
-    n = np.concatenate([g * (c / 6) ** (LAW["beta"] / s) * np.exp(np.linspace(-1, 1, 7)) for c in (1e18, 3e18, 1e19, 3e19, 1e20)])
+    spread = np.exp(np.linspace(-1, 1, 7))
+    n = np.concatenate([g * (c / 6) ** (LAW["beta"] / s) * spread for c in (1e18, 3e18, 1e19, 3e19, 1e20)])
     d = np.repeat([1e18, 3e18, 1e19, 3e19, 1e20], 7) / (6 * n)
     loss = true_loss(n, d)
     metric = np.asarray(links.exp_link(loss, *LINK)) + sigma_metric * rng.normal(size=n.size)
@@ -58,7 +59,8 @@ def test_link_fits_match_scipy_curve_fit(kind):
 
 
 def test_gadre_preset_forecast_through_the_cli():
-    r = runner.invoke(app, ["forecast", "--law", "gadre2024-rpj", "--params", "6.9e9", "--tokens", "138e9", "-f", "json"])
+    r = runner.invoke(app,
+                      ["forecast", "--law", "gadre2024-rpj", "--params", "6.9e9", "--tokens", "138e9", "-f", "json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert round(res["loss"]["point"], 4) == 2.4425 and round(res["metric"]["point"], 4) == 0.4718

@@ -163,9 +163,11 @@ def test_ladder_i_draws_the_sweeps_law_i():
 
     idx = np.arange(200, dtype=np.uint32)
     with jax_x64():
-        cfg = ladder.Config(*(jnp.asarray(v) for v in ladder.make_config(CHIN, "covariance", ladder.Noise(), TARGET, 7)))
+        cfg = ladder.Config(*(jnp.asarray(v) for v in ladder.make_config(CHIN, "covariance", ladder.Noise(), TARGET,
+                                                                         7)))
         ours = ladder.true_law(cfg, "covariance", jnp.asarray(idx))
-        theirs = law_sampler(CHIN, "covariance", jnp.float64)(key_words(7), jnp.asarray(idx), jnp.zeros(200, jnp.uint32))
+        theirs = law_sampler(CHIN, "covariance", jnp.float64)(key_words(7), jnp.asarray(idx),
+                                                              jnp.zeros(200, jnp.uint32))
     assert np.array_equal(np.stack(ours), np.stack(theirs))
     assert np.std(np.asarray(ours.alpha)) > 0.005  # drawn, not the mean
 
@@ -181,7 +183,8 @@ def test_the_chunk_kernel_is_traced_once(monkeypatch):
     monkeypatch.setattr(ladder, "simulate_one", counted)
     monkeypatch.setattr(ladder, "_PROGRAMS", {})  # not the programs earlier tests traced
     designs = [ladder.Design("a", BUDGETS, 3, 2.0)]
-    ladder.simulate(designs, CHIN, "none", ladder.Noise(0.0), 1e24, 5 * ladder.BLOCK, "2", chunk=ladder.BLOCK)  # 5 chunks
+    ladder.simulate(designs, CHIN, "none", ladder.Noise(0.0), 1e24, 5 * ladder.BLOCK, "2",
+                    chunk=ladder.BLOCK)  # 5 chunks
     # another law, noise, target and seed: run-time arguments of the same program
     ladder.simulate(designs, ASYM, "none", ladder.Noise(0.02, 0.01, 0.001), 3e23, 2 * ladder.BLOCK, "2", seed=5,
                     chunk=ladder.BLOCK)
@@ -201,7 +204,8 @@ def test_failures_are_counted_and_keep_a_design_from_being_recommended():
     assert any(w.startswith("bad:") for w in res["warnings"])
     # the counts are the ladders' own: a forecast exists iff >= 2 curves kept an interior minimum
     out = sim([bad, good], noise=0.01, n=100, approach="2")
-    assert rows["bad"]["failed"] == int((~out.ok[0]).sum()) and rows["bad"]["not_converged"] == int((~out.converged[0]).sum())
+    assert rows["bad"]["failed"] == int((~out.ok[0]).sum())
+    assert rows["bad"]["not_converged"] == int((~out.converged[0]).sum())
 
 
 def test_recommendation_rules():
@@ -247,7 +251,8 @@ def test_cli_json_csv_and_table(tmp_path):
     f.write_text('[[design]]\nname = "small"\nbudgets = [1e18, 1e19, 1e20]\npoints = 5\nspread = 4\n'
                  '[[design]]\nname = "wide"\nbudgets = [1e18, 1e19, 1e20]\npoints = 9\nspread = 4\n')
     runner = CliRunner()
-    common = ["ladder", "--designs", str(f), "--ladders", "40", "--at", "1e23", "--gpu", "h100-sxm", "--max-regret", "1"]
+    common = ["ladder", "--designs", str(f), "--ladders", "40", "--at", "1e23", "--gpu", "h100-sxm", "--max-regret",
+              "1"]
     r = runner.invoke(app, [*common, "-f", "json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
@@ -258,7 +263,8 @@ def test_cli_json_csv_and_table(tmp_path):
     assert res["recommended"] == "small" and res["prior"] == "covariance"  # the cheapest meeting 1 nat
     for r in res["designs"]:  # D* = C / 6N*: its bias mirrors N*'s
         assert (1 + r["d_bias"]) * (1 + r["n_bias"]) == pytest.approx(1.0, rel=1e-12)
-    assert res["designs"][0]["gpu_hours"] == pytest.approx(res["designs"][0]["cost_flops"] / (989e12 * 0.4 * 3600), rel=1e-3)
+    assert res["designs"][0]["gpu_hours"] == pytest.approx(res["designs"][0]["cost_flops"] / (989e12 * 0.4 * 3600),
+                                                           rel=1e-3)
     r = runner.invoke(app, [*common, "-f", "csv"])
     assert r.exit_code == 0 and r.stdout.splitlines()[0].startswith("design,")
     r = runner.invoke(app, [*common])

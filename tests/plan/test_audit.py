@@ -33,7 +33,8 @@ def test_chinchilla_beats_gopher_at_the_same_compute():
     chin = ref.chinchilla(E, A, B, a, b, 70e9, c / (6 * 70e9))
     goph = ref.chinchilla(E, A, B, a, b, 280e9, c / (6 * 280e9))
     assert chin < goph
-    rows = {r["name"]: r for r in audit_models([get_model("chinchilla"), get_model("gopher")], get_preset("hoffmann2022"))}
+    rows = {r["name"]: r for r in audit_models([get_model("chinchilla"), get_model("gopher")],
+                                               get_preset("hoffmann2022"))}
     assert rows["Chinchilla 70B"]["loss"] < rows["Gopher 280B"]["loss"]
 
 

@@ -22,7 +22,8 @@ from budgetopt.plan.launch import batch_and_lr, launch_plan
 
 runner = CliRunner()
 LLAMA2_7B = Shape(32, 4096, 32, d_ff=11008, vocab=32000, tied=False)
-GPT3 = Shape(96, 12288, 96, ffn="gelu", vocab=50257, tied=True, seq_len=2048, norm="layernorm", bias=True, positions=2048)
+GPT3 = Shape(96, 12288, 96, ffn="gelu", vocab=50257, tied=True, seq_len=2048, norm="layernorm", bias=True,
+             positions=2048)
 
 
 def test_llama2_7b_and_gpt3_parameter_counts():
@@ -47,7 +48,7 @@ def test_flops_conventions():
     assert f["kaplan"] == pytest.approx(6 * s.params()["non_embedding"] + 6 * 32 * 32768 * 4096)
     assert f["deepseek"] == pytest.approx(72 * 32 * 4096**2 + 12 * 32 * 4096 * 32768)  # DeepSeek's M for a 12Ld^2 body
     assert f["deepseek"] / (6 * body) == pytest.approx(1 + 32768 / (6 * 4096))  # 2.33 at 32K
-    # the claim: at 32K context a 4096-wide model does 1.7-2.3x the work of 6N (and 6N is exact at short context)
+    # the claim: at 32K context a 4096-wide model does 1.7-2.3x the work of 6N (6N is exact at short context)
     assert 1.6 < f["kaplan"] / f["6n"] and f["chinchilla"] / f["6n"] < 2.35
     short = Shape(32, 4096, 32, ffn="gelu", seq_len=128).flops_per_token()
     assert short["chinchilla"] / short["6n"] == pytest.approx(1.0, abs=0.06)
@@ -87,7 +88,8 @@ def test_step_law_uses_non_embedding_parameters():
     n = shape.params()["non_embedding"]
     r = batch_and_lr("steplaw2025", shape, 1.4e12)
     assert r["learning_rate"] == pytest.approx(1.79 * n**-0.713 * 1.4e12**0.307, rel=1e-12)
-    assert r["tokens"] == pytest.approx(0.58 * 1.4e12**0.571, rel=1e-12) and r["tokens"] == pytest.approx(5.0e6, rel=0.01)
+    assert r["tokens"] == pytest.approx(0.58 * 1.4e12**0.571,
+                                        rel=1e-12) and r["tokens"] == pytest.approx(5.0e6, rel=0.01)
 
 
 def test_energy_and_emissions_against_published_figures():
@@ -103,7 +105,8 @@ def test_energy_and_emissions_against_published_figures():
 
 
 def test_optimize_reports_energy_when_hardware_is_given():
-    r = json.loads(runner.invoke(app, ["optimize", "--gpu", "h100-sxm", "--count", "1024", "--days", "30", "--pue", "1.2",
+    r = json.loads(runner.invoke(app,
+                                 ["optimize", "--gpu", "h100-sxm", "--count", "1024", "--days", "30", "--pue", "1.2",
                                        "--grid-intensity", "0.4", "-f", "json"]).stdout)
     assert r["energy_kwh"] == pytest.approx(1024 * 720 * 700 * 1.2 / 1000, rel=1e-12)
     assert r["emissions_t"] == pytest.approx(r["energy_kwh"] * 0.4 / 1000, rel=1e-12)
@@ -115,7 +118,8 @@ def test_the_plan_spends_the_budget_at_the_realised_size():
     assert 6 * r["params"] * r["tokens"] == pytest.approx(hw.flops(), rel=1e-9)
     assert r["params"] == r["shape"]["params_total"] and abs(math.log(r["params"] / r["optimum"]["params"])) < 0.05
     assert r["flops"] == pytest.approx(r["flops_per_token"]["chinchilla"] * r["tokens"], rel=1e-12)
-    assert r["hardware_flops"] == pytest.approx(r["flops"] * 4 / 3, rel=1e-12) and r["hfu"] == pytest.approx(0.4 * 4 / 3)
+    assert r["hardware_flops"] == pytest.approx(r["flops"] * 4 / 3,
+                                                rel=1e-12) and r["hfu"] == pytest.approx(0.4 * 4 / 3)
     assert r["layout"]["dp"] == 128  # 1024 devices / tp 8
     b = r["batch"]
     assert b["sequences"] % 128 == 0 and b["tokens"] == b["sequences"] * 8192
@@ -208,10 +212,13 @@ def test_a_scenario_plan_reports_wall_clock_and_energy_quantiles_when_hours_vary
 
     def hours_at(u):  # the triangular distribution's quantile function
         c = (mode - low) / (high - low)
-        return low + math.sqrt(u * (high - low) * (mode - low)) if u < c else high - math.sqrt((1 - u) * (high - low) * (high - mode))
+        if u < c:
+            return low + math.sqrt(u * (high - low) * (mode - low))
+        return high - math.sqrt((1 - u) * (high - low) * (high - mode))
 
     d = {"law": {"preset": "besiroglu2024"},
-         "budget": {"gpu": "h100-sxm", "count": 1024, "hours": {"dist": "triangular", "low": low, "mode": mode, "high": high},
+         "budget": {"gpu": "h100-sxm", "count": 1024,
+                    "hours": {"dist": "triangular", "low": low, "mode": mode, "high": high},
                     "mfu": {"dist": "uniform", "low": 0.35, "high": 0.45}},
          "recommend": {"candidates": 8}, "plan": {"seq_len": 8192, "tp": 8, "pue": 1.2}}
     res = sw.run(scn.from_dict(d), samples=100_000)
@@ -236,7 +243,8 @@ def test_a_scenario_plan_reports_wall_clock_and_energy_quantiles_when_hours_vary
     # fixed hours and count: nothing varies, nothing more is summarised (and no [plan]: never)
     fixed = {**d, "budget": {**d["budget"], "hours": 720}}
     assert "wall_days" not in sw.run(scn.from_dict(fixed), samples=2000)["quantiles"]
-    assert "wall_days" not in sw.run(scn.from_dict({k: v for k, v in d.items() if k != "plan"}), samples=2000)["quantiles"]
+    assert "wall_days" not in sw.run(scn.from_dict({k: v for k, v in d.items() if k != "plan"}),
+                                     samples=2000)["quantiles"]
 
 
 def test_a_batch_that_the_layout_cannot_split_is_named():

@@ -113,7 +113,8 @@ def _random_state(rng, q=5, k=3) -> st.SweepState:
     def wide(shape):
         return accumulators.WideSum(rng.integers(-(2**40), 2**40, shape), rng.integers(0, 2**32, shape))
 
-    qs = accumulators.QuantityStats(count(q), count((q, accumulators.BINS + 2)), wide(q), wide(q), accumulators.Min(rng.normal(size=q)),
+    qs = accumulators.QuantityStats(count(q), count((q, accumulators.BINS + 2)), wide(q), wide(q),
+                                    accumulators.Min(rng.normal(size=q)),
                          accumulators.Max(rng.normal(size=q)))
     cs = st.CandidateStats(wide(k), count(k), count((k, st.REGRET_BINS + 2)), count(()), wide(()))
     return st.SweepState(count(()), count(()), qs, cs)
@@ -132,8 +133,10 @@ def test_merge_is_exact_associative_commutative_with_the_empty_state_as_identity
     assert _same(accumulators.merge(a, st.empty_state(5, 3)), a)
     got = st.flatten(accumulators.merge(a, b))  # a wide sum is the exact integer sum
     for path in ("quantities/sum", "candidates/regret_sum"):
-        tot = [int(f[path + "/hi"].ravel()[0]) * 2**32 + int(f[path + "/lo"].ravel()[0]) for f in map(st.flatten, (a, b))]
-        assert int(got[path + "/hi"].ravel()[0]) * 2**32 + int(got[path + "/lo"].ravel()[0]) == sum(tot)
+        def wide(f, path=path):
+            return int(f[path + "/hi"].ravel()[0]) * 2**32 + int(f[path + "/lo"].ravel()[0])
+
+        assert wide(got) == sum(wide(f) for f in map(st.flatten, (a, b)))
     m = accumulators.merge(a, b)
     assert np.array_equal(m.quantities.vmin.v, np.minimum(a.quantities.vmin.v, b.quantities.vmin.v))
     assert np.array_equal(m.quantities.hist.n, a.quantities.hist.n + b.quantities.hist.n)
