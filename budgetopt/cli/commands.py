@@ -57,9 +57,9 @@ from .options import (
     number_argument,
     number_option,
 )
-from .report import audit_notes, emit, notices, optimize_notes, render, to_json
+from .report import audit_notes, emit, exit_code, notices, optimize_notes, render, to_json
 
-EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 2, 70  # 1 (no answer): report.exit_code
 
 #: library parameter names a command takes under another name (arguments, short flags)
 _NAMES = {"output": "-o", "runs": "RUNS", "results": "FILES", "kind": "KIND", "scenario": "SCENARIO",
@@ -151,11 +151,11 @@ def _no_effect(names: list[str], command: str, why: str) -> None:
 
 def respond(command: str, result: Any, fmt: str, output: Path | None, **table: Any) -> int:
     """The one way a command answers: its report in ``fmt`` to stdout, or atomically to
-    ``output``; then its notices on stderr; the exit code (1: a solve did not converge)."""
+    ``output``; then its notices on stderr; the exit code (1: the answer is missing)."""
     emit(render(command, result, fmt, **table), output)
     for line in notices(command, result):
         print(line, file=sys.stderr)
-    return EXIT_NOT_CONVERGED if command == "optimize" and not result["converged"] else EXIT_OK
+    return exit_code(command, result)
 
 
 app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True,

@@ -195,6 +195,7 @@ def sweep_report(res: dict) -> str:
         r = {"recommended params": format_count(rec["params"]), "expected loss": f"{rec['expected_loss']:.4f}",
              "expected regret (nats)": regret, "p95 regret (nats)": p95,
              "P(regret < 1 %)": f"{rec['p_regret_below_1pct']:.2%}",
+             "futures it cannot be trained in": f"{rec['p_untrainable']:.2%}",
              "chosen by": f"{rec['risk']} loss, from {rec['from']}",
              "scored on": f"1 in {rec['subsample']} samples ({rec['scored_samples']:,})"}
         text += to_table([{"quantity": k, "value": v} for k, v in r.items()],
@@ -544,16 +545,33 @@ def render(command: str, result: Any, fmt: str, *, title: str | None = None, not
 
 def notices(command: str, result: Any) -> list[str]:
     """What ``command`` says on stderr after its report: a solve that did not converge, a sweep's
-    unconverged samples, and the shape warnings of an answer outside the law's fitted range."""
+    unconverged samples and a recommendation it has not, the shape warnings of an answer outside
+    the law's fitted range."""
     if command == "sweep":
-        warning = convergence_warning(result)
-        return [warning] if warning else []
+        lines = [w for w in (convergence_warning(result),) if w]
+        rec = result.get("recommendation")
+        if rec and rec.get("p_untrainable"):
+            lines.append(f"warning: the recommended size cannot be trained in {rec['p_untrainable']:.2%} of the "
+                         "futures (above their max_params, or left no token by serving); see p_untrainable")
+        if "recommendation" in result and rec is None:
+            lines.append(f"error: nothing to recommend: {result.get('recommendation_note', 'no size was scored')}")
+        return lines
     if command != "optimize":
         return []
     lines = [f"warning: {w}" for w in (result.get("extrapolation") or {}).get("warnings", [])]
     if not result["converged"]:
         lines.append("warning: the solve did not converge; the answer is not reliable")
     return lines
+
+
+def exit_code(command: str, result: Any) -> int:
+    """0, or 1 when the answer is missing: ``optimize``'s solve did not converge, or a sweep asked
+    for a recommendation has none (its summaries are still written)."""
+    if command == "optimize":
+        return 0 if result["converged"] else 1
+    if command == "sweep" and "recommendation" in result and result["recommendation"] is None:
+        return 1
+    return 0
 
 
 def emit(text: str, out: str | Path | None) -> None:

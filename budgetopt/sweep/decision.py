@@ -5,6 +5,10 @@ index = 0 mod ``recommend.subsample`` (default 8; 1 = all) — so all of them de
 population: each size's expected loss and regret, the share of samples with regret below 1 %
 of their optimal loss, and the 95th percentile of regret, each with its Monte Carlo error.
 The chosen size minimises the expected loss, or the p95 regret (``recommend.risk = "p95"``).
+Every sample whose optimum exists is scored for every size: a size a sample cannot train (above
+its max_params, or left no token by serving) scores the loss of that size on one token — a
+regret of order the law's B, far beyond any trainable size — and the share of such futures is
+reported per size (``p_untrainable``).
 Why a subsample: scoring K = 65 sizes on every sample cost 3x the rest of the sweep, while the
 decision's precision is set by the pilot's refinement and the flat regret curve; the errors
 printed say what the subsample costs.
@@ -73,6 +77,7 @@ def recommend(c: CandidateStats, candidates: np.ndarray, risk: str, refined: boo
     exp_reg = c.regret_sum.value() / scale / scored
     hist = np.asarray(c.regret_hist.n)
     win = np.asarray(c.win.n) / scored
+    lost = np.asarray(c.untrainable.n) / scored
     q95 = [regret_quantile(h, 0.95) for h in hist]
     k_ref = len(candidates) - 1 if refined else -1
     rows = [{"params": math.exp(candidates[k]), "expected_loss": float(e_opt + exp_reg[k]),
@@ -80,6 +85,7 @@ def recommend(c: CandidateStats, candidates: np.ndarray, risk: str, refined: boo
              "p95_regret": q95[k][0], "p95_regret_ci95": [q95[k][1], q95[k][2]],
              "p_regret_below_1pct": float(win[k]),
              "p_regret_below_1pct_se": math.sqrt(max(win[k] * (1 - win[k]), 0.0) / scored),
+             "p_untrainable": float(lost[k]), "p_untrainable_se": math.sqrt(max(lost[k] * (1 - lost[k]), 0.0) / scored),
              "refined": k == k_ref} for k in range(len(candidates))]
     score = exp_reg if risk == "mean" else np.array([q[0] for q in q95])
     if not np.isfinite(score).any():

@@ -37,7 +37,7 @@ from .pilot import Pilot, make_pilot
 from .results import Labels, SweepResult, plan_for_sweep, summarise
 from .scenario import Scenario, check_samples
 
-FORMAT = 3  # of the state in checkpoints and result files; part of the fingerprint
+FORMAT = 4  # of the state in checkpoints and result files; part of the fingerprint (4: untrainable counts)
 
 
 def fingerprint(scenario: Scenario, n: int, x64: bool) -> str:

@@ -102,16 +102,22 @@ def quantities(a: Allocation | Sampled, b: Budget, names: tuple[str, ...], time=
     return vals, jnp.isfinite(vals) & (a.converged[None, :] | is_input)
 
 
-def candidate_loss(law: Law, b: Budget, x: Float[Array, ""], bounds=None) -> Float[Array, " s"]:
-    """Loss of committing to N = exp(x) for every sample: tokens follow the sample's realised
-    compute, within its caps; a size outside a sample's feasible interval is clipped to it.
-    ``bounds``: that interval when already computed (``interval(b)``)."""
-    lo, hi = interval(b) if bounds is None else bounds
-    x = jnp.clip(x, lo, jnp.maximum(lo, hi))
+def candidate_loss(law: Law, b: Budget, x: Float[Array, ""]) -> tuple[Float[Array, " s"], Bool[Array, " s"]]:
+    """(loss, trainable) of committing to N = exp(x) in every sample. The size is trained on the
+    tokens its sample affords: D = (C - 2 N D_inf) / 6N, at most the sample's token cap (compute
+    then left unused). It cannot be trained where it is above the sample's max_params, below one
+    parameter, or left less than one token (serving eats the budget): there it scores the loss
+    of that size trained on one token — a stated penalty, a regret of order the law's B (or
+    D_c^alpha_D) nats, far beyond any trainable size — and ``trainable`` is False. The size is
+    never moved into the sample's feasible interval: the decision is scored on what the size it
+    names really reaches."""
     log_d = log_tokens(b, x)
     if not absent(b.log_d_max, math.inf):
         log_d = jnp.minimum(log_d, b.log_d_max)
-    return loss(law, x, log_d, b.log_u)
+    ok = jnp.isfinite(log_d) & (log_d >= 0.0) & (x >= 0.0)
+    if not absent(b.log_n_max, math.inf):
+        ok = ok & (x <= b.log_n_max)
+    return loss(law, x, jnp.where(ok, log_d, 0.0), b.log_u), ok
 
 
 def regret_bin(r: Float[Array, " s"]) -> Int[Array, " s"]:
@@ -134,31 +140,27 @@ def decision_subsample(tree, stride: int, offset: Array):
 
 
 def candidate_stats(law: Law, b: Budget, opt: Array, use: Array, xs: Array) -> CandidateStats:
-    """Every candidate log-size in ``xs`` scored against every sample where ``use`` (the
-    caller passes the decision subsample). A sample is scored when its optimum is finite and the
-    loss is finite at the smallest and the largest candidate: every law here is unimodal along
-    the constraint, so the loss is then finite at every candidate in between and no
-    per-candidate count is needed."""
-    lo, hi = interval(b)
-    hi = jnp.maximum(lo, hi)
-    ends = [candidate_loss(law, b, jnp.min(xs), (lo, hi)), candidate_loss(law, b, jnp.max(xs), (lo, hi))]
-    use = use & jnp.isfinite(opt) & jnp.isfinite(ends[0]) & jnp.isfinite(ends[1])
+    """Every candidate log-size in ``xs`` scored against every sample where ``use`` (the caller
+    passes the decision subsample's samples whose optimum converged): its regret L(N_k) - L*
+    (``candidate_loss``: a size the sample cannot train scores its stated penalty, and is
+    counted in ``untrainable``). No sample is dropped for a candidate it cannot train."""
+    use = use & jnp.isfinite(opt)
     n_bins = REGRET_BINS + 2
 
     def one(_, x):
         # A scan step per candidate: the loop boundary keeps XLA from fusing (and recomputing)
         # the per-sample inputs into K consumers.
-        lk = candidate_loss(law, b, x, (lo, hi))
+        lk, trainable = candidate_loss(law, b, x)
         r = jnp.maximum(lk - opt, 0.0)
         ok = use & jnp.isfinite(r)
-        # a non-finite regret (not expected, see above) lands in the overflow bin, in sight
+        # a non-finite regret (not expected: the penalty is finite) lands in the overflow bin, in sight
         idx = jnp.where(use, jnp.where(ok, regret_bin(r), REGRET_BINS + 1), n_bins)
         return None, (fixed_point_sum(r, LOSS_BITS, ok, axis=0), Count(jnp.sum(ok & (r < WIN * opt)).astype(jnp.int64)),
-                      Count(count_bins(idx, n_bins + 1).n[:-1]))
+                      Count(count_bins(idx, n_bins + 1).n[:-1]), Count(jnp.sum(use & ~trainable).astype(jnp.int64)))
 
-    _, (regret_sum, win, hist) = jax.lax.scan(one, None, xs)
+    _, (regret_sum, win, hist, untrainable) = jax.lax.scan(one, None, xs)
     return CandidateStats(regret_sum, win, hist, Count(jnp.sum(use).astype(jnp.int64)),
-                          fixed_point_sum(opt, LOSS_BITS, use, axis=0))
+                          fixed_point_sum(opt, LOSS_BITS, use, axis=0), untrainable)
 
 
 class Sampled(NamedTuple):

@@ -53,6 +53,14 @@ def _expand(vmin: float, vmax: float) -> tuple[float, float]:
     return vmin - 0.5 * span, vmax + 0.5 * span
 
 
+def size_bounds(scenario: Scenario) -> tuple[float, float]:
+    """The log-sizes every future allows: at least one parameter, at most a fixed
+    ``constraints.max_params`` (an uncertain cap is the samples' to judge). Candidates stay
+    inside, so the recommendation always names a size the scenario permits."""
+    cap = scenario.max_params
+    return 0.0, math.log(cap.a) if cap is not None and cap.fixed else math.inf
+
+
 def make_pilot(scenario: Scenario, n: int, dtype) -> Pilot:
     """The pilot of a sweep of ``n`` samples computed in ``dtype``."""
     sampler = make_sampler(scenario, dtype)
@@ -81,7 +89,9 @@ def make_pilot(scenario: Scenario, n: int, dtype) -> Pilot:
     xn = vals[0][ok[0]]
     if xn.size == 0:
         return Pilot(names, ranges, np.zeros(0), {}, p, "no pilot sample converged: no candidate grid")
-    grid = np.linspace(np.quantile(xn, 0.005) - math.log(2), np.quantile(xn, 0.995) + math.log(2), scenario.candidates)
+    lo_cap, hi_cap = size_bounds(scenario)
+    lo_x = min(max(np.quantile(xn, 0.005) - math.log(2), lo_cap), hi_cap)
+    grid = np.linspace(lo_x, max(min(np.quantile(xn, 0.995) + math.log(2), hi_cap), lo_x), scenario.candidates)
     if not scenario.refine:
         return Pilot(names, ranges, grid, {"refined": False, "method": "none (recommend.refine = false)"}, p)
     x, report = refine(scenario, sampler, p, grid)
@@ -96,21 +106,28 @@ def refine(scenario: Scenario, sampler, p: int, grid: np.ndarray, steps: int = R
     law, b = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), (law, b))
 
     def mean_loss(x):
-        return jnp.mean(candidate_loss(law, b, x[0]))
+        return jnp.mean(candidate_loss(law, b, x[0])[0])
 
     @jax.jit
     def run(grid):
         opt_loss = solve_samples(scenario, law, b).loss
         grid_losses = jax.vmap(lambda x: mean_loss(x[None]))(grid)
         x0 = grid[jnp.argmin(grid_losses)][None]
-        x, v_end, g_end, _ = lbfgs_minimize(x0, mean_loss, steps, 1e-12)
-        return x0[0], jnp.min(grid_losses), x[0], v_end, g_end, jnp.mean(opt_loss)
+        v0 = jnp.min(grid_losses)
+        x, _, g_end, _ = lbfgs_minimize(x0, mean_loss, steps, 1e-12)
+        x = jnp.clip(x, grid[0], grid[-1])  # the sizes the scenario permits (``size_bounds``)
+        v = mean_loss(x)
+        better = jnp.isfinite(v) & (v <= v0)  # never worse than the best grid point
+        x, v = jnp.where(better, x, x0), jnp.where(better, v, v0)
+        # a minimum at a kink (a cap starting to bind) or at a bound has a gradient that is not
+        # zero: certify it by its neighbours instead, 1e-6 in log N either side within the bounds
+        sides = jnp.stack([mean_loss(jnp.clip(x + d, grid[0], grid[-1])) for d in (-1e-6, 1e-6)])
+        return x0[0], v0, x[0], v, g_end, jnp.mean(opt_loss), jnp.all(v <= sides * (1 + 1e-12))
 
     with jax.numpy_dtype_promotion("standard"):  # optax's L-BFGS mixes int32/int64 internally
-        x0, v0, x, v, g, v_opt = (float(t) for t in run(jnp.asarray(grid, jnp.float64)))
-    if not (math.isfinite(x) and v <= v0):
-        x, v = x0, v0
-    converged = abs(g) * (grid[1] - grid[0]) < 1e-6 * abs(v) + 1e-9 if len(grid) > 1 else True
+        x0, v0, x, v, g, v_opt, local_min = (float(t) for t in run(jnp.asarray(grid, jnp.float64)))
+    step = grid[1] - grid[0] if len(grid) > 1 else 0.0
+    converged = abs(g) * step < 1e-6 * abs(v) + 1e-9 or bool(local_min) or step == 0.0
     return x, {"refined": True, "method": "optax.lbfgs on the pilot's mean loss", "steps": steps, "pilot_samples": p,
                "start_params": math.exp(x0), "start_expected_loss": v0, "params": math.exp(x),
                "expected_loss": v, "grad": g, "converged": bool(converged), "pilot_optimal_loss": v_opt}

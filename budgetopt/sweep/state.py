@@ -31,18 +31,20 @@ class CandidateStats(NamedTuple):
     samples of the decision subsample: ``regret_sum``, the fixed-point sum of regret
     L(N_k) - L*; ``win``, samples with regret below 1 % of L*; ``regret_hist``, the histogram of
     regret. ``scored``: how many samples were scored; ``optimal_loss_sum``: the fixed-point sum
-    of their L*."""
+    of their L*; ``untrainable``, per candidate, the scored samples in which that size cannot be
+    trained (above the sample's max_params, or no token left by its budget)."""
 
     regret_sum: WideSum
     win: Count
     regret_hist: Count
     scored: Count
     optimal_loss_sum: WideSum
+    untrainable: Count
 
     @staticmethod
     def empty(k: int) -> CandidateStats:
         return CandidateStats(WideSum.empty(k), Count.empty(k), Count.empty((k, REGRET_BINS + 2)), Count.empty(()),
-                              WideSum.empty(()))
+                              WideSum.empty(()), Count.empty(k))
 
 
 class SweepState(NamedTuple):

@@ -114,9 +114,8 @@ def _random_state(rng, q=5, k=3) -> st.SweepState:
         return accumulators.WideSum(rng.integers(-(2**40), 2**40, shape), rng.integers(0, 2**32, shape))
 
     qs = accumulators.QuantityStats(count(q), count((q, accumulators.BINS + 2)), wide(q), wide(q),
-                                    accumulators.Min(rng.normal(size=q)),
-                         accumulators.Max(rng.normal(size=q)))
-    cs = st.CandidateStats(wide(k), count(k), count((k, st.REGRET_BINS + 2)), count(()), wide(()))
+                                    accumulators.Min(rng.normal(size=q)), accumulators.Max(rng.normal(size=q)))
+    cs = st.CandidateStats(wide(k), count(k), count((k, st.REGRET_BINS + 2)), count(()), wide(()), count(k))
     return st.SweepState(count(()), count(()), qs, cs)
 
 
