@@ -226,7 +226,8 @@ def plan_command(
     pp: Annotated[int, typer.Option(help="pipeline-parallel degree")] = 1,
     zero: Annotated[int, typer.Option(help="ZeRO stage 0-3 (3 = FSDP)")] = 1,
     micro_batch: Annotated[int, typer.Option(help="sequences per device per micro-step")] = 1,
-    recompute: Annotated[str, typer.Option(help="activation recomputation: none | full")] = "none",
+    recompute: Annotated[str, typer.Option(help="activation recomputation: none | full (the devices redo the forward "
+                                           "pass: 4/3 the work, and time, at the same --mfu)")] = "none",
     flash: Annotated[bool,
                      typer.Option("--flash/--no-flash", help="flash attention (no stored attention scores)")] = True,
     reserve_gb: Annotated[float, typer.Option(help="device memory kept free for the framework and buffers (GB)")] = 4.0,
@@ -258,7 +259,8 @@ def plan_command(
     cons = Constraints(unique_tokens=unique_tokens, max_params=max_params, max_tokens=max_tokens)
     with runtime.precision("plan"):
         rec = launch_plan(spec, flops=flops, cluster=cluster, constraints=cons, params=params, tokens=tokens,
-                          shape=shape, seq_len=seq_len, vocab=vocab, ffn=ffn, tied=not untied, layout=layout,
+                          shape=shape, seq_len=seq_len, vocab=vocab, ffn=ffn, tied=not untied, n_kv_heads=n_kv_heads,
+                          layout=layout,
                           convention=flops_convention, batch_law=batch_law, reserve_gb=reserve_gb,
                           price_per_hour=price_per_hour)
     _no_effect(unused, "plan", "without --gpu")

@@ -428,13 +428,13 @@ def launch_report(rec: dict, width: int | None = None) -> str:
     comp = {f"FLOPs/token {k}": f"{v:.4g} (x{rec['flops_ratio_to_6n'][k]:.3f})" for k, v in fpt.items()}
     comp["run FLOPs (" + rec["flops_convention"] + ")"] = rec["flops"]
     comp["hardware FLOPs (recompute)"] = rec["hardware_flops"]
-    for k in ("gpu", "mfu", "hfu", "gpu_hours", "wall_days", "energy_kwh", "emissions_t", "cost"):
+    for k in ("gpu", "mfu", "hfu", "gpu_hours", "wall_days", "booked_days", "fits_booking", "energy_kwh", "emissions_t",
+              "cost"):
         if k in rec:
             comp[k] = rec[k]
-    text += record_table(comp, title="Compute", labels={"hfu": "HFU (hardware FLOPs utilisation)",
-                                                        "energy_kwh": "energy (kWh)",
-                                                        "emissions_t": "emissions (t CO2e)"},
-                         width=width)
+    labels = {"hfu": "HFU (hardware FLOPs utilisation)", "booked_days": "booked days",
+              "fits_booking": "fits the booking"}
+    text += record_table(comp, title="Compute", labels=labels, width=width)
     mem, lay = rec["memory"], rec["layout"]
     m = {k: f"{mem[k] / 1e9:.1f} GB" for k in ("weights", "gradients", "optimizer", "activations", "total")}
     if "device_memory" in mem:

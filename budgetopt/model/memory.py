@@ -108,15 +108,20 @@ def memory(shape: Shape, layout: Layout, device_gb: float | None = None, reserve
 
 def smallest_fit(shape: Shape, layout: Layout, devices: int, device_gb: float,
                  reserve_gb: float = 4.0) -> Layout | None:
-    """The least-sharded layout on ``devices`` devices that fits: ZeRO stages first (no extra
-    communication on the critical path), then tensor parallelism within a node (1..8), then
-    pipeline stages; None when nothing fits."""
-    for tp in (1, 2, 4, 8):
-        for pp in (1, 2, 4, 8, 16, 32, 64):
-            if devices % (tp * pp) or shape.n_heads % tp or pp > shape.n_layer:
-                continue
-            for zero in ZERO_STAGES:
-                cand = dataclasses.replace(layout, dp=devices // (tp * pp), tp=tp, pp=pp, zero=zero)
+    """The least-changed layout on ``devices`` devices that fits: the given tensor and pipeline
+    degrees with higher ZeRO stages, then with full recomputation (no extra communication on the
+    critical path); only then more tensor parallelism within a node (up to 8) and more pipeline
+    stages; None when nothing fits."""
+    given = (layout.tp, layout.pp)
+    splits = {(tp, pp) for tp in (layout.tp, 1, 2, 4, 8) for pp in (layout.pp, 1, 2, 4, 8, 16, 32, 64)
+              if tp >= layout.tp and pp >= layout.pp}
+    for tp, pp in sorted(splits, key=lambda s: (s != given, s[0] * s[1], s)):
+        if devices % (tp * pp) or shape.n_heads % tp or pp > shape.n_layer:
+            continue
+        for recompute in dict.fromkeys((layout.recompute, "full")):
+            for zero in ZERO_STAGES[layout.zero:]:
+                cand = dataclasses.replace(layout, dp=devices // (tp * pp), tp=tp, pp=pp, zero=zero,
+                                           recompute=recompute)
                 if memory(shape, cand, device_gb, reserve_gb)["fits"]:
                     return cand
     return None

@@ -32,6 +32,7 @@ CONVENTIONS = ("6n", "kaplan", "deepseek", "chinchilla")
 HEAD_DIM = 128
 ASPECT = 128  # d_model / n_layer, as GPT-3 175B (12288/96) and Llama 2 7B (4096/32)
 FF_MULTIPLE = 256
+GQA_KV_HEADS = 8  # Llama 3 (all sizes) and Llama 2 34B/70B: 8 key/value heads
 
 
 @dataclass(frozen=True)
@@ -145,27 +146,46 @@ def check_convention(name: str) -> str:
 
 
 def llama_shape(n_layer: int, *, vocab: int = 32_000, seq_len: int = 4096, tied: bool = False,
-                n_kv_heads: int | None = None, ffn: str = "swiglu") -> Shape:
-    """The llama-style shape with ``n_layer`` layers: d = 128 L rounded to a multiple of the
-    head dim (128), SwiGLU with d_ff = 8d/3 rounded up to a multiple of 256 (or GELU, 4d)."""
-    d = max(HEAD_DIM, round(ASPECT * n_layer / HEAD_DIM) * HEAD_DIM)
+                n_kv_heads: int | None = None, ffn: str = "swiglu", tp: int = 1, d_model: int | None = None) -> Shape:
+    """The llama-style shape with ``n_layer`` layers: d = 128 L (or ``d_model``) rounded to a
+    multiple of the head dim (128) x ``tp``, so the heads split over tensor parallelism; SwiGLU
+    with d_ff = 8d/3 rounded up to a multiple of 256 (or GELU, 4d). Attention is grouped-query as
+    the family's current generation has it at every size above 8 heads (Llama 3: 8 KV heads at
+    8B, 70B and 405B; Llama 2 from 34B): 8 KV heads, or ``tp`` when that is more (each
+    tensor-parallel rank keeps a whole KV head), the query heads a multiple of them;
+    ``n_kv_heads`` sets them."""
+    target = ASPECT * n_layer if d_model is None else d_model
+    groups = n_kv_heads if n_kv_heads is not None else GQA_KV_HEADS if round(target / HEAD_DIM) > GQA_KV_HEADS else 1
+    unit = HEAD_DIM * math.lcm(tp, groups)  # query heads: a multiple of tp and of the KV heads
+    d = max(unit, round(target / unit) * unit)
     heads = d // HEAD_DIM
-    kv = None if n_kv_heads is None else math.gcd(heads, n_kv_heads)
+    if n_kv_heads is None:
+        kv = max(GQA_KV_HEADS, tp) if heads > GQA_KV_HEADS else None
+    else:
+        kv = math.gcd(heads, n_kv_heads)
     return Shape(n_layer, d, heads, kv, None, ffn, vocab, tied, seq_len)
 
 
 def shape_for(params: float, *, vocab: int = 32_000, seq_len: int = 4096, tied: bool = False,
-              n_kv_heads: int | None = None, ffn: str = "swiglu") -> Shape:
-    """The llama-style shape whose total parameter count is nearest ``params`` (searching the
-    number of layers; d follows the aspect ratio)."""
+              n_kv_heads: int | None = None, ffn: str = "swiglu", tp: int = 1, at_most: float | None = None) -> Shape:
+    """The llama-style shape (``llama_shape``) whose total parameter count is nearest ``params``:
+    for each number of layers the widths on either side of 128 per layer (in ``llama_shape``'s
+    steps), so a coarse width step does not force a distant size; among those with at most
+    ``at_most`` parameters when a cap is given (the smallest shape when none is under it)."""
     require_positive(params, "params")
     best = None
+    step = HEAD_DIM * math.lcm(tp, n_kv_heads or GQA_KV_HEADS)  # the width step of a grouped-query shape
     for n_layer in range(1, 513):
-        s = llama_shape(n_layer, vocab=vocab, seq_len=seq_len, tied=tied, n_kv_heads=n_kv_heads, ffn=ffn)
-        gap = abs(math.log(s.params()["total"] / params))
-        if best is None or gap < best[0]:
-            best = (gap, s)
-        if s.params()["total"] > 4 * params:
+        shapes = {llama_shape(n_layer, vocab=vocab, seq_len=seq_len, tied=tied, n_kv_heads=n_kv_heads, ffn=ffn, tp=tp,
+                              d_model=ASPECT * n_layer + k * step) for k in (-1, 0, 1)}
+        for s in sorted(shapes, key=lambda s: s.d_model):
+            total = s.params()["total"]
+            if at_most is not None and total > at_most and best is not None:
+                continue
+            gap = abs(math.log(total / params))
+            if best is None or gap < best[0] - 1e-12:
+                best = (gap, s)
+        if min(s.params()["total"] for s in shapes) > 4 * params:
             break
     return best[1]
 
@@ -174,13 +194,13 @@ def shape_from(n_layer: int | None = None, d_model: int | None = None, n_heads: 
                n_kv_heads: int | None = None, d_ff: int | None = None, ffn: str = "swiglu", vocab: int = 32_000,
                tied: bool = False, seq_len: int = 4096) -> Shape | None:
     """A shape from its dimensions; None when none of ``n_layer``, ``d_model``, ``n_heads`` is
-    given (the caller then derives the family's shape from N). Heads default to d_model / 128."""
+    given (the caller then derives the family's shape from N, with ``n_kv_heads`` if given).
+    Heads default to d_model / 128."""
     if ffn not in FFN_KINDS:
         raise ParameterError("ffn", f"unknown FFN {ffn!r}; allowed: {', '.join(FFN_KINDS)}")
     if n_layer is None and d_model is None and n_heads is None:
-        if n_kv_heads is not None or d_ff is not None:
-            raise ParameterError("n_layer" if d_ff is None else "d_ff",
-                                 "give the shape's {n_layer} and {d_model} with it", names=True)
+        if d_ff is not None:  # n_kv_heads alone sets the family shape's KV heads (``shape_for``)
+            raise ParameterError("d_ff", "give the shape's {n_layer} and {d_model} with it", names=True)
         return None
     if n_layer is None or d_model is None:
         raise ParameterError("n_layer" if n_layer is None else "d_model", "a shape needs {n_layer} and {d_model}",

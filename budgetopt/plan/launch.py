@@ -24,7 +24,7 @@ from ..model.laws import LawSpec, has_loss, loss, to_array_law
 from ..model.memory import Layout, memory, smallest_fit
 from ..model.shape import Shape, check_convention, shape_for
 from ..model.validity import attach, extrapolation
-from .optimum import Constraints, optimize
+from .optimum import Constraints, law_for, optimize
 
 RECOMPUTE_FACTOR = 4.0 / 3.0  # full recomputation runs the forward twice: (1 + 1 + 2) / 3
 
@@ -63,6 +63,8 @@ class RunPlan(TypedDict, total=False):
     gpu: str
     mfu: float
     hfu: float
+    booked_days: float
+    fits_booking: bool
     quantiles: dict[str, dict[str, float]]
 
 
@@ -86,48 +88,85 @@ def batch_and_lr(law: str, shape: Shape, tokens: float) -> dict:
 def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | None = None,
                 constraints: Constraints | None = None, params: float | None = None, tokens: float | None = None,
                 shape: Shape | None = None, seq_len: int = 4096, vocab: int = 32_000, ffn: str = "swiglu",
-                tied: bool = False, layout: Layout | None = None,
+                tied: bool = False, n_kv_heads: int | None = None, layout: Layout | None = None,
                 convention: str = "chinchilla", batch_law: str = "deepseek2024", reserve_gb: float = 4.0,
                 price_per_hour: float | None = None) -> RunPlan:
-    """The run plan for a budget (``flops`` or ``cluster``, as ``optimize``) or for a
+    """The run plan for a budget (``flops``, or a ``cluster`` booked for ``hours``) or for a
     given model (``params`` and ``tokens``). ``shape``: the model's; else the llama-style shape
-    nearest the optimal N at ``seq_len``, ``vocab``, ``ffn`` and ``tied``. Returns a nested record (README keys)."""
+    nearest the optimal N (``shape_for`` at ``seq_len``, ``vocab``, ``ffn``, ``tied``,
+    ``n_kv_heads``, its heads split over the layout's tp, within ``max_params``).
+
+    A booking is spent, not 6·N·D: the allocation's budget is the booked hardware FLOPs divided
+    by what the run really costs per 6·N·D — the shape's FLOPs per token under ``convention`` over
+    6N, times 4/3 with full recomputation — re-solved until the shape stops changing, so the run
+    fits the booked days exactly (``fits_booking``). ``cluster.mfu`` is the fraction of peak the
+    devices achieve on the work they do: recomputation adds work, so it adds time (the record's
+    ``mfu`` is then lower than its ``hfu``). A given model with a booking is checked against it.
+    Returns a nested record (README keys)."""
     check_convention(convention)
     constraints = constraints or Constraints()
     layout = layout or Layout()
     if (params is None) != (tokens is None):
         raise ParameterError("params" if params is None else "tokens", "give both {params} and {tokens}", names=True)
+    units.require_in(reserve_gb, "reserve_gb", 0.0, what="GB")
+    rework = RECOMPUTE_FACTOR if layout.recompute == "full" else 1.0
+    booked = cluster is not None and cluster.hours is not None
+    if booked and flops is not None:
+        raise ParameterError("hours", "give one budget: {flops} or {hours}, not both", names=True)
+
+    def family(n: float) -> Shape:
+        return shape_for(n, vocab=vocab, seq_len=seq_len, ffn=ffn, tied=tied, n_kv_heads=n_kv_heads, tp=layout.tp,
+                         at_most=constraints.max_params)
+
+    def cost_per_6nd(sh: Shape) -> float:
+        return sh.flops_per_token()[convention] / (units.TRAIN_FLOPS_PER_PARAM_TOKEN * sh.params()["total"]) * rework
+
     rec: RunPlan = {"law": spec.name}
+    warnings: list[str] = []
     if params is not None:
         units.require_positive(params, "params")
         units.require_positive(tokens, "tokens")
         n_target, d_target = params, tokens
-        budget = units.train_flops(params, tokens)
+        if shape is None:
+            shape = family(params)
+        elif abs(math.log(shape.params()["total"] / params)) > math.log(1.05):
+            warnings.append(f"the shape has {shape.params()['total']:.4g} parameters, not the {params:.4g} given: the "
+                            "plan is the shape's, on the tokens given")
+        d_real = tokens
     else:
-        opt = optimize(spec, flops=flops, cluster=cluster, constraints=constraints)
-        n_target, d_target, budget = opt["params"], opt["tokens"], opt.get("train_flops",
-                                                                           opt["flops"] - opt["unused_flops"])
+        scale, budget = 1.0, flops
+        for _ in range(12):  # the shape's cost per 6ND, then the allocation that cost allows, to a fixed point
+            opt = optimize(spec, flops=cluster.flops() / scale if booked else budget,
+                           cluster=None if booked else cluster, constraints=constraints)
+            sh = shape if shape is not None else family(opt["params"])
+            new = cost_per_6nd(sh) if booked else 1.0
+            if abs(new / scale - 1.0) < 1e-12:
+                break
+            scale = new
+        shape = sh
+        n_target, d_target = opt["params"], opt["tokens"]
+        budget = opt.get("train_flops", opt["flops"] - opt["unused_flops"])
         rec["optimum"] = {"params": n_target, "tokens": d_target, "loss": opt["loss"], "converged": opt["converged"]}
-    if shape is None:
-        shape = shape_for(n_target, vocab=vocab, seq_len=seq_len, ffn=ffn, tied=tied)
-    counts = shape.params()
-    n_real = float(counts["total"])
+        d_real = min(budget / (units.TRAIN_FLOPS_PER_PARAM_TOKEN * shape.params()["total"]), constraints.d_max)
+    n_real = float(shape.params()["total"])
     if abs(math.log(n_real / n_target)) > math.log(4.0):
-        raise ParameterError("n_layer", f"the shape has {n_real:.3g} parameters, more than 4x from the {n_target:.3g} "
-                             "planned; give a shape near the budget's model, or --params")
-    d_real = budget / (units.TRAIN_FLOPS_PER_PARAM_TOKEN * n_real) if params is None else d_target
+        warnings.append(f"the shape has {n_real:.3g} parameters, {max(n_real / n_target, n_target / n_real):.3g}x "
+                        f"from the {n_target:.3g} planned: it is planned on the budget's tokens (see loss_change)")
     rec["shape"] = shape.describe()
     rec["params"], rec["tokens"], rec["tokens_per_param"] = n_real, d_real, d_real / n_real
-    if has_loss(spec.params) and params is None:
-        law = to_array_law(spec.params)
-        l_real = float(loss(law, jnp.log(n_real), jnp.log(d_real)))
-        rec["loss"], rec["loss_change"] = l_real, l_real - float(loss(law, jnp.log(n_target), jnp.log(d_target)))
+    if has_loss(spec.params):
+        law = to_array_law(law_for(spec, constraints))
+        log_u = math.inf if constraints.unique_tokens is None else math.log(constraints.unique_tokens)
+        l_real = float(loss(law, jnp.log(n_real), jnp.log(d_real), log_u))
+        rec["loss"] = l_real
+        if params is None:
+            rec["loss_change"] = l_real - float(loss(law, jnp.log(n_target), jnp.log(d_target), log_u))
     per_token = shape.flops_per_token()
     rec["flops_per_token"] = per_token
     rec["flops_ratio_to_6n"] = {k: v / per_token["6n"] for k, v in per_token.items()}
     rec["flops_convention"] = convention
     rec["flops"] = per_token[convention] * d_real  # model FLOPs of the run
-    rec["hardware_flops"] = rec["flops"] * (RECOMPUTE_FACTOR if layout.recompute == "full" else 1.0)
+    rec["hardware_flops"] = rec["flops"] * rework
 
     device_gb = cluster.accelerator.memory_gb if cluster is not None else None
     if cluster is not None and cluster.count is not None and layout.devices != cluster.count:
@@ -150,7 +189,7 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster |
                   "tokens_law": batch["tokens"], "steps": math.ceil(d_real / (sequences * shape.seq_len)),
                   "grad_accumulation": sequences / per_step})
     rec["batch"] = batch
-    rec["warnings"] = []
+    rec["warnings"] = warnings
     attach(rec, extrapolation(spec.validity, n_real, d_real))
     if sequences % per_step:
         rec["warnings"].append(f"the batch of {sequences} sequences is not a whole number of steps of dp x micro-batch "
@@ -161,10 +200,16 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster |
                                f"layout's {per_step} x {shape.seq_len} (dp x micro-batch x sequence): the batch is "
                                "rounded up to it")
     if cluster is not None:
-        hw = cluster.describe(rec["flops"], price_per_hour)  # MFU counts model FLOPs
+        hw = cluster.describe(rec["hardware_flops"], price_per_hour)  # the devices' work, at cluster.mfu of peak
         rec.update({k: v for k, v in hw.items() if k not in ("dtype", "mfu", "count", "gpu")})
-        rec["gpu"], rec["mfu"] = cluster.accelerator.id, cluster.mfu
-        rec["hfu"] = cluster.mfu * rec["hardware_flops"] / rec["flops"]
+        rec["gpu"], rec["mfu"] = cluster.accelerator.id, cluster.mfu * rec["flops"] / rec["hardware_flops"]
+        rec["hfu"] = cluster.mfu
+        if booked and cluster.count is not None:
+            rec["booked_days"] = cluster.hours / units.HOURS_PER_DAY
+            rec["fits_booking"] = bool(rec["wall_days"] <= rec["booked_days"] * (1 + 1e-9))
+            if not rec["fits_booking"]:
+                rec["warnings"].append(f"the run needs {rec['wall_days']:.4g} days; the booking has "
+                                       f"{rec['booked_days']:.4g}")
     return rec
 
 

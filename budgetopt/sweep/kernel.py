@@ -34,7 +34,6 @@ from ..model.allocation import (
     Budget,
     absent,
     closed_form_scalar,
-    interval,
     log_tokens,
     method_for,
     solve_scalar,

@@ -19,7 +19,6 @@ from ..core.distributions import median
 from ..core.errors import InputError, ParameterError
 from ..model.hardware import Cluster
 from ..model.memory import Layout
-from ..model.shape import shape_for
 from ..model.validity import extrapolation, from_mapping
 from ..plan.launch import launch_plan
 from . import state as st
@@ -181,8 +180,9 @@ def plan_for_sweep(scenario: Scenario, result: dict) -> dict | None:
     the scenario's accelerator at its median MFU and device count; None without a
     recommendation or a [plan] table. When the budget's device-hours and wall-clock vary (the
     sweep summarised them), the plan's ``quantiles`` give the run's: a sample's budget C buys
-    D = C / 6N tokens whose real FLOPs are r x C (r: the convention's FLOPs per token over 6N),
-    so its device-hours, wall-clock and energy are r x its budget's, whatever its MFU."""
+    D = C / 6N tokens whose real work is r x C (r: the convention's FLOPs per token over 6N, x 4/3
+    with full recomputation), so its device-hours, wall-clock and energy are r x its budget's,
+    whatever its MFU."""
     rec = result.get("recommendation")
     if scenario.plan is None or not rec or "flops" not in result["quantiles"]:
         return None
@@ -195,12 +195,12 @@ def plan_for_sweep(scenario: Scenario, result: dict) -> dict | None:
         cluster = Cluster(scenario.accelerator, scenario.dtype, median(scenario.mfu), count, pue=o["pue"])
     layout = Layout(tp=o["tp"], pp=o["pp"], zero=o["zero"], micro_batch=o["micro_batch"], recompute=o["recompute"],
                     flash=o["flash"])
-    shape = shape_for(n, vocab=o["vocab"], seq_len=o["seq_len"], ffn=o["ffn"])
-    rec = launch_plan(scenario.law, params=n, tokens=d, cluster=cluster, shape=shape, layout=layout,
-                      convention=o["flops_convention"], batch_law=o["batch_law"])
+    rec = launch_plan(scenario.law, params=n, tokens=d, cluster=cluster, layout=layout, seq_len=o["seq_len"],
+                      vocab=o["vocab"], ffn=o["ffn"], convention=o["flops_convention"], batch_law=o["batch_law"])
     q = result["quantiles"]
     if "gpu_hours" in q and "wall_days" in q:
-        r = rec["flops_ratio_to_6n"][rec["flops_convention"]]
+        # the run's work per 6ND: its FLOPs per token over 6N, with recomputation
+        r = rec["hardware_flops"] / (units.TRAIN_FLOPS_PER_PARAM_TOKEN * rec["params"] * rec["tokens"])
         rec["quantiles"] = {"gpu_hours": {p: r * v for p, v in q["gpu_hours"].items()},
                             "wall_days": {p: r * v for p, v in q["wall_days"].items()}}
         if cluster.watts is not None:

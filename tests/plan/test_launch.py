@@ -20,6 +20,8 @@ from budgetopt.model.memory import Layout, activations_per_layer, memory, smalle
 from budgetopt.model.shape import Shape, shape_for
 from budgetopt.plan.launch import batch_and_lr, launch_plan
 
+from .. import reference as ref
+
 runner = CliRunner()
 LLAMA2_7B = Shape(32, 4096, 32, d_ff=11008, vocab=32000, tied=False)
 GPT3 = Shape(96, 12288, 96, ffn="gelu", vocab=50257, tied=True, seq_len=2048, norm="layernorm", bias=True,
@@ -112,14 +114,21 @@ def test_optimize_reports_energy_when_hardware_is_given():
     assert r["emissions_t"] == pytest.approx(r["energy_kwh"] * 0.4 / 1000, rel=1e-12)
 
 
-def test_the_plan_spends_the_budget_at_the_realised_size():
+def test_the_plan_spends_the_booking_at_the_realised_size():
+    """A booking is spent in the run's real work: the booked device-seconds x peak x MFU equal
+    the plan's hardware FLOPs (the shape's FLOPs per token x D, x 4/3 with recomputation), so
+    the run takes the booked days (the issue's plan needed 51.4 of 45), at the realised shape."""
     hw = Cluster(cluster_from("h100-sxm")[0].accelerator, count=1024, hours=720.0)
     r = launch_plan(resolve_law(), cluster=hw, seq_len=8192, layout=Layout(tp=8, recompute="full"))
-    assert 6 * r["params"] * r["tokens"] == pytest.approx(hw.flops(), rel=1e-9)
+    booked = 1024 * 720 * 3600 * 989e12 * 0.4  # device-seconds x the catalog's bf16 peak x MFU
+    assert r["hardware_flops"] == pytest.approx(booked, rel=1e-9)
+    assert r["wall_days"] == pytest.approx(30.0, rel=1e-9) and r["booked_days"] == 30.0 and r["fits_booking"]
+    assert 6 * r["params"] * r["tokens"] < booked / 1.3  # 6ND under-counts the run's work by ~x1.4 here
     assert r["params"] == r["shape"]["params_total"] and abs(math.log(r["params"] / r["optimum"]["params"])) < 0.05
     assert r["flops"] == pytest.approx(r["flops_per_token"]["chinchilla"] * r["tokens"], rel=1e-12)
-    assert r["hardware_flops"] == pytest.approx(r["flops"] * 4 / 3,
-                                                rel=1e-12) and r["hfu"] == pytest.approx(0.4 * 4 / 3)
+    assert r["hardware_flops"] == pytest.approx(r["flops"] * 4 / 3, rel=1e-12)
+    assert r["hfu"] == pytest.approx(0.4) and r["mfu"] == pytest.approx(0.4 * 3 / 4)
+    assert r["shape"]["n_heads"] % 8 == 0 and r["shape"]["n_kv_heads"] % 8 == 0  # split over tp 8
     assert r["layout"]["dp"] == 128  # 1024 devices / tp 8
     b = r["batch"]
     assert b["sequences"] % 128 == 0 and b["tokens"] == b["sequences"] * 8192
@@ -133,14 +142,17 @@ def test_a_model_that_does_not_fit_gets_the_smallest_layout_that_does():
     assert not memory(shape, lay, 80.0)["fits"]
     fit = smallest_fit(shape, lay, 64, 80.0)
     assert fit is not None and memory(shape, fit, 80.0)["fits"] and fit.devices == 64
-    # without recomputation 80 layers of activations (91 GB) sink every ZeRO stage at tp 1;
-    # at tp 2 (sequence parallel) ZeRO-3 fits: the least-sharded layout in the search order
+    # without recomputation 80 layers of activations (91 GB) sink every ZeRO stage at tp 1; the
+    # search keeps the given tp and pp and tries ZeRO stages, then recomputation, before more tp
     import dataclasses
 
     for z in (0, 1, 2, 3):
         assert not memory(shape, dataclasses.replace(lay, zero=z), 80.0)["fits"]
-    assert (fit.tp, fit.pp, fit.zero, fit.dp) == (2, 1, 3, 32)
-    assert not memory(shape, dataclasses.replace(fit, zero=2), 80.0)["fits"]
+    recomputed = [dataclasses.replace(lay, zero=z, recompute="full") for z in (0, 1, 2, 3)]
+    first = next(c.zero for c in recomputed if memory(shape, c, 80.0)["fits"])
+    assert (fit.tp, fit.pp, fit.recompute, fit.zero, fit.dp) == (1, 1, "full", first, 64)
+    # a tp the user gave is kept, never lowered
+    assert smallest_fit(shape, dataclasses.replace(lay, dp=16, tp=4), 64, 80.0).tp >= 4
 
 
 @pytest.mark.parametrize("width", [80, 120])
@@ -193,7 +205,7 @@ def test_a_scenario_plan_reports_the_recommendation_as_a_run():
     p, rec = res["plan"], res["recommendation"]
     assert abs(math.log(p["params"] / rec["params"])) < 0.05 and p["shape"]["seq_len"] == 8192
     assert p["tokens"] == pytest.approx(res["quantiles"]["flops"]["p50"] / (6 * rec["params"]), rel=1e-12)
-    assert p["layout"]["dp"] == 128 and p["memory"]["fits"] and p["mfu"] == pytest.approx(0.4)
+    assert p["layout"]["dp"] == 128 and p["memory"]["fits"] and p["hfu"] == pytest.approx(0.4)
     with pytest.raises(InputError) as e:
         scn.from_dict({**d, "plan": {"zero": 4}})
     assert e.value.field == "plan.zero"
@@ -255,3 +267,87 @@ def test_a_batch_that_the_layout_cannot_split_is_named():
     assert odd["batch"]["sequences"] % (128 * 7) != 0 and any("not a whole number" in w for w in odd["warnings"])
     tiny = launch_plan(resolve_law(), params=1e8, tokens=2e9, cluster=hw, layout=Layout(micro_batch=4))
     assert any("rounded up" in w for w in tiny["warnings"]) and tiny["batch"]["sequences"] == 1024 * 4
+
+
+# ---------------------------------------------------------------------------------------------- the booking
+
+
+def _json(*args):
+    r = runner.invoke(app, ["plan", *map(str, args), "-f", "json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_the_issues_booking_is_planned_inside_its_days():
+    """512 H100s for 45 days at 8K context planned 51.4 days; now the booking's device-seconds x
+    peak x MFU pay for the run's real FLOPs (chinchilla convention), and no more."""
+    r = _json("--gpu", "h100-sxm", "--count", 512, "--days", 45, "--seq-len", 8192)
+    assert r["wall_days"] == pytest.approx(45.0, rel=1e-9) and r["fits_booking"]
+    assert r["hardware_flops"] == pytest.approx(512 * 45 * 86400 * 989e12 * 0.4, rel=1e-9)
+    assert r["flops"] == pytest.approx(r["flops_per_token"]["chinchilla"] * r["tokens"], rel=1e-12)
+
+
+def test_a_given_model_is_checked_against_its_booking():
+    """--params/--tokens with a booking: the days the run needs (its FLOPs per token x D over
+    count x peak x MFU) against the days booked, a warning when they do not fit."""
+    r = _json("--params", 7e9, "--tokens", 2e12, "--gpu", "a100-80gb", "--count", 64, "--days", 10)
+    days = r["flops_per_token"]["chinchilla"] * 2e12 / (64 * 312e12 * 0.4 * 86400)
+    assert r["wall_days"] == pytest.approx(days, rel=1e-9) and days > 10
+    assert r["booked_days"] == 10.0 and r["fits_booking"] is False
+    assert any("needs" in w and "booking has 10" in w for w in r["warnings"])
+    ok = _json("--params", 7e9, "--tokens", 2e11, "--gpu", "a100-80gb", "--count", 64, "--days", 30)
+    assert ok["fits_booking"] is True and not any("booking" in w for w in ok["warnings"])
+
+
+def test_recomputation_costs_time():
+    """The same booking with full recomputation trains fewer tokens: the devices also redo the
+    forward pass, 4/3 of the model FLOPs in all, at the same fraction of peak."""
+    plain = _json("--gpu", "h100-sxm", "--count", 1024, "--days", 30, "--seq-len", 8192, "--tp", 8)
+    full = _json("--gpu", "h100-sxm", "--count", 1024, "--days", 30, "--seq-len", 8192, "--tp", 8,
+                 "--recompute", "full")
+    assert full["wall_days"] == pytest.approx(30.0, rel=1e-9) and plain["wall_days"] == pytest.approx(30.0, rel=1e-9)
+    assert full["hardware_flops"] == pytest.approx(plain["hardware_flops"], rel=1e-9)
+    assert full["flops"] == pytest.approx(full["hardware_flops"] * 3 / 4, rel=1e-12)
+    assert full["mfu"] == pytest.approx(0.3) and plain["mfu"] == pytest.approx(0.4)
+
+
+# ---------------------------------------------------------------------------------------------- shapes
+
+
+def test_the_default_shape_is_grouped_query_and_splits_over_tensor_parallelism():
+    for tp in (1, 2, 4, 8):
+        s = shape_for(70e9, tp=tp)
+        assert s.n_heads % tp == 0 and s.kv_heads % tp == 0 and s.kv_heads == 8  # Llama 3: 8 KV heads
+        assert abs(math.log(s.params()["total"] / 70e9)) < math.log(1.05)
+    assert shape_for(1e8).kv_heads == shape_for(1e8).n_heads  # 8 heads or fewer: plain multi-head attention
+    r = _json("--flops", 1e24, "--n-kv-heads", 4)  # the KV heads alone set the family shape's
+    assert r["shape"]["n_kv_heads"] == 4
+
+
+def test_a_parameter_cap_holds_for_the_realised_shape():
+    r = _json("--flops", 1e24, "--max-params", "70B")
+    assert r["params"] <= 70e9 and r["optimum"]["params"] <= 70e9 * (1 + 1e-9)
+
+
+def test_a_shape_far_from_the_optimum_is_planned_with_a_warning():
+    """Over-training a small model is common practice: a shape 100x below the budget's optimum is
+    planned on the budget's tokens (its loss penalty in loss_change), not refused."""
+    r = _json("--flops", 1e24, "--n-layer", 12, "--d-model", 768)
+    assert r["params"] < 1e9 and r["loss_change"] > 0
+    assert r["tokens"] == pytest.approx(r["optimum"]["params"] * r["optimum"]["tokens"] / r["params"], rel=1e-9)
+    assert any("planned on the budget's tokens" in w for w in r["warnings"])
+    given = _json("--params", 7e9, "--tokens", 1e12, "--n-layer", 32, "--d-model", 4096, "--d-ff", 9000)
+    assert any("not the 7e+09 given" in w for w in given["warnings"])  # 6.3B with --params 7B is said
+
+
+def test_a_data_constrained_plan_reports_the_data_constrained_loss():
+    """plan --unique-tokens: the loss of the realised (N, D) under the data-constrained law,
+    rebuilt from the paper's formula in NumPy (it was the unconstrained law's)."""
+    from budgetopt.model.laws import get_preset
+
+    r = _json("--flops", 1e24, "--unique-tokens", "2e11")
+    p = get_preset("besiroglu2024").params
+    want = ref.data_constrained(math.exp(p.log_E), math.exp(p.log_A), math.exp(p.log_B), p.alpha, p.beta,
+                                r["params"], r["tokens"], 2e11)
+    assert r["loss"] == pytest.approx(float(want), rel=1e-9)
+    assert r["tokens"] > 2e11  # repeated data, and a loss above the unconstrained law's
