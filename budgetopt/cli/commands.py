@@ -526,8 +526,8 @@ def audit_command(
     flops: Annotated[float | None, number_option("--flops", "flops", "a given model's training compute if not "
                                                     "6ND")] = None,
     name: Annotated[str, typer.Option(help="label for --params/--tokens")] = "your model",
-    law: Annotated[str | None, typer.Option(help="law preset \\[default: hoffmann2022]")] = None,
-    law_params: LawParams = None, law_file: LawFile = None, ratio: Ratio = None,
+    law: LawPreset = None, law_params: LawParams = None, law_file: LawFile = None, ratio: Ratio = None,
+    inference_tokens: InferenceTokens = None,
     near_multiplier: Annotated[float, typer.Option(help="near-optimal if the optimal allocation needs >= 1/this of "
                                                    "the compute")] = 1.25,
     near_ratio: Annotated[float, typer.Option(help="allocation rules: near-optimal within this factor of the rule's "
@@ -540,14 +540,14 @@ def audit_command(
     from ..plan.audit import audit_models, select_models
 
     runtime.use_compile_cache()
-    spec = resolve_law(law, law_params, law_file, ratio, default="hoffmann2022")
+    spec = resolve_law(law, law_params, law_file, ratio)
     models = select_models(model, params=params, tokens=tokens, flops=flops, name=name)
     with runtime.precision("audit"):
-        rows = audit_models(models, spec, near_multiplier, near_ratio)
+        rows = audit_models(models, spec, near_multiplier, near_ratio, inference_tokens)
     cols, notes = audit_notes(spec, near_multiplier, near_ratio, rows)
     return respond("audit", rows, fmt, output, title=f"budgetopt audit — law {spec.name}: {spec.describe()}",
                    columns=cols, notes=notes,
-                   optional=["loss", "tokens_per_param", "optimal_tokens", "flops", "loss_gap"])
+                   optional=["p_verdict", "loss", "tokens_per_param", "optimal_tokens", "flops", "loss_gap"])
 
 
 @app.command("plot")

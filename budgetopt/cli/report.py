@@ -321,12 +321,16 @@ def audit_notes(spec, near_multiplier: float, near_ratio: float, rows: list[dict
     if spec.kind == "rule":  # an allocation rule: no loss surface
         return (cols + ["ratio_to_rule", "verdict"],
                 [f"near-optimal: D/N within ×{near_ratio:g} of the rule's {float(spec.params.ratio):g}"] + validity)
-    return (cols + ["loss", "loss_gap", "compute_multiplier", "verdict"],
+    serving = ([f"serving {rows[0]['inference_tokens']:.3g} tokens per model: judged by lifetime compute (training + "
+                "2·N per served token) against the inference-aware optimum"] if rows and "inference_tokens" in rows[0]
+               else [])
+    odds = (["p verdict: the share of 2,000 draws of the law's covariance giving the same verdict"]
+            if any("p_verdict" in r for r in rows) else [])
+    return (cols + ["loss", "loss_gap", "compute_multiplier", "verdict"] + (["p_verdict"] if odds else []),
             [f"near-optimal: the optimal allocation needs ≥ 1/{near_multiplier:g} of the compute for the same "
              "predicted loss; else under-trained (too many parameters, too few tokens) or over-trained (the reverse)",
              "compute: published figure where there is one, else 6ND; compute_multiplier = C / C needed for the same "
-             "loss"]
-            + validity)
+             "loss"] + serving + odds + validity)
 
 
 def forecast_report(res: dict, width: int | None = None) -> str:

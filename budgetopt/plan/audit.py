@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import jax.numpy as jnp
+import numpy as np
 
 from ..core import units
+from ..core.distributions import key_words
 from ..core.errors import ParameterError
 from ..core.files import data_toml
 from ..model.allocation import Budget, allocate, compute_for_loss, log_compute_for_loss, method_for
-from ..model.laws import LawSpec, Parametric, has_loss, loss, to_array_law
+from ..model.laws import LawSpec, Parametric, draw_law, has_loss, loss, to_array_law
 from ..model.validity import attach, extrapolation
 
 NEAR_MULTIPLIER = 1.25  # the optimal allocation would reach the same loss with >= 80 % of the compute
@@ -33,7 +35,10 @@ NEAR_RATIO = 2.0  # allocation rules: D/N within a factor 2 of the rule's ratio
 class AuditRow(TypedDict, total=False):
     """One audited model (``audit_model``): a row of `budgetopt audit -f json`. A law with a loss
     fills loss .. compute_multiplier; an allocation rule ``ratio_to_rule``; ``verdict`` is
-    near-optimal, under-trained or over-trained."""
+    near-optimal, under-trained or over-trained; with a law's covariance ``p_under_trained``,
+    ``p_near_optimal``, ``p_over_trained`` (the verdict's probability over law draws) and
+    ``p_verdict`` (that of the verdict given); with inference tokens ``inference_tokens`` and
+    ``lifetime_flops``, the compute the model is judged by."""
 
     name: str
     params: float
@@ -50,6 +55,12 @@ class AuditRow(TypedDict, total=False):
     compute_multiplier: float | None
     ratio_to_rule: float | None
     verdict: str
+    inference_tokens: float
+    lifetime_flops: float
+    p_under_trained: float
+    p_near_optimal: float
+    p_over_trained: float
+    p_verdict: float
 
 
 @dataclass(frozen=True)
@@ -96,46 +107,79 @@ def select_models(ids: list[str] | None = None, *, params: float | None = None, 
                   flops)]
 
 
-def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER,
-                near_ratio: float = NEAR_RATIO) -> AuditRow:
-    """One audit row (units: FLOPs, parameters, tokens, nats/token)."""
+UNCERTAINTY_DRAWS = 2000  # law draws behind a verdict's probabilities (seed 0: the same for every model)
+VERDICTS = ("under-trained", "near-optimal", "over-trained")
+
+
+def _judge(law, log_n: float, log_d: float, log_c: float, log_d_inf: float, near_multiplier: float):
+    """(optimal log N, optimal loss, the model's loss, compute multiplier, verdict code) for a
+    law whose leaves may be a batch of draws: the optimum at the model's (lifetime) compute, and
+    the compute multiplier C / C_needed, C_needed the least (lifetime) compute whose optimal
+    allocation reaches the model's loss. Verdict codes index VERDICTS."""
+    serving = log_d_inf > -math.inf
+    budget = Budget(jnp.asarray(log_c), log_d_inf=log_d_inf if serving else -math.inf)
+    method = method_for(law, serving)
+    opt = allocate(law, budget, method=method)
+    l_model = loss(law, jnp.asarray(log_n), jnp.asarray(log_d))
+    if isinstance(law, Parametric) and not serving:
+        log_need = log_compute_for_loss(law, l_model)
+    else:
+        zero = budget._replace(log_c=jnp.zeros_like(budget.log_c))
+        log_need = compute_for_loss(law, l_model, zero, method=method).log_c
+    mult = jnp.exp(log_c - log_need)
+    code = jnp.where(mult <= near_multiplier, 1, jnp.where(log_n > opt.log_n, 0, 2))
+    return opt.log_n, opt.log_d, opt.loss, l_model, mult, code
+
+
+def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER, near_ratio: float = NEAR_RATIO,
+                inference_tokens: float | None = None, draws: int = UNCERTAINTY_DRAWS) -> AuditRow:
+    """One audit row (units: FLOPs, parameters, tokens, nats/token). With ``inference_tokens``
+    the model is judged by its lifetime compute (training + 2·N per served token) against the
+    inference-aware optimum (Sardana et al. 2023): a model trained past Chinchilla to serve
+    cheaply is then not over-trained by construction. A law with a covariance also gives each
+    verdict's probability over ``draws`` draws of the law (``laws.draw_law``)."""
     for v, f in ((m.params, "params"), (m.tokens, "tokens")):
         units.require_positive(v, f)
     c = m.flops if m.flops else units.train_flops(m.params, m.tokens)
+    log_d_inf = -math.inf if not inference_tokens else math.log(inference_tokens)
+    c_judged = c + (units.INFER_FLOPS_PER_PARAM_TOKEN * m.params * inference_tokens if inference_tokens else 0.0)
     law = to_array_law(spec.params)
-    log_c = math.log(c)
-    opt = allocate(law, Budget(jnp.asarray(log_c)), method=method_for(spec.params))
-    n_opt, d_opt = math.exp(float(opt.log_n)), math.exp(float(opt.log_d))
+    log_n, log_d, log_c = math.log(m.params), math.log(m.tokens), math.log(c_judged)
     row: AuditRow = {"name": m.name, "params": m.params, "tokens": m.tokens, "flops": c,
-           "flops_published": m.flops is not None, "tokens_per_param": m.tokens / m.params,
-           "optimal_params": n_opt, "optimal_tokens": d_opt}
+                     "flops_published": m.flops is not None, "tokens_per_param": m.tokens / m.params}
+    if inference_tokens:
+        row.update({"inference_tokens": inference_tokens, "lifetime_flops": c_judged})
     attach(row, extrapolation(spec.validity, m.params, m.tokens, c), warn=False)
     if not has_loss(spec.params):
+        opt = allocate(law, Budget(jnp.asarray(math.log(c))), method=method_for(spec.params))
         k = float(spec.params.ratio)
         ratio = (m.tokens / m.params) / k
-        row.update({"loss": None, "optimal_loss": None, "loss_gap": None, "compute_multiplier": None,
+        row.update({"optimal_params": math.exp(float(opt.log_n)), "optimal_tokens": math.exp(float(opt.log_d)),
+                    "loss": None, "optimal_loss": None, "loss_gap": None, "compute_multiplier": None,
                     "ratio_to_rule": ratio})
         row["verdict"] = ("near-optimal" if 1 / near_ratio <= ratio <= near_ratio
                           else "under-trained" if ratio < 1 else "over-trained")
         return row
-    # The model's predicted loss at its own (N, D); its optimum at the same compute C.
-    l_model = float(loss(law, jnp.log(m.params), jnp.log(m.tokens)))
-    l_opt = float(opt.loss)
-    if isinstance(spec.params, Parametric):
-        log_need = float(log_compute_for_loss(law, l_model))
-    else:
-        log_need = float(compute_for_loss(law, l_model, Budget(jnp.asarray(0.0))).log_c)
-    mult = math.exp(log_c - log_need)
-    row.update({"loss": l_model, "optimal_loss": l_opt, "loss_gap": max(l_model - l_opt, 0.0),
-                "compute_multiplier": mult, "ratio_to_rule": None})
-    side = "under-trained" if m.params > n_opt else "over-trained"
-    row["verdict"] = "near-optimal" if mult <= near_multiplier else side
+    x_opt, d_opt, l_opt, l_model, mult, code = (float(v) for v in _judge(law, log_n, log_d, log_c, log_d_inf,
+                                                                          near_multiplier))
+    row.update({"optimal_params": math.exp(x_opt), "optimal_tokens": math.exp(d_opt), "loss": l_model,
+                "optimal_loss": l_opt, "loss_gap": max(l_model - l_opt, 0.0), "compute_multiplier": mult,
+                "ratio_to_rule": None, "verdict": VERDICTS[int(code)]})
+    if spec.covariance is not None and isinstance(spec.params, Parametric) and draws:
+        chol = np.linalg.cholesky(spec.covariance)
+        idx = jnp.arange(draws, dtype=jnp.uint32)
+        drawn = draw_law("covariance", law, jnp.asarray(chol), key_words(0), idx, jnp.zeros_like(idx), jnp.float64)
+        codes = np.asarray(_judge(drawn, log_n, log_d, log_c, log_d_inf, near_multiplier)[-1])
+        row.update({f"p_{v.replace('-', '_')}": float(np.mean(codes == i)) for i, v in enumerate(VERDICTS)})
+        row["p_verdict"] = float(np.mean(codes == code))
     return row
 
 
 def audit_models(models: list[Model], spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER,
-                 near_ratio: float = NEAR_RATIO) -> list[AuditRow]:
+                 near_ratio: float = NEAR_RATIO, inference_tokens: float | None = None) -> list[AuditRow]:
     """One audit row per model under ``spec`` (``audit_model``), the thresholds checked once."""
     units.require_in(near_multiplier, "near_multiplier", 1.0, what="a compute multiplier")
     units.require_in(near_ratio, "near_ratio", 1.0, what="a ratio")
-    return [audit_model(m, spec, near_multiplier, near_ratio) for m in models]
+    if inference_tokens is not None:
+        units.require_in(inference_tokens, "inference_tokens", 0.0, what="a number of tokens")
+    return [audit_model(m, spec, near_multiplier, near_ratio, inference_tokens) for m in models]

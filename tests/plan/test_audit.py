@@ -87,3 +87,63 @@ def test_unknown_model_lists_known():
     with pytest.raises(InputError) as e:
         get_model("gpt-5")
     assert "gpt-3" in e.value.message
+
+
+# ---------------------------------------------------------------------------------------------- one default law, stated
+
+
+def test_audit_uses_the_default_law_of_every_other_command():
+    rows = json.loads(runner.invoke(app, ["audit", "-f", "json"]).stdout)
+    opt = json.loads(runner.invoke(app, ["optimize", "--flops", "1e24", "-f", "json"]).stdout)
+    assert opt["law"] == "besiroglu2024"
+    want = {r["name"]: r["verdict"] for r in audit_models(list(model_catalog().values()), get_preset("besiroglu2024"))}
+    assert {r["name"]: r["verdict"] for r in rows} == want
+    v = verdicts("besiroglu2024")  # the source material's claims hold under the default law too
+    assert all(v[n] == "under-trained" for n in ("GPT-3 175B", "OPT-175B", "BLOOM 176B"))
+    assert v["LLaMA-65B"] == "near-optimal" and v["Llama 3 8B"] == "over-trained"
+
+
+def test_a_verdicts_probability_under_the_laws_covariance():
+    """The probability of each verdict over draws of the law, against NumPy: 40,000 draws from
+    the preset's covariance (another generator), each judged by the plain formulas — the closed
+    form optimum and the compute its optimal allocation needs for the model's loss."""
+    import numpy as np
+
+    spec = get_preset("besiroglu2024")
+    rng = np.random.default_rng(1)
+    th = rng.multivariate_normal([float(v) for v in spec.params], spec.covariance, size=40_000)
+    A, B, E, al, be = np.exp(th[:, 0]), np.exp(th[:, 1]), np.exp(th[:, 2]), th[:, 3], th[:, 4]
+    G = (al * A / (be * B)) ** (1 / (al + be))
+    g = al * be / (al + be)
+    K = A * G ** -al + B * G ** be
+    for key in ("bloomberggpt", "gpt-3", "llama-3-70b"):
+        m = get_model(key)
+        row = audit_model(m, spec)
+        c = m.flops or 6 * m.params * m.tokens
+        n_opt = G * (c / 6) ** (be / (al + be))
+        loss = ref.chinchilla(E, A, B, al, be, m.params, m.tokens)
+        need = 6 * ((loss - E) / K) ** (-1 / g)
+        code = np.where(c / need <= 1.25, 1, np.where(m.params > n_opt, 0, 2))
+        for i, name in enumerate(("p_under_trained", "p_near_optimal", "p_over_trained")):
+            p = np.mean(code == i)
+            se = math.sqrt(max(p * (1 - p), 1e-4) / 2000)  # the audit's own 2,000 draws
+            assert abs(row[name] - p) < 4 * se + 1e-3, (key, name, row[name], p)
+        assert row["p_verdict"] == row["p_" + row["verdict"].replace("-", "_")]
+
+
+def test_a_model_trained_for_serving_is_judged_by_its_lifetime_compute():
+    """The inference-aware optimum at a lifetime budget audits as near-optimal with no gap;
+    Llama 3 8B (15T tokens) looks far less over-trained once its serving is counted."""
+    spec = get_preset("besiroglu2024")
+    from budgetopt.plan.optimum import Constraints, optimize
+
+    o = optimize(spec, flops=1e24, constraints=Constraints(inference_tokens=5e12))
+    r = audit_model(Model("served", "served", o["params"], o["tokens"]), spec, inference_tokens=5e12)
+    assert r["lifetime_flops"] == pytest.approx(1e24, rel=1e-6)
+    assert r["loss_gap"] == pytest.approx(0.0, abs=1e-9) and r["compute_multiplier"] == pytest.approx(1.0, rel=1e-6)
+    assert r["verdict"] == "near-optimal"
+    alone = audit_model(get_model("llama-3-8b"), spec)
+    served = audit_model(get_model("llama-3-8b"), spec, inference_tokens=2e13)
+    assert served["compute_multiplier"] < alone["compute_multiplier"]
+    cli = runner.invoke(app, ["audit", "--model", "llama-3-8b", "--inference-tokens", "2e13", "-f", "json"])
+    assert json.loads(cli.stdout)[0]["compute_multiplier"] == pytest.approx(served["compute_multiplier"], rel=1e-9)
