@@ -46,6 +46,8 @@ GENERATORS = {
     "deep": lambda p, ext: p.write_text(("a = " if ext == "toml" else "") + "[" * 100_000 + "]" * 100_000 + "\n"),
     # one cell over the csv module's field limit (131072 characters)
     "big-cell": lambda p, ext: p.write_text('params,tokens,loss\n"' + "1" * 200_000 + '",2e9,3.1\n'),
+    # a named pipe given as an output: an atomic replace would put a file in its place
+    "fifo": lambda p, ext: os.mkfifo(p),
 }
 
 

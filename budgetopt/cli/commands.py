@@ -64,7 +64,8 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 2, 70  # 1 (no answer): report.exit_
 #: library parameter names a command takes under another name (arguments, short flags)
 _NAMES = {"output": "-o", "runs": "RUNS", "results": "FILES", "kind": "KIND", "scenario": "SCENARIO",
           "sweep_file": "--sweep", "forecast_file": "--forecast", "ladder_file": "--ladder"}
-_COMMAND_NAMES = {"convert": {"flops": "VALUE"}, "fit": {"target": "--at"}, "ladder": {"target": "--at"}}
+_COMMAND_NAMES = {"convert": {"flops": "VALUE"}, "fit": {"target": "--at"}, "ladder": {"target": "--at"},
+                  "forecast": {"metric_col": "--metric"}}
 
 
 def flag_of(name: str, command: str | None = None) -> str:
@@ -255,7 +256,11 @@ def plan_command(
                                    grid_intensity=grid_intensity, hardware_file=hardware_file)
     shape = shape_from(n_layer, d_model, n_heads, n_kv_heads=n_kv_heads, d_ff=d_ff, ffn=ffn, vocab=vocab,
                        tied=not untied, seq_len=seq_len)
-    layout = Layout(dp=dp or 1, tp=tp, pp=pp, zero=zero, micro_batch=micro_batch, recompute=recompute, flash=flash)
+    layout = Layout(dp=1 if dp is None else dp, tp=tp, pp=pp, zero=zero, micro_batch=micro_batch,
+                    recompute=recompute, flash=flash)
+    if dp is not None and cluster is not None and cluster.count is not None and layout.devices != cluster.count:
+        raise ParameterError("dp", f"dp x tp x pp = {dp} x {tp} x {pp} = {layout.devices} devices, but the booking "
+                             f"has {cluster.count:g} (--count); omit --dp to use {{count}} / (tp x pp)", names=True)
     cons = Constraints(unique_tokens=unique_tokens, max_params=max_params, max_tokens=max_tokens)
     with runtime.precision("plan"):
         rec = launch_plan(spec, flops=flops, cluster=cluster, constraints=cons, params=params, tokens=tokens,
@@ -344,6 +349,7 @@ def sweep_command(
     from ..core import runtime
 
     check_outputs({"output": output, "checkpoint": checkpoint}, {"scenario": scenario})
+    runtime.check_distributed(distributed, coordinator, num_processes, process_id)
     if distributed:
         runtime.start_distributed(coordinator, num_processes, process_id)
     else:
@@ -399,7 +405,7 @@ def fit_command(
     runs: Annotated[Path, typer.Argument(help="CSV of training runs: params, tokens (or flops), loss")],
     approach: Annotated[str, typer.Option(help="3: parametric Huber fit; 2: IsoFLOP parabolas; vpnls: variable "
                                           "projection; all: the three side by side")] = "3",
-    bootstrap: Bootstrap = 0, seed: Seed = 0, n_col: NCol = "params", d_col: DCol = "tokens", c_col: CCol = "flops",
+    bootstrap: Bootstrap = 0, seed: Seed = 0, n_col: NCol = "params", d_col: DCol = "tokens", c_col: CCol = None,
     loss_col: LossCol = "loss",
     drop_highest: Annotated[int, typer.Option(help="drop the K highest losses")] = 0,
     loss_min: Annotated[float | None, typer.Option(help="keep runs with loss >= this")] = None,
@@ -421,7 +427,7 @@ def fit_command(
     fmt: Fmt = "table", output: Out = None,
 ):
     """Fit scaling laws to your own runs: Approach 3, Approach 2, VPNLS or all three, per group."""
-    from ..fit.fitting import check_law_output, fit_file, fit_groups
+    from ..fit.fitting import check_law_output, check_law_usable, fit_file, fit_groups
     from ..fit.runs import parse_group, parse_where
 
     check_outputs({"output": output, "law_out": law_out}, {"runs": runs})
@@ -433,6 +439,7 @@ def fit_command(
               exclude_outliers=exclude_outliers)
     res = fit_groups(runs, columns, **kw) if columns else fit_file(runs, **kw)
     if law_out is not None:
+        check_law_usable(res)
         write_atomic(law_out, to_json(res), "law_out")
         print(f"wrote {law_out} (use it with `optimize --law-file` or a scenario's law.file)", file=sys.stderr)
     return respond("fit", res, fmt, output)
@@ -454,7 +461,8 @@ def forecast_command(
     seed: Seed = 0,
     level: Annotated[float, typer.Option(help="interval level")] = 0.9,
     n_col: NCol = "params", d_col: DCol = "tokens",
-    c_col: Annotated[str, typer.Option(help="column of compute (tokens = C/6N without a tokens column)")] = "flops",
+    c_col: Annotated[str | None, typer.Option(help="column of compute (tokens = C/6N without a tokens column) "
+                                              "\\[default: flops, when the file has it]")] = None,
     loss_col: LossCol = "loss", where: Where = None, fmt: Fmt = "table", output: Out = None,
 ):
     """Forecast a downstream metric of a target run: compute -> loss -> metric, with an interval."""

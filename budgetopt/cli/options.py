@@ -121,8 +121,9 @@ Tokens = Annotated[float | None, number_option("--tokens", "count", "a given mod
 
 NCol = Annotated[str, typer.Option("--n-col", help="column of parameter counts")]
 DCol = Annotated[str, typer.Option("--d-col", help="column of training tokens")]
-CCol = Annotated[str, typer.Option("--c-col", help="column of each run's compute budget: groups isoFLOP curves "
-                                   "(Approach 2); gives tokens = C/6N when there is no tokens column")]
+CCol = Annotated[str | None, typer.Option("--c-col", help="column of each run's compute budget: groups isoFLOP "
+                                          "curves (Approach 2); gives tokens = C/6N when there is no tokens column "
+                                          "\\[default: flops, when the file has it]")]
 LossCol = Annotated[str, typer.Option("--loss-col", help="column of final losses")]
 Where = Annotated[list[str] | None, typer.Option("--where", help="keep rows where COL=VALUE (repeatable)")]
 Bootstrap = Annotated[int, typer.Option("--bootstrap", help="bootstrap replicates")]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ParameterError
-from ..core.files import to_bytes, write_atomic
+from ..core.files import output_path, to_bytes, write_atomic
 from ..model.laws import has_loss
 
 KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast", "memory", "ladder")
@@ -185,11 +185,13 @@ def isoflop(spec, budgets=(1e19, 1e20, 1e21, 1e22, 1e23), runs=None, width=7.5, 
 
 
 def loss_vs_compute(specs, cmin=1e18, cmax=1e27, width=7.5, height=5.0):
+    without = [spec.name for spec in specs if not has_loss(spec.params)]
+    if without:  # an allocation rule without a loss surface would leave its line out unsaid
+        raise ParameterError("law", f"{', '.join(without)} gives no loss (an allocation rule): a loss-vs-compute plot "
+                             "needs laws with a loss surface")
     fig, (ax,) = _fig(width, height)
     log_c = np.linspace(math.log(cmin), math.log(cmax), 80)
     for spec in specs:
-        if not has_loss(spec.params):
-            continue
         _, _, l_star = _optimum(spec, log_c)
         ax.plot(np.exp(log_c), l_star, label=spec.name)
     ax.set_xscale("log")
@@ -284,8 +286,7 @@ def _check_output(path: Path) -> str:
     ext = path.suffix.lower().lstrip(".")
     if ext not in ("png", "svg"):
         raise ParameterError("output", f"unsupported figure type {path.suffix!r}; use .png or .svg")
-    if not (path.parent if str(path.parent) else Path(".")).is_dir():
-        raise ParameterError("output", f"directory {path.parent} does not exist")
+    output_path(path)
     return ext
 
 
@@ -327,13 +328,21 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
     """Ladder designs (``budgetopt ladder -f json``): forecast error in N* (median to p95) and p95
     regret against each design's cost; colour = sizes per budget, marker = spread; the designs
     no cheaper design beats on regret joined, the recommended one starred and labelled."""
+    keys = ("design", "points", "spread", "eligible", "cost_flops", "n_error_p50", "n_error_p95", "regret_p95")
+    try:
+        rows = [r for r in result["designs"] if math.isfinite(r["regret_p95"])]
+        target = float(result["target_flops"])
+        _ = result["noise"]["sigma"], result["ladders"], result["law"], result["prior"], result["approach"]
+        if "recommended" not in result or not all(isinstance(r, dict) and all(k in r for k in keys) for r in rows):
+            raise KeyError("designs")
+    except (KeyError, TypeError, ValueError):
+        raise ParameterError("ladder_file", "not a ladder JSON (needs its 'designs', 'target_flops', 'noise'...; write "
+                             "one with `budgetopt ladder ... -f json -o FILE`)") from None
     fig, (ax_e, ax_r) = _fig(width, height, 2)
-    rows = [r for r in result["designs"] if math.isfinite(r["regret_p95"])]
     points = sorted({r["points"] for r in rows})
     spreads = sorted({r["spread"] for r in rows})
     colors = {p: f"C{i % 10}" for i, p in enumerate(points)}
     markers = {s: "osD^v<>p"[i % 8] for i, s in enumerate(spreads)}
-    target = result["target_flops"]
     for r in rows:
         c, m = colors[r["points"]], markers[r["spread"]]
         face = c if r["eligible"] else "none"
@@ -444,8 +453,9 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
     _check_output(out)
     if not 10 <= dpi <= 1200:
         raise ParameterError("dpi", f"must be from 10 to 1200, got {dpi}")
-    if not (0 <= width <= 100 and 0 <= height <= 100):
-        raise ParameterError("width", "width and height must be in (0, 100] inches")
+    for name, inches in (("width", width), ("height", height)):  # 0: the plot's own size
+        if not (inches == 0 or 1 <= inches <= 100):
+            raise ParameterError(name, f"must be from 1 to 100 inches (0: the plot's default), got {inches:g}")
     if not (0 < min_flops < max_flops and math.isfinite(max_flops)):
         raise ParameterError("max_flops",
                              f"need 0 < {{min_flops}} < {{max_flops}}, got {min_flops:g} and {max_flops:g}",

@@ -398,6 +398,8 @@ def ladder_report(res: dict, width: int | None = None) -> str:
              "N* bias: median forecast / true N* - 1; err: |forecast / true - 1| quantiles; regret: loss of the "
              "forecast allocation above the true optimum's; compute lost: the share of the target the true optimum "
              "would not need to reach that loss; failed: fits with no forecast or not converged (! over 5%)"]
+    if res.get("extrapolation"):
+        notes.append(f"validity (the target's optimum under {res['law']}): {res['extrapolation']['note']}")
     t = res["timing"]
     notes.append(f"{t['fits']} simulated fits in {t['seconds']:.1f} s ({t['fits_per_second']:.0f} fits/s, "
                  f"{t['devices']} device{'s' if t['devices'] > 1 else ''})")
@@ -562,7 +564,8 @@ def notices(command: str, result: Any) -> list[str]:
         return lines
     if command != "optimize":
         return []
-    lines = [f"warning: {w}" for w in (result.get("extrapolation") or {}).get("warnings", [])]
+    shape = (result.get("extrapolation") or {}).get("warnings", [])
+    lines = [f"warning: {w}" for w in shape + result.get("warnings", [])]
     if not result["converged"]:
         lines.append("warning: the solve did not converge; the answer is not reliable")
     return lines

@@ -130,16 +130,29 @@ def _umask() -> int:
     return mask
 
 
+def output_path(path: str | Path, field: str = "output") -> Path:
+    """Where an output really goes: a symbolic link is followed (its target is replaced, the
+    link kept), and an existing directory, device, pipe or socket is refused (an atomic
+    replace would put a file in its place)."""
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.is_dir():
+        raise ParameterError(field, f"{path} is a directory")
+    if path.exists() and not path.is_file():
+        raise ParameterError(field, f"{path} is not a regular file (a device, pipe or socket); write to a file")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ParameterError(field, f"directory {parent} does not exist")
+    return path
+
+
 def write_atomic(path: str | Path, data: str | bytes, field: str = "output") -> None:
     """Write ``data`` to ``path`` atomically (see the module docstring). A new file gets the
     usual 0666 & ~umask mode (``mkstemp``'s 0600 is wrong for a result meant to be shared);
     an existing one keeps its mode."""
-    path = Path(path)
-    if path.is_dir():
-        raise ParameterError(field, f"{path} is a directory")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ParameterError(field, f"directory {parent} does not exist")
+    path = output_path(path, field)
+    parent = path.parent
     try:
         mode = path.stat().st_mode & 0o7777
     except OSError:
@@ -196,11 +209,8 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str |
     """Before any work: every output (parameter name -> path) goes to an existing directory,
     is none of the inputs (name -> path or list of paths) and no other output, so a run can
     never overwrite what it reads nor end after hours on a typo."""
-    given = {k: Path(v) for k, v in outputs.items() if v is not None}
+    given = {k: output_path(v, k) for k, v in outputs.items() if v is not None}
     for name, path in given.items():
-        parent = path.parent if str(path.parent) else Path(".")
-        if not parent.is_dir():
-            raise ParameterError(name, f"directory {parent} does not exist")
         for in_name, src in inputs.items():
             for one in (src if isinstance(src, list) else [src]):
                 if one is not None and same_file(path, one):

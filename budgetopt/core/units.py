@@ -21,7 +21,8 @@ INFER_FLOPS_PER_PARAM_TOKEN = 2.0
 
 _SUFFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 _FLOP_UNITS = {"": 1.0, "flop": 1.0, "flops": 1.0, "pfd": PF_DAY_FLOPS, "pf-day": PF_DAY_FLOPS,
-               "pf-days": PF_DAY_FLOPS, "pfdays": PF_DAY_FLOPS}
+               "pf-days": PF_DAY_FLOPS, "pfdays": PF_DAY_FLOPS,
+               **{k.lower(): v for k, v in _SUFFIX.items() if k}}  # 2T FLOPs = 2e12 (read case-blind)
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z-]*)\s*$")
 
 
@@ -29,19 +30,22 @@ def parse_number(text: str | float | int, field: str, *, units: str = "count") -
     """Parse what people type into a float.
 
     ``units="count"`` accepts a plain number or a K/M/B/T suffix: ``7B`` -> 7e9, ``1.4T``.
-    ``units="flops"`` accepts a plain number or a PF-day unit: ``3.6e3pfd`` -> 3.1104e23.
+    ``units="flops"`` accepts a plain number, a K/M/B/T suffix (``2T`` -> 2e12) or a PF-day unit,
+    in any case: ``3.6e3pfd`` or ``3.6e3 PF-days`` -> 3.1104e23.
     ``units="plain"`` accepts only a number. Raises InputError naming ``field``.
     """
     if isinstance(text, (int, float)):
         return float(text)
     m = _NUMBER.match(str(text))
     table = {"count": _SUFFIX, "flops": _FLOP_UNITS, "plain": {"": 1.0}}[units]
-    if not m or m.group(2) not in table:
+    unit = m.group(2).lower() if m and units == "flops" else m.group(2) if m else ""  # PF-days, pfd, FLOPs
+    if not m or unit not in table:
         allowed = {"count": "a number such as 5.76e23, or with a K/M/B/T suffix such as 7B or 1.4T",
-                   "flops": "a number of FLOPs such as 5.76e23, or PF-days such as 3.6e3pfd",
+                   "flops": "a number of FLOPs such as 5.76e23 (K/M/B/T suffixes too), or PF-days such as "
+                            "3.6e3pfd",
                    "plain": "a number such as 0.4 or 1e3"}[units]
         raise InputError(field, f"cannot read {str(text)!r} as a number; expected {allowed}")
-    return float(m.group(1).replace("_", "")) * table[m.group(2)]
+    return float(m.group(1).replace("_", "")) * table[unit]
 
 
 def number_at(value: Any, where: str, *, units: str | None = "plain", expected: str = "a number") -> float:

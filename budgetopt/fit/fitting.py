@@ -7,6 +7,7 @@ Units: N parameters, D tokens, C FLOPs, L nats per token.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypedDict
@@ -15,16 +16,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import ParameterError
+from ..core.errors import InputError, ParameterError
 from ..core.runtime import jax_x64
 from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN, require_in
 from ..model.allocation import closed_form_x
-from ..model.laws import Parametric, optimal_exponents
-from ..model.validity import to_mapping
+from ..model.laws import Parametric, optimal_exponents, parametric_from_mapping
+from ..model.validity import extrapolation, to_mapping
 from . import vpnls
 from .approach2 import check_tolerance, curve_residuals, fit_approach2
 from .approach3 import bootstrap_summary, fit_approach3_groups, log_predicted
-from .runs import APPROACHES, DEFAULT_TARGET, Runs, padded, read_groups, replicate_weights
+from .runs import APPROACHES, DEFAULT_TARGET, MIN_RUNS, Runs, padded, read_groups, replicate_weights
 
 MAX_BOOTSTRAP = 10_000
 
@@ -147,11 +148,26 @@ def fit_residuals(res: dict, runs: Runs) -> np.ndarray:
     return np.asarray(log_predicted(jnp.asarray(res["theta"]), runs.log_n, runs.log_d)) - runs.log_l
 
 
+def law_problem(res: dict) -> str | None:
+    """Why a fit of Approach 3 or VPNLS is not a law budgetopt can plan with (``laws.
+    parametric_from_mapping``'s rules: E, A, B > 0, alpha and beta in (0, 10)), or None."""
+    if res["approach"] not in ("3", "vpnls"):
+        return None
+    try:
+        parametric_from_mapping({k: res[k] for k in ("E", "A", "B", "alpha", "beta")}, "law")
+    except InputError as e:
+        return f"{e.field.removeprefix('law.')} {e.message}"
+    return None
+
+
 def allocation_at(res: dict, target: float) -> dict:
-    """The compute-optimal N and D a fit implies at ``target`` FLOPs (C = 6ND)."""
+    """The compute-optimal N and D a fit implies at ``target`` FLOPs (C = 6ND); NaN when the fit
+    is not a usable law (``law_problem``)."""
     if res["approach"] == "2":
         n = res["n_opt_coefficient"] * target ** res["a"]
         d = res["d_opt_coefficient"] * target ** res["b"]
+    elif law_problem(res) is not None:
+        n = d = math.nan
     else:
         with jax_x64():
             n = float(np.exp(closed_form_x(Parametric(*(jnp.float64(t) for t in res["theta"])),
@@ -183,8 +199,15 @@ def _with_diagnostics(groups: dict[str, Runs], approach: str, fits: dict[str, di
     out = {}
     for key, res in fits.items():
         runs = groups[key]
+        problem = law_problem(res)
+        if problem is not None:  # a fit, but no law to plan with: say so, and it does not count as converged
+            res["converged"] = False
+            res["warnings"].append(f"the fitted law cannot be planned with ({problem}): no allocation at the target")
         res["at"] = allocation_at(res, target)
         res["validity"] = to_mapping(runs.fitted_range())
+        ext = extrapolation(runs.fitted_range(), res["at"]["params"], res["at"]["tokens"], target)
+        if ext is not None and np.isfinite(res["at"]["params"]):
+            res["at"]["extrapolation"] = ext["note"]
         r = fit_residuals(res, runs)
         flag = np.zeros(len(r), bool)
         ok = np.isfinite(r)
@@ -195,6 +218,10 @@ def _with_diagnostics(groups: dict[str, Runs], approach: str, fits: dict[str, di
                             "residual_log_loss": float(r[i])} for i in np.flatnonzero(flag)]
         res["outlier_rule"] = f"|residual - median| > {outlier_k:g} x 1.4826 x MAD"
         if exclude and flag.any():
+            if len(r) - flag.sum() < MIN_RUNS:
+                where_ = "" if key == "all" else f" of group {key!r}"
+                raise ParameterError("exclude_outliers", f"would leave {len(r) - int(flag.sum())} runs{where_}; a fit "
+                                     f"needs at least {MIN_RUNS}: raise {{outlier_k}}", names=True)
             kept = runs.subset(~flag)
             new = refit({key: kept})[key]
             new["at"] = allocation_at(new, target)
@@ -216,6 +243,14 @@ def check_law_output(law_out: str | Path | None, approach: str, grouped: bool) -
     if law_out is not None and (grouped or str(approach) not in ("3", "vpnls")):
         raise ParameterError("law_out", "writes one fitted law: it needs {approach} 3 or vpnls, without {group}",
                              names=True)
+
+
+def check_law_usable(record: FitRecord) -> None:
+    """Refuse to write a law file of a fit that is not a usable law: a file `optimize --law-file`
+    would then reject is never written."""
+    problem = law_problem(record)
+    if problem is not None:
+        raise ParameterError("law_out", f"the fitted law cannot be used ({problem}); nothing written")
 
 
 def _check_fit_options(approach: str, bootstrap: int, delta: float, tolerance: float, loss_min: float | None,
@@ -240,7 +275,8 @@ def _check_fit_options(approach: str, bootstrap: int, delta: float, tolerance: f
     require_in(outlier_k, "outlier_k", 0.0, low_open=True, what="a number of robust standard deviations")
 
 
-def _fit_records(path: str | Path, approach: str, bootstrap: int, seed: int, n_col: str, d_col: str, c_col: str,
+def _fit_records(path: str | Path, approach: str, bootstrap: int, seed: int, n_col: str, d_col: str,
+                 c_col: str | None,
                  loss_col: str, drop_highest: int, loss_min: float | None, loss_max: float | None, delta: float,
                  tolerance: float, group: Sequence[str], where: Sequence[tuple[str, str]], target: float | None,
                  outlier_k: float, exclude_outliers: bool) -> list[dict]:
@@ -253,6 +289,9 @@ def _fit_records(path: str | Path, approach: str, bootstrap: int, seed: int, n_c
     per = {}
     for a in names:
         fits = _fit_groups(groups, a, bootstrap, seed, delta, tolerance)
+        if a == "2" and bootstrap:
+            for res in fits.values():
+                res["warnings"].append("bootstrap replicates are for Approach 3 and VPNLS; Approach 2 has none")
         per[a] = _with_diagnostics(groups, a, fits, target, outlier_k, exclude_outliers,
                                    lambda g, a=a: _fit_groups(g, a, bootstrap, seed, delta, tolerance))
     records = []
@@ -273,7 +312,7 @@ def _fit_records(path: str | Path, approach: str, bootstrap: int, seed: int, n_c
 
 
 def fit_file(path: str | Path, *, approach: str = "3", bootstrap: int = 0, seed: int = 0, n_col: str = "params",
-             d_col: str = "tokens", c_col: str = "flops", loss_col: str = "loss", drop_highest: int = 0,
+             d_col: str = "tokens", c_col: str | None = None, loss_col: str = "loss", drop_highest: int = 0,
              loss_min: float | None = None, loss_max: float | None = None, delta: float = 1e-3,
              tolerance: float = 0.05, where: Sequence[tuple[str, str]] = (), target: float | None = None,
              outlier_k: float = 5.0, exclude_outliers: bool = False) -> FitRecord:
@@ -289,7 +328,7 @@ def fit_file(path: str | Path, *, approach: str = "3", bootstrap: int = 0, seed:
 
 
 def fit_groups(path: str | Path, group: Sequence[str], *, approach: str = "3", bootstrap: int = 0, seed: int = 0,
-               n_col: str = "params", d_col: str = "tokens", c_col: str = "flops", loss_col: str = "loss",
+               n_col: str = "params", d_col: str = "tokens", c_col: str | None = None, loss_col: str = "loss",
                drop_highest: int = 0, loss_min: float | None = None, loss_max: float | None = None,
                delta: float = 1e-3, tolerance: float = 0.05, where: Sequence[tuple[str, str]] = (),
                target: float | None = None, outlier_k: float = 5.0, exclude_outliers: bool = False) -> list[FitRecord]:

@@ -88,6 +88,9 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
         raise ParameterError("link", f"must be one of {', '.join(LINK_PARAMS)}, got {link!r}")
     if runs.metric is None:
         raise ParameterError("metric_col", "the runs carry no metric column")
+    if len(np.unique(runs.metric)) < 2:
+        raise ParameterError("metric_col", f"takes the same value ({runs.metric[0]:g}) in every run: a link from "
+                             "loss to metric needs a metric that varies")
     _check_target(params, tokens, flops)
     if not 2 <= bootstrap <= MAX_REPLICATES:
         raise ParameterError("bootstrap", f"must be from 2 to {MAX_REPLICATES} replicates, got {bootstrap}")
@@ -120,6 +123,10 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
         ok = np.asarray(law_ok) & ~np.asarray(lk.at_edge) & np.isfinite(metric)
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     boot = ok[1:]
+    if boot.sum() < 2:
+        raise ParameterError("metric_col", f"no {link} link could be fitted: {int(boot.sum())} of {bootstrap} "
+                             "bootstrap replicates converged (the metric does not follow the loss; try another "
+                             "{link})", names=True)
 
     def band(v):
         return {"point": float(v[0]), "low": float(np.percentile(v[1:][boot], q[0])),
@@ -135,6 +142,11 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
     if boot.mean() < 0.9:
         out["warnings"].append(f"only {boot.mean():.0%} of the replicates converged (a law or link on the edge of its "
                                "search range): the interval is uncertain")
+    for key in ("loss", "metric"):
+        b = out[key]
+        if not b["low"] <= b["point"] <= b["high"]:
+            out["warnings"].append(f"the point forecast of the {key} ({b['point']:.4g}) lies outside its interval "
+                                   f"({b['low']:.4g}-{b['high']:.4g}): the replicates disagree with the full fit")
     lo_l, hi_l = float(np.exp(runs.log_l).min()), float(np.exp(runs.log_l).max())
     if not lo_l <= out["loss"]["point"] <= hi_l:
         out["warnings"].append(f"the forecast loss {out['loss']['point']:.4g} lies outside the runs' losses "
@@ -162,7 +174,7 @@ def forecast_preset(law: LawSpec, *, params: float | None = None, tokens: float 
 
 
 def forecast_file(path: str | Path, metric_col: str, *, n_col: str = "params", d_col: str = "tokens",
-                  c_col: str = "flops", loss_col: str = "loss", where=(), **kw) -> Forecast:
+                  c_col: str | None = None, loss_col: str = "loss", where=(), **kw) -> Forecast:
     """``forecast_runs`` on the runs of ``path`` (filtered by ``where``) with metric ``metric_col``."""
     runs = read_groups(path, n_col, d_col, c_col, loss_col, where=where, metric_col=metric_col)["all"]
     out = forecast_runs(runs, **kw)
@@ -172,7 +184,7 @@ def forecast_file(path: str | Path, metric_col: str, *, n_col: str = "params", d
 
 def forecast_metric(runs: str | Path | None = None, metric: str | None = None, *, law: LawSpec | None = None,
                     params: float | None = None, tokens: float | None = None, flops: float | None = None,
-                    link: str = "exp", n_col: str = "params", d_col: str = "tokens", c_col: str = "flops",
+                    link: str = "exp", n_col: str = "params", d_col: str = "tokens", c_col: str | None = None,
                     loss_col: str = "loss", where: Sequence[tuple[str, str]] = (), bootstrap: int = 200, seed: int = 0,
                     level: float = 0.9) -> Forecast:
     """`budgetopt forecast`: with a runs file, its ``metric`` column forecast for the target

@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,7 @@ from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN, gpu_hours, number_at, requ
 from ..model.allocation import closed_form_x, log_compute_for_loss_closed_form
 from ..model.hardware import Cluster
 from ..model.laws import UNCERTAINTIES, LawSpec, Parametric, draw_law, loss, uncertainty_problem
+from ..model.validity import attach, extrapolation
 from . import vpnls
 from .approach2 import fit_approach2_fixed
 from .approach3 import irls_lm, objective
@@ -58,6 +59,7 @@ LADDER_APPROACHES = ("vpnls", "3", "2")  # how a simulated ladder can be fitted 
 APPROACH_NOTES = {"3": " (Huber: IRLS + L-BFGS from the VPNLS fit)"}
 MAX_BUDGETS, MAX_POINTS, MAX_REPEATS = 16, 64, 16  # caps that number a run's noise slot
 MAX_LADDERS = 1_000_000
+MAX_CHUNK = 1 << 16  # pairs per compiled call; the default is 128 per device
 NOISE_STREAM, CURVE_STREAM = 20, 21  # the law uses streams LAW_STREAM .. + 4 (laws.draw_law) with hi = 0
 DEFAULT_SIGMA = 0.005  # log-loss noise per run without a fitted law's residuals
 FAILURE_WARN = 0.05  # a design whose fits fail (or do not converge) more often is flagged, not recommended
@@ -65,6 +67,7 @@ HUBER_DELTA = 1e-3  # Approach 3's Huber threshold on log-loss residuals (Hoffma
 IRLS_STEPS = 30
 POLISH_STEPS = 200
 GRAD_TOL = 1e-8  # Approach 3 converged: |grad| of the Huber objective below this (as `fit`)
+MAX_NAME = 40  # a design's name is a table cell and a figure label
 DESIGN_KEYS = {"name", "budgets", "points", "spread", "centre", "repeats"}
 
 
@@ -83,6 +86,9 @@ class Design:
     repeats: int = 1
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.strip() or not self.name.isprintable() \
+                or len(self.name) > MAX_NAME:
+            raise ParameterError("name", f"must be a printable name of 1 to {MAX_NAME} characters, got {self.name!r}")
         if not self.budgets or len(self.budgets) > MAX_BUDGETS:
             raise ParameterError("budgets", f"must list 1 to {MAX_BUDGETS} compute budgets, got {len(self.budgets)}")
         for b in self.budgets:
@@ -200,8 +206,10 @@ def design_from_mapping(m: Any, where: str) -> Design:
     for k in ("budgets", "points", "spread"):
         if k not in m:
             raise InputError(f"{where}.{k}", "required")
+    if not isinstance(m.get("name", where), str):
+        raise InputError(f"{where}.name", f"must be a string, got {m['name']!r}")
     try:
-        return Design(str(m.get("name", where)), _budgets(m["budgets"], f"{where}.budgets"),
+        return Design(m.get("name", where), _budgets(m["budgets"], f"{where}.budgets"),
                       _int(m["points"], f"{where}.points"), number_at(m["spread"], f"{where}.spread"),
                       number_at(m.get("centre", 1.0), f"{where}.centre"), _int(m.get("repeats", 1), f"{where}.repeats"))
     except ParameterError as e:  # a field out of range: name it by its TOML path
@@ -529,6 +537,7 @@ class LadderDesigns(TypedDict):
     warnings: list[str]
     cluster: dict[str, Any] | None
     timing: dict[str, float]
+    extrapolation: NotRequired[dict[str, Any]]
 
 
 def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None = None, *, prior: str | None = None,
@@ -550,8 +559,8 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
         require_in(max_regret, "max_regret", 0.0, low_open=True, what="nats")
     if ladder_budget is not None:
         require_in(ladder_budget, "ladder_budget", 0.0, low_open=True, what="FLOPs")
-    if chunk is not None and chunk < 1:
-        raise ParameterError("chunk", f"must be >= 1, got {chunk}")
+    if chunk is not None and not 1 <= chunk <= MAX_CHUNK:
+        raise ParameterError("chunk", f"must be from 1 to {MAX_CHUNK} (design, ladder) pairs per call, got {chunk}")
     if approach not in LADDER_APPROACHES:
         raise ParameterError("approach", f"must be one of {', '.join(LADDER_APPROACHES)}, got {approach!r}")
     noise = noise.for_law(law)
@@ -572,12 +581,20 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
     if chosen is not None and max_regret is not None and chosen["regret_p95_ci"][1] > max_regret:
         warnings.append(f"{chosen['design']}'s p95 regret is within Monte Carlo error of the target {max_regret:g} "
                         f"nats (95 % interval up to {chosen['regret_p95_ci'][1]:.3g}): more ladders would tell")
+    if chosen is not None and chosen["cost_flops"] > target:
+        warnings.append(f"the recommended ladder {chosen['design']} costs {chosen['cost_flops'] / target:.3g}x the "
+                        "target run: a cheaper design (a ladder budget) or the run itself may be the better buy")
+    with jax_x64():  # where the target lies from the law's fitted range (the prior's mean optimum)
+        n_star = math.exp(float(closed_form_x(Parametric(*(jnp.float64(v) for v in law.params)),
+                                              jnp.log(jnp.float64(target)))))
     fits = len(designs) * ladders
     cluster_rec = None if cluster is None else {"gpu": cluster.accelerator.id, "dtype": cluster.dtype,
                                                 "mfu": cluster.mfu}
-    return {"target_flops": target, "law": law.name, "prior": kind,
+    out = {"target_flops": target, "law": law.name, "prior": kind,
             "approach": APPROACHES[approach] + APPROACH_NOTES.get(approach, ""), "noise": dataclasses.asdict(noise),
             "ladders": ladders, "seed": seed, "designs": rows, "recommended": choice["design"], "rule": choice["rule"],
             "max_regret": max_regret, "ladder_budget": ladder_budget, "warnings": warnings, "cluster": cluster_rec,
             "timing": {"seconds": seconds, "fits": fits, "fits_per_second": fits / seconds,
                        "devices": jax.local_device_count()}}
+    return attach(out, extrapolation(law.validity, n_star, target / (TRAIN_FLOPS_PER_PARAM_TOKEN * n_star), target),
+                  warn=False)

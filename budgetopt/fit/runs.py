@@ -90,7 +90,7 @@ def _cell_number(row: list[str], i: int, r: int, name: str, positive: bool = Tru
     return v
 
 
-def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_col: str = "flops",
+def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_col: str | None = None,
                 loss_col: str = "loss", group: Sequence[str] = (), where: Sequence[tuple[str, str]] = (),
                 drop_highest: int = 0, loss_min: float | None = None, loss_max: float | None = None,
                 min_runs: int = MIN_RUNS, metric_col: str | None = None) -> dict[str, Runs]:
@@ -120,6 +120,9 @@ def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", 
             hint = next((f" (the header looks separated by {sep!r}; budgetopt reads comma-separated CSV)"
                          for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), "")
             raise ParameterError(flag, f"column {name!r} not in {path.name}; columns: {', '.join(header)}{hint}")
+    if c_col is not None and c_col not in col:  # named: it must be there
+        raise ParameterError("c_col", f"column {c_col!r} not in {path.name}; columns: {', '.join(header)}")
+    c_col = c_col or "flops"
     use_d, use_c = d_col in col, c_col in col
     if not use_d and not use_c:
         raise ParameterError("d_col",
@@ -158,17 +161,20 @@ def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", 
             keep &= a[:, 2] >= loss_min
         if loss_max is not None:
             keep &= a[:, 2] <= loss_max
+        where_ = f" in group {key!r}" if group else ""
         if keep.sum() < min_runs:
-            where_ = f" in group {key!r}" if group else ""
             raise ParameterError("runs", f"{int(keep.sum())} runs left{where_} after filtering; a fit needs at least "
                                  f"{min_runs}")
+        if len(np.unique(a[keep, 0])) < 2 or len(np.unique(a[keep, 1])) < 2:
+            raise ParameterError("runs", f"the runs{where_} have one model size or one token count: a law needs "
+                                 "runs that vary in both")
         log_c = np.log(np.array([v[3] for v in vals], np.float64))[keep] if use_c else None
         metric = np.array([v[5] for v in vals], np.float64)[keep] if metric_col is not None else None
         out[key] = Runs(*np.log(a[keep].T), log_c, np.array([v[4] for v in vals])[keep], metric)
     return out
 
 
-def read_runs(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_col: str = "flops",
+def read_runs(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_col: str | None = None,
               loss_col: str = "loss", drop_highest: int = 0, loss_min: float | None = None,
               loss_max: float | None = None) -> Runs:
     """The runs of ``path`` as one ladder (``read_groups`` without groups or filters)."""

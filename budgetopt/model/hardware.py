@@ -100,7 +100,8 @@ def get_accelerator(hid: str, catalog: dict[str, Accelerator] | None = None) -> 
     similar = difflib.get_close_matches(key, list(catalog), n=3, cutoff=0.4)
     close = (prefix + [k for k in similar if k not in prefix])[:3]
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise ParameterError("gpu", f"unknown accelerator {hid!r}; {hint}known: {', '.join(catalog)}")
+    shown = hid if len(hid) <= 40 else hid[:37] + "..."  # an error is one line, whatever was typed
+    raise ParameterError("gpu", f"unknown accelerator {shown!r}; {hint}known: {', '.join(catalog)}")
 
 
 def catalog_rows(extra_file: str | Path | None = None) -> list[dict]:

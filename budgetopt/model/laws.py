@@ -305,6 +305,8 @@ def law_from_params(text: str) -> LawSpec:
         key = kv.group(1)
         if key not in _PARAMETRIC_KEYS:
             raise ParameterError("law_params", f"unknown key {key!r}; allowed: E, A, B, alpha, beta")
+        if key in m:
+            raise ParameterError(f"law_params.{key}", "given twice; give each of E, A, B, alpha, beta once")
         try:
             m[key] = float(kv.group(2))
         except ValueError:

@@ -19,7 +19,16 @@ from ..core import units
 from ..core.errors import ParameterError
 from ..model.allocation import Allocation, Budget, allocate, compute_for_loss, method_for
 from ..model.hardware import Cluster, check_price
-from ..model.laws import LawSpec, Parametric, data_constrained, has_loss, irreducible_loss, loss, to_array_law
+from ..model.laws import (
+    LawSpec,
+    Parametric,
+    data_constrained,
+    data_constrained_constants,
+    has_loss,
+    irreducible_loss,
+    loss,
+    to_array_law,
+)
 from ..model.validity import extrapolation
 
 MIN_FLOPS = 6.0  # one parameter trained on one token
@@ -59,6 +68,7 @@ class Optimum(TypedDict, total=False):
     emissions_t: float
     cost: float
     extrapolation: dict[str, Any]
+    warnings: list[str]
 
 
 @dataclass(frozen=True)
@@ -200,12 +210,14 @@ def optimize(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | No
         converged = bool(res.converged)
         rec["target_loss"] = target_loss
     else:
+        budget = "flops"  # the parameter the budget came from, named in its errors
         if flops is None:
-            flops = cluster.flops()
-        units.require_in(flops, "flops", 0.0, low_open=True, what="a number of FLOPs")
+            flops, budget = cluster.flops(), "hours"
+        units.require_in(flops, budget, 0.0, low_open=True, what="a number of FLOPs")
         if flops < MIN_FLOPS:
-            raise ParameterError("flops",
-                                 f"must be at least {MIN_FLOPS:g} FLOPs (one parameter on one token), got {flops!r}")
+            source = "got " if budget == "flops" else "the booking (devices x hours or days x throughput) gives "
+            raise ParameterError(budget, f"{source}{flops:.6g} FLOPs; a run needs at least {MIN_FLOPS:g} (one "
+                                 "parameter on one token)")
         if c.has_inference and flops <= units.INFER_FLOPS_PER_PARAM_TOKEN * c.inference_tokens + MIN_FLOPS:
             raise ParameterError("inference_tokens",
                                  f"serving {c.inference_tokens:.3g} tokens costs 2 FLOPs per parameter per token: "
@@ -229,7 +241,31 @@ def optimize(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | No
                         rec.get("train_flops", flops - rec["unused_flops"]))
     if ext is not None:
         rec["extrapolation"] = ext
+    rec["warnings"] = answer_warnings(spec, rec)
     return rec
+
+
+# tokens per parameter of published runs: ~1 (GPT-3 175B, 1.7) to ~1,900 (Llama 3 8B, 15T tokens)
+PUBLISHED_RATIOS = (1.0, 2000.0)
+
+
+def answer_warnings(spec: LawSpec, rec: dict) -> list[str]:
+    """What an answer's own numbers say against it: data repeated past the point where the
+    data-constrained law gives it any value (4 R_D* epochs: a repeated token is then worth
+    exp(-4) < 2 % of a fresh one), and an allocation rule's ratio far outside published runs
+    (a rule has no loss to show the cost)."""
+    out = []
+    if rec.get("epochs") is not None:
+        rd_star = data_constrained_constants()[0]
+        if rec["epochs"] > 4 * rd_star:
+            out.append(f"{rec['epochs']:.3g} epochs over the unique data: beyond {4 * rd_star:.0f} (4 R_D*) a repeated "
+                       "token is worth < 2 % of a fresh one under the data-constrained law; the loss is far from any "
+                       "run the law was fitted on")
+    lo, hi = PUBLISHED_RATIOS
+    if not has_loss(spec.params) and not lo / 10 <= rec["tokens_per_param"] <= hi * 10:
+        out.append(f"{rec['tokens_per_param']:.3g} tokens per parameter is far outside published runs ({lo:g} to "
+                   f"{hi:,.0f}): {spec.name} is a rule with no loss to say what that costs")
+    return out
 
 
 #: ``convert`` quantities: the name a user asks for -> the record key

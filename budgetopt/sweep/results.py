@@ -143,9 +143,15 @@ def merge_results(results: list[Any], names: list[str] | None = None) -> SweepRe
         if not isinstance(r, dict) or not all(isinstance(r.get(k), dict) for k in ("state", "run")):
             raise ParameterError("results", f"{name} is not a sweep JSON output (no 'state'); write one with "
                              "`budgetopt sweep ... -f json -o FILE`")
-    if len({r.get("fingerprint") for r in results}) != 1:
-        raise ParameterError("results", "the files come from different sweeps (fingerprints differ)")
-    shards = sorted(str(r["run"].get("shard")) for r in results)
+    odd = next((name for r, name in zip(results, names) if r.get("fingerprint") != results[0].get("fingerprint")), None)
+    if odd is not None:
+        raise ParameterError("results", f"{odd} comes from a different sweep than {names[0]} (their fingerprints "
+                             "differ: another scenario, seed, sample count, precision or state format)")
+    given = [str(r["run"].get("shard")) for r in results]
+    twice = next((name for i, (g, name) in enumerate(zip(given, names)) if g in given[:i]), None)
+    if twice is not None:
+        raise ParameterError("results", f"{twice} is shard {given[names.index(twice)]}, given twice")
+    shards = sorted(given)
     n_sh = shards[0].split("/")[-1]
     if not n_sh.isdigit() or shards != sorted(f"{i}/{n_sh}" for i in range(int(n_sh))):
         raise ParameterError("results",

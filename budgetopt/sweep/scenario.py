@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.distributions import Dist
+from ..core.distributions import Dist, median
 from ..core.errors import InputError, ParameterError
 from ..core.files import data_names, data_toml, load_toml
 from ..core.units import number_at
@@ -340,6 +340,11 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path |
     if "plan" in d:
         _check_keys(d["plan"], "plan", "plan")
         kw["plan"] = check_plan_options(d["plan"])
+        if "count" in kw:  # the plan is made on the median device count (results.plan_for_sweep)
+            count, split = max(1, round(median(kw["count"]))), kw["plan"]["tp"] * kw["plan"]["pp"]
+            if count % split:
+                raise InputError("plan.tp", f"tp x pp = {split} must divide the device count the plan uses "
+                                 f"({count}: the median of budget.count)")
     return Scenario(**kw)
 
 

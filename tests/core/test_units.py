@@ -51,6 +51,13 @@ def test_parse_counts(text, value):
 def test_parse_pf_days():
     assert units.parse_number("3.6e3pfd", "--flops", units="flops") == pytest.approx(3.6e3 * 8.64e19)
     assert units.parse_number("1e23", "--flops", units="flops") == 1e23
+    for spelled in ("3.6e3PF-days", "3.6e3 pf-day", "3600 PFD", "3.6e3PFdays"):  # the unit in any case
+        assert units.parse_number(spelled, "--flops", units="flops") == 3.6e3 * 1e15 * 86_400
+    assert units.parse_number("2e23 FLOPs", "--flops", units="flops") == 2e23
+    assert units.parse_number("2T", "--flops", units="flops") == 2e12  # as counts read it
+    assert units.parse_number("5.76e11K", "--flops", units="flops") == pytest.approx(5.76e14, rel=1e-15)
+    with pytest.raises(InputError):  # counts keep their case: m is not M
+        units.parse_number("7m", "--params")
 
 
 @pytest.mark.parametrize("text", ["7Q", "abc", "", "1.4TT", "nan", "inf", "1e", "--3"])

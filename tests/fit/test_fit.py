@@ -135,3 +135,60 @@ def test_cli_writes_a_law_file_that_optimize_and_sweep_read(tmp_path):
     s = runner.invoke(app, ["sweep", str(scen), "-f", "json", "-q"])
     assert s.exit_code == 0, s.output
     assert json.loads(s.stdout)["uncertainty"] == "bootstrap"
+
+
+def test_a_fit_that_is_no_law_is_not_converged_and_no_law_file_is_written(tmp_path):
+    from budgetopt.core.errors import ParameterError
+    from budgetopt.fit import fitting
+
+    good = {"approach": "3", "E": 1.8, "A": 400.0, "B": 400.0, "alpha": 0.3, "beta": 0.3,
+            "theta": [np.log(400.0), np.log(400.0), np.log(1.8), 0.3, 0.3]}  # log A, log B, log E, alpha, beta
+    assert fitting.law_problem(good) is None
+    fitting.check_law_usable(good)
+    bad = {**good, "alpha": 12.0}  # beyond (0, 10): laws.parametric_from_mapping refuses it
+    assert "alpha" in fitting.law_problem(bad)
+    with pytest.raises(ParameterError) as e:
+        fitting.check_law_usable(bad)
+    assert e.value.param == "law_out"
+    at = fitting.allocation_at(bad, 1e23)
+    assert np.isnan(at["params"]) and np.isnan(at["tokens"])
+    G = (0.3 * 400 / (0.3 * 400)) ** (1 / 0.6)  # the closed form, equal exponents: N* = G (C/6)^(1/2)
+    assert fitting.allocation_at(good, 1e23)["params"] == pytest.approx(G * (1e23 / 6) ** 0.5, rel=1e-9)
+
+
+def test_excluding_outliers_never_leaves_fewer_runs_than_a_fit_needs(tmp_path):
+    from budgetopt.core.errors import ParameterError
+    from budgetopt.fit import fitting
+
+    rows = make_runs.make_runs(**TRUE, budgets=(1e18, 1e19), sizes_per_budget=3, noise=0.02, seed=4)
+    src = write_runs(tmp_path / "runs.csv", rows)
+    with pytest.raises(ParameterError) as e:  # k = 0.01 flags nearly every run of six
+        fitting.fit_file(src, outlier_k=0.01, exclude_outliers=True)
+    assert e.value.param == "exclude_outliers" and "at least 5" in e.value.message
+    r = runner.invoke(app, ["fit", str(src), "--outlier-k", "0.01", "--exclude-outliers"])
+    assert r.exit_code == 2 and r.stderr.startswith("error: --exclude-outliers:"), r.output
+
+
+def test_approach_2_says_it_has_no_bootstrap(tmp_path):
+    from budgetopt.fit import fitting
+
+    src = write_runs(tmp_path / "runs.csv", make_runs.make_runs(**TRUE, noise=0.002, seed=5))
+    res = fitting.fit_file(src, approach="2", bootstrap=10)
+    assert any("bootstrap" in w for w in res["warnings"])
+    assert not any("bootstrap" in w for w in fitting.fit_file(src, approach="2")["warnings"])
+
+
+def test_the_compute_column_is_flops_when_present_and_must_exist_when_named(tmp_path):
+    from budgetopt.core.errors import ParameterError
+
+    rows = make_runs.make_runs(**TRUE, noise=0.0, seed=6)
+    src = write_runs(tmp_path / "runs.csv", rows)
+    runs = runs_mod.read_runs(src)  # default: the file's flops column
+    assert np.allclose(np.exp(runs.log_c), [r[2] for r in rows], rtol=1e-12)
+    with pytest.raises(ParameterError) as e:
+        runs_mod.read_runs(src, c_col="budget")
+    assert e.value.param == "c_col"
+    one = write_runs(tmp_path / "one.csv", [(1e8, d, 6e8 * d, 3.0 - 0.01 * i) for i, d in
+                                            enumerate([1e9, 2e9, 4e9, 8e9, 16e9, 32e9])])
+    with pytest.raises(ParameterError, match="one model size") as e:
+        runs_mod.read_runs(one)

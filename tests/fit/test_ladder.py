@@ -303,3 +303,25 @@ def test_the_p95_monte_carlo_interval_covers_the_true_quantile():
         assert lo <= q <= hi
         hits.append(lo <= 0.95 <= hi)
     assert 0.92 <= np.mean(hits) <= 0.99
+
+
+def test_a_ladder_dearer_than_the_run_and_a_far_target_are_said():
+    """A recommended ladder costing more than the target run is a warning with the ratio
+    (Σ 6ND over the target, computed here); the target's distance from the law's fitted range is
+    noted as `optimize` notes it (the prior's optimum at the target, closed form)."""
+    target = 1e21  # inside besiroglu2024's fitted compute (6e18-3e21)
+    dear = ladder.Design("dear", (3e20, 6e20), 7, 4.0, repeats=4)
+    res = ladder.design_ladders(CHIN, target, [dear], prior="none", noise=ladder.Noise(0.01), ladders=100)
+    assert res["recommended"] == "dear"
+    cost = sum(b * 7 * 4 for b in dear.budgets)  # each run of a budget's isoFLOP curve costs that budget
+    assert res["designs"][0]["cost_flops"] == pytest.approx(cost, rel=1e-9)
+    assert any(f"costs {cost / target:.3g}x the target run" in w for w in res["warnings"])
+    assert res["extrapolation"]["factors"]["flops"] == 1.0
+    far = ladder.design_ladders(CHIN, 3e27, [ladder.Design("d", (1e20, 1e21), 5, 2.0)], prior="none", ladders=100)
+    assert far["extrapolation"]["factors"]["flops"] == pytest.approx(3e27 / 3e21, rel=1e-9)
+    assert not any("costs" in w for w in far["warnings"])
+    from budgetopt.core.runtime import jax_x64
+
+    with jax_x64():
+        n = math.exp(float(closed_form_x(CHIN.params, jnp.log(jnp.float64(3e27)))))
+    assert far["extrapolation"]["factors"]["params"] == pytest.approx(n / 1.6e10, rel=1e-6)

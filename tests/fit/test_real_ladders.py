@@ -298,7 +298,7 @@ def test_nominal_budget_groups_one_curve_that_6nd_would_split(tmp_path):
     by_budget = fitting.fit_file(path, approach="2", c_col="budget")
     assert len(by_budget["budgets"]) == 5 and by_budget["grouped_by"] == "the file's budget"
     assert by_budget["budgets"][0]["six_nd_ratio"] == pytest.approx(1 / 1.2, rel=0.05)
-    by_6nd = approach2.curves(read_groups(path, c_col="none")["all"], 0.05)
+    by_6nd = approach2.curves(read_groups(path, c_col=None)["all"], 0.05)
     assert len(by_6nd) > 5
 
 

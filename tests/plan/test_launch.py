@@ -351,3 +351,17 @@ def test_a_data_constrained_plan_reports_the_data_constrained_loss():
                                 r["params"], r["tokens"], 2e11)
     assert r["loss"] == pytest.approx(float(want), rel=1e-9)
     assert r["tokens"] > 2e11  # repeated data, and a loss above the unconstrained law's
+
+
+def test_a_given_dp_must_make_up_the_booked_devices():
+    """--dp with --count: dp x tp x pp is the count (the layout as given), else exit 2 naming --dp;
+    without --dp the data-parallel degree is count / (tp x pp)."""
+    base = ["plan", "--gpu", "h100-sxm", "--count", "64", "--days", "10", "--tp", "4", "-f", "json"]
+    given = runner.invoke(app, base + ["--dp", "16"])
+    derived = runner.invoke(app, base)
+    assert given.exit_code == 0 and derived.exit_code == 0, given.output + derived.output
+    assert json.loads(given.stdout)["layout"] == json.loads(derived.stdout)["layout"]
+    assert json.loads(derived.stdout)["layout"]["dp"] == 16
+    for dp in ("8", "0"):
+        r = runner.invoke(app, base + ["--dp", dp])
+        assert r.exit_code == 2 and r.stderr.startswith("error: --dp:"), r.output
