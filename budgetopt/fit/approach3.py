@@ -88,12 +88,26 @@ def irls_lm(theta0, log_n, log_d, log_l, weights, delta, iters: int):
     return th, val, jnp.linalg.norm(jax.grad(f)(th))
 
 
-@partial(jax.jit, static_argnames=("iters",))
-def fit_starts(starts, log_n, log_d, log_l, weights, delta, iters: int = 60):
+# (start, run) pairs one vectorised IRLS step holds: the 4500 starts over 256 runs. Beyond it the
+# starts go in batches (lax.map), so memory stops growing with the rows: 2,000 runs took 2.1 GB
+# at once and 10,000 asked for 8.8 GB; batched, both stay at 0.64 GB (benchmarks/NOTES.md).
+START_RUN_PAIRS = 4500 * 256
+
+
+@partial(jax.jit, static_argnames=("iters", "batch"))
+def fit_starts(starts, log_n, log_d, log_l, weights, delta, iters: int = 60, batch: int | None = None):
     """IRLS-LM from every start ([S, 5]) for every group of runs ([G, n] each, weight 0 =
-    padding): (theta, objective, grad norm), each [G, S, ...]."""
-    return jax.vmap(lambda a, b, c, w: jax.vmap(lambda s: irls_lm(s, a, b, c, w, delta, iters))(starts))(
-        log_n, log_d, log_l, weights)
+    padding): (theta, objective, grad norm), each [G, S, ...]. The starts run ``batch`` at a
+    time (default: as many as keep ``START_RUN_PAIRS`` (start, run) pairs over all groups); each
+    start's answer does not depend on it."""
+    if batch is None:
+        batch = max(1, START_RUN_PAIRS // max(log_n.shape[0] * log_n.shape[1], 1))
+
+    def group(a, b, c, w):
+        one = lambda s: irls_lm(s, a, b, c, w, delta, iters)  # noqa: E731
+        return jax.vmap(one)(starts) if batch >= starts.shape[0] else jax.lax.map(one, starts, batch_size=batch)
+
+    return jax.vmap(group)(log_n, log_d, log_l, weights)
 
 
 @partial(jax.jit, static_argnames=("max_iter",))

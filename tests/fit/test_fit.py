@@ -192,3 +192,24 @@ def test_the_compute_column_is_flops_when_present_and_must_exist_when_named(tmp_
                                             enumerate([1e9, 2e9, 4e9, 8e9, 16e9, 32e9])])
     with pytest.raises(ParameterError, match="one model size") as e:
         runs_mod.read_runs(one)
+
+
+def test_batched_starts_give_each_start_the_same_answer(tmp_path):
+    """Approach 3's 4500 starts run in batches when the runs are many (memory stops growing
+    with rows); a start's IRLS path does not depend on the batch: all at once, 7 at a time and
+    the default agree (float64, to rounding), and a 2,000-run file gets a batch below 4500."""
+    import jax.numpy as jnp
+
+    from budgetopt.core.runtime import jax_x64
+
+    rows = make_runs.make_runs(**TRUE, sizes_per_budget=5, noise=0.01, seed=7)
+    runs = runs_mod.read_runs(write_runs(tmp_path / "r.csv", rows))
+    with jax_x64():
+        args = [jnp.asarray(v)[None] for v in (runs.log_n, runs.log_d, runs.log_l, np.ones(len(runs.log_l)))]
+        starts = jnp.asarray(approach3.start_grid()[::50], jnp.float64)  # 90 starts
+        whole = approach3.fit_starts(starts, *args, 1e-3, iters=20, batch=len(starts))
+        for batch in (7, None):
+            part = approach3.fit_starts(starts, *args, 1e-3, iters=20, batch=batch)
+            for a, b in zip(whole, part):
+                np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-9, atol=1e-12)
+    assert approach3.START_RUN_PAIRS // 2000 < 4500
