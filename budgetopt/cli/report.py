@@ -245,7 +245,10 @@ def _fit_row(res: dict, group: str | None = None) -> dict:
     row.update({"approach": APPROACHES[res["approach"]],
                 "alpha": format_float(res["alpha"], 4) if "alpha" in res else "-",
                 "beta": format_float(res["beta"], 4) if "beta" in res else "-", "a": f"{res['a']:.3f}",
-                "N*": format_count(at["params"]), "D*/N*": format_float(at["tokens_per_param"], 3),
+                "N*": format_count(at["params"]),
+                "N* 95% CI": (f"{format_count(at['ci95']['params'][0])}-{format_count(at['ci95']['params'][1])}"
+                              if at.get("ci95") else "-"),
+                "D*/N*": format_float(at["tokens_per_param"], 3),
                 "runs": str(res["n_runs"]), "outliers": str(len(res.get("dropped", res.get("outliers", [])))),
                 "converged": human("converged", res.get("converged", True))})
     return row
@@ -286,7 +289,11 @@ def fit_report(res: dict | list, width: int | None = None) -> str:
         notes = [f"{r['group'] + ': ' if 'group' in r else ''}N* differs by "
                  f"x{r['spread']['params_max_over_min']:.3g} between the approaches "
                  "(max / min), an uncertainty of the method" for r in records if r["approach"] == "all"]
-        text = to_table(rows, title=title, notes=notes, width=width, optional=["runs", "converged", "beta"])
+        if all(r["N* 95% CI"] == "-" for r in rows):
+            for r in rows:
+                del r["N* 95% CI"]
+        text = to_table(rows, title=title, notes=notes, width=width, optional=["runs", "converged", "beta",
+                                                                                "N* 95% CI"])
     for r in records:
         label = f"{r['group']}: " if "group" in r else ""
         fits = list(r["fits"].values()) if r["approach"] == "all" else [r]
@@ -294,6 +301,13 @@ def fit_report(res: dict | list, width: int | None = None) -> str:
             at = r["at"]
             text += (f"at {format_sci(at['flops'])} FLOPs: N* = {format_count(at['params'])}, D* = "
                      f"{format_count(at['tokens'])} ({format_float(at['tokens_per_param'], 3)} tokens per parameter)\n")
+            if at.get("ci95"):
+                ci = at["ci95"]
+                text += _para(f"95 % bootstrap interval ({ci['draws']} draws of the law): N* "
+                              f"{format_count(ci['params'][0])}-{format_count(ci['params'][1])}, D* "
+                              f"{format_count(ci['tokens'][0])}-{format_count(ci['tokens'][1])}, D*/N* "
+                              f"{format_float(ci['tokens_per_param'][0], 3)}-"
+                              f"{format_float(ci['tokens_per_param'][1], 3)}", width)
         for f in fits:
             name = "" if single else f"{APPROACHES[f['approach']]}: "
             if f.get("dropped"):

@@ -160,6 +160,22 @@ def law_problem(res: dict) -> str | None:
     return None
 
 
+def allocation_interval(res: dict, target: float) -> dict | None:
+    """The 95 % bootstrap percentile interval of N*, D* and D*/N* at ``target`` FLOPs: the
+    closed-form optimum of every bootstrap draw of the law (Approach 3 and VPNLS with
+    ``bootstrap``); None without draws or for a fit that is no usable law."""
+    draws = np.asarray(res.get("bootstrap", {}).get("draws", []), np.float64).reshape(-1, 5)
+    if len(draws) < 2 or law_problem(res) is not None:
+        return None
+    with jax_x64():
+        log_n = np.asarray(closed_form_x(Parametric(*jnp.asarray(draws.T)), jnp.log(jnp.float64(target))))
+    log_d = math.log(target / TRAIN_FLOPS_PER_PARAM_TOKEN) - log_n
+    ok = np.isfinite(log_n)
+    band = lambda v: [float(np.percentile(np.exp(v[ok]), q)) for q in (2.5, 97.5)]  # noqa: E731  (as the law's ci95)
+    return {"params": band(log_n), "tokens": band(log_d), "tokens_per_param": band(log_d - log_n),
+            "draws": int(ok.sum())}
+
+
 def allocation_at(res: dict, target: float) -> dict:
     """The compute-optimal N and D a fit implies at ``target`` FLOPs (C = 6ND); NaN when the fit
     is not a usable law (``law_problem``)."""
@@ -204,6 +220,9 @@ def _with_diagnostics(groups: dict[str, Runs], approach: str, fits: dict[str, di
             res["converged"] = False
             res["warnings"].append(f"the fitted law cannot be planned with ({problem}): no allocation at the target")
         res["at"] = allocation_at(res, target)
+        interval = allocation_interval(res, target)
+        if interval is not None:
+            res["at"]["ci95"] = interval
         res["validity"] = to_mapping(runs.fitted_range())
         ext = extrapolation(runs.fitted_range(), res["at"]["params"], res["at"]["tokens"], target)
         if ext is not None and np.isfinite(res["at"]["params"]):

@@ -213,3 +213,25 @@ def test_batched_starts_give_each_start_the_same_answer(tmp_path):
             for a, b in zip(whole, part):
                 np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-9, atol=1e-12)
     assert approach3.START_RUN_PAIRS // 2000 < 4500
+
+
+def test_fit_at_a_budget_gives_the_bootstrap_interval_of_the_allocation(tmp_path):
+    """`fit --at C --bootstrap R`: N*, D* and D*/N* at C for every bootstrap draw of the law by
+    the closed form written here in NumPy, their 2.5 and 97.5 percentiles = at.ci95; shown in
+    the table; none without draws."""
+    from budgetopt.fit import fitting
+
+    src = write_runs(tmp_path / "runs.csv", make_runs.make_runs(**TRUE, sizes_per_budget=6, noise=0.01, seed=8))
+    for approach in ("3", "vpnls"):
+        res = fitting.fit_file(src, approach=approach, bootstrap=30, target=1e24)
+        d = np.asarray(res["bootstrap"]["draws"])  # log A, log B, log E, alpha, beta
+        A, B, al, be = np.exp(d[:, 0]), np.exp(d[:, 1]), d[:, 3], d[:, 4]
+        n = (al * A / (be * B)) ** (1 / (al + be)) * (1e24 / 6) ** (be / (al + be))
+        ci = res["at"]["ci95"]
+        assert ci["draws"] == len(d)
+        assert ci["params"] == pytest.approx(np.percentile(n, [2.5, 97.5]).tolist(), rel=1e-8)
+        assert ci["tokens"] == pytest.approx(np.percentile(1e24 / 6 / n, [2.5, 97.5]).tolist(), rel=1e-8)
+        assert ci["params"][0] < res["at"]["params"] < ci["params"][1]
+    assert "ci95" not in fitting.fit_file(src, approach="3", target=1e24)["at"]
+    r = runner.invoke(app, ["fit", str(src), "--bootstrap", "30", "--at", "1e24"])
+    assert r.exit_code == 0 and "95 % bootstrap interval (30 draws of the law): N* " in r.stdout, r.output
