@@ -341,6 +341,28 @@ def sweep_command(
     num_processes: Annotated[int | None, typer.Option(help="with --distributed and --coordinator")] = None,
     process_id: Annotated[int | None, typer.Option(help="with --distributed and --coordinator")] = None,
     host_devices: HostDevices = None,
+    law: Annotated[str | None, typer.Option(help="without a scenario: the law preset \\[default: besiroglu2024]",
+                                            rich_help_panel="Without a scenario file")] = None,
+    law_file: Annotated[Path | None, typer.Option(help="without a scenario: a fitted law file",
+                                                  rich_help_panel="Without a scenario file")] = None,
+    uncertainty: Annotated[str | None, typer.Option(help="none | covariance | bootstrap \\[default: what the law "
+                                                    "carries]", rich_help_panel="Without a scenario file")] = None,
+    flops: Annotated[str | None, typer.Option(help="budget in FLOPs, or a range LO:HI (log-uniform)",
+                                              rich_help_panel="Without a scenario file")] = None,
+    gpu: Annotated[str | None, typer.Option(help="accelerator id (see `budgetopt hardware`)",
+                                            rich_help_panel="Without a scenario file")] = None,
+    dtype: Annotated[str | None, typer.Option(help="fp32 | tf32 | bf16 | fp16 | fp8 \\[default: bf16]",
+                                              rich_help_panel="Without a scenario file")] = None,
+    count: Annotated[str | None, typer.Option(help="devices, or a range LO:HI (uniform; draws rounded)",
+                                              rich_help_panel="Without a scenario file")] = None,
+    hours: Annotated[str | None, typer.Option(help="wall-clock hours, or a range LO:HI (uniform)",
+                                              rich_help_panel="Without a scenario file")] = None,
+    days: Annotated[str | None, typer.Option(help="wall-clock days, or a range LO:HI (uniform)",
+                                             rich_help_panel="Without a scenario file")] = None,
+    mfu: Annotated[str | None, typer.Option(help="model-FLOPs utilisation, or a range LO:HI (uniform)",
+                                            rich_help_panel="Without a scenario file")] = None,
+    unique_tokens: Annotated[str | None, typer.Option(help="unique tokens, or a range LO:HI (log-uniform)",
+                                                      rich_help_panel="Without a scenario file")] = None,
     x64: Annotated[bool, typer.Option("--x64", help="compute in float64 (default float32)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     hardware_file: HardwareFile = None, fmt: Fmt = "table", output: Out = None,
@@ -360,7 +382,14 @@ def sweep_command(
     from ..sweep import scenario as scn
     from ..sweep.driver import parse_shard, run
 
-    sc = scn.with_overrides(scn.resolve(scenario, example, hardware_file), seed=seed, candidates=candidates)
+    flags = {"law": law, "law_file": law_file, "uncertainty": uncertainty, "flops": flops, "gpu": gpu, "dtype": dtype,
+             "count": count, "hours": hours, "days": days, "mfu": mfu, "unique_tokens": unique_tokens}
+    given = [k for k, v in flags.items() if v is not None]
+    if given and (scenario is not None or example is not None):
+        raise ParameterError(given[0], "describes a sweep without a scenario; give a scenario (file or {example}) or "
+                             "these flags, not both", names=True)
+    base = scn.from_flags(hardware_file, **flags) if given else scn.resolve(scenario, example, hardware_file)
+    sc = scn.with_overrides(base, seed=seed, candidates=candidates)
     shard_of = parse_shard(shard)
     progress = _Progress(quiet)
     set_resume_hint(f"; resume with --checkpoint {checkpoint} --resume" if checkpoint

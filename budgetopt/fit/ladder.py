@@ -47,7 +47,7 @@ from ..core.runtime import jax_x64
 from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN, gpu_hours, number_at, require_in
 from ..model.allocation import closed_form_x, log_compute_for_loss_closed_form
 from ..model.hardware import Cluster
-from ..model.laws import UNCERTAINTIES, LawSpec, Parametric, draw_law, loss, uncertainty_problem
+from ..model.laws import UNCERTAINTIES, LawSpec, Parametric, default_uncertainty, draw_law, loss, uncertainty_problem
 from ..model.validity import attach, extrapolation
 from . import vpnls
 from .approach2 import fit_approach2_fixed
@@ -510,7 +510,7 @@ def prior_kind(law: LawSpec, prior: str | None) -> str:
     """The law's uncertainty to draw true laws from: given, else its covariance, else its
     bootstrap draws, else none (the law fixed)."""
     if prior is None:
-        return "covariance" if law.covariance is not None else "bootstrap" if law.draws is not None else "none"
+        return default_uncertainty(law)
     problem = uncertainty_problem(law, prior)
     if problem is not None:
         raise ParameterError("prior", problem)

@@ -362,6 +362,12 @@ def uncertainty_problem(spec: LawSpec, kind: str) -> str | None:
     return None
 
 
+def default_uncertainty(spec: LawSpec) -> str:
+    """The parameter uncertainty a law carries: its covariance, else its bootstrap draws, else
+    none (the law fixed). The default of the ladder's prior and of a sweep from flags."""
+    return "covariance" if spec.covariance is not None else "bootstrap" if spec.draws is not None else "none"
+
+
 def resolve_law(law: str | None = None, law_params: str | None = None, law_file: str | Path | None = None,
                 ratio: float | None = None, default: str = "besiroglu2024") -> LawSpec:
     """The one way the CLI and library pick a law: a preset name, explicit parameters, or a file."""

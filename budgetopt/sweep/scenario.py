@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,16 @@ from ..core.errors import InputError, ParameterError
 from ..core.files import data_names, data_toml, load_toml
 from ..core.units import number_at
 from ..model.hardware import Accelerator, get_accelerator, load_catalog
-from ..model.laws import LawSpec, Parametric, get_preset, law_from_file, parametric_from_mapping, uncertainty_problem
+from ..model.laws import (
+    LawSpec,
+    Parametric,
+    default_uncertainty,
+    get_preset,
+    law_from_file,
+    parametric_from_mapping,
+    resolve_law,
+    uncertainty_problem,
+)
 from ..plan.launch import check_plan_options
 
 DIST_PARAMS = {"uniform": ("low", "high"), "loguniform": ("low", "high"), "normal": ("mean", "sd"),
@@ -220,6 +230,57 @@ def check_candidates(c: object) -> int:
         raise ParameterError("candidates", f"must be 0 (no recommendation) or a whole number from 2 to "
                              f"{MAX_CANDIDATES}, got {c!r}")
     return c
+
+
+# a sweep from flags: each flag's scenario field (errors on a field are named by the flag)
+FLAG_FIELDS = {"law": ("law", "preset"), "law_file": ("law", "file"), "uncertainty": ("law", "uncertainty"),
+               "flops": ("budget", "flops"), "gpu": ("budget", "gpu"), "dtype": ("budget", "dtype"),
+               "count": ("budget", "count"), "hours": ("budget", "hours"), "days": ("budget", "days"),
+               "mfu": ("budget", "mfu"), "unique_tokens": ("data", "unique_tokens")}
+LOG_RANGES = {"flops", "unique_tokens"}  # a LO:HI range of these is log-uniform; of the others uniform
+
+
+def range_value(text: str, name: str) -> Any:
+    """A flag's value as a scenario field: ``LO:HI`` a uniform range (log-uniform for a budget
+    in FLOPs or a token count), anything else as typed (a fixed value, read as the file's is)."""
+    lo, sep, hi = str(text).partition(":")
+    if not sep:
+        return text
+    return {"dist": "loguniform" if name in LOG_RANGES else "uniform", "low": lo.strip(), "high": hi.strip()}
+
+
+def from_flags(hardware_file: str | Path | None = None, **given: str | Path | None) -> Scenario:
+    """The common sweep without a file: ``given`` maps FLAG_FIELDS' names (law, law_file,
+    uncertainty, flops, gpu, dtype, count, hours, days, mfu, unique_tokens) to what was typed;
+    ranges ``LO:HI`` (``range_value``). Validated as a scenario file is; an error names the
+    parameter (``hours``), never a TOML path."""
+    d: dict[str, dict[str, Any]] = {}
+    for name, value in given.items():
+        if name not in FLAG_FIELDS:
+            raise ParameterError(name, f"not a sweep flag; allowed: {', '.join(FLAG_FIELDS)}")
+        if value is not None:
+            section, key = FLAG_FIELDS[name]
+            d.setdefault(section, {})[key] = str(value) if key == "file" else range_value(value, name)
+    law = d.setdefault("law", {})
+    if "preset" in law and "file" in law:
+        raise ParameterError("law", "give {law} or {law_file}, not both", names=True)
+    if "uncertainty" not in law:  # what the law carries (resolve_law checks the flags and the file)
+        law["uncertainty"] = default_uncertainty(resolve_law(law.get("preset"), None, law.get("file")))
+    by_field = {f"{sec}.{key}": name for name, (sec, key) in FLAG_FIELDS.items()}
+    try:
+        return from_dict({"name": "flags", **d}, "flags", Path("."), hardware_file)
+    except InputError as e:  # budget.hours.high -> hours
+        if e.field == "budget":
+            raise ParameterError("flops", "a sweep needs a budget: {flops}, or {gpu} with {count}, {hours} (or "
+                                 "{days}) and {mfu}", names=True) from None
+        head = next((f for f in by_field if e.field == f or e.field.startswith(f + ".")), None)
+        if head is None:
+            raise
+        part = e.field[len(head) + 1:]
+        said = re.sub(r"\b(?:law|budget|data)\.\w+", lambda m: f"{{{by_field[m[0]]}}}" if m[0] in by_field
+                      else m[0], e.message.replace("{", "(").replace("}", ")"))  # the fields as the flags
+        raise ParameterError(by_field[head], (f"{part} of the range: " if part in ("low", "high") else "") + said,
+                             names=True) from None
 
 
 def with_overrides(sc: Scenario, *, samples: float | None = None, seed: int | None = None,

@@ -263,3 +263,35 @@ def test_run_leaves_the_callers_precision_setting_alone():
         assert not jax.config.jax_enable_x64 and res["samples"] == 1000
     finally:
         jax.config.update("jax_enable_x64", True)
+
+
+def test_a_sweep_from_flags_is_the_scenario_it_describes():
+    """`sweep --gpu --count --hours LO:HI --mfu LO:HI` (no file) = the same scenario written as
+    TOML: the same quantiles to the bit; without ranges and uncertainty it is `optimize`'s answer;
+    the law's own uncertainty is the default; errors name the flags."""
+    import tomllib
+
+    flags = ["--gpu", "h100-sxm", "--count", "1024", "--hours", "500:800", "--mfu", "0.35:0.45", "--samples", "20000",
+             "-q", "-f", "json"]
+    a = runner.invoke(app, ["sweep", *flags])
+    assert a.exit_code == 0, a.output
+    toml = ('samples = 20000\n[law]\npreset = "besiroglu2024"\nuncertainty = "covariance"\n[budget]\n'
+            'gpu = "h100-sxm"\ncount = 1024\nhours = { dist = "uniform", low = 500, high = 800 }\n'
+            'mfu = { dist = "uniform", low = 0.35, high = 0.45 }\n')
+    b = sw.run(scn.from_dict(tomllib.loads(toml), "same"))
+    got = json.loads(a.stdout)
+    assert got["uncertainty"] == "covariance" and got["quantiles"] == b["quantiles"]
+    assert got["recommendation"]["params"] == b["recommendation"]["params"]
+    fixed = runner.invoke(app, ["sweep", "--flops", "5.76e23", "--law", "hoffmann2022", "--samples", "1000", "--x64",
+                                "-q", "-f", "json"])
+    assert fixed.exit_code == 0, fixed.output
+    opt = optimize(get_preset("hoffmann2022"), flops=5.76e23)
+    assert json.loads(fixed.stdout)["quantiles"]["params"]["p50"] == pytest.approx(opt["params"], rel=1e-9)
+    sc = scn.from_flags(flops="1e23:1e24")  # a FLOP range is log-uniform
+    assert sc.flops.kind == "loguniform" and (sc.flops.a, sc.flops.b) == (1e23, 1e24)
+    for args, flag in ((["--gpu", "h100-sxm", "--count", "8", "--mfu", "0.4", "--hours", "800:500"], "--hours"),
+                       (["--law", "hoffmann2022"], "--flops"),
+                       (["--flops", "1e23", "--uncertainty", "bootstrap"], "--uncertainty"),
+                       (["--example", "serving", "--gpu", "h100-sxm"], "--gpu")):
+        r = runner.invoke(app, ["sweep", *args])
+        assert r.exit_code == 2 and r.stderr.startswith(f"error: {flag}:"), r.output
