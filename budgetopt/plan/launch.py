@@ -185,8 +185,11 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster |
     batch = batch_and_lr(batch_law, shape, d_real)
     per_step = layout.dp * layout.micro_batch  # sequences one optimizer step takes without accumulation
     sequences = max(per_step, round(batch["tokens"] / shape.seq_len / layout.dp) * layout.dp)
+    steps = math.ceil(d_real / (sequences * shape.seq_len))
+    if steps * sequences * shape.seq_len > constraints.d_max:  # a token cap holds for the steps run, not only D
+        steps = max(1, math.floor(constraints.d_max / (sequences * shape.seq_len)))
     batch.update({"sequences": sequences, "tokens": float(sequences * shape.seq_len),
-                  "tokens_law": batch["tokens"], "steps": math.ceil(d_real / (sequences * shape.seq_len)),
+                  "tokens_law": batch["tokens"], "steps": steps,
                   "grad_accumulation": sequences / per_step})
     rec["batch"] = batch
     rec["warnings"] = warnings

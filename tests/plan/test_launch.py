@@ -365,3 +365,17 @@ def test_a_given_dp_must_make_up_the_booked_devices():
     for dp in ("8", "0"):
         r = runner.invoke(app, base + ["--dp", dp])
         assert r.exit_code == 2 and r.stderr.startswith("error: --dp:"), r.output
+
+
+def test_a_token_cap_holds_for_the_steps_the_run_takes():
+    """--max-tokens 1T: the plan's D and the tokens its optimizer steps consume (steps x
+    sequences x sequence length) both at most 1e12, and within one step of it (the probe found
+    1.012T); uncapped, the steps cover D (ceil)."""
+    r = _json("--flops", 1e24, "--max-tokens", "1T")
+    b = r["batch"]
+    step = b["sequences"] * r["shape"]["seq_len"]
+    assert r["tokens"] <= 1e12 and 1e12 - step < b["steps"] * step <= 1e12
+    free = _json("--flops", 1e24)
+    fb = free["batch"]
+    assert 0 <= fb["steps"] * fb["sequences"] * free["shape"]["seq_len"] - free["tokens"] < fb["sequences"] * \
+        free["shape"]["seq_len"]
