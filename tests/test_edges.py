@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from itertools import combinations
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from budgetopt.cli import plots
 from budgetopt.cli.commands import app, flag_of
 from budgetopt.core.errors import InputError, ParameterError
+from budgetopt.core.units import format_count
 from budgetopt.model.hardware import Cluster, cluster_from
 from budgetopt.model.laws import resolve_law
 from budgetopt.plan.optimum import Constraints
@@ -211,6 +213,31 @@ def test_sweep_figure_log_axes_have_several_labels():
             labels = [t.get_text() for t in ax.get_xticklabels(minor=False) + ax.get_xticklabels(minor=True)
                       if t.get_text() and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
             assert len(labels) >= 2, (ax.get_title(), labels)
+            if "N" in ax.get_xlabel() or "D*" in ax.get_xlabel():  # counts read as people write them
+                assert all(re.fullmatch(r"\d+(\.\d+)?[KMBT]", t) for t in labels), labels
+    regret = fig.axes[3]
+    rec = res["recommendation"]["params"]
+    assert [t.get_text() for t in regret.texts] == [format_count(rec)]  # the recommended size on its marker
+    plots._plt().close(fig)
+
+
+def test_forecast_figure_says_sizes_and_dashes_the_extrapolated_link(tmp_path):
+    from budgetopt.fit.forecast import forecast_metric
+
+    src = tmp_path / "runs.csv"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_runs.py"), "--law", "gadre2024-rpj", "--metric",
+                    "--sizes", "5", "-o", str(src)], check=True)
+    res = forecast_metric(src, "avg_err", flops=1e23, bootstrap=20)
+    fig = plots.forecast(res)
+    ax = fig.axes[0]
+    assert f"N = {format_count(res['target']['params'])}, D = {format_count(res['target']['tokens'])}" in \
+        ax.get_title()
+    solid, dashed = ax.get_lines()[:2]
+    runs = np.asarray(res["runs"]["loss"])
+    xs = np.asarray(solid.get_xdata(), float)
+    shown = ~np.isnan(np.asarray(solid.get_ydata(), float) + xs)
+    assert xs[shown].min() >= runs.min() and xs[shown].max() <= runs.max()  # solid only where runs hold it
+    assert dashed.get_linestyle() == "--" and np.nanmin(np.asarray(dashed.get_xdata(), float)) < runs.min()
     plots._plt().close(fig)
 
 

@@ -11,6 +11,7 @@ tests can inspect axes; ``save`` writes it atomically.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..core.errors import ParameterError
 from ..core.files import output_path, to_bytes, write_atomic
+from ..core.units import format_count
 from ..model.laws import has_loss
 
 KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast", "memory", "ladder")
@@ -205,18 +207,29 @@ def loss_vs_compute(specs, cmin=1e18, cmax=1e27, width=7.5, height=5.0):
     return fig
 
 
-def _log_x(ax) -> None:
+def _count_tick(v: float) -> str:
+    """A count as a tick label: ``format_count`` without trailing zeros (20B, 1T, 1.5T, 100B)."""
+    text = format_count(v)
+    m = re.fullmatch(r"(\d+)\.(\d*?)0*([KMBT]?)", text)
+    return text if m is None else m[1] + (f".{m[2]}" if m[2] else "") + m[3]
+
+
+def _log_x(ax, counts: bool = False) -> None:
     """Log x axis with labels at 1, 2 and 5 times each power of ten, so a span under a decade
     (a sweep's histograms) still reads more than one label; the default minor labels at every
-    integer collided on narrow spans."""
-    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
+    integer collided on narrow spans. ``counts``: parameters or tokens, labelled as people write
+    them (20B, 1T), not 2×10¹⁰."""
+    from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator, NullFormatter
 
     ax.set_xscale("log")
     lo, hi = ax.get_xlim()
+    human = FuncFormatter(lambda v, _: _count_tick(v))
+    if counts:
+        ax.xaxis.set_major_formatter(human)
     if hi / lo < 100:
         ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-        ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False,
-                                                             minor_thresholds=(float("inf"), float("inf"))))
+        ax.xaxis.set_minor_formatter(human if counts else LogFormatterSciNotation(
+            labelOnlyBase=False, minor_thresholds=(float("inf"), float("inf"))))
     else:
         ax.xaxis.set_minor_formatter(NullFormatter())
 
@@ -247,7 +260,7 @@ def sweep(result: Any, width: float = 12.0, height: float = 4.2):
         for p in ("p05", "p50", "p95"):
             ax.axvline(quant[k][p], color="k", lw=0.8, ls="--" if p != "p50" else "-")
         if logq:
-            _log_x(ax)
+            _log_x(ax, counts=True)
         ax.set_xlabel(label)
         ax.set_ylabel("share of samples")
         ax.set_title(f"{k}: p05 / p50 / p95 marked", fontsize=9)
@@ -258,7 +271,9 @@ def sweep(result: Any, width: float = 12.0, height: float = 4.2):
         ax.plot(xs, [c["p95_regret"] for c in curve if not c["refined"]], label="p95 regret", ls="--")
         rec = result["recommendation"]
         ax.scatter([rec["params"]], [rec["expected_regret"]], color="r", zorder=5, label="recommended N")
-        _log_x(ax)
+        ax.annotate(format_count(rec["params"]), (rec["params"], rec["expected_regret"]), xytext=(7, -3),
+                    textcoords="offset points", ha="left", fontsize=8, color="r")
+        _log_x(ax, counts=True)
         ax.set_yscale("log")
         ax.set_xlabel("committed parameters N")
         ax.set_ylabel("regret vs hindsight optimum (nats)")
@@ -306,8 +321,10 @@ def forecast(result: Any, width: float = 7.0, height: float = 4.8):
     left = min(loss.min(), lo["low"]) - 0.05
     xs = np.linspace(left, loss.max() + 0.05, 200)
     ax.scatter(loss, metric, s=14, color="0.35", label=f"runs ({len(loss)})", zorder=3)
-    ax.plot(xs, np.asarray(predict_link({"kind": lk["kind"], **theta}, xs)), color="C0",
-            label=f"fitted {lk['kind']} link")
+    ys = np.asarray(predict_link({"kind": lk["kind"], **theta}, xs))
+    inside = (xs >= loss.min()) & (xs <= loss.max())  # the link where runs hold it; dashed beyond
+    ax.plot(np.where(inside, xs, np.nan), ys, color="C0", label=f"fitted {lk['kind']} link")
+    ax.plot(np.where(inside, np.nan, xs), ys, color="C0", ls="--", label="extrapolated")
     ax.errorbar([lo["point"]], [me["point"]], xerr=[[lo["point"] - lo["low"]], [lo["high"] - lo["point"]]],
                 yerr=[[me["point"] - me["low"]], [me["high"] - me["point"]]], fmt="o", color="C3", capsize=4, zorder=4,
                 label=f"forecast, {result['level']:.0%} interval")
@@ -316,7 +333,7 @@ def forecast(result: Any, width: float = 7.0, height: float = 4.8):
     t = result["target"]
     ax.set_xlabel("loss (nats/token)")
     ax.set_ylabel(result.get("metric_col", "metric"))
-    ax.set_title(f"Forecast for N = {t['params']:.3g}, D = {t['tokens']:.3g} ({t['flops']:.2g} "
+    ax.set_title(f"Forecast for N = {format_count(t['params'])}, D = {format_count(t['tokens'])} ({t['flops']:.2g} "
                  f"FLOPs)\n{result['metric_col'] if 'metric_col' in result else 'metric'} = {me['point']:.3g} "
                  f"[{me['low']:.3g}, {me['high']:.3g}]; law {result['law']}", fontsize=9)
     ax.legend(fontsize=8, loc="best")
