@@ -241,6 +241,31 @@ def test_forecast_figure_says_sizes_and_dashes_the_extrapolated_link(tmp_path):
     plots._plt().close(fig)
 
 
+def test_isoflop_figure_draws_the_runs_budgets_each_in_its_curves_colour(tmp_path):
+    from matplotlib.colors import to_rgba
+
+    from budgetopt.fit.approach2 import curves
+    from budgetopt.fit.runs import read_runs
+
+    src = tmp_path / "runs.csv"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_runs.py"), "-o", str(src)], check=True)
+    runs = read_runs(src)
+    groups = curves(runs, 0.05)
+    fig = plots.isoflop(resolve_law("besiroglu2024"), runs=runs)
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    assert len(groups) >= 3 and len(lines) == len(groups)  # one curve per budget of the runs, no invented budgets
+    marks = [c for c in ax.collections if c.get_offsets().shape[0] > 1]  # the runs (optima are one point each)
+    assert len(marks) == len(groups)
+    for line, g, pts in zip(lines, groups, marks):
+        assert np.allclose(to_rgba(line.get_color()), pts.get_facecolor()[0])
+        assert np.allclose(np.sort(pts.get_offsets()[:, 0]), np.sort(np.exp(runs.log_n[g])))
+        x = np.asarray(line.get_xdata())
+        assert x.min() <= np.exp(runs.log_n[g]).min() and x.max() >= np.exp(runs.log_n[g]).max()
+    assert len({tuple(to_rgba(line.get_color())) for line in lines}) == len(lines)  # budgets told apart
+    plots._plt().close(fig)
+
+
 # ---------------------------------------------------------------------------------------------
 # Every benchmark script runs (at a tiny size) and prints its table
 

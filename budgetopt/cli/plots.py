@@ -160,28 +160,53 @@ def place_labels(ax, points, labels, fontsize: float = 7) -> list:
 
 
 def isoflop(spec, budgets=(1e19, 1e20, 1e21, 1e22, 1e23), runs=None, width=7.5, height=5.0):
+    """Loss against N along isoFLOP curves under ``spec``, each curve's optimum marked. With
+    ``runs`` the curves are the runs' own budgets (grouped as Approach 2 groups them) and each
+    budget's runs share its curve's colour, so the fit can be judged run by run."""
     import jax.numpy as jnp
 
+    from ..fit.approach2 import curves
     from ..model.laws import loss, to_array_law
 
     if not has_loss(spec.params):
         raise ParameterError("law", "an isoFLOP plot needs a law with a loss surface")
     fig, (ax,) = _fig(width, height)
     law = to_array_law(spec.params)
-    for c in budgets:
+    groups = curves(runs, 0.05) if runs is not None else []
+    if groups:
+        budgets = [float(np.exp(np.mean(runs.log_budget[g]))) for g in groups]
+    from matplotlib.colors import ListedColormap, LogNorm
+
+    cmap = ListedColormap(_plt().get_cmap("viridis")(np.linspace(0.0, 0.9, 256)))  # no pale yellow on white
+    norm = LogNorm(min(budgets), max(budgets) * (1 + 1e-9))
+    shade = norm(np.asarray(budgets, np.float64))
+    legend = len(budgets) <= 8  # more budgets: a colour bar instead of a legend entry each
+    for k, c in enumerate(budgets):
         n_star, d_star, l_star = _optimum(spec, np.array([math.log(c)]))
-        x = np.linspace(math.log(n_star[0]) - 2.5, math.log(n_star[0]) + 2.5, 200)
+        if groups:  # the span of the budget's runs, a little wider, and the optimum
+            g = runs.log_n[groups[k]]
+            left, right = min(g.min(), math.log(n_star[0])) - 0.3, max(g.max(), math.log(n_star[0])) + 0.3
+        else:
+            left, right = math.log(n_star[0]) - 2.5, math.log(n_star[0]) + 2.5
+        x = np.linspace(left, right, 200)
         y = np.asarray(loss(law, jnp.asarray(x), jnp.asarray(math.log(c / 6) - x)))
-        line, = ax.plot(np.exp(x), y, label=f"C = {c:.0e} FLOPs")
-        ax.scatter(n_star, l_star, color=line.get_color(), marker="o", zorder=5)
-    if runs is not None:
-        ax.scatter(np.exp(runs.log_n), np.exp(runs.log_l), s=10, color="k", alpha=0.6, label="runs", zorder=4)
-    ax.set_xscale("log")
+        colour = cmap(shade[k])
+        ax.plot(np.exp(x), y, color=colour, label=f"C = {c:.2g} FLOPs" if legend else None)
+        ax.scatter(n_star, l_star, color=colour, marker="o", s=36, edgecolors="k", linewidths=0.6, zorder=5)
+        if groups:
+            idx = groups[k]
+            ax.scatter(np.exp(runs.log_n[idx]), np.exp(runs.log_l[idx]), s=14, color=colour, marker="x", zorder=4,
+                       label="runs (x)" if legend and k == 0 else None)
+    if not legend:
+        bar = fig.colorbar(_plt().cm.ScalarMappable(norm, cmap), ax=ax)
+        bar.set_label("budget C (FLOPs); runs as x")
+    _log_x(ax, counts=True)
     ax.set_xlabel("parameters N")
-    ax.set_ylabel("predicted loss (nats/token)")
-    ax.set_title(f"IsoFLOP curves under {spec.name} (● = optimum)")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(f"IsoFLOP curves under {spec.name} (● = optimum)" + (", with the runs" if groups else ""))
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    if legend:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
