@@ -266,6 +266,32 @@ def test_isoflop_figure_draws_the_runs_budgets_each_in_its_curves_colour(tmp_pat
     plots._plt().close(fig)
 
 
+def test_loss_frontier_band_is_the_law_uncertainty_and_ticks_read_as_numbers():
+    spec = resolve_law("besiroglu2024")
+    log_c = np.linspace(math.log(1e18), math.log(1e27), 80)
+    # independent: the closed-form optimum of every covariance draw, written in NumPy float64
+    th = np.random.default_rng(0).multivariate_normal([float(v) for v in spec.params], spec.covariance, 2000)
+    a, b, e, al, be = (np.exp(th[:, 0:1]), np.exp(th[:, 1:2]), np.exp(th[:, 2:3]), th[:, 3:4], th[:, 4:5])
+    s = np.exp(log_c)[None, :] / 6
+    n = (al * a / (be * b)) ** (1 / (al + be)) * s ** (be / (al + be))
+    ref = np.percentile(e + a / n ** al + b / (s / n) ** be, [5, 95], axis=0)
+    assert np.allclose(plots._band(spec, log_c)[2], ref, rtol=1e-5)
+
+    fig = plots.loss_vs_compute([resolve_law("hoffmann2022"), spec])
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    (band,) = ax.collections  # hoffmann2022 publishes no covariance: one band, besiroglu2024's
+    lo, hi = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+    assert np.isclose(lo, ref.min(), rtol=1e-4) and np.isclose(hi, ref.max(), rtol=1e-4)
+    central = ax.get_lines()[2].get_ydata()  # hoffmann line, its E, then besiroglu's line
+    assert np.all((ref[0] <= central) & (central <= ref[1]))
+    floors = sorted(line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == ":")
+    assert np.allclose(floors, sorted(math.exp(float(x.params.log_E)) for x in (spec, resolve_law("hoffmann2022"))))
+    ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert len(ticks) >= 3 and all(re.fullmatch(r"\d(\.\d+)?", t) for t in ticks), ticks
+    plots._plt().close(fig)
+
+
 # ---------------------------------------------------------------------------------------------
 # Every benchmark script runs (at a tiny size) and prints its table
 

@@ -53,11 +53,12 @@ def _optimum(spec, log_c: np.ndarray):
 
 
 def _band(spec, log_c: np.ndarray, draws: int = 2000, seed: int = 0):
-    """p05/p95 of N* and D* over law parameters drawn from the covariance (closed form)."""
+    """p05/p95 of N*, D* and L* over law parameters drawn from the covariance, or the law's
+    bootstrap draws (closed form); None when the law states no uncertainty."""
     import jax.numpy as jnp
 
     from ..model.allocation import closed_form_x
-    from ..model.laws import Parametric
+    from ..model.laws import Parametric, loss
 
     if spec.covariance is None and spec.draws is None:
         return None
@@ -67,11 +68,13 @@ def _band(spec, log_c: np.ndarray, draws: int = 2000, seed: int = 0):
     else:
         th = np.random.default_rng(seed).multivariate_normal(mean, spec.covariance, draws)
     p = Parametric(*[jnp.asarray(th[:, i][:, None]) for i in range(5)])
-    x = np.asarray(closed_form_x(p, jnp.asarray(log_c[None, :])), np.float64)
-    log_s = log_c[None, :] - math.log(6)
+    x = closed_form_x(p, jnp.asarray(log_c[None, :]))
+    log_s = jnp.asarray(log_c[None, :] - math.log(6))
+    l_star = np.asarray(loss(p, x, log_s - x), np.float64)
+    x = np.asarray(x, np.float64)
     n_q = np.exp(np.percentile(x, [5, 95], axis=0))
-    d_q = np.exp(np.percentile(log_s - x, [5, 95], axis=0))
-    return n_q, d_q
+    d_q = np.exp(np.percentile(np.asarray(log_s) - x, [5, 95], axis=0))
+    return n_q, d_q, np.percentile(l_star, [5, 95], axis=0)
 
 
 def frontier(specs, cmin=1e18, cmax=1e27, models=True, width=11.0, height=4.8):
@@ -212,21 +215,37 @@ def isoflop(spec, budgets=(1e19, 1e20, 1e21, 1e22, 1e23), runs=None, width=7.5, 
 
 
 def loss_vs_compute(specs, cmin=1e18, cmax=1e27, width=7.5, height=5.0):
+    """The compute-optimal loss L*(C) of each law, its p05–p95 band where the law states its
+    uncertainty (covariance or bootstrap draws), and its irreducible loss E dotted."""
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
     without = [spec.name for spec in specs if not has_loss(spec.params)]
     if without:  # an allocation rule without a loss surface would leave its line out unsaid
         raise ParameterError("law", f"{', '.join(without)} gives no loss (an allocation rule): a loss-vs-compute plot "
                              "needs laws with a loss surface")
     fig, (ax,) = _fig(width, height)
     log_c = np.linspace(math.log(cmin), math.log(cmax), 80)
+    c = np.exp(log_c)
     for spec in specs:
         _, _, l_star = _optimum(spec, log_c)
-        ax.plot(np.exp(log_c), l_star, label=spec.name)
+        line, = ax.plot(c, l_star, label=spec.name)
+        band = _band(spec, log_c) if spec.kind == "parametric" else None
+        if band is not None:
+            ax.fill_between(c, band[2][0], band[2][1], color=line.get_color(), alpha=0.15, lw=0,
+                            label=f"{spec.name} p05–p95 (law uncertainty)")
+        log_e = getattr(spec.params, "log_E", None)
+        if log_e is not None and np.ndim(log_e) == 0:
+            e = math.exp(float(log_e))
+            ax.axhline(e, color=line.get_color(), ls=":", lw=1, label=f"{spec.name} irreducible loss E = {e:.2f}")
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.set_yscale("log")  # loss in nats read as numbers (1.9, 2.2), not 2×10⁰
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter(""))
     ax.set_xlabel("training compute C (FLOPs)")
     ax.set_ylabel("compute-optimal loss L*(C) (nats/token)")
     ax.set_title("Loss frontier")
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
