@@ -120,6 +120,9 @@ def frontier(specs, cmin=1e18, cmax=1e27, models=True, width=11.0, height=4.8):
     return fig
 
 
+#: how far apart (points on the page) the ladder figure draws designs of equal cost
+DODGE_PT = 7.0
+
 #: offsets tried for a label, in points, nearest first; every label has a leader line to its point
 _OFFSETS = [(round(r * math.cos(t), 1), round(r * math.sin(t), 1)) for r in (14, 19, 25, 32, 40, 50, 62)
             for t in (math.pi / 8 * k for k in (2, 14, 6, 10, 0, 8, 1, 15, 7, 9, 3, 13, 5, 11, 4, 12))]
@@ -203,7 +206,7 @@ def isoflop(spec, budgets=(1e19, 1e20, 1e21, 1e22, 1e23), runs=None, width=7.5, 
     if not legend:
         bar = fig.colorbar(_plt().cm.ScalarMappable(norm, cmap), ax=ax)
         bar.set_label("budget C (FLOPs); runs as x")
-    _log_x(ax, counts=True)
+    _log_axis(ax, counts=True)
     ax.set_xlabel("parameters N")
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(f"IsoFLOP curves under {spec.name} (● = optimum)" + (", with the runs" if groups else ""))
@@ -258,24 +261,26 @@ def _count_tick(v: float) -> str:
     return text if m is None else m[1] + (f".{m[2]}" if m[2] else "") + m[3]
 
 
-def _log_x(ax, counts: bool = False) -> None:
-    """Log x axis with labels at 1, 2 and 5 times each power of ten, so a span under a decade
-    (a sweep's histograms) still reads more than one label; the default minor labels at every
-    integer collided on narrow spans. ``counts``: parameters or tokens, labelled as people write
-    them (20B, 1T), not 2×10¹⁰."""
+def _log_axis(ax, which: str = "x", counts: bool = False) -> None:
+    """Log axis (``which`` "x" or "y") with labels at 1, 2 and 5 times each power of ten, so a
+    span under a decade (a sweep's histograms, a ladder's regrets) still reads more than one label;
+    the default minor labels at every integer collided on narrow spans. ``counts``: parameters or
+    tokens, labelled as people write them (20B, 1T), not 2×10¹⁰; otherwise plain numbers (0.002)
+    on a y axis, where 2×10⁻³ beside a tick is hard to read."""
     from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator, NullFormatter
 
-    ax.set_xscale("log")
-    lo, hi = ax.get_xlim()
-    human = FuncFormatter(lambda v, _: _count_tick(v))
-    if counts:
-        ax.xaxis.set_major_formatter(human)
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    getattr(ax, f"set_{which}scale")("log")
+    lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
+    human = FuncFormatter(lambda v, _: _count_tick(v) if counts else f"{v:g}")
+    if counts or which == "y":
+        axis.set_major_formatter(human)
     if hi / lo < 100:
-        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-        ax.xaxis.set_minor_formatter(human if counts else LogFormatterSciNotation(
+        axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        axis.set_minor_formatter(human if counts or which == "y" else LogFormatterSciNotation(
             labelOnlyBase=False, minor_thresholds=(float("inf"), float("inf"))))
     else:
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        axis.set_minor_formatter(NullFormatter())
 
 
 def sweep(result: Any, width: float = 12.0, height: float = 4.2):
@@ -304,7 +309,7 @@ def sweep(result: Any, width: float = 12.0, height: float = 4.2):
         for p in ("p05", "p50", "p95"):
             ax.axvline(quant[k][p], color="k", lw=0.8, ls="--" if p != "p50" else "-")
         if logq:
-            _log_x(ax, counts=True)
+            _log_axis(ax, counts=True)
         ax.set_xlabel(label)
         ax.set_ylabel("share of samples")
         ax.set_title(f"{k}: p05 / p50 / p95 marked", fontsize=9)
@@ -317,7 +322,7 @@ def sweep(result: Any, width: float = 12.0, height: float = 4.2):
         ax.scatter([rec["params"]], [rec["expected_regret"]], color="r", zorder=5, label="recommended N")
         ax.annotate(format_count(rec["params"]), (rec["params"], rec["expected_regret"]), xytext=(7, -3),
                     textcoords="offset points", ha="left", fontsize=8, color="r")
-        _log_x(ax, counts=True)
+        _log_axis(ax, counts=True)
         ax.set_yscale("log")
         ax.set_xlabel("committed parameters N")
         ax.set_ylabel("regret vs hindsight optimum (nats)")
@@ -399,18 +404,33 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
     except (KeyError, TypeError, ValueError):
         raise ParameterError("ladder_file", "not a ladder JSON (needs its 'designs', 'target_flops', 'noise'...; write "
                              "one with `budgetopt ladder ... -f json -o FILE`)") from None
+    from matplotlib.ticker import FuncFormatter
+
     fig, (ax_e, ax_r) = _fig(width, height, 2)
+    dodged = len({round(math.log(r["cost_flops"]), 9) for r in rows}) < len(rows)
     points = sorted({r["points"] for r in rows})
     spreads = sorted({r["spread"] for r in rows})
     colors = {p: f"C{i % 10}" for i, p in enumerate(points)}
     markers = {s: "osD^v<>p"[i % 8] for i, s in enumerate(spreads)}
+    from matplotlib.transforms import ScaledTranslation
+
     for r in rows:
         c, m = colors[r["points"]], markers[r["spread"]]
         face = c if r["eligible"] else "none"
-        ax_e.plot([r["cost_flops"]] * 2, [100 * r["n_error_p50"], 100 * r["n_error_p95"]], color=c, lw=1, alpha=0.6)
-        ax_e.scatter([r["cost_flops"]], [100 * r["n_error_p95"]], color=face, edgecolors=c, marker=m, s=28, zorder=3)
-        ax_e.scatter([r["cost_flops"]], [100 * r["n_error_p50"]], color=c, marker="_", s=40, zorder=3)
+        # designs of equal cost (same budgets and sizes, other spreads) stand side by side, DODGE_PT
+        # apart on the page; their data x stays the cost
+        same = [q["design"] for q in rows if math.isclose(q["cost_flops"], r["cost_flops"], rel_tol=1e-9)]
+        shift = (same.index(r["design"]) - (len(same) - 1) / 2) * DODGE_PT / 72
+        at = ax_e.transData + ScaledTranslation(shift, 0, fig.dpi_scale_trans)
+        ax_e.plot([r["cost_flops"]] * 2, [100 * r["n_error_p50"], 100 * r["n_error_p95"]], color=c, lw=1, alpha=0.6,
+                  transform=at)
+        ax_e.scatter([r["cost_flops"]], [100 * r["n_error_p95"]], color=face, edgecolors=c, marker=m, s=28, zorder=3,
+                     transform=at)
+        ax_e.scatter([r["cost_flops"]], [100 * r["n_error_p50"]], color=c, marker="_", s=40, zorder=3, transform=at)
         ax_r.scatter([r["cost_flops"]], [r["regret_p95"]], color=face, edgecolors=c, marker=m, s=28, zorder=3)
+    # artists drawn with a shifted transform do not count for autoscaling: the limits from the data
+    ax_e.update_datalim([(r["cost_flops"], 100 * r[k]) for r in rows for k in ("n_error_p50", "n_error_p95")])
+    ax_e.autoscale_view()
     front, best = [], math.inf  # the designs no cheaper (or equal) design beats on p95 regret
     for r in sorted(rows, key=lambda r: (r["cost_flops"], r["regret_p95"])):
         if r["regret_p95"] < best:
@@ -426,8 +446,10 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
                        label=f"--ladder-budget {result['ladder_budget']:.2g}" if ax is ax_r else None)
     rec = next((r for r in rows if r["design"] == result["recommended"]), None)
     if rec is not None:
+        same = [q["design"] for q in rows if math.isclose(q["cost_flops"], rec["cost_flops"], rel_tol=1e-9)]
+        shift = (same.index(rec["design"]) - (len(same) - 1) / 2) * DODGE_PT / 72
         ax_e.scatter([rec["cost_flops"]], [100 * rec["n_error_p95"]], marker="*", s=220, color="gold", edgecolors="k",
-                     zorder=4)
+                     zorder=4, transform=ax_e.transData + ScaledTranslation(shift, 0, fig.dpi_scale_trans))
         ax_r.scatter([rec["cost_flops"]], [rec["regret_p95"]], marker="*", s=220, color="gold", edgecolors="k",
                      zorder=4, label=f"recommended: {rec['design']}")
         place_labels(ax_r, [(rec["cost_flops"], rec["regret_p95"])], [rec["design"]], fontsize=8)
@@ -442,13 +464,15 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
         ax.set_xlabel(f"ladder cost (FLOPs; target {target:.2g})")
         sec = ax.secondary_xaxis("top", functions=(lambda x: 100 * x / target, lambda p: p * target / 100))
         sec.set_xlabel("% of the target", fontsize=8)
+        sec.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.01, not 10⁻²
         sec.tick_params(labelsize=7)
         ax.grid(True, which="major", alpha=0.3)
     ax_e.set_ylabel("|N* forecast error| (%): p50 (dash) to p95")
     ax_r.set_ylabel("regret at p95 (nats)")
-    ax_r.set_yscale("log")
+    _log_axis(ax_r, "y")
     noise = result["noise"]["sigma"]
-    ax_e.set_title(f"N* at {target:.2g} FLOPs, {result['ladders']} ladders/design, noise {noise:g}", fontsize=9)
+    ax_e.set_title(f"N* at {target:.2g} FLOPs, {result['ladders']} ladders/design, noise {noise:g}"
+                   + ("; equal costs side by side" if dodged else ""), fontsize=9)
     ax_r.set_title(f"Regret of the forecast allocation; true laws {result['law']} ({result['prior']}), "
                    f"{result['approach'].split(' (')[0]}", fontsize=9)
     # one legend under both panels: inside, it hid the costliest designs' points

@@ -84,6 +84,26 @@ def test_ladder_figure_plots_every_design_and_marks_the_recommended(ladder_json)
     assert any(t.get_text() == f"recommended: {res['recommended']}" for t in labels)
 
 
+def test_ladder_designs_of_equal_cost_do_not_hide_each_other(ladder_json):
+    res = json.loads(ladder_json.read_text())
+    fig = plots.ladder(res)
+    fig.canvas.draw()
+    ax_e = fig.axes[0]
+    bars = ax_e.get_lines()  # one p50-p95 bar per design, in the designs' order
+    assert len(bars) == len(res["designs"])
+    page_x = [b.get_transform().transform(b.get_xydata())[0, 0] for b in bars]
+    few, narrow = (res["designs"].index(next(r for r in res["designs"] if r["design"] == n))
+                   for n in ("few", "narrow"))
+    assert res["designs"][few]["cost_flops"] == res["designs"][narrow]["cost_flops"]  # same budgets and sizes
+    for i, r in enumerate(res["designs"]):  # the data stay the cost; only the page position moves
+        assert bars[i].get_xdata()[0] == r["cost_flops"]
+    assert abs(page_x[few] - page_x[narrow]) == pytest.approx(plots.DODGE_PT * fig.dpi / 72)
+    lo, hi = ax_e.get_xlim()  # and every design is inside the axes
+    assert all(lo < r["cost_flops"] < hi for r in res["designs"])
+    assert "equal costs side by side" in ax_e.get_title()
+    plots._plt().close(fig)
+
+
 @pytest.mark.parametrize("kind", plots.KINDS)
 def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json, forecast_json, ladder_json):
     import matplotlib.image as mpimg
