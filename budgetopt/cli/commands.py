@@ -63,9 +63,10 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 2, 70  # 1 (no answer): report.exit_
 
 #: library parameter names a command takes under another name (arguments, short flags)
 _NAMES = {"output": "-o", "runs": "RUNS", "results": "FILES", "kind": "KIND", "scenario": "SCENARIO",
-          "sweep_file": "--sweep", "forecast_file": "--forecast", "ladder_file": "--ladder"}
+          "sweep_file": "--sweep", "forecast_file": "--forecast", "ladder_file": "--ladder",
+          "plan_file": "--plan"}
 _COMMAND_NAMES = {"convert": {"flops": "VALUE"}, "fit": {"target": "--at"}, "ladder": {"target": "--at"},
-                  "forecast": {"metric_col": "--metric"}}
+                  "forecast": {"metric_col": "--metric"}, "plot": {"runs": "--runs"}}
 
 
 def flag_of(name: str, command: str | None = None) -> str:
@@ -604,6 +605,8 @@ def plot_command(
                                                         "FILE`)")] = None,
     runs: Annotated[Path | None, typer.Option(help="runs CSV to overlay on the isoflop plot (params, tokens|flops, "
                                                  "loss)")] = None,
+    plan_file: Annotated[Path | None, typer.Option("--plan", help="plan JSON (`plan ... -f json -o FILE`) for KIND "
+                                                      "memory \\[default: the README's 1024 x H100 plan]")] = None,
     min_flops: Annotated[float, number_option("--min-flops", "flops", "left end of the compute axis")] = 1e18,
     max_flops: Annotated[float, number_option("--max-flops", "flops", "right end of the compute axis")] = 1e27,
     width: Annotated[float, typer.Option(help="figure width in inches \\[default: per kind]")] = 0.0,
@@ -612,13 +615,18 @@ def plot_command(
 ):
     """Draw the figures: frontier, isoflop, loss-vs-compute, sweep, forecast, memory, ladder."""
     from ..core import runtime
-    from .plots import draw
+    from .plots import draw, unused_inputs
 
     runtime.use_compile_cache()
+    given = {"law": law, "law_file": law_file, "sweep_file": sweep_file, "forecast_file": forecast_file,
+             "ladder_file": ladder_file, "runs": runs, "plan_file": plan_file,  # the compute axis: only when moved
+             "min_flops": min_flops if min_flops != 1e18 else None,
+             "max_flops": max_flops if max_flops != 1e27 else None}
     with runtime.precision("plot"):
         out = draw(kind, output, law=law, law_file=law_file, sweep_file=sweep_file, runs=runs, min_flops=min_flops,
                    max_flops=max_flops, width=width, height=height, dpi=dpi, forecast_file=forecast_file,
-                   ladder_file=ladder_file)
+                   ladder_file=ladder_file, plan_file=plan_file)
+    _no_effect(unused_inputs(kind, {k for k, v in given.items() if v}), "plot", f"on plot {kind}")
     print(f"wrote {out}", file=sys.stderr)
     return EXIT_OK
 

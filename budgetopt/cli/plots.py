@@ -500,33 +500,82 @@ def memory_by_zero(shape, layout, device_gb: float, reserve_gb: float = 4.0, wid
     bottom = np.zeros(len(recs))
     for name, color in parts:
         v = np.array([r[name] for r in recs]) / 1e9
-        ax.bar([f"ZeRO-{z}" for z in ZERO_STAGES], v, bottom=bottom, color=color, label=name)
+        ax.bar([f"ZeRO-{z}" + ("\n(plan)" if z == layout.zero else "") for z in ZERO_STAGES], v, bottom=bottom,
+               color=color, label=name)
         bottom += v
     for i, r in enumerate(recs):
         ax.text(i, bottom[i], f"{r['total'] / 1e9:.0f} GB", ha="center", va="bottom", fontsize=8)
     usable = recs[0]["device_memory"] / 1e9
     ax.axhline(usable, color="k", ls="--", lw=1)
-    ax.text(len(recs) - 0.5, usable, f"usable: {usable:.0f} GB", ha="right", va="bottom", fontsize=8)
+    ax.text(len(recs) - 0.5, usable, f"usable: {usable:.0f} GB", ha="right", va="bottom", fontsize=8,
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
     ax.set_ylabel("memory per device (GB)")
-    ax.set_xlabel(f"ZeRO stage: 1 shards optimizer states, 2 also gradients, 3 also weights, over dp = {layout.dp}")
-    ax.set_title(f"{shape.params()['total'] / 1e9:.0f}B parameters ({shape.n_layer} x {shape.d_model:,}), seq "
-                 f"{shape.seq_len:,}, tp {layout.tp} x pp {layout.pp}, micro-batch {layout.micro_batch}, recompute "
+    ax.set_xlabel(f"ZeRO stage over dp = {layout.dp}\n(1 shards optimizer states, 2 also gradients, 3 also weights)",
+                  fontsize=9)
+    ax.set_title(f"{format_count(shape.params()['total'])} parameters ({shape.n_layer} x {shape.d_model:,}), seq "
+                 f"{shape.seq_len:,}\ntp {layout.tp} x pp {layout.pp}, micro-batch {layout.micro_batch}, recompute "
                  f"{layout.recompute}", fontsize=9)
     ax.set_ylim(0, max(bottom.max(), usable) * 1.12)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: inside it hid bars or the line
     fig.tight_layout()
     return fig
+
+
+#: the inputs each figure reads (``draw``'s keywords); any other given input has no effect on it
+INPUTS_OF = {"frontier": {"law", "law_file", "min_flops", "max_flops"},
+             "loss-vs-compute": {"law", "law_file", "min_flops", "max_flops"},
+             "isoflop": {"law", "law_file", "runs"}, "sweep": {"sweep_file"}, "forecast": {"forecast_file"},
+             "ladder": {"ladder_file"}, "memory": {"plan_file", "law", "law_file"}}
+
+
+def unused_inputs(kind: str, given: set[str]) -> list[str]:
+    """The given inputs figure ``kind`` does not read, in a stable order (a memory figure drawn
+    from a plan file takes its law from the plan, so a law given beside it is unused too)."""
+    used = INPUTS_OF.get(kind, set())
+    if kind == "memory" and "plan_file" in given:
+        used = {"plan_file"}
+    return sorted(given - used)
+
+
+def memory_of_plan(plan: Any = None, spec=None, **size):
+    """The memory figure of a run plan (``budgetopt plan -f json``): its shape and layout under
+    each ZeRO stage against its device's usable memory, the plan's own stage marked. Without a
+    plan, the README's: 1024 H100s for 30 days at 8K context, tp 8, full recompute, under
+    ``spec`` (default law when None)."""
+    import dataclasses
+
+    from ..model.memory import Layout
+    from ..model.shape import Shape
+
+    if plan is None:
+        from ..model.hardware import cluster_from
+        from ..model.laws import resolve_law
+        from ..plan.launch import launch_plan
+
+        hw = cluster_from("h100-sxm", count=1024, days=30)[0]
+        plan = launch_plan(spec or resolve_law(), cluster=hw, seq_len=8192, layout=Layout(tp=8, recompute="full"))
+    try:
+        sh, lay = plan["shape"], plan["layout"]
+        shape = Shape(**{f.name: sh[f.name] for f in dataclasses.fields(Shape)})
+        layout = Layout(**{f.name: lay[f.name] for f in dataclasses.fields(Layout) if f.name in lay})
+        usable_gb = float(plan["memory"]["device_memory"]) / 1e9
+    except (KeyError, TypeError, ValueError):
+        raise ParameterError("plan_file", "not a plan JSON (needs its 'shape', 'layout' and 'memory'; write one with "
+                             "`budgetopt plan ... -f json -o FILE`)") from None
+    return memory_by_zero(shape, layout, usable_gb, reserve_gb=0.0, **size)
 
 
 def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None = None,
          law_file: str | Path | None = None, sweep_file: str | Path | None = None, runs: str | Path | None = None,
          min_flops: float = 1e18, max_flops: float = 1e27, width: float = 0.0, height: float = 0.0, dpi: int = 100,
-         forecast_file: str | Path | None = None, ladder_file: str | Path | None = None) -> Path:
+         forecast_file: str | Path | None = None, ladder_file: str | Path | None = None,
+         plan_file: str | Path | None = None) -> Path:
     """Draw figure ``kind`` (one of KINDS) and save it to ``output`` (PNG or SVG; default
     KIND.png); returns the path. ``law``: preset names (default hoffmann2022 and
     besiroglu2024), ``law_file`` adds a fitted law; ``sweep_file``: a sweep JSON for ``sweep``
     (default: a small built-in sweep); ``forecast_file``: a forecast JSON for ``forecast``;
-    ``ladder_file``: a ladder-design JSON for ``ladder``;
+    ``ladder_file``: a ladder-design JSON for ``ladder``; ``plan_file``: a plan JSON for
+    ``memory`` (default: the README's plan, 1024 H100s for 30 days at 8K context, tp 8);
     ``runs``: a runs CSV overlaid on ``isoflop``; compute
     axis from ``min_flops`` to ``max_flops`` FLOPs; size in inches (0 = the kind's default)."""
     from ..core.files import load_json
@@ -557,22 +606,9 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
         from ..fit.runs import read_runs
 
         fig = isoflop(specs[-1], runs=read_runs(runs) if runs else None, **size)
-    elif kind == "memory":  # the README's run plan: 1024 H100s for 30 days at 8K context, tp 8, full recompute
-        import dataclasses
-
-        from ..model.hardware import cluster_from
-        from ..model.memory import Layout
-        from ..model.shape import Shape
-        from ..plan.launch import launch_plan
-
-        hw = cluster_from("h100-sxm", count=1024, days=30)[0]
-        rec = launch_plan(specs[-1] if law else resolve_law(), cluster=hw, seq_len=8192,
-                          layout=Layout(tp=8, recompute="full"))
-        sh, lay = rec["shape"], rec["layout"]
-        shape = Shape(**{f.name: sh[f.name] for f in dataclasses.fields(Shape)})
-        layout = Layout(dp=lay["dp"], tp=lay["tp"], pp=lay["pp"], micro_batch=lay["micro_batch"],
-                        recompute=lay["recompute"])
-        fig = memory_by_zero(shape, layout, hw.accelerator.memory_gb, **size)
+    elif kind == "memory":
+        fig = memory_of_plan(load_json(plan_file, "plan_file", "a plan JSON output") if plan_file is not None else
+                             None, specs[-1] if law or law_file else None, **size)
     elif kind == "ladder":
         if ladder_file is None:
             raise ParameterError("ladder_file",

@@ -1,6 +1,7 @@
 """Every figure kind writes a valid, non-blank PNG and SVG of the requested size, with log axes
 where they belong; bad input exits 2."""
 
+import inspect
 import json
 
 import numpy as np
@@ -102,6 +103,49 @@ def test_ladder_designs_of_equal_cost_do_not_hide_each_other(ladder_json):
     assert all(lo < r["cost_flops"] < hi for r in res["designs"])
     assert "equal costs side by side" in ax_e.get_title()
     plots._plt().close(fig)
+
+
+def test_memory_figure_draws_the_plan_it_is_given(tmp_path):
+    plan = tmp_path / "plan.json"
+    args = ["plan", "--gpu", "a100-80gb", "--count", "64", "--days", "14", "--tp", "2", "-f", "json", "-o", str(plan)]
+    assert runner.invoke(app, args).exit_code == 0
+    rec = json.loads(plan.read_text())
+    fig = plots.memory_of_plan(rec, width=5, height=4)
+    ax = fig.axes[0]
+    stage = rec["layout"]["zero"]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[stage] == f"ZeRO-{stage}\n(plan)" and sum("(plan)" in t for t in labels) == 1
+    for part, bars in zip(("weights", "gradients", "optimizer", "activations"), ax.containers):
+        assert bars[stage].get_height() == pytest.approx(rec["memory"][part] / 1e9, rel=1e-12)  # the plan's numbers
+    usable = [line.get_ydata()[0] for line in ax.get_lines()]
+    assert usable == [pytest.approx(rec["memory"]["device_memory"] / 1e9)]
+    assert f"{rec['shape']['n_layer']} x {rec['shape']['d_model']:,}" in ax.get_title()
+    fig.canvas.draw()  # every word on the page, tick labels apart, at 5 x 4 inches
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    texts = [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels(), *ax.texts, *ax.get_legend().get_texts()]
+    for t in texts:
+        bb = t.get_window_extent(renderer)
+        assert page.x0 <= bb.x0 and bb.x1 <= page.x1 and page.y0 <= bb.y0 and bb.y1 <= page.y1, t.get_text()
+    ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
+    assert all(a.x1 < b.x0 for a, b in zip(ticks, ticks[1:]))
+    plots._plt().close(fig)
+
+
+def test_plot_says_which_flags_a_figure_does_not_read(tmp_path, sweep_json):
+    r = runner.invoke(app, ["plot", "frontier", "-o", str(tmp_path / "f.png"), "--sweep", str(sweep_json),
+                            "--max-flops", "1e26"])
+    assert r.exit_code == 0 and "note: --sweep has no effect on plot frontier" in r.stderr
+    assert "--max-flops" not in r.stderr  # read by the frontier
+    r = runner.invoke(app, ["plot", "sweep", "-o", str(tmp_path / "s.png"), "--sweep", str(sweep_json),
+                            "--law", "kaplan2020", "--min-flops", "1e20"])
+    assert r.exit_code == 0
+    assert [line for line in r.stderr.splitlines() if line.startswith("note:")] == [
+        "note: --law has no effect on plot sweep", "note: --min-flops has no effect on plot sweep"]
+    r = runner.invoke(app, ["plot", "isoflop", "-o", str(tmp_path / "i.png"), "--law", "kaplan2020"])
+    assert "note:" not in r.stderr
+    for kind in plots.KINDS:  # every input a figure reads is one draw() takes
+        assert plots.INPUTS_OF[kind] <= set(inspect.signature(plots.draw).parameters)
 
 
 @pytest.mark.parametrize("kind", plots.KINDS)
