@@ -199,6 +199,10 @@ def test_frontier_labels_do_not_overlap(size):
             assert not b1.overlaps(b2), f"labels {t1} and {t2} overlap"
     key = [t.get_text() for t in fig.texts]
     assert any("1 OPT-175B" in k and "12 Llama 3.1 405B" in k for k in key)
+    for ax in fig.axes:  # sizes and tokens read as 100M, 1T
+        lo, hi = ax.get_ylim()
+        ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and lo <= t.get_position()[1] <= hi]
+        assert len(ticks) >= 3 and all(re.fullmatch(r"\d+(\.\d+)?[KMBT]", t) for t in ticks), ticks
     plots._plt().close(fig)
 
 

@@ -102,7 +102,7 @@ def frontier(specs, cmin=1e18, cmax=1e27, models=True, width=11.0, height=4.8):
                        zorder=5)
     for ax, what in ((ax_n, "parameters N"), (ax_d, "training tokens D")):
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log_axis(ax, "y", counts=True)  # 100M, 1B, 1T: sizes as people write them
         ax.set_xlabel("training compute C (FLOPs)")
         ax.set_ylabel(f"compute-optimal {what}")
         ax.grid(True, which="major", alpha=0.3)
