@@ -182,19 +182,56 @@ def optimize_command(
     hardware_file: HardwareFile = None,
     x64: Annotated[bool | None, typer.Option("--x64/--x32", help="float64 / float32 \\[default: float64 on CPU, "
                                                 "float32 on accelerators]")] = None,
+    experts: Annotated[str | None, typer.Option(rich_help_panel="Mixture of experts",
+                                                help="expert count E (whole, >= 1) or auto: the best power of two "
+                                                     "up to --max-experts; ludziejewski2025-moe "
+                                                     "\\[default: auto]")] = None,
+    max_experts: Annotated[int, typer.Option(rich_help_panel="Mixture of experts",
+                                             help="largest expert count --experts auto tries")] = 64,
+    granularity: Annotated[str | None, typer.Option(rich_help_panel="Mixture of experts",
+                                                    help="granularity G = d_ff / d_expert (whole, >= 1) or auto: the "
+                                                         "best of 1, 2, 4 .. 256; krajewski2024-moe "
+                                                         "\\[default: auto]")] = None,
+    max_total_params: Annotated[float | None, number_option("--max-total-params", "count",
+                                                            "memory cap: all experts are held (total parameters)",
+                                                            panel="Mixture of experts")] = None,
     fmt: Fmt = "table", output: Out = None,
 ):
-    """The compute-optimal model size and token count for a budget."""
+    """The compute-optimal model size and token count for a budget (with an MoE law: the expert count or granularity
+    too, beside the dense answer)."""
     from ..core import runtime
     from ..model.hardware import cluster_from
-    from ..model.laws import resolve_law
+    from ..model.laws import is_moe, resolve_law
     from ..plan.optimum import Constraints, optimize
 
     runtime.use_compile_cache()
-    spec = resolve_law(law, law_params, law_file, ratio)
+    spec = resolve_law(law, law_params, law_file, ratio, moe=True)
     cluster, unused = cluster_from(gpu, dtype=dtype, count=count, hours=hours, days=days, mfu=mfu,
                                    price_per_hour=price_per_hour, pue=pue, power_watts=power_watts,
                                    grid_intensity=grid_intensity, hardware_file=hardware_file)
+    moe_flags = {"experts": experts, "granularity": granularity, "max_total_params": max_total_params,
+                 "max_experts": max_experts if max_experts != 64 else None}
+    if is_moe(spec.params):
+        from ..plan.moe_optimum import optimize_moe
+        from .report import moe_notes
+
+        dense_only = {"unique_tokens": unique_tokens, "max_params": max_params, "max_tokens": max_tokens,
+                      "max_epochs": max_epochs, "target_loss": target_loss, "ratio": ratio}
+        for name, v in dense_only.items():
+            if v is not None:
+                raise ParameterError(name, f"not supported with a mixture-of-experts law ({spec.name}) yet"
+                                     + ("; its memory cap is --max-total-params" if name == "max_params" else ""))
+        with runtime.precision("optimize", x64):
+            rec = optimize_moe(spec, flops=flops, cluster=cluster,
+                               experts=experts, granularity=granularity, max_experts=max_experts,
+                               max_total_params=max_total_params, inference_tokens=inference_tokens,
+                               price_per_hour=price_per_hour)
+        _no_effect(unused, "optimize", "without --gpu")
+        return respond("optimize", rec, fmt, output, notes=moe_notes(spec, rec))
+    for name, v in moe_flags.items():
+        if v is not None:
+            raise ParameterError(name, f"needs a mixture-of-experts law (ludziejewski2025-moe: --experts; "
+                                 f"krajewski2024-moe: --granularity); {spec.name} is {spec.kind}")
     cons = Constraints(unique_tokens=unique_tokens, max_params=max_params, max_tokens=max_tokens, max_epochs=max_epochs,
                        inference_tokens=inference_tokens)
     with runtime.precision("optimize", x64):

@@ -56,9 +56,10 @@ def choice(flag: str, allowed: tuple[str, ...], what: str) -> Callable[[str], st
 _METAVAR = {"count": "NUMBER", "flops": "FLOPS", "plain": "NUMBER"}
 
 
-def number_option(flag: str, units: str, help: str):
-    """A number flag (``units`` as ``number``); a command's own ones are declared with this too."""
-    return typer.Option(flag, parser=number(flag, units), metavar=_METAVAR[units], help=help)
+def number_option(flag: str, units: str, help: str, panel: str | None = None):
+    """A number flag (``units`` as ``number``); a command's own ones are declared with this too;
+    ``panel``: the help section it is listed under."""
+    return typer.Option(flag, parser=number(flag, units), metavar=_METAVAR[units], help=help, rich_help_panel=panel)
 
 
 def number_argument(name: str, units: str, help: str):

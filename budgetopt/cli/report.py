@@ -24,7 +24,7 @@ from ..core.units import format_count, format_float, format_sci
 FORMATS = ("table", "json", "csv")
 
 _COUNT_KEYS = {"params", "tokens", "optimal_params", "optimal_tokens", "unique_tokens", "max_params",
-               "max_tokens", "inference_tokens"}
+               "max_tokens", "inference_tokens", "params_active", "params_total", "max_total_params"}
 
 LABELS = {
     "law": "law", "flops": "compute (FLOPs)", "pf_days": "compute (PF-days)", "params": "parameters N",
@@ -36,7 +36,9 @@ LABELS = {
     "grad_norm": "|dL/dlog N| at answer", "gpu": "accelerator", "dtype": "dtype", "mfu": "MFU",
     "count": "devices", "gpu_hours": "device-hours", "wall_days": "wall-clock days", "energy_kwh": "energy (kWh)",
     "emissions_t": "emissions (t CO2e)", "cost": "cost",
-    "target_loss": "target loss",
+    "target_loss": "target loss", "experts": "experts E", "granularity": "granularity G",
+    "params_active": "active parameters", "params_total": "total parameters", "loss_gain": "loss below dense",
+    "max_total_params": "memory cap: total parameters", "params_meaning": "parameter counts",
 }
 
 
@@ -497,6 +499,24 @@ def optimize_notes(spec, rec: dict) -> list[str]:
     return notes
 
 
+def moe_notes(spec, rec: dict) -> list[str]:
+    """The notes under an MoE answer: the law, what its parameter counts mean and how the total
+    is counted, how far the answer extrapolates."""
+    notes = [f"law: {spec.name} — {spec.describe()}", f"source: {spec.source}"]
+    if "experts" in rec:
+        notes.append("N_act includes embeddings; total = N_act (4 + 9E)/13 (eq. 9/10 without a shape: embeddings "
+                     "counted as if routed, a slight over-count); compute 6·N_act·D, routing neglected")
+    else:
+        notes.append("N = total non-embedding parameters at expansion E = 64, active = 12N/(8E + 4); FLOPs per token "
+                     "of eq. 10-11 with the router and d = 64 n_blocks; dense: the paper's dense fit")
+    if rec.get("inference_tokens"):
+        notes.append("with inference tokens the budget is lifetime FLOPs: training plus one forward pass per "
+                     "served token")
+    if rec.get("extrapolation") is not None:
+        notes.append(f"validity: {rec['extrapolation']['note']}")
+    return notes
+
+
 def flat_row(record: dict, prefix: str = "", skip: Iterable[str] = ()) -> dict:
     """A nested record as one CSV row: nested keys joined by "." (``shape.n_layer``), lists kept
     whole (``to_csv`` writes them as JSON); the top-level ``skip`` keys left out."""
@@ -539,7 +559,35 @@ def csv_rows(command: str, result: Any) -> list[dict]:
         return result
     if command in ("plan", "forecast", "bench"):
         return [flat_row(result, skip=("runs",))]
+    if command == "optimize" and "candidates" in result:  # an MoE answer: every candidate, the dense one last
+        key = "experts" if "experts" in result else "granularity"
+        return [{**c, "chosen": c[key] == result[key]} for c in result["candidates"]] + [
+            {key: "dense", "params_active": result["dense"]["params"], "params_total": result["dense"]["params"],
+             "tokens": result["dense"]["tokens"], "loss": result["dense"]["loss"], "chosen": False}]
     return [result]
+
+
+def moe_report(rec: dict, notes: Iterable[str] = (), width: int | None = None) -> str:
+    """An MoE optimum (``plan.moe_optimum``): the answer beside the dense optimum of the same
+    budget, then every candidate expert count or granularity solved."""
+    key = "experts" if "experts" in rec else "granularity"
+    d = rec["dense"]
+    head = {k: rec[k] for k in ("flops", "pf_days", key, "params_active", "params_total", "tokens", "tokens_per_param",
+                                "loss") if k in rec}
+    head["dense: parameters, tokens"] = f"{format_count(d['params'])}, {format_count(d['tokens'])}"
+    head["dense: loss"] = f"{d['loss']:.4f}"
+    head["loss_gain"] = f"{rec['loss_gain']:.4f}"
+    for k in ("max_total_params", "inference_tokens", "converged", "method", "gpu", "mfu", "count", "gpu_hours",
+              "wall_days", "cost"):
+        if k in rec:
+            head[k] = rec[k]
+    text = record_table(head, title=f"budgetopt optimize — {rec['law']} ({rec['params_meaning']})", width=width)
+    rows = [{key: f"{c[key]:g}" + (" *" if c[key] == rec[key] else ""), "active": format_count(c["params_active"]),
+             "total": format_count(c["params_total"]), "tokens": format_count(c["tokens"]),
+             "loss": f"{c['loss']:.4f}" if c["feasible"] else "-", "converged": human("converged", c["converged"])}
+            for c in rec["candidates"]]
+    return text + to_table(rows, title=f"Every {'expert count' if key == 'experts' else 'granularity'} solved "
+                           "(* = chosen: the lowest loss)", notes=notes, width=width)
 
 
 def render(command: str, result: Any, fmt: str, *, title: str | None = None, notes: Iterable[str] = (),
@@ -558,6 +606,8 @@ def render(command: str, result: Any, fmt: str, *, title: str | None = None, not
                "forecast": forecast_report, "ladder": ladder_report, "bench": bench_report}
     if command in reports:
         return reports[command](result)
+    if command == "optimize" and "candidates" in result:
+        return moe_report(result, notes)
     if isinstance(result, list):
         return to_table(result, title=title, columns=columns, notes=notes, optional=optional)
     return record_table(result, title=title or f"budgetopt {command}", notes=notes)

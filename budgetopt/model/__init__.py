@@ -5,6 +5,8 @@
 - ``links``: loss -> downstream-metric links (Gadre et al.; Llama 3 / OLMo);
 - ``laws``: the scaling laws as pytrees, their presets, and the one law draw from a prior;
 - ``allocation``: the compute-optimal allocation: closed form, vmapped solver, duals;
+- ``moe``: the mixture-of-experts laws' algebra (effective experts, FLOPs with the router,
+  active/total counts) and the fine-grained law's vmapped solve;
 - ``hardware``: the accelerator catalog and a ``Cluster`` (count x hours x MFU);
 - ``shape``: a transformer's shape, parameter counts and FLOPs per token;
 - ``memory``: training memory per device under ZeRO and tensor/pipeline parallelism.
@@ -18,6 +20,8 @@ __getattr__, __dir__, __all__ = lazy_face(__name__, {
                     "laws"),
     **dict.fromkeys(["Budget", "Allocation", "ComputeForLoss", "allocate", "compute_for_loss", "log_compute_for_loss",
                      "optimal_loss"], "allocation"),
+    **dict.fromkeys(["JointMoE", "FineGrainedMoE"], "laws"),
+    **dict.fromkeys(["joint_at", "allocate_fine_grained"], "moe"),
     **dict.fromkeys(["Accelerator", "Cluster", "cluster_from", "get_accelerator", "load_catalog"], "hardware"),
     "Shape": "shape", "shape_for": "shape", "Layout": "memory",
 })

@@ -66,6 +66,41 @@ class TokensPerParam(NamedTuple):
 Law = Parametric | Kaplan | DataConstrained | TokensPerParam
 
 
+class JointMoE(NamedTuple):
+    """Ludziejewski et al. 2025, eq. 1/6; exponents signed as printed (alpha, beta < 0)."""
+
+    log_a: Float[ArrayLike, "*b"]
+    alpha: Float[ArrayLike, "*b"]
+    delta: Float[ArrayLike, "*b"]
+    gamma: Float[ArrayLike, "*b"]
+    log_b: Float[ArrayLike, "*b"]
+    beta: Float[ArrayLike, "*b"]
+    omega: Float[ArrayLike, "*b"]
+    zeta: Float[ArrayLike, "*b"]
+    e_start: Float[ArrayLike, "*b"]
+    e_max: Float[ArrayLike, "*b"]
+    c: Float[ArrayLike, "*b"]
+
+
+class FineGrainedMoE(NamedTuple):
+    """Krajewski et al. 2024, eq. 9 at expansion rate ``expansion`` (their E = 64); the FLOPs
+    constants c_f, c_r of eq. 10-11."""
+
+    a: Float[ArrayLike, "*b"]
+    alpha: Float[ArrayLike, "*b"]
+    b: Float[ArrayLike, "*b"]
+    beta: Float[ArrayLike, "*b"]
+    g: Float[ArrayLike, "*b"]
+    gamma: Float[ArrayLike, "*b"]
+    c: Float[ArrayLike, "*b"]
+    expansion: Float[ArrayLike, "*b"]
+    c_f: Float[ArrayLike, "*b"]
+    c_r: Float[ArrayLike, "*b"]
+
+
+MoELaw = JointMoE | FineGrainedMoE  # their variables differ from the dense laws' (N, D): model/moe.py
+
+
 def has_loss(law: Law) -> bool:
     """Whether the law predicts a loss (allocation rules do not)."""
     return not isinstance(law, TokensPerParam)
@@ -153,7 +188,7 @@ class LawSpec:
     NamedTuples)."""
 
     name: str
-    params: Law
+    params: Law | MoELaw
     source: str = ""
     covariance: np.ndarray | None = None  # (log A, log B, log E, alpha, beta) order
     draws: np.ndarray | None = None  # bootstrap draws, rows in the covariance order
@@ -164,7 +199,7 @@ class LawSpec:
     @property
     def kind(self) -> str:
         return {Parametric: "parametric", Kaplan: "kaplan", DataConstrained: "data-constrained",
-                TokensPerParam: "rule"}[type(self.params)]
+                TokensPerParam: "rule", JointMoE: "moe-joint", FineGrainedMoE: "moe-fine-grained"}[type(self.params)]
 
     def describe(self) -> str:
         """Human-readable formula with its numbers."""
@@ -177,6 +212,13 @@ class LawSpec:
                     f"{math.exp(p.log_Dc):.3g}/D]^{p.alpha_D:.3g}")
         if isinstance(p, TokensPerParam):
             return f"D = {p.ratio:g} x N (no loss surface)"
+        if isinstance(p, JointMoE):
+            sign = lambda v: f"{'+' if v >= 0 else '-'} {abs(v):.4g}"  # noqa: E731
+            return (f"L = {math.exp(p.log_a):.4g} Ê^{p.delta:.4g} N_act^({p.alpha:.4g} {sign(p.gamma)} ln Ê) + "
+                    f"{math.exp(p.log_b):.4g} Ê^{p.omega:.4g} D^({p.beta:.4g} {sign(p.zeta)} ln Ê) + {p.c:.4g}")
+        if isinstance(p, FineGrainedMoE):
+            return (f"L = {p.c:.4g} + ({p.g:.4g}/G^{p.gamma:.4g} + {p.a:.4g})/N^{p.alpha:.4g} + "
+                    f"{p.b:.4g}/D^{p.beta:.4g} (E = {p.expansion:g})")
         return "data-constrained"
 
 
@@ -256,8 +298,11 @@ def preset_rows() -> list[dict]:
     rows = []
     for name in preset_names():
         spec = get_preset(name)
-        a, b = optimal_exponents(spec.params)
-        row = {"name": name, "kind": spec.kind, "formula": spec.describe(), "a": round(a, 4), "b": round(b, 4)}
+        if is_moe(spec.params):  # N* depends on the expert count or granularity too: no one exponent
+            row = {"name": name, "kind": spec.kind, "formula": spec.describe(), "a": None, "b": None}
+        else:
+            a, b = optimal_exponents(spec.params)
+            row = {"name": name, "kind": spec.kind, "formula": spec.describe(), "a": round(a, 4), "b": round(b, 4)}
         if isinstance(spec.params, Parametric):
             p = spec.params
             row.update({"E": math.exp(p.log_E), "A": math.exp(p.log_A), "B": math.exp(p.log_B),
@@ -283,6 +328,13 @@ def get_preset(name: str, ratio: float | None = None) -> LawSpec:
         cov = np.asarray(e["covariance"], dtype=np.float64) if "covariance" in e else None
         return LawSpec(name, parametric_from_mapping(e, name), e["source"], covariance=cov, validity=valid,
                        link=check_link(e["link"], f"{name}.link") if "link" in e else None)
+    if e["kind"] == "moe-joint":
+        keys = ("alpha", "delta", "gamma", "beta", "omega", "zeta", "e_start", "e_max", "c")
+        return LawSpec(name, JointMoE(log_a=math.log(e["a"]), log_b=math.log(e["b"]), **{k: float(e[k]) for k in keys}),
+                       e["source"], validity=valid)
+    if e["kind"] == "moe-fine-grained":
+        keys = ("a", "alpha", "b", "beta", "g", "gamma", "c", "expansion", "c_f", "c_r")
+        return LawSpec(name, FineGrainedMoE(**{k: float(e[k]) for k in keys}), e["source"], validity=valid)
     if e["kind"] == "kaplan":
         return LawSpec(name, Kaplan(math.log(e["Nc"]), math.log(e["Dc"]), e["alpha_N"], e["alpha_D"]), e["source"],
                        validity=valid)
@@ -368,9 +420,18 @@ def default_uncertainty(spec: LawSpec) -> str:
     return "covariance" if spec.covariance is not None else "bootstrap" if spec.draws is not None else "none"
 
 
+def is_moe(law) -> bool:
+    """Whether a law is a mixture-of-experts law (its variables are not the dense (N, D))."""
+    return isinstance(law, MoELaw)
+
+
 def resolve_law(law: str | None = None, law_params: str | None = None, law_file: str | Path | None = None,
-                ratio: float | None = None, default: str = "besiroglu2024") -> LawSpec:
-    """The one way the CLI and library pick a law: a preset name, explicit parameters, or a file."""
+                ratio: float | None = None, default: str = "besiroglu2024", moe: bool = False) -> LawSpec:
+    """The one way the CLI and library pick a law: a preset name, explicit parameters, or a file.
+    ``moe``: whether the caller takes a mixture-of-experts law (only ``optimize`` does)."""
+    if law is not None and not moe and law in preset_names() and data_toml("laws.toml")[law]["kind"].startswith("moe"):
+        raise ParameterError("law", f"{law} is a mixture-of-experts law: only `budgetopt optimize` uses it so far "
+                             "(with --experts or --granularity)")
     given = [x for x in (law, law_params, law_file) if x is not None]
     if len(given) > 1:
         raise ParameterError("law", "give only one of {law}, {law_params}, {law_file}", names=True)
@@ -384,7 +445,7 @@ def resolve_law(law: str | None = None, law_params: str | None = None, law_file:
     return get_preset(name, ratio)
 
 
-def to_array_law(law: Law, dtype=None) -> Law:
+def to_array_law(law: Law | MoELaw, dtype=None) -> Law | MoELaw:
     """Leaves as jnp arrays of ``dtype`` (default: JAX's default float)."""
     return jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype=dtype or jnp.result_type(float)), law)
 

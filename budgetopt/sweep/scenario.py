@@ -37,6 +37,7 @@ from ..model.laws import (
     Parametric,
     default_uncertainty,
     get_preset,
+    is_moe,
     law_from_file,
     parametric_from_mapping,
     resolve_law,
@@ -200,6 +201,9 @@ def _law(t: dict, base_dir: Path) -> tuple[LawSpec, str]:
         if ratio is not None:
             ratio = _toml_number(ratio, "law.ratio")
         spec = get_preset(preset, ratio)
+        if is_moe(spec.params):
+            raise InputError("law.preset", f"{preset} is a mixture-of-experts law: a sweep takes dense laws so far "
+                             "(use it with `budgetopt optimize --experts`)")
     unc = t.get("uncertainty", "none")
     problem = uncertainty_problem(spec, unc)
     if problem is not None:
