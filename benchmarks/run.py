@@ -65,6 +65,12 @@ def main(argv=None):
         rows.append(("ladder design, 20 designs x 1000 simulated ladders (VPNLS), vs SciPy loop",
                      f"{la['command_s']:.1f} s first call, {la['fits_per_s']:,.0f} fits/s warm", f"{la['ratio']:.0f}×",
                      "< 60 s on 2 CPU cores"))
+        import bench_moe
+
+        mo = bench_moe.main((["--problems", "100000000"] if args.gpu else []) + rec)
+        rows.append(("joint MoE optimum, (budget, memory cap) x 7 expert counts in one call, vs SciPy loop",
+                     f"{mo['budgetopt_rate']:.3g} problems/s", f"{mo['ratio']:,.0f}×",
+                     f"same E chosen in {mo['same_expert_count']:.0%}"))
     else:
         rows.append(("data-constrained solver, Approach-3 fit", "skipped", "—", "SciPy not installed (baseline)"))
     print(f"\n## Summary ({jax.default_backend()}, {jax.device_count()} devices, {time.time() - t0:.0f} s)\n")

@@ -306,6 +306,7 @@ _BENCH = {
     "bench_peer.py": [],
     "bench_vpnls.py": ["--groups", "2", "--replicates", "7", "--scipy-fits", "2", "--repeats", "1"],
     "bench_ladder.py": ["--designs", "2", "--ladders", "64", "--scipy-fits", "2"],
+    "bench_moe.py": ["--problems", "1000", "--scipy-sample", "5", "--repeats", "1"],
     "run.py": ["--help"],
 }
 

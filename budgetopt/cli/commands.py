@@ -353,7 +353,7 @@ def laws_command(fmt: Fmt = "table", output: Out = None):
 
     return respond("laws", preset_rows(), fmt, output, title="Scaling laws (a, b: N_opt ∝ C^a, D_opt ∝ C^b)",
                    columns=["name", "kind", "formula", "a", "b", "uncertainty", "source"],
-                   optional=["source", "uncertainty", "b"])
+                   optional=["a", "source", "uncertainty", "b"])
 
 
 @app.command("sweep")

@@ -127,6 +127,14 @@ def _layout(rows: list[dict], cols: list[str], labels: dict[str, str], width: in
     fixed = sum(n for n, p in zip(natural, prose) if not p) + 3 * len(cols) + 1
     share = (width - fixed) // max(1, sum(prose))
     widths = [max(longest_word[j], min(natural[j], share)) if prose[j] else natural[j] for j in range(len(cols))]
+    # a prose column held at its longest word takes more than its share: the others give it back
+    over = sum(widths) + 3 * len(cols) + 1 - width
+    while over > 0:
+        slack = [(widths[j] - longest_word[j], j) for j in range(len(cols)) if prose[j] and widths[j] > longest_word[j]]
+        if not slack:
+            break
+        widths[max(slack)[1]] -= 1
+        over -= 1
     return headers, cells, widths, sum(widths) + 3 * len(cols) + 1
 
 

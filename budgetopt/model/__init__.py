@@ -21,7 +21,7 @@ __getattr__, __dir__, __all__ = lazy_face(__name__, {
     **dict.fromkeys(["Budget", "Allocation", "ComputeForLoss", "allocate", "compute_for_loss", "log_compute_for_loss",
                      "optimal_loss"], "allocation"),
     **dict.fromkeys(["JointMoE", "FineGrainedMoE"], "laws"),
-    **dict.fromkeys(["joint_at", "allocate_fine_grained"], "moe"),
+    **dict.fromkeys(["joint_at", "allocate_joint", "allocate_fine_grained"], "moe"),
     **dict.fromkeys(["Accelerator", "Cluster", "cluster_from", "get_accelerator", "load_catalog"], "hardware"),
     "Shape": "shape", "shape_for": "shape", "Layout": "memory",
 })

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
+from .allocation import Allocation, Budget, allocate
 from .laws import FineGrainedMoE, JointMoE, Parametric
 
 #: bisection steps of the fine-grained solve: a bracket of width 200 (in log N) shrinks below
@@ -66,6 +67,18 @@ def joint_loss(law: JointMoE, log_n_act: Array, log_d: Array, experts: ArrayLike
 def joint_total_params(params_active: ArrayLike, experts: ArrayLike) -> Array:
     """N_total from N_act at E experts, eq. 9/10 without a shape: N_act (4 + 9E) / 13."""
     return jnp.asarray(params_active) * (4.0 + 9.0 * jnp.asarray(experts)) / 13.0
+
+
+def allocate_joint(law: JointMoE, log_c: ArrayLike, log_total_max: ArrayLike, experts: ArrayLike,
+                   log_d_inf: ArrayLike = -math.inf) -> Allocation:
+    """The joint optimum for every problem of the broadcast batch of budgets, total-parameter
+    caps (+inf: none) and expert counts, with D_inf inference tokens (-inf: none): the law at
+    each E as a Chinchilla law in (N_act, D), its cap N_act <= M·13/(4 + 9E), solved by the
+    package's Newton-bisection in one vmapped call."""
+    experts = jnp.asarray(experts)
+    log_n_max = jnp.asarray(log_total_max) + jnp.log(13.0 / (4.0 + 9.0 * experts))
+    return allocate(joint_at(law, experts), Budget(jnp.asarray(log_c), log_n_max=log_n_max, log_d_inf=log_d_inf),
+                    method="solve")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -19,14 +19,14 @@ import numpy as np
 from ..core import units
 from ..core.errors import ParameterError
 from ..core.files import data_toml
-from ..model.allocation import Budget, allocate, method_for
+from ..model.allocation import Budget, allocate
 from ..model.hardware import Cluster, check_price
 from ..model.laws import FineGrainedMoE, JointMoE, LawSpec, parametric_from_mapping, to_array_law
 from ..model.moe import (
     allocate_fine_grained,
+    allocate_joint,
     fine_grained_active_params,
     fine_grained_log_flops_per_token,
-    joint_at,
     joint_total_params,
 )
 from ..model.validity import extrapolation
@@ -169,11 +169,8 @@ def _joint(spec: LawSpec, experts: np.ndarray, log_c: float, log_cap: float, log
     """Every expert count at once: the joint law at E is a Chinchilla-form law in (N_act, D), its
     memory cap N_act <= M 13 / (4 + 9E); E = 1 of the same law is the dense answer."""
     e = np.concatenate([experts, [1.0]])  # the dense model rides along as the last problem
-    law = to_array_law(joint_at(spec.params, jnp.asarray(e)))
-    log_n_max = log_cap + np.log(13.0 / (4.0 + 9.0 * e))
-    b = Budget(jnp.full(e.shape, log_c), log_n_max=jnp.asarray(log_n_max),
-               log_d_inf=log_inf if math.isfinite(log_inf) else -math.inf)
-    a = allocate(law, b, method=method_for(law, math.isfinite(log_inf)) if not math.isfinite(log_cap) else "solve")
+    a = allocate_joint(to_array_law(spec.params), jnp.full(e.shape, log_c), log_cap, e,
+                       log_inf if math.isfinite(log_inf) else -math.inf)
     n, d, lo, ok = (np.asarray(v, np.float64) for v in (a.log_n, a.log_d, a.loss, a.converged))
     rows = []
     for i, ex in enumerate(e):
