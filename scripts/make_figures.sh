@@ -17,3 +17,4 @@ rm -f docs/forecast_runs.csv docs/forecast.json
 "$BIN/budgetopt" ladder --at 1e24 --max-regret 0.001 -f json -o docs/ladder.json
 "$BIN/budgetopt" plot ladder --ladder docs/ladder.json -o docs/ladder.png
 rm -f docs/ladder.json
+"$BIN/budgetopt" plot moe -o docs/moe.png

@@ -628,7 +628,7 @@ def audit_command(
 @app.command("plot")
 def plot_command(
     kind: Annotated[str, typer.Argument(help="frontier | isoflop | loss-vs-compute | sweep | forecast | memory | "
-                                        "ladder")],
+                                        "ladder | moe")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="PNG or SVG file \\[default: "
                                                    "KIND.png]")] = None,
     law: Annotated[list[str] | None, typer.Option(help="law preset(s) \\[default: hoffmann2022 and "
@@ -642,6 +642,8 @@ def plot_command(
                                                         "FILE`)")] = None,
     runs: Annotated[Path | None, typer.Option(help="runs CSV to overlay on the isoflop plot (params, tokens|flops, "
                                                  "loss)")] = None,
+    max_total_params: Annotated[float | None, number_option("--max-total-params", "count", "memory cap of KIND moe "
+                                                            "(total parameters) \\[default: 200B]")] = None,
     plan_file: Annotated[Path | None, typer.Option("--plan", help="plan JSON (`plan ... -f json -o FILE`) for KIND "
                                                       "memory \\[default: the README's 1024 x H100 plan]")] = None,
     min_flops: Annotated[float, number_option("--min-flops", "flops", "left end of the compute axis")] = 1e18,
@@ -650,19 +652,20 @@ def plot_command(
     height: Annotated[float, typer.Option(help="figure height in inches \\[default: per kind]")] = 0.0,
     dpi: Annotated[int, typer.Option(help="PNG resolution")] = 100,
 ):
-    """Draw the figures: frontier, isoflop, loss-vs-compute, sweep, forecast, memory, ladder."""
+    """Draw the figures: frontier, isoflop, loss-vs-compute, sweep, forecast, memory, ladder, moe."""
     from ..core import runtime
     from .plots import draw, unused_inputs
 
     runtime.use_compile_cache()
     given = {"law": law, "law_file": law_file, "sweep_file": sweep_file, "forecast_file": forecast_file,
-             "ladder_file": ladder_file, "runs": runs, "plan_file": plan_file,  # the compute axis: only when moved
+             "ladder_file": ladder_file, "runs": runs, "plan_file": plan_file, "max_total_params": max_total_params,
+             # the compute axis: only when moved
              "min_flops": min_flops if min_flops != 1e18 else None,
              "max_flops": max_flops if max_flops != 1e27 else None}
     with runtime.precision("plot"):
         out = draw(kind, output, law=law, law_file=law_file, sweep_file=sweep_file, runs=runs, min_flops=min_flops,
                    max_flops=max_flops, width=width, height=height, dpi=dpi, forecast_file=forecast_file,
-                   ladder_file=ladder_file, plan_file=plan_file)
+                   ladder_file=ladder_file, plan_file=plan_file, max_total_params=max_total_params)
     _no_effect(unused_inputs(kind, {k for k, v in given.items() if v}), "plot", f"on plot {kind}")
     print(f"wrote {out}", file=sys.stderr)
     return EXIT_OK

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from ..core import units
 from ..core.errors import ParameterError
 from ..core.files import output_path, to_bytes, write_atomic
 from ..core.units import format_count
 from ..model.laws import has_loss
 
-KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast", "memory", "ladder")
+KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast", "memory", "ladder", "moe")
 
 
 def _plt():
@@ -525,7 +526,8 @@ def memory_by_zero(shape, layout, device_gb: float, reserve_gb: float = 4.0, wid
 INPUTS_OF = {"frontier": {"law", "law_file", "min_flops", "max_flops"},
              "loss-vs-compute": {"law", "law_file", "min_flops", "max_flops"},
              "isoflop": {"law", "law_file", "runs"}, "sweep": {"sweep_file"}, "forecast": {"forecast_file"},
-             "ladder": {"ladder_file"}, "memory": {"plan_file", "law", "law_file"}}
+             "ladder": {"ladder_file"}, "memory": {"plan_file", "law", "law_file"},
+             "moe": {"min_flops", "max_flops", "max_total_params"}}
 
 
 def unused_inputs(kind: str, given: set[str]) -> list[str]:
@@ -535,6 +537,54 @@ def unused_inputs(kind: str, given: set[str]) -> list[str]:
     if kind == "memory" and "plan_file" in given:
         used = {"plan_file"}
     return sorted(given - used)
+
+
+#: the expert counts the MoE figure draws, and its default memory cap (total parameters)
+MOE_EXPERTS = (1.0, 8.0, 32.0)
+MOE_CAP = 2e11
+
+
+def moe(cmin=1e19, cmax=1e26, max_total_params=MOE_CAP, width=11.0, height=4.6):
+    """Dense or MoE under Ludziejewski et al. 2025: the compute-optimal loss against budget for
+    E = 1, 8, 32 experts (solid: no memory cap; dashed: all experts held in
+    ``max_total_params``), and the best expert count (powers of two to 64) with and without the
+    cap — the memory cap's effect."""
+    import jax.numpy as jnp
+
+    from ..model.laws import get_preset, to_array_law
+    from ..model.moe import allocate_joint
+
+    spec = get_preset("ludziejewski2025-moe")
+    law = to_array_law(spec.params)
+    log_c = np.linspace(math.log(cmin), math.log(cmax), 60)
+    c = np.exp(log_c)
+    grid = np.array([2.0 ** k for k in range(7)])
+    fig, (ax_l, ax_e) = _fig(width, height, 2)
+    for cap, style in ((math.inf, "-"), (max_total_params, "--")):
+        a = allocate_joint(law, jnp.asarray(log_c[:, None]), math.log(cap), jnp.asarray(grid[None, :]))
+        loss = np.asarray(a.loss, np.float64)
+        for k, e in enumerate(MOE_EXPERTS):
+            j = int(np.flatnonzero(grid == e)[0])
+            ax_l.plot(c, loss[:, j], ls=style, color=f"C{k}",
+                      label=f"E = {e:g}" + ("" if math.isinf(cap) else f", ≤ {_count_tick(cap)} total"))
+        best = grid[np.argmin(np.where(np.isfinite(loss), loss, np.inf), axis=1)]
+        ax_e.step(c, best, where="mid", ls=style, color="k",
+                  label="no memory cap" if math.isinf(cap) else f"all experts in {_count_tick(cap)} parameters")
+    for ax in (ax_l, ax_e):
+        ax.set_xscale("log")
+        ax.set_xlabel("training compute C (FLOPs)")
+        ax.grid(True, which="major", alpha=0.3)
+    ax_l.set_ylabel("compute-optimal loss (nats/token)")
+    ax_l.set_title("Loss of the compute-optimal model, by expert count", fontsize=10)
+    ax_e.set_yscale("log", base=2)
+    ax_e.set_yticks(grid, [f"{e:g}" for e in grid])
+    ax_e.set_ylabel("best expert count E (of 1, 2, 4 .. 64)")
+    ax_e.set_title("The memory cap decides the expert count", fontsize=10)
+    ax_l.legend(fontsize=7, ncol=2)
+    ax_e.legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"{spec.name} (Ludziejewski et al. 2025); fitted below ~10B active parameters", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def memory_of_plan(plan: Any = None, spec=None, **size):
@@ -569,7 +619,7 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
          law_file: str | Path | None = None, sweep_file: str | Path | None = None, runs: str | Path | None = None,
          min_flops: float = 1e18, max_flops: float = 1e27, width: float = 0.0, height: float = 0.0, dpi: int = 100,
          forecast_file: str | Path | None = None, ladder_file: str | Path | None = None,
-         plan_file: str | Path | None = None) -> Path:
+         plan_file: str | Path | None = None, max_total_params: float | None = None) -> Path:
     """Draw figure ``kind`` (one of KINDS) and save it to ``output`` (PNG or SVG; default
     KIND.png); returns the path. ``law``: preset names (default hoffmann2022 and
     besiroglu2024), ``law_file`` adds a fitted law; ``sweep_file``: a sweep JSON for ``sweep``
@@ -606,6 +656,11 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
         from ..fit.runs import read_runs
 
         fig = isoflop(specs[-1], runs=read_runs(runs) if runs else None, **size)
+    elif kind == "moe":
+        if max_total_params is not None:
+            units.require_in(max_total_params, "max_total_params", 1.0, what="a number of parameters")
+        lo_hi = {} if (min_flops, max_flops) == (1e18, 1e27) else {"cmin": min_flops, "cmax": max_flops}
+        fig = moe(max_total_params=max_total_params or MOE_CAP, **lo_hi, **size)
     elif kind == "memory":
         fig = memory_of_plan(load_json(plan_file, "plan_file", "a plan JSON output") if plan_file is not None else
                              None, specs[-1] if law or law_file else None, **size)

@@ -165,6 +165,27 @@ def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json
     assert r.exit_code == 0 and svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
 
 
+def test_moe_figure_is_optimize_s_answer():
+    """The figure's best expert count at a budget is what `optimize --experts auto` chooses
+    there (with and without the cap), and its E = 8 curve is optimize's loss at --experts 8."""
+    from budgetopt.model.laws import resolve_law
+    from budgetopt.plan.moe_optimum import optimize_moe
+
+    spec = resolve_law("ludziejewski2025-moe", moe=True)
+    fig = plots.moe(1e20, 1e25, max_total_params=1e11)
+    ax_l, ax_e = fig.axes[:2]
+    free, capped = ax_e.get_lines()[:2]
+    for line, cap in ((free, None), (capped, 1e11)):
+        for i in (0, 20, 40, 59):
+            c = float(line.get_xdata()[i])
+            assert line.get_ydata()[i] == optimize_moe(spec, flops=c, max_total_params=cap)["experts"]
+    e8 = next(ln for ln in ax_l.get_lines() if ln.get_label() == "E = 8")
+    c = float(e8.get_xdata()[30])
+    assert e8.get_ydata()[30] == pytest.approx(optimize_moe(spec, flops=c, experts=8)["loss"], rel=1e-12)
+    assert capped.get_ydata()[-1] < free.get_ydata()[-1]  # the cap buys fewer experts at the top
+    plots._plt().close(fig)
+
+
 def test_memory_figure_bars_are_the_memory_model():
     """Each ZeRO stage's stacked bar adds up to memory()'s total for that stage (and the parts
     shrink as the paper's Figure 1 says: optimizer states, then gradients, then weights)."""
