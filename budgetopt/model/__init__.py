@@ -9,6 +9,8 @@
   active/total counts) and the fine-grained law's vmapped solve;
 - ``hardware``: the accelerator catalog and a ``Cluster`` (count x hours x MFU);
 - ``shape``: a transformer's shape, parameter counts and FLOPs per token;
+- ``moe_shape``: a routed transformer's exact total and active counts, and the catalog of
+  released MoE architectures (``data/architectures.toml``);
 - ``memory``: training memory per device under ZeRO and tensor/pipeline parallelism.
 """
 
@@ -23,5 +25,6 @@ __getattr__, __dir__, __all__ = lazy_face(__name__, {
     **dict.fromkeys(["JointMoE", "FineGrainedMoE"], "laws"),
     **dict.fromkeys(["joint_at", "allocate_joint", "allocate_fine_grained"], "moe"),
     **dict.fromkeys(["Accelerator", "Cluster", "cluster_from", "get_accelerator", "load_catalog"], "hardware"),
-    "Shape": "shape", "shape_for": "shape", "Layout": "memory",
+    "Shape": "shape", "shape_for": "shape", "Layout": "memory", "MoEShape": "moe_shape",
+    "architecture": "moe_shape",
 })

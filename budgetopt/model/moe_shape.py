@@ -1,0 +1,130 @@
+"""Mixture-of-experts shapes: exact total and active parameter counts of a routed transformer
+(routed experts with top-k, shared experts, dense layers first or every other layer, GQA or
+multi-head latent attention), and the catalog of released architectures in
+``data/architectures.toml`` with their developers' published totals.
+
+Counted per layer: attention (GQA: Q, O d x h*d_h and K, V d x h_kv*d_h, optional per-head
+q/k norms; MLA as DeepSeek-V2/V3: the low-rank Q and joint KV projections with their norms, the
+decoupled rotary key, the output), two RMSNorm weights, and the FFN: dense SwiGLU 3*d*d_ff, or
+the MoE: routed experts E * 3*d*d_expert, shared experts S * 3*d*d_shared and the router d*E.
+Active: the same with top_k of the E routed experts. Embeddings V*d, doubled when the output
+head is untied; the final norm d. Units: parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..core.errors import InputError, ParameterError
+from ..core.files import data_toml
+
+ATTENTION_KINDS = ("gqa", "mla")
+
+
+@dataclass(frozen=True)
+class MoEShape:
+    """A routed decoder-only transformer (field names as in ``data/architectures.toml``)."""
+
+    n_layer: int
+    d_model: int
+    n_heads: int
+    vocab: int
+    experts: int
+    top_k: int
+    d_expert: int
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    tied: bool = False
+    shared_experts: int = 0
+    d_shared: int | None = None
+    dense_layers: int = 0
+    d_ff: int | None = None
+    moe_every: int = 1
+    attention: str = "gqa"
+    qk_norm: bool = False
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type.startswith("int") and v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ParameterError(f.name, f"must be a whole number >= 0, got {v!r}")
+        for name in ("n_layer", "d_model", "n_heads", "vocab", "experts", "top_k", "d_expert", "moe_every"):
+            if getattr(self, name) < 1:
+                raise ParameterError(name, f"must be a whole number >= 1, got {getattr(self, name)!r}")
+        if self.top_k > self.experts:
+            raise ParameterError("top_k", f"must be at most the routed experts ({self.experts}), got {self.top_k}")
+        if self.attention not in ATTENTION_KINDS:
+            raise ParameterError("attention", f"unknown {self.attention!r}; allowed: {', '.join(ATTENTION_KINDS)}")
+        if self.dense_layers and not self.d_ff:
+            raise ParameterError("d_ff", "dense layers need their FFN width d_ff")
+        if self.dense_layers > self.n_layer:
+            raise ParameterError("dense_layers", f"must be at most n_layer ({self.n_layer}), got {self.dense_layers}")
+        if self.moe_every > 1 and not self.d_ff:
+            raise ParameterError("d_ff", "layers between MoE layers are dense: give their FFN width d_ff")
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers with an MoE FFN: after the first ``dense_layers``, every ``moe_every``-th."""
+        after = range(1, self.n_layer - self.dense_layers + 1)
+        return sum(1 for i in after if i % self.moe_every == 0)
+
+    def attention_params(self) -> int:
+        d, h = self.d_model, self.n_heads
+        if self.attention == "mla":
+            qk = self.qk_nope_head_dim + self.qk_rope_head_dim
+            q = (d * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * h * qk if self.q_lora_rank
+                 else d * h * qk)
+            kv = (d * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+                  + self.kv_lora_rank * h * (self.qk_nope_head_dim + self.v_head_dim))
+            return q + kv + h * self.v_head_dim * d
+        hd = self.head_dim or d // h
+        kv = self.n_kv_heads or h
+        return 2 * d * h * hd + 2 * d * kv * hd + (2 * hd if self.qk_norm else 0)
+
+    def counts(self) -> dict:
+        """Total and active parameters, with and without embeddings (``params_embedding``: the
+        input table plus an untied head)."""
+        d = self.d_model
+        expert = 3 * d * self.d_expert
+        shared = self.shared_experts * 3 * d * (self.d_shared or self.d_expert)
+        router = d * self.experts
+        moe = self.moe_layers
+        dense = self.n_layer - moe
+        common = self.n_layer * (self.attention_params() + 2 * d) + dense * 3 * d * (self.d_ff or 0) + d
+        total_ne = common + moe * (self.experts * expert + shared + router)
+        active_ne = common + moe * (self.top_k * expert + shared + router)
+        emb = self.vocab * d * (1 if self.tied else 2)
+        return {"params_total": total_ne + emb, "params_active": active_ne + emb, "params_embedding": emb,
+                "params_total_non_embedding": total_ne, "params_active_non_embedding": active_ne,
+                "moe_layers": moe}
+
+
+def architecture_names() -> list[str]:
+    return list(data_toml("architectures.toml"))
+
+
+def architecture(name: str) -> tuple[MoEShape, dict]:
+    """A released architecture by name: its shape and its catalog entry (source, published
+    totals and their convention)."""
+    cat = data_toml("architectures.toml")
+    if name not in cat:
+        raise ParameterError("arch", f"unknown architecture {name!r}; known: {', '.join(cat)}")
+    entry = cat[name]
+    keys = {f.name for f in fields(MoEShape)}
+    try:
+        return MoEShape(**{k: v for k, v in entry.items() if k in keys}), entry
+    except ParameterError as e:
+        raise InputError(f"architectures.{name}.{e.field}", e.message) from None
+
+
+def published_active(entry: dict, counts: dict) -> float:
+    """The active count in the developer's convention: without the input embedding table where
+    they leave it out (a lookup, not a matmul)."""
+    if entry.get("active_counts_input_embedding", True):
+        return counts["params_active"]
+    return counts["params_active"] - entry["vocab"] * entry["d_model"]

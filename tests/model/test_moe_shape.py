@@ -1,0 +1,62 @@
+"""MoE shapes (model/moe_shape.py): every released architecture in the catalog counted from its
+configuration, against its developer's published totals to the rounding they print, in the
+convention they use (DeepSeek's 37B active leaves out the input embedding table)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from budgetopt.core.errors import ParameterError
+from budgetopt.model.moe_shape import MoEShape, architecture, architecture_names, published_active
+
+
+def half_unit(printed: float) -> float:
+    """Half a unit in the last digit the developer printed (46.7B -> 0.05B, 671B -> 0.5B)."""
+    exponent = Decimal(repr(printed / 1e9)).normalize().as_tuple().exponent
+    return 0.5 * 10.0 ** min(exponent, 0) * 1e9
+
+
+@pytest.mark.parametrize("name", architecture_names())
+def test_counts_are_the_published_totals(name):
+    shape, entry = architecture(name)
+    c = shape.counts()
+    assert abs(c["params_total"] - entry["published_total"]) <= half_unit(entry["published_total"]), c
+    assert abs(published_active(entry, c) - entry["published_active"]) <= half_unit(entry["published_active"]), c
+    assert c["params_total"] == c["params_total_non_embedding"] + c["params_embedding"]
+    assert entry["source"]
+
+
+def test_mixtral_counted_by_hand():
+    """Mixtral 8x7B written out: per layer Q, O 4096^2, K, V 4096 x 1024, 8 SwiGLU experts of
+    3 x 4096 x 14336, a 4096 x 8 router and two norms; 32 layers; untied 32000 x 4096 twice."""
+    d, f, layers = 4096, 14336, 32
+    attn = 2 * d * d + 2 * d * 1024
+    per_layer_total = attn + 8 * 3 * d * f + d * 8 + 2 * d
+    per_layer_active = attn + 2 * 3 * d * f + d * 8 + 2 * d
+    emb = 2 * 32000 * d
+    c = architecture("mixtral-8x7b")[0].counts()
+    assert c["params_total"] == layers * per_layer_total + d + emb
+    assert c["params_active"] == layers * per_layer_active + d + emb
+
+
+def test_dense_layers_and_interleaving_count_as_dense():
+    every = MoEShape(4, 64, 4, 100, experts=4, top_k=1, d_expert=32)
+    first = MoEShape(4, 64, 4, 100, experts=4, top_k=1, d_expert=32, dense_layers=1, d_ff=128)
+    alternate = MoEShape(4, 64, 4, 100, experts=4, top_k=1, d_expert=32, moe_every=2, d_ff=128)
+    assert (every.moe_layers, first.moe_layers, alternate.moe_layers) == (4, 3, 2)
+    dense_ffn, moe_ffn = 3 * 64 * 128, 4 * 3 * 64 * 32 + 64 * 4
+    assert first.counts()["params_total"] - every.counts()["params_total"] == dense_ffn - moe_ffn
+
+
+@pytest.mark.parametrize("kwargs,field", [({"top_k": 9}, "top_k"), ({"experts": 0}, "experts"),
+                                          ({"attention": "mqa"}, "attention"), ({"dense_layers": 2}, "d_ff")])
+def test_bad_shapes_name_the_field(kwargs, field):
+    base = {"n_layer": 4, "d_model": 64, "n_heads": 4, "vocab": 100, "experts": 8, "top_k": 2, "d_expert": 32}
+    with pytest.raises(ParameterError) as e:
+        MoEShape(**{**base, **kwargs})
+    assert e.value.field == field
+    with pytest.raises(ParameterError) as e:
+        architecture("gpt-5")
+    assert e.value.field == "arch"
