@@ -193,12 +193,15 @@ def _boxes(fig):
 def test_frontier_labels_do_not_overlap(size):
     fig = plots.frontier([resolve_law("hoffmann2022"), resolve_law("besiroglu2024")], width=size[0], height=size[1])
     boxes = _boxes(fig)
-    assert len(boxes) == 2 * 12  # every catalog model numbered on both panels
+    assert len(boxes) == 2 * 14  # every catalog model numbered on both panels
     for (ax1, t1, b1), (ax2, t2, b2) in combinations(boxes, 2):
         if ax1 is ax2:
             assert not b1.overlaps(b2), f"labels {t1} and {t2} overlap"
-    key = [t.get_text() for t in fig.texts]
-    assert any("1 OPT-175B" in k and "12 Llama 3.1 405B" in k for k in key)
+    key = [t.get_text().replace("\u00a0", " ") for t in fig.texts]
+    assert any("1 OPT-175B" in k and "14 Llama 3.1 405B" in k for k in key)
+    fig.canvas.draw()  # wrapped between entries only: every line starts with a number and its name
+    lines = [line for t in fig.texts for line in t._get_wrapped_text().split("\n")]
+    assert all(re.match(r"(★ trained models: )?\d+\u00a0\S", line) for line in lines), lines
     for ax in fig.axes:  # sizes and tokens read as 100M, 1T
         lo, hi = ax.get_ylim()
         ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and lo <= t.get_position()[1] <= hi]

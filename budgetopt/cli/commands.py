@@ -615,7 +615,7 @@ def audit_command(
     from ..plan.audit import audit_models, select_models
 
     runtime.use_compile_cache()
-    spec = resolve_law(law, law_params, law_file, ratio)
+    spec = resolve_law(law, law_params, law_file, ratio, moe=True)
     models = select_models(model, params=params, tokens=tokens, flops=flops, name=name)
     with runtime.precision("audit"):
         rows = audit_models(models, spec, near_multiplier, near_ratio, inference_tokens)

@@ -113,7 +113,8 @@ def frontier(specs, cmin=1e18, cmax=1e27, models=True, width=11.0, height=4.8):
     if not shown:
         fig.tight_layout()
         return fig
-    key = "   ".join(f"{i} {m.name}" for i, m, _ in shown)
+    # each entry's spaces non-breaking: the key wraps between entries, never inside one ("12" | "Qwen3...")
+    key = "   ".join(f"{i} {m.name}".replace(" ", "\u00a0") for i, m, _ in shown)
     fig.text(0.5, 0.01, "★ trained models: " + key, ha="center", va="bottom", fontsize=7, wrap=True)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     for ax, y in ((ax_n, "params"), (ax_d, "tokens")):

@@ -39,6 +39,7 @@ LABELS = {
     "target_loss": "target loss", "experts": "experts E", "granularity": "granularity G",
     "params_active": "active parameters", "params_total": "total parameters", "loss_gain": "loss below dense",
     "max_total_params": "memory cap: total parameters", "params_meaning": "parameter counts",
+    "verdict_dense": "verdict dense",
 }
 
 
@@ -350,11 +351,16 @@ def audit_notes(spec, near_multiplier: float, near_ratio: float, rows: list[dict
                else [])
     odds = (["p verdict: the share of 2,000 draws of the law's covariance giving the same verdict"]
             if any("p_verdict" in r for r in rows) else [])
-    return (cols + ["loss", "loss_gap", "compute_multiplier", "verdict"] + (["p_verdict"] if odds else []),
+    moe = ([f"each model judged at its own routed expert count E (dense: E = 1) and, beside it, under "
+            f"{rows[0]['dense_law']} by its active parameters (verdict dense); the law was fitted on top-1 routing "
+            "of granularity 1: a top-8 fine-grained model at its E is a reading it does not test"]
+           if rows and "verdict_dense" in rows[0] else [])
+    return (cols + ["loss", "loss_gap", "compute_multiplier", "verdict"] + (["p_verdict"] if odds else [])
+            + (["experts", "verdict_dense"] if moe else []),
             [f"near-optimal: the optimal allocation needs ≥ 1/{near_multiplier:g} of the compute for the same "
              "predicted loss; else under-trained (too many parameters, too few tokens) or over-trained (the reverse)",
              "compute: published figure where there is one, else 6ND; compute_multiplier = C / C needed for the same "
-             "loss"] + serving + odds + validity)
+             "loss"] + serving + odds + moe + validity)
 
 
 def forecast_report(res: dict, width: int | None = None) -> str:

@@ -430,8 +430,8 @@ def resolve_law(law: str | None = None, law_params: str | None = None, law_file:
     """The one way the CLI and library pick a law: a preset name, explicit parameters, or a file.
     ``moe``: whether the caller takes a mixture-of-experts law (only ``optimize`` does)."""
     if law is not None and not moe and law in preset_names() and data_toml("laws.toml")[law]["kind"].startswith("moe"):
-        raise ParameterError("law", f"{law} is a mixture-of-experts law: only `budgetopt optimize` uses it so far "
-                             "(with --experts or --granularity)")
+        raise ParameterError("law", f"{law} is a mixture-of-experts law: `budgetopt optimize` (with --experts or "
+                             "--granularity) and `budgetopt audit` use it so far")
     given = [x for x in (law, law_params, law_file) if x is not None]
     if len(given) > 1:
         raise ParameterError("law", "give only one of {law}, {law_params}, {law_file}", names=True)

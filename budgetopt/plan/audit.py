@@ -25,7 +25,7 @@ from ..core.distributions import key_words
 from ..core.errors import ParameterError
 from ..core.files import data_toml
 from ..model.allocation import Budget, allocate, compute_for_loss, log_compute_for_loss, method_for
-from ..model.laws import LawSpec, Parametric, draw_law, has_loss, loss, to_array_law
+from ..model.laws import LawSpec, Parametric, draw_law, has_loss, is_moe, loss, resolve_law, to_array_law
 from ..model.validity import attach, extrapolation
 
 NEAR_MULTIPLIER = 1.25  # the optimal allocation would reach the same loss with >= 80 % of the compute
@@ -61,6 +61,10 @@ class AuditRow(TypedDict, total=False):
     p_near_optimal: float
     p_over_trained: float
     p_verdict: float
+    params_total: float
+    experts: float
+    verdict_dense: str
+    dense_law: str
 
 
 @dataclass(frozen=True)
@@ -72,13 +76,17 @@ class Model:
     flops: float | None = None
     hardware: str = ""
     source: str = ""
+    params_total: float | None = None  # a mixture of experts: all experts (``params`` is the active count)
+    experts: float = 1.0  # routed experts; 1 = dense
+    top_k: int = 1
 
 
 def model_catalog() -> dict[str, Model]:
     """The known models (``data/models.toml``, each with its source), by id."""
     data = data_toml("models.toml")
     return {k: Model(k, v["name"], float(v["params"]), float(v["tokens"]), v.get("flops"), v.get("hardware", ""),
-                     v["source"]) for k, v in data.items()}
+                     v["source"], v.get("params_total"), float(v.get("experts", 1)), int(v.get("top_k", 1)))
+            for k, v in data.items()}
 
 
 def get_model(name: str) -> Model:
@@ -131,6 +139,22 @@ def _judge(law, log_n: float, log_d: float, log_c: float, log_d_inf: float, near
     return opt.log_n, opt.log_d, opt.loss, l_model, mult, code
 
 
+def moe_audit_law(spec: LawSpec, m: Model) -> LawSpec:
+    """The law a model is judged by under an MoE law: Ludziejewski et al.'s joint law at the
+    model's own expert count (a dense model: E = 1), as the Chinchilla law it is at that E.
+    The joint law was fitted on top-1 routing with granularity 1: a top-k, fine-grained model
+    is placed at its routed expert count, a reading the paper does not test (README)."""
+    from ..model.laws import JointMoE
+    from ..model.moe import joint_at
+
+    if not isinstance(spec.params, JointMoE):
+        raise ParameterError("law", f"{spec.name} varies the granularity at a fixed 64x expansion; the audit judges "
+                             "mixtures of experts under ludziejewski2025-moe (a model's own expert count)")
+    p = joint_at(spec.params, m.experts)
+    return LawSpec(f"{spec.name} at E = {m.experts:g}", Parametric(*(float(v) for v in p)), spec.source,
+                   validity=spec.validity)
+
+
 def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER, near_ratio: float = NEAR_RATIO,
                 inference_tokens: float | None = None, draws: int = UNCERTAINTY_DRAWS) -> AuditRow:
     """One audit row (units: FLOPs, parameters, tokens, nats/token). With ``inference_tokens``
@@ -140,6 +164,11 @@ def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIE
     verdict's probability over ``draws`` draws of the law (``laws.draw_law``)."""
     for v, f in ((m.params, "params"), (m.tokens, "tokens")):
         units.require_positive(v, f)
+    if is_moe(spec.params):  # judged at its own expert count, beside the dense default law by active parameters
+        row = audit_model(m, moe_audit_law(spec, m), near_multiplier, near_ratio, inference_tokens, draws)
+        dense = audit_model(m, resolve_law(), near_multiplier, near_ratio, inference_tokens, draws=0)
+        row.update({"experts": m.experts, "verdict_dense": dense["verdict"], "dense_law": resolve_law().name})
+        return row
     c = m.flops if m.flops else units.train_flops(m.params, m.tokens)
     log_d_inf = -math.inf if not inference_tokens else math.log(inference_tokens)
     c_judged = c + (units.INFER_FLOPS_PER_PARAM_TOKEN * m.params * inference_tokens if inference_tokens else 0.0)
@@ -147,6 +176,8 @@ def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIE
     log_n, log_d, log_c = math.log(m.params), math.log(m.tokens), math.log(c_judged)
     row: AuditRow = {"name": m.name, "params": m.params, "tokens": m.tokens, "flops": c,
                      "flops_published": m.flops is not None, "tokens_per_param": m.tokens / m.params}
+    if m.params_total is not None:
+        row.update({"params_total": m.params_total, "experts": m.experts})
     if inference_tokens:
         row.update({"inference_tokens": inference_tokens, "lifetime_flops": c_judged})
     attach(row, extrapolation(spec.validity, m.params, m.tokens, c), warn=False)

@@ -147,3 +147,38 @@ def test_a_model_trained_for_serving_is_judged_by_its_lifetime_compute():
     assert served["compute_multiplier"] < alone["compute_multiplier"]
     cli = runner.invoke(app, ["audit", "--model", "llama-3-8b", "--inference-tokens", "2e13", "-f", "json"])
     assert json.loads(cli.stdout)[0]["compute_multiplier"] == pytest.approx(served["compute_multiplier"], rel=1e-9)
+
+
+def test_an_moe_model_is_judged_at_its_own_expert_count_and_by_the_dense_law():
+    """Under ludziejewski2025-moe each model is audited by the joint law at its routed expert
+    count (the Chinchilla law it is at that E, written here from the paper's eq. 6), and beside
+    it by the default dense law at its active parameters; the MoE entries' totals are those of
+    their architecture in architectures.toml."""
+    from budgetopt.core.errors import ParameterError
+    from budgetopt.model.laws import LawSpec, Parametric, resolve_law
+    from budgetopt.model.moe_shape import architecture
+
+    joint = resolve_law("ludziejewski2025-moe", moe=True)
+    ds = get_model("deepseek-v3")
+    assert (ds.params, ds.params_total, ds.experts, ds.top_k) == (37e9, 671e9, 256.0, 8)
+    e_hat = 1.0 / (1.0 / (256 - 1.0 + 1.0 / (1.0 / 2.0732 - 1.0 / 290.4521)) + 1.0 / 290.4521)
+    le = math.log(e_hat)
+    at_e = LawSpec("joint at 256", Parametric(math.log(35.91) - 0.2285 * le, math.log(35.98) + 0.5529 * le,
+                                              math.log(1.3637), 0.1889 - 0.0098 * le, 0.1775 + 0.0259 * le))
+    row = audit_model(ds, joint)
+    direct = audit_model(ds, at_e)
+    for key in ("loss", "optimal_params", "optimal_tokens", "compute_multiplier"):
+        assert row[key] == pytest.approx(direct[key], rel=1e-9), key
+    assert row["verdict"] == direct["verdict"]
+    assert row["verdict_dense"] == audit_model(ds, get_preset("besiroglu2024"))["verdict"]
+    assert row["experts"] == 256.0 and row["params_total"] == 671e9
+    dense_row = audit_model(get_model("chinchilla"), joint)
+    assert dense_row["experts"] == 1.0 and "params_total" not in dense_row
+    for mid in ("deepseek-v3", "qwen3-235b-a22b"):
+        m = get_model(mid)
+        assert architecture(mid)[1]["published_total"] == m.params_total
+    with pytest.raises(ParameterError) as e:
+        audit_model(ds, resolve_law("krajewski2024-moe", moe=True))
+    assert e.value.field == "law"
+    r = runner.invoke(app, ["audit", "--law", "ludziejewski2025-moe", "--model", "deepseek-v3", "-f", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["verdict_dense"] == row["verdict_dense"]
