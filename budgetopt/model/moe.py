@@ -158,7 +158,9 @@ def fine_grained_scalar(law: FineGrainedMoE, log_c: Array, log_n_max: Array, log
     x = 0.5 * (a + b)
     log_d = _fine_grained_log_tokens(law, x, log_c, log_d_inf, granularity)
     value = along(x)
-    converged = feasible & (b - a <= 1e-9 * jnp.maximum(1.0, jnp.abs(x))) & jnp.isfinite(value)
+    # the bracket closed to the float's resolution (float32: ~1e-6 relative; float64: 1e-9)
+    tol = max(1e-9, 8.0 * float(jnp.finfo(x.dtype).eps))
+    converged = feasible & (b - a <= tol * jnp.maximum(1.0, jnp.abs(x))) & jnp.isfinite(value)
     return FineGrainedAllocation(x, log_d, value, converged, feasible)
 
 

@@ -204,3 +204,22 @@ def test_cli_answer_is_the_library_answer():
     assert table.exit_code == 0 and "granularity" in table.stdout and "dense" in table.stdout
     bad = runner.invoke(app, ["optimize", "--flops", "1e22", "--experts", "8"])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: --experts:")
+
+
+@pytest.mark.parametrize("law", [JOINT, FINE])
+def test_float32_answers_equal_float64_and_say_they_converged(law):
+    """The accelerators' float32 solve against float64 (both converged, the same candidate,
+    N within 1e-4 and the loss within 1e-6 relative)."""
+    import jax
+
+    from budgetopt.core import runtime
+
+    kw = {"max_total_params": 4e11} if law is JOINT else {"inference_tokens": 1e13}
+    with runtime.precision("optimize", False):
+        assert jax.numpy.zeros(()).dtype == jnp.float32
+        lo = optimize_moe(law, flops=1e24, **kw)
+    hi = optimize_moe(law, flops=1e24, **kw)
+    key = "experts" if law is JOINT else "granularity"
+    assert lo["converged"] and hi["converged"] and lo[key] == hi[key]
+    assert lo["params_total"] == pytest.approx(hi["params_total"], rel=1e-4)
+    assert lo["loss"] == pytest.approx(hi["loss"], rel=1e-6)
