@@ -61,6 +61,17 @@ def test_optimize(args):
     _conforms(_json(["optimize", *args]), Optimum)
 
 
+@pytest.mark.parametrize("args", [
+    ["--law", "ludziejewski2025-moe", "--flops", "1e23", "--max-total-params", "2e11"],
+    ["--law", "krajewski2024-moe", "--gpu", "h100-sxm", "--count", "64", "--days", "10", "--price-per-hour", "2",
+     "--grid-intensity", "0.4", "--inference-tokens", "1e12"],
+])
+def test_optimize_moe(args):
+    from budgetopt.plan.moe_optimum import MoEOptimum
+
+    _conforms(_json(["optimize", *args]), MoEOptimum)
+
+
 @pytest.mark.parametrize("args", [["--flops", "1e23"], ["--params", "7e9", "--tokens", "2e12", "--gpu", "a100-80gb",
                                                          "--count", "64", "--grid-intensity", "0.4"]])
 def test_plan(args):

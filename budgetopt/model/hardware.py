@@ -8,6 +8,7 @@ import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from ..core import units
 from ..core.errors import InputError, ParameterError
@@ -140,6 +141,22 @@ def check_price(price_per_hour: float | None) -> float | None:
     return None if price_per_hour is None else require_in(price_per_hour, "price_per_hour", 0.0, what="a price")
 
 
+class ClusterRecord(TypedDict, total=False):
+    """What ``Cluster.describe`` adds to an answer (``optimize``'s, dense or MoE): the
+    accelerator and dtype, MFU, device count, device-hours, wall-clock days, energy (kWh),
+    emissions (t CO2e) and cost."""
+
+    gpu: str
+    dtype: str
+    mfu: float
+    count: float | None
+    gpu_hours: float
+    wall_days: float
+    energy_kwh: float
+    emissions_t: float
+    cost: float
+
+
 @dataclass(frozen=True)
 class Cluster:
     """Where the compute comes from: ``count`` accelerators for ``hours`` at ``mfu``. ``count``
@@ -182,12 +199,12 @@ class Cluster:
         """Board power per device (W): the override, else the catalog's, else unknown."""
         return self.power_watts if self.power_watts is not None else self.accelerator.tdp_w
 
-    def describe(self, train_flops: float, price_per_hour: float | None = None) -> dict:
+    def describe(self, train_flops: float, price_per_hour: float | None = None) -> ClusterRecord:
         """GPU-hours, wall-days, energy (kWh: device-hours x board power x PUE), emissions
         (t CO2e, with a grid intensity) and cost of delivering ``train_flops`` on this hardware."""
         gh = units.gpu_hours(train_flops, self.peak_flops, self.mfu)
-        out = {"gpu": self.accelerator.id, "dtype": self.dtype, "mfu": self.mfu, "count": self.count,
-               "gpu_hours": gh}
+        out: ClusterRecord = {"gpu": self.accelerator.id, "dtype": self.dtype, "mfu": self.mfu, "count": self.count,
+                              "gpu_hours": gh}
         if self.count is not None:
             out["wall_days"] = units.wall_days(train_flops, self.peak_flops, self.mfu, self.count)
         if self.watts is not None:

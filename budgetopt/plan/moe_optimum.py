@@ -11,7 +11,7 @@ best feasible candidate wins. Units: FLOPs, parameters, tokens, loss in nats/tok
 from __future__ import annotations
 
 import math
-from typing import Any, TypedDict
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +20,7 @@ from ..core import units
 from ..core.errors import ParameterError
 from ..core.files import data_toml
 from ..model.allocation import Budget, allocate
-from ..model.hardware import Cluster, check_price
+from ..model.hardware import Cluster, ClusterRecord, check_price
 from ..model.laws import FineGrainedMoE, JointMoE, LawSpec, parametric_from_mapping, to_array_law
 from ..model.moe import (
     allocate_fine_grained,
@@ -37,7 +37,7 @@ DEFAULT_MAX_EXPERTS = 64
 GRANULARITIES = tuple(2.0 ** k for k in range(9))
 
 
-class MoEOptimum(TypedDict, total=False):
+class MoEOptimum(ClusterRecord, total=False):
     """``optimize``'s answer under an MoE law (`-f json`): the chosen candidate, every candidate
     solved, and the dense optimum of the same budget (``dense``: params, tokens, loss)."""
 
@@ -59,15 +59,6 @@ class MoEOptimum(TypedDict, total=False):
     method: str
     candidates: list[dict[str, Any]]
     dense: dict[str, float]
-    gpu: str
-    dtype: str
-    mfu: float
-    count: float | None
-    gpu_hours: float
-    wall_days: float
-    energy_kwh: float
-    emissions_t: float
-    cost: float
     extrapolation: dict[str, Any]
     warnings: list[str]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from ..core import units
 from ..core.errors import ParameterError
 from ..model.allocation import Allocation, Budget, allocate, compute_for_loss, method_for
-from ..model.hardware import Cluster, check_price
+from ..model.hardware import Cluster, ClusterRecord, check_price
 from ..model.laws import (
     LawSpec,
     Parametric,
@@ -34,7 +34,7 @@ from ..model.validity import extrapolation
 MIN_FLOPS = 6.0  # one parameter trained on one token
 
 
-class Optimum(TypedDict, total=False):
+class Optimum(ClusterRecord, total=False):
     """``optimize``'s answer: the JSON of `budgetopt optimize -f json` (README, "Output keys").
     Counts in parameters and tokens, compute in FLOPs, loss in nats per token; the hardware keys
     (gpu .. cost) with a cluster, ``extrapolation`` with a law that records where it was fitted."""
@@ -58,15 +58,6 @@ class Optimum(TypedDict, total=False):
     method: str
     iterations: int
     grad_norm: float
-    gpu: str
-    dtype: str
-    mfu: float
-    count: float | None
-    gpu_hours: float
-    wall_days: float
-    energy_kwh: float
-    emissions_t: float
-    cost: float
     extrapolation: dict[str, Any]
     warnings: list[str]
 
