@@ -130,14 +130,31 @@ def _finish(law: Law, b: Budget, x: Array, converged: Array, grad: Array, iters:
 def broadcast_problems(law: Law, b: Budget) -> tuple[Law, Budget]:
     """(law, budget) with every leaf broadcast to one common shape and float dtype: a batch of
     independent problems, as the solvers take them."""
-    leaves = jax.tree_util.tree_leaves((law, b))
+    return _broadcast((law, b))
+
+
+def _broadcast(trees: tuple) -> tuple:
+    """Every leaf of ``trees`` broadcast to one common shape and float dtype."""
+    leaves = jax.tree_util.tree_leaves(trees)
     # Python scalars (the defaults +-inf) are weakly typed: they adopt the arrays' precision
     dtype = jnp.result_type(*leaves)
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
     shape = jnp.broadcast_shapes(*[jnp.shape(v) for v in leaves])
-    cast = lambda v: jnp.broadcast_to(jnp.asarray(v, dtype), shape)  # noqa: E731
-    return jax.tree_util.tree_map(cast, law), jax.tree_util.tree_map(cast, b)
+    return jax.tree_util.tree_map(lambda v: jnp.broadcast_to(jnp.asarray(v, dtype), shape), trees)
+
+
+def map_problems(fn, *trees):
+    """``fn`` (one problem's solve) over the broadcast batch of ``trees``' leaves: one vmapped
+    call over the flattened batch, its outputs in the batch's shape. The one batching of the
+    allocation solvers (the dense laws' here, the fine-grained MoE law's in ``moe``)."""
+    trees = _broadcast(trees)
+    shape = jnp.shape(jax.tree_util.tree_leaves(trees)[0])
+    flat = jax.tree_util.tree_map(lambda v: v.reshape(-1), trees)
+    # One vmapped while-loop over the whole batch. Chunking it (lax.map, batch 1k-16k) was
+    # measured slower on CPU: most chunks hold one slow problem anyway (benchmarks/NOTES.md).
+    out = jax.vmap(fn)(*flat)
+    return jax.tree_util.tree_map(lambda v: v.reshape(shape), out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,7 +342,6 @@ def method_for(law: Law, has_inference: bool = False) -> str:
 
 
 def _allocate(law: Law, b: Budget, method: str, max_iter: int) -> Allocation:
-    law, b = broadcast_problems(law, b)
     if method == "closed":
         if not (isinstance(law, TokensPerParam) or isinstance(law, Parametric)):
             raise ValueError(f"no closed form for {type(law).__name__}")
@@ -334,12 +350,7 @@ def _allocate(law: Law, b: Budget, method: str, max_iter: int) -> Allocation:
         if isinstance(law, TokensPerParam):
             raise ValueError("an allocation rule has no loss surface to solve")
         fn = partial(solve_scalar, max_iter=max_iter)
-    shape = jnp.shape(b.log_c)
-    flat = jax.tree_util.tree_map(lambda v: v.reshape(-1), (law, b))
-    # One vmapped while-loop over the whole batch. Chunking it (lax.map, batch 1k-16k) was
-    # measured slower on CPU: most chunks hold one slow problem anyway (benchmarks/NOTES.md).
-    out = jax.vmap(fn)(*flat)
-    return jax.tree_util.tree_map(lambda v: v.reshape(shape), out)
+    return map_problems(fn, law, b)
 
 
 @partial(jax.jit, static_argnames=("method", "max_iter"))
@@ -400,13 +411,9 @@ def compute_for_loss_scalar(law: Law, target: Array, b: Budget, method: str, max
 
 
 def _compute_for_loss(law: Law, target: Array, b: Budget, method: str, max_iter: int) -> ComputeForLoss:
-    law, b = broadcast_problems(law, b._replace(log_c=jnp.zeros_like(jnp.asarray(target, float))))
-    target = jnp.broadcast_to(jnp.asarray(target, b.log_c.dtype), b.log_c.shape)
-    shape = target.shape
-    flat = jax.tree_util.tree_map(lambda v: v.reshape(-1), (law, target, b))
+    target = jnp.asarray(target, float)
     fn = partial(compute_for_loss_scalar, method=method, max_iter=max_iter)
-    out = jax.vmap(fn)(*flat)
-    return jax.tree_util.tree_map(lambda v: v.reshape(shape), out)
+    return map_problems(fn, law, target, b._replace(log_c=jnp.zeros_like(target)))
 
 
 @partial(jax.jit, static_argnames=("method", "max_iter"))

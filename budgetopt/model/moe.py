@@ -22,14 +22,13 @@ Units: N parameters, D tokens, C FLOPs, loss in nats/token; arrays hold natural 
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from .allocation import Allocation, Budget, allocate
+from .allocation import Allocation, Budget, allocate, map_problems
 from .laws import FineGrainedMoE, JointMoE, Parametric
 
 #: bisection steps of the fine-grained solve: a bracket of width 200 (in log N) shrinks below
@@ -170,10 +169,4 @@ def allocate_fine_grained(law: FineGrainedMoE, log_c: ArrayLike, log_n_max: Arra
     """The fine-grained optimum for every problem of the broadcast batch of budgets, caps,
     inference tokens and granularities (log_n_max = +inf: no cap; log_d_inf = -inf: no
     serving). One vmapped program: every candidate granularity of every budget at once."""
-    args = (log_c, log_n_max, log_d_inf, granularity)
-    dtype = jnp.result_type(*jax.tree_util.tree_leaves(law), *args)
-    shape = jnp.broadcast_shapes(*[jnp.shape(v) for v in (*jax.tree_util.tree_leaves(law), *args)])
-    cast = partial(lambda s, v: jnp.broadcast_to(jnp.asarray(v, dtype), s).reshape(-1), shape)
-    flat_law = jax.tree_util.tree_map(cast, law)
-    out = jax.vmap(fine_grained_scalar)(flat_law, *[cast(v) for v in args])
-    return jax.tree_util.tree_map(lambda v: v.reshape(shape), out)
+    return map_problems(fine_grained_scalar, law, log_c, log_n_max, log_d_inf, granularity)
