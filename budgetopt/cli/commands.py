@@ -186,8 +186,9 @@ def optimize_command(
                                                 help="expert count E (whole, >= 1) or auto: the best power of two "
                                                      "up to --max-experts; ludziejewski2025-moe "
                                                      "\\[default: auto]")] = None,
-    max_experts: Annotated[int, typer.Option(rich_help_panel="Mixture of experts",
-                                             help="largest expert count --experts auto tries")] = 64,
+    max_experts: Annotated[int | None, typer.Option(rich_help_panel="Mixture of experts",
+                                                    help="largest expert count --experts auto tries "
+                                                         "\\[default: 64]")] = None,
     granularity: Annotated[str | None, typer.Option(rich_help_panel="Mixture of experts",
                                                     help="granularity G = d_ff / d_expert (whole, >= 1) or auto: the "
                                                          "best of 1, 2, 4 .. 256; krajewski2024-moe "
@@ -210,7 +211,7 @@ def optimize_command(
                                    price_per_hour=price_per_hour, pue=pue, power_watts=power_watts,
                                    grid_intensity=grid_intensity, hardware_file=hardware_file)
     moe_flags = {"experts": experts, "granularity": granularity, "max_total_params": max_total_params,
-                 "max_experts": max_experts if max_experts != 64 else None}
+                 "max_experts": max_experts}
     if is_moe(spec.params):
         from ..plan.moe_optimum import optimize_moe
         from .report import moe_notes
@@ -646,8 +647,10 @@ def plot_command(
                                                             "(total parameters) \\[default: 200B]")] = None,
     plan_file: Annotated[Path | None, typer.Option("--plan", help="plan JSON (`plan ... -f json -o FILE`) for KIND "
                                                       "memory \\[default: the README's 1024 x H100 plan]")] = None,
-    min_flops: Annotated[float, number_option("--min-flops", "flops", "left end of the compute axis")] = 1e18,
-    max_flops: Annotated[float, number_option("--max-flops", "flops", "right end of the compute axis")] = 1e27,
+    min_flops: Annotated[float | None, number_option("--min-flops", "flops", "left end of the compute axis "
+                                                     "\\[default: 1e18; moe 1e19]")] = None,
+    max_flops: Annotated[float | None, number_option("--max-flops", "flops", "right end of the compute axis "
+                                                     "\\[default: 1e27; moe 1e26]")] = None,
     width: Annotated[float, typer.Option(help="figure width in inches \\[default: per kind]")] = 0.0,
     height: Annotated[float, typer.Option(help="figure height in inches \\[default: per kind]")] = 0.0,
     dpi: Annotated[int, typer.Option(help="PNG resolution")] = 100,
@@ -659,9 +662,7 @@ def plot_command(
     runtime.use_compile_cache()
     given = {"law": law, "law_file": law_file, "sweep_file": sweep_file, "forecast_file": forecast_file,
              "ladder_file": ladder_file, "runs": runs, "plan_file": plan_file, "max_total_params": max_total_params,
-             # the compute axis: only when moved
-             "min_flops": min_flops if min_flops != 1e18 else None,
-             "max_flops": max_flops if max_flops != 1e27 else None}
+             "min_flops": min_flops, "max_flops": max_flops}
     with runtime.precision("plot"):
         out = draw(kind, output, law=law, law_file=law_file, sweep_file=sweep_file, runs=runs, min_flops=min_flops,
                    max_flops=max_flops, width=width, height=height, dpi=dpi, forecast_file=forecast_file,

@@ -416,14 +416,17 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
     markers = {s: "osD^v<>p"[i % 8] for i, s in enumerate(spreads)}
     from matplotlib.transforms import ScaledTranslation
 
+    # designs of equal cost (same budgets and sizes, other spreads) stand side by side, DODGE_PT
+    # apart on the page; their data x stays the cost
+    dodge = {}
+    for r in rows:
+        same = [q["design"] for q in rows if math.isclose(q["cost_flops"], r["cost_flops"], rel_tol=1e-9)]
+        shift = (same.index(r["design"]) - (len(same) - 1) / 2) * DODGE_PT / 72
+        dodge[r["design"]] = ax_e.transData + ScaledTranslation(shift, 0, fig.dpi_scale_trans)
     for r in rows:
         c, m = colors[r["points"]], markers[r["spread"]]
         face = c if r["eligible"] else "none"
-        # designs of equal cost (same budgets and sizes, other spreads) stand side by side, DODGE_PT
-        # apart on the page; their data x stays the cost
-        same = [q["design"] for q in rows if math.isclose(q["cost_flops"], r["cost_flops"], rel_tol=1e-9)]
-        shift = (same.index(r["design"]) - (len(same) - 1) / 2) * DODGE_PT / 72
-        at = ax_e.transData + ScaledTranslation(shift, 0, fig.dpi_scale_trans)
+        at = dodge[r["design"]]
         ax_e.plot([r["cost_flops"]] * 2, [100 * r["n_error_p50"], 100 * r["n_error_p95"]], color=c, lw=1, alpha=0.6,
                   transform=at)
         ax_e.scatter([r["cost_flops"]], [100 * r["n_error_p95"]], color=face, edgecolors=c, marker=m, s=28, zorder=3,
@@ -448,10 +451,8 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
                        label=f"--ladder-budget {result['ladder_budget']:.2g}" if ax is ax_r else None)
     rec = next((r for r in rows if r["design"] == result["recommended"]), None)
     if rec is not None:
-        same = [q["design"] for q in rows if math.isclose(q["cost_flops"], rec["cost_flops"], rel_tol=1e-9)]
-        shift = (same.index(rec["design"]) - (len(same) - 1) / 2) * DODGE_PT / 72
         ax_e.scatter([rec["cost_flops"]], [100 * rec["n_error_p95"]], marker="*", s=220, color="gold", edgecolors="k",
-                     zorder=4, transform=ax_e.transData + ScaledTranslation(shift, 0, fig.dpi_scale_trans))
+                     zorder=4, transform=dodge[rec["design"]])
         ax_r.scatter([rec["cost_flops"]], [rec["regret_p95"]], marker="*", s=220, color="gold", edgecolors="k",
                      zorder=4, label=f"recommended: {rec['design']}")
         place_labels(ax_r, [(rec["cost_flops"], rec["regret_p95"])], [rec["design"]], fontsize=8)
@@ -543,9 +544,12 @@ def unused_inputs(kind: str, given: set[str]) -> list[str]:
 #: the expert counts the MoE figure draws, and its default memory cap (total parameters)
 MOE_EXPERTS = (1.0, 8.0, 32.0)
 MOE_CAP = 2e11
+#: each figure's compute axis (FLOPs) when --min-flops / --max-flops are not given
+FLOPS_AXIS = {"moe": (1e19, 1e26)}
+DEFAULT_FLOPS_AXIS = (1e18, 1e27)
 
 
-def moe(cmin=1e19, cmax=1e26, max_total_params=MOE_CAP, width=11.0, height=4.6):
+def moe(cmin=FLOPS_AXIS["moe"][0], cmax=FLOPS_AXIS["moe"][1], max_total_params=MOE_CAP, width=11.0, height=4.6):
     """Dense or MoE under Ludziejewski et al. 2025: the compute-optimal loss against budget for
     E = 1, 8, 32 experts (solid: no memory cap; dashed: all experts held in
     ``max_total_params``), and the best expert count (powers of two to 64) with and without the
@@ -618,7 +622,8 @@ def memory_of_plan(plan: Any = None, spec=None, **size):
 
 def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None = None,
          law_file: str | Path | None = None, sweep_file: str | Path | None = None, runs: str | Path | None = None,
-         min_flops: float = 1e18, max_flops: float = 1e27, width: float = 0.0, height: float = 0.0, dpi: int = 100,
+         min_flops: float | None = None, max_flops: float | None = None, width: float = 0.0, height: float = 0.0,
+         dpi: int = 100,
          forecast_file: str | Path | None = None, ladder_file: str | Path | None = None,
          plan_file: str | Path | None = None, max_total_params: float | None = None) -> Path:
     """Draw figure ``kind`` (one of KINDS) and save it to ``output`` (PNG or SVG; default
@@ -627,8 +632,8 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
     (default: a small built-in sweep); ``forecast_file``: a forecast JSON for ``forecast``;
     ``ladder_file``: a ladder-design JSON for ``ladder``; ``plan_file``: a plan JSON for
     ``memory`` (default: the README's plan, 1024 H100s for 30 days at 8K context, tp 8);
-    ``runs``: a runs CSV overlaid on ``isoflop``; compute
-    axis from ``min_flops`` to ``max_flops`` FLOPs; size in inches (0 = the kind's default)."""
+    ``runs``: a runs CSV overlaid on ``isoflop``; compute axis from ``min_flops`` to
+    ``max_flops`` FLOPs (None: the kind's, FLOPS_AXIS); size in inches (0 = the kind's default)."""
     from ..core.files import load_json
     from ..model.laws import law_from_file, resolve_law
 
@@ -641,6 +646,9 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
     for name, inches in (("width", width), ("height", height)):  # 0: the plot's own size
         if not (inches == 0 or 1 <= inches <= 100):
             raise ParameterError(name, f"must be from 1 to 100 inches (0: the plot's default), got {inches:g}")
+    lo, hi = FLOPS_AXIS.get(kind, DEFAULT_FLOPS_AXIS)
+    min_flops = lo if min_flops is None else min_flops
+    max_flops = hi if max_flops is None else max_flops
     if not (0 < min_flops < max_flops and math.isfinite(max_flops)):
         raise ParameterError("max_flops",
                              f"need 0 < {{min_flops}} < {{max_flops}}, got {min_flops:g} and {max_flops:g}",
@@ -660,8 +668,7 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
     elif kind == "moe":
         if max_total_params is not None:
             units.require_in(max_total_params, "max_total_params", 1.0, what="a number of parameters")
-        lo_hi = {} if (min_flops, max_flops) == (1e18, 1e27) else {"cmin": min_flops, "cmax": max_flops}
-        fig = moe(max_total_params=max_total_params or MOE_CAP, **lo_hi, **size)
+        fig = moe(min_flops, max_flops, max_total_params=max_total_params or MOE_CAP, **size)
     elif kind == "memory":
         fig = memory_of_plan(load_json(plan_file, "plan_file", "a plan JSON output") if plan_file is not None else
                              None, specs[-1] if law or law_file else None, **size)

@@ -428,10 +428,7 @@ def is_moe(law) -> bool:
 def resolve_law(law: str | None = None, law_params: str | None = None, law_file: str | Path | None = None,
                 ratio: float | None = None, default: str = "besiroglu2024", moe: bool = False) -> LawSpec:
     """The one way the CLI and library pick a law: a preset name, explicit parameters, or a file.
-    ``moe``: whether the caller takes a mixture-of-experts law (only ``optimize`` does)."""
-    if law is not None and not moe and law in preset_names() and data_toml("laws.toml")[law]["kind"].startswith("moe"):
-        raise ParameterError("law", f"{law} is a mixture-of-experts law: `budgetopt optimize` (with --experts or "
-                             "--granularity) and `budgetopt audit` use it so far")
+    ``moe``: whether the caller takes a mixture-of-experts law (``optimize`` and ``audit`` do)."""
     given = [x for x in (law, law_params, law_file) if x is not None]
     if len(given) > 1:
         raise ParameterError("law", "give only one of {law}, {law_params}, {law_file}", names=True)
@@ -442,7 +439,11 @@ def resolve_law(law: str | None = None, law_params: str | None = None, law_file:
     name = law if law is not None else default
     if ratio is not None and name != "tokens-per-param":
         raise ParameterError("ratio", "only applies to {law} tokens-per-param", names=True)
-    return get_preset(name, ratio)
+    spec = get_preset(name, ratio)
+    if is_moe(spec.params) and not moe:
+        raise ParameterError("law", f"{name} is a mixture-of-experts law: `budgetopt optimize` (with --experts or "
+                             "--granularity) and `budgetopt audit` use it so far")
+    return spec
 
 
 def to_array_law(law: Law | MoELaw, dtype=None) -> Law | MoELaw:

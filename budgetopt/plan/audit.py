@@ -166,8 +166,9 @@ def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIE
         units.require_positive(v, f)
     if is_moe(spec.params):  # judged at its own expert count, beside the dense default law by active parameters
         row = audit_model(m, moe_audit_law(spec, m), near_multiplier, near_ratio, inference_tokens, draws)
-        dense = audit_model(m, resolve_law(), near_multiplier, near_ratio, inference_tokens, draws=0)
-        row.update({"experts": m.experts, "verdict_dense": dense["verdict"], "dense_law": resolve_law().name})
+        default = resolve_law()
+        dense = audit_model(m, default, near_multiplier, near_ratio, inference_tokens, draws=0)
+        row.update({"experts": m.experts, "verdict_dense": dense["verdict"], "dense_law": default.name})
         return row
     c = m.flops if m.flops else units.train_flops(m.params, m.tokens)
     log_d_inf = -math.inf if not inference_tokens else math.log(inference_tokens)

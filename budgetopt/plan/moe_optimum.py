@@ -85,7 +85,7 @@ def fine_grained_dense(spec: LawSpec) -> LawSpec:
 
 def optimize_moe(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | None = None,
                  experts: str | float | None = None, granularity: str | float | None = None,
-                 max_experts: int = DEFAULT_MAX_EXPERTS, max_total_params: float | None = None,
+                 max_experts: int | None = None, max_total_params: float | None = None,
                  inference_tokens: float | None = None, price_per_hour: float | None = None) -> MoEOptimum:
     """The compute-optimal MoE for a budget (``flops``, or a ``cluster`` with count and hours)
     under ``spec`` (a JointMoE or FineGrainedMoE law), with the dense optimum beside it."""
@@ -99,6 +99,7 @@ def optimize_moe(spec: LawSpec, *, flops: float | None = None, cluster: Cluster 
     if not joint and experts is not None:
         raise ParameterError("experts", f"{spec.name} fixes the expansion rate E = {law.expansion:g} and varies the "
                              "granularity: use {granularity}", names=True)
+    max_experts = DEFAULT_MAX_EXPERTS if max_experts is None else max_experts
     if not (isinstance(max_experts, int) and 1 <= max_experts <= 4096):
         raise ParameterError("max_experts", f"must be a whole number from 1 to 4096, got {max_experts!r}")
     check_price(price_per_hour)
@@ -179,14 +180,13 @@ def _fine_grained(spec: LawSpec, granularity: np.ndarray, log_c: float, log_cap:
     law = to_array_law(spec.params)
     a = allocate_fine_grained(law, jnp.full(granularity.shape, log_c), jnp.asarray(log_cap), jnp.asarray(log_inf),
                               jnp.asarray(granularity))
-    n, d, lo, ok, fe = (np.asarray(v) for v in (a.log_n, a.log_d, a.loss, a.converged, a.feasible))
-    rows = []
-    for i, g in enumerate(granularity):
-        total = math.exp(float(n[i]))
-        log_k = float(fine_grained_log_flops_per_token(law, jnp.asarray(float(n[i])), float(g)))
-        rows.append({"granularity": float(g), "params_active": float(fine_grained_active_params(law, total)),
-                     "params_total": total, "tokens": math.exp(float(d[i])), "loss": float(lo[i]),
-                     "flops_per_token": math.exp(log_k), "converged": bool(ok[i]), "feasible": bool(fe[i])})
+    log_k = fine_grained_log_flops_per_token(law, a.log_n, jnp.asarray(granularity))
+    active = fine_grained_active_params(law, jnp.exp(a.log_n))
+    n, d, lo, ok, fe, k, act = (np.asarray(v) for v in (a.log_n, a.log_d, a.loss, a.converged, a.feasible, log_k,
+                                                        active))
+    rows = [{"granularity": float(g), "params_active": float(act[i]), "params_total": math.exp(float(n[i])),
+             "tokens": math.exp(float(d[i])), "loss": float(lo[i]), "flops_per_token": math.exp(float(k[i])),
+             "converged": bool(ok[i]), "feasible": bool(fe[i])} for i, g in enumerate(granularity)]
     dense_spec = fine_grained_dense(spec)
     dl = to_array_law(dense_spec.params)
     da = allocate(dl, Budget(jnp.asarray(log_c), log_n_max=jnp.asarray(log_cap), log_d_inf=log_inf),
