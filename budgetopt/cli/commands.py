@@ -471,8 +471,18 @@ class _Progress:
 @app.command("fit")
 def fit_command(
     runs: Annotated[Path, typer.Argument(help="CSV of training runs: params, tokens (or flops), loss")],
-    approach: Annotated[str, typer.Option(help="3: parametric Huber fit; 2: IsoFLOP parabolas; vpnls: variable "
-                                          "projection; all: the three side by side")] = "3",
+    approach: Annotated[str | None, typer.Option(help="3: parametric Huber fit; 2: IsoFLOP parabolas; vpnls: "
+                                                 "variable projection; all: the three side by side \\[default: "
+                                                 "3]")] = None,
+    form: Annotated[str, typer.Option(help="the law's form: chinchilla (--approach's fits), gadre2024, "
+                                      "krajewski2024-moe, ludziejewski2025-moe, clark2022-routing")] = "chinchilla",
+    e_col: Annotated[str, typer.Option("--e-col", help="column of expert counts (MoE forms)")] = "experts",
+    g_col: Annotated[str, typer.Option("--g-col", help="column of granularities (krajewski2024-moe)")] = "granularity",
+    baseline_group: Annotated[str | None, typer.Option(help="with --group: the group whose runs join every other "
+                                                       "(e.g. Dense: the dense runs as E = 1 in each router's "
+                                                       "fit)")] = None,
+    last: Annotated[str | None, typer.Option(help="RUN,STEP: keep each run's row with the largest STEP (a file "
+                                             "of loss curves -> final losses)")] = None,
     bootstrap: Bootstrap = 0, seed: Seed = 0, n_col: NCol = "params", d_col: DCol = "tokens", c_col: CCol = None,
     loss_col: LossCol = "loss",
     drop_highest: Annotated[int, typer.Option(help="drop the K highest losses")] = 0,
@@ -495,11 +505,37 @@ def fit_command(
     fmt: Fmt = "table", output: Out = None,
 ):
     """Fit scaling laws to your own runs: Approach 3, Approach 2, VPNLS or all three, per group."""
-    from ..fit.fitting import check_law_output, check_law_usable, fit_file, fit_groups
-    from ..fit.runs import parse_group, parse_where
+    from ..fit.fitting import check_law_output, check_law_usable, fit_file, fit_form_file, fit_groups
+    from ..fit.runs import parse_group, parse_last, parse_where
 
     check_outputs({"output": output, "law_out": law_out}, {"runs": runs})
     columns = parse_group(group)
+    if form != "chinchilla":
+        given = {"approach": approach, "c_col": c_col, "at": at, "drop_highest": drop_highest or None,
+                 "loss_min": loss_min, "loss_max": loss_max, "exclude_outliers": exclude_outliers or None,
+                 "tolerance": None if tolerance == 0.05 else tolerance, "outlier_k": None if outlier_k == 5.0 else 1}
+        for name, v in given.items():
+            if v is not None:
+                raise ParameterError(name, f"applies to the chinchilla form (--approach's fits), not --form {form}")
+        from ..fit.forms import FORM_NAMES, FORMS, law_mapping
+
+        if form not in FORMS:
+            raise ParameterError("form", f"unknown form {form!r}; known: {', '.join(FORM_NAMES)}")
+        if law_out is not None and (columns or FORMS[form].law_kind is None):
+            raise ParameterError("law_out", f"writes one fitted law: give it without {{group}}, for a form with a "
+                                 f"token count ({form} {'has none' if FORMS[form].law_kind is None else 'has one'})",
+                                 names=True)
+        res = fit_form_file(runs, form, columns={"n": n_col, "d": d_col, "e": e_col, "g": g_col}, loss_col=loss_col,
+                            group=columns, where=parse_where(where or []), baseline=baseline_group,
+                            last=parse_last(last), delta=delta, bootstrap=bootstrap, seed=seed)
+        if law_out is not None:
+            write_atomic(law_out, to_json({**res, **law_mapping(res)}), "law_out")
+            print(f"wrote {law_out} (use it with `optimize --law-file`)", file=sys.stderr)
+        return respond("fit", res, fmt, output)
+    for name, v in (("baseline_group", baseline_group), ("last", last)):
+        if v is not None:
+            raise ParameterError(name, "applies with --form (gadre2024, the MoE forms, clark2022-routing)")
+    approach = "3" if approach is None else approach
     check_law_output(law_out, approach, bool(columns))
     kw = dict(approach=approach, bootstrap=bootstrap, seed=seed, n_col=n_col, d_col=d_col, c_col=c_col,
               loss_col=loss_col, drop_highest=drop_highest, loss_min=loss_min, loss_max=loss_max, delta=delta,

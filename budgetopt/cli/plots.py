@@ -635,7 +635,7 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
     ``runs``: a runs CSV overlaid on ``isoflop``; compute axis from ``min_flops`` to
     ``max_flops`` FLOPs (None: the kind's, FLOPS_AXIS); size in inches (0 = the kind's default)."""
     from ..core.files import load_json
-    from ..model.laws import law_from_file, resolve_law
+    from ..model.laws import resolve_law
 
     if kind not in KINDS:
         raise ParameterError("kind", f"unknown plot {kind!r}; allowed: {', '.join(KINDS)}")
@@ -655,7 +655,7 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
                              names=True)
     specs = [resolve_law(name) for name in (law or ["hoffmann2022", "besiroglu2024"])]
     if law_file is not None:
-        specs.append(law_from_file(law_file))
+        specs.append(resolve_law(law_file=law_file))
     size = {k: v for k, v in (("width", width), ("height", height)) if v}
     if kind == "frontier":
         fig = frontier(specs, min_flops, max_flops, **size)

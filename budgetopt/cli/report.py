@@ -265,6 +265,39 @@ def _fit_row(res: dict, group: str | None = None) -> dict:
     return row
 
 
+def form_report(res: dict | list, width: int | None = None) -> str:
+    """A published form's fit (``fitting.fit_form_file``) as text: one row per parameter, one
+    column per group (and its 95 % bootstrap interval, when there are replicates), then how each
+    fit went and its warnings."""
+    records = res if isinstance(res, list) else [res]
+    first = records[0]
+    label = lambda r: r.get("group", "fit")  # noqa: E731
+    rows = []
+    for p in first["params"]:
+        row = {"parameter": p}
+        for r in records:
+            row[label(r)] = f"{r['params'][p]:.5g}"
+            ci = r.get("bootstrap", {}).get("ci95", {}).get(p)
+            if ci:
+                row[f"{label(r)} 95% CI"] = f"{ci[0]:.4g} to {ci[1]:.4g}"
+        rows.append(row)
+    stats = {"rmse log loss": lambda r: f"{r['rmse_log_loss']:.4f}", "runs": lambda r: str(r["n_runs"]),
+             "converged": lambda r: human("converged", r["converged"])}
+    for name, f in stats.items():
+        rows.append({"parameter": name, **{label(r): f(r) for r in records}})
+    cis = [f"{label(r)} 95% CI" for r in records if r.get("bootstrap")]
+    title = (f"budgetopt fit — {first['form']}, {len(records)} groups (runs per group below)" if "group" in first
+             else f"budgetopt fit — {first['form']} on {first['n_runs']} runs")
+    notes = [f"{first['formula']}; N: {first['params_meaning']}", f"{first['method']}; {first['reference']}"]
+    if first.get("bootstrap"):
+        b = first["bootstrap"]
+        notes.append(f"95% CI: percentiles of {b['replicates']} bootstrap replicates (seed {b['seed']})")
+    text = to_table(rows, title=title, notes=notes, width=width, optional=cis)
+    for r in records:
+        text += warning_lines(r.get("warnings", []), width, f"{r['group']}: " if "group" in r else "")
+    return text
+
+
 def fit_report(res: dict | list, width: int | None = None) -> str:
     """A fit result (``fitting.fit_file``, or ``fit_groups``'s list) as text: one law or the
     IsoFLOP exponents with the allocation at the target budget, or a table with a row per group
@@ -273,6 +306,8 @@ def fit_report(res: dict | list, width: int | None = None) -> str:
     from ..fit.runs import APPROACHES
 
     records = res if isinstance(res, list) else [res]
+    if "form" in records[0]:
+        return form_report(res, width)
     single = not isinstance(res, list) and res["approach"] != "all"
     text = ""
     if single and res["approach"] in ("3", "vpnls"):
@@ -550,6 +585,10 @@ def _fit_csv_rows(res: dict | list) -> list[dict]:
     the target."""
     rows = []
     for r in res if isinstance(res, list) else [res]:
+        if "form" in r:  # a published form: its own parameters
+            rows.append({**({"group": r["group"]} if "group" in r else {}), "form": r["form"], **r["params"],
+                         **{k: r[k] for k in ("n_runs", "rmse_log_loss", "converged")}})
+            continue
         for f in (r["fits"].values() if r["approach"] == "all" else [r]):
             row = {"group": r["group"]} if "group" in r else {}
             row.update({k: f.get(k) for k in ("approach", "E", "A", "B", "alpha", "beta", "a", "b")})

@@ -21,6 +21,7 @@ import os
 import re
 import tempfile
 import tomllib
+import zlib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,16 @@ def read_text(path: str | Path, field: str, what: str = "file", max_bytes: int =
         raise ParameterError(field, f"cannot read {path}: {e.strerror or e}") from None
     if len(data) > max_bytes:
         raise ParameterError(field, f"{path} is larger than {max_bytes // 2**20} MiB; that is not {what}")
+    if data.startswith(b"\x1f\x8b"):  # gzip (e.g. a released runs.csv.gz): read through, under the same cap
+        try:
+            unzip = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            data = unzip.decompress(data, max_bytes + 1)
+        except zlib.error as e:
+            raise ParameterError(field, f"{path} is a damaged gzip file ({e})") from None
+        if not unzip.eof and not unzip.unconsumed_tail:
+            raise ParameterError(field, f"{path} is a damaged gzip file (it ends early)")
+        if len(data) > max_bytes or unzip.unconsumed_tail:
+            raise ParameterError(field, f"{path} unpacks to more than {max_bytes // 2**20} MiB; that is not {what}")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ParameterError(field, f"{path} is UTF-16 text; save it as UTF-8")
     if data.startswith(b"\xef\xbb\xbf"):

@@ -21,11 +21,11 @@ from ..core.runtime import jax_x64
 from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN, require_in
 from ..model.allocation import closed_form_x
 from ..model.laws import Parametric, optimal_exponents, parametric_from_mapping
-from ..model.validity import extrapolation, to_mapping
-from . import vpnls
+from ..model.validity import extrapolation, from_runs, to_mapping
+from . import forms, vpnls
 from .approach2 import check_tolerance, curve_residuals, fit_approach2
 from .approach3 import bootstrap_summary, fit_approach3_groups, log_predicted
-from .runs import APPROACHES, DEFAULT_TARGET, MIN_RUNS, Runs, padded, read_groups, replicate_weights
+from .runs import APPROACHES, DEFAULT_TARGET, MIN_RUNS, Runs, padded, read_groups, read_table, replicate_weights
 
 MAX_BOOTSTRAP = 10_000
 
@@ -358,3 +358,40 @@ def fit_groups(path: str | Path, group: Sequence[str], *, approach: str = "3", b
         raise ParameterError("group", "name the column(s) that group the runs, e.g. experiment")
     return _fit_records(path, approach, bootstrap, seed, n_col, d_col, c_col, loss_col, drop_highest, loss_min,
                         loss_max, delta, tolerance, group, where, target, outlier_k, exclude_outliers)
+
+
+def fit_form_file(path: str | Path, form: str, *, columns: dict[str, str] | None = None, loss_col: str = "loss",
+                  group: Sequence[str] = (), where: Sequence[tuple[str, str]] = (), baseline: str | None = None,
+                  last: tuple[str, str] | None = None, delta: float = 1e-3, bootstrap: int = 0,
+                  seed: int = 0) -> dict | list[dict]:
+    """Fit the published form ``form`` (``forms.FORMS``) to the runs of ``path``: ``columns``
+    maps the form's variables (n, d, e, g) to column names (default params, tokens, experts,
+    granularity); ``group``, ``where``, ``baseline`` (a group joining every other) and ``last``
+    (run, step columns: each run's final row) as ``runs.read_table``. One record, or one per
+    group (keyed ``group``) when ``group`` is given."""
+    if form not in forms.FORMS:
+        raise ParameterError("form", f"unknown form {form!r}; known: {', '.join(forms.FORM_NAMES)}")
+    if not 0 <= bootstrap <= MAX_BOOTSTRAP or bootstrap == 1:
+        raise ParameterError("bootstrap", f"must be 0 or from 2 to {MAX_BOOTSTRAP} replicates, got {bootstrap}")
+    require_in(delta, "delta", 0.0, low_open=True, what="a Huber delta")
+    names = {"n": "params", "d": "tokens", "e": "experts", "g": "granularity", **(columns or {})}
+    need = {v: (names[v], forms.VARIABLES[v]) for v in forms.FORMS[form].variables}
+    tables = read_table(path, need, loss_col, group, where, baseline, last)
+    for key, t in tables.items():
+        for v in forms.FORMS[form].variables:
+            if len(np.unique(t.values[v])) < 2:
+                where_ = f" in group {key!r}" if group else ""
+                raise ParameterError(forms.VARIABLES[v], f"column {names[v]!r} has one value{where_}: {form} needs "
+                                     "runs that vary in it")
+    fits = forms.fit_form(form, tables, delta, bootstrap, seed)
+    records = []
+    for key, rec in fits.items():
+        t = tables[key]
+        if {"n", "d"} <= set(t.values):  # the range a fitted law was fitted on, for its extrapolation notes
+            n, d = t.values["n"], t.values["d"]
+            c = TRAIN_FLOPS_PER_PARAM_TOKEN * n * d
+            rec["validity"] = to_mapping(from_runs(n.tolist(), d.tolist(), c.tolist()))
+        rec["columns"] = {v: names[v] for v in forms.FORMS[form].variables} | {"loss": loss_col}
+        rec["source"] = str(path)
+        records.append({"group": key, **rec} if group else rec)
+    return records if group else records[0]

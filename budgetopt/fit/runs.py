@@ -77,6 +77,16 @@ def parse_group(text: str | None) -> list[str]:
     return cols
 
 
+def parse_last(text: str | None) -> tuple[str, str] | None:
+    """``RUN,STEP`` -> (run column, step column); None stays None."""
+    if text is None:
+        return None
+    cols = [c.strip() for c in text.split(",")]
+    if len(cols) != 2 or not all(cols):
+        raise ParameterError("last", f"expected RUN,STEP (e.g. hyper_id,step), got {text!r}")
+    return cols[0], cols[1]
+
+
 def _cell_number(row: list[str], i: int, r: int, name: str, positive: bool = True) -> float:
     cell = row[i].strip() if i < len(row) else ""
     try:
@@ -90,17 +100,8 @@ def _cell_number(row: list[str], i: int, r: int, name: str, positive: bool = Tru
     return v
 
 
-def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_col: str | None = None,
-                loss_col: str = "loss", group: Sequence[str] = (), where: Sequence[tuple[str, str]] = (),
-                drop_highest: int = 0, loss_min: float | None = None, loss_max: float | None = None,
-                min_runs: int = MIN_RUNS, metric_col: str | None = None) -> dict[str, Runs]:
-    """The runs of ``path`` per group (key: the ``group`` columns' values joined by "/"; "all"
-    without groups), in file order. Tokens come from ``d_col`` or, when absent, from the budget:
-    D = C/(6N). The budget column ``c_col``, when present, is kept as each run's nominal budget.
-    ``where``: keep rows whose column equals the value (text, stripped). ``metric_col``: a
-    downstream metric to read too (any finite number). ``drop_highest``,
-    ``loss_min`` and ``loss_max`` filter each group; each must keep ``min_runs``."""
-    path = Path(path)
+def _table(path: Path) -> tuple[list[list[str]], list[str], dict[str, int]]:
+    """The rows of a runs CSV, its stripped header and each column's index (duplicates refused)."""
     text = read_text(path, "runs", "a CSV of runs")
     try:
         rows = list(csv.reader(text.splitlines()))
@@ -112,16 +113,57 @@ def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", 
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
         raise ParameterError("runs", f"duplicate column {dup[0]!r} in the header")
-    col = {h: i for i, h in enumerate(header)}
-    named = ([(n_col, "n_col"), (loss_col, "loss_col")] + [(g, "group") for g in group]
-             + [(w, "where") for w, _ in where] + ([(metric_col, "metric_col")] if metric_col is not None else []))
+    return rows, header, {h: i for i, h in enumerate(header)}
+
+
+def _require_columns(path: Path, header: list[str], col: dict[str, int], named: list[tuple[str, str]]) -> None:
+    """Each (column, flag) of ``named`` must be in the header; the error names the flag."""
     for name, flag in named:
         if name not in col:
             hint = next((f" (the header looks separated by {sep!r}; budgetopt reads comma-separated CSV)"
                          for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), "")
             raise ParameterError(flag, f"column {name!r} not in {path.name}; columns: {', '.join(header)}{hint}")
-    if c_col is not None and c_col not in col:  # named: it must be there
-        raise ParameterError("c_col", f"column {c_col!r} not in {path.name}; columns: {', '.join(header)}")
+
+
+def _selected(path: Path, rows: list[list[str]], col: dict[str, int], group: Sequence[str],
+              where: Sequence[tuple[str, str]], min_runs: int) -> dict[str, list[tuple[int, list[str]]]]:
+    """The data rows (1 = first) kept by ``where``, per group key ("all" without groups)."""
+    cell = lambda row, c: row[col[c]].strip() if col[c] < len(row) else ""  # noqa: E731
+    kept: dict[str, list[tuple[int, list[str]]]] = {}
+    seen: dict[str, set] = {w: set() for w, _ in where}
+    for r, row in enumerate(rows[1:], start=1):
+        if not any(c.strip() for c in row):
+            continue
+        for w in seen:
+            seen[w].add(cell(row, w))
+        if any(cell(row, w) != v for w, v in where):
+            continue
+        kept.setdefault("/".join(cell(row, g) for g in group) or "all", []).append((r, row))
+    if not kept:
+        w, v = next(((w, v) for w, v in where if v not in seen[w]), where[0] if where else ("", ""))
+        values = ", ".join(sorted(seen.get(w, ()))[:12]) or "none"
+        raise ParameterError("where" if where else "runs", f"no row has {w} = {v!r}; values: {values}" if where
+                             else f"{path} has no runs; a fit needs at least {min_runs}")
+    return kept
+
+
+def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", c_col: str | None = None,
+                loss_col: str = "loss", group: Sequence[str] = (), where: Sequence[tuple[str, str]] = (),
+                drop_highest: int = 0, loss_min: float | None = None, loss_max: float | None = None,
+                min_runs: int = MIN_RUNS, metric_col: str | None = None) -> dict[str, Runs]:
+    """The runs of ``path`` per group (key: the ``group`` columns' values joined by "/"; "all"
+    without groups), in file order. Tokens come from ``d_col`` or, when absent, from the budget:
+    D = C/(6N). The budget column ``c_col``, when present, is kept as each run's nominal budget.
+    ``where``: keep rows whose column equals the value (text, stripped). ``metric_col``: a
+    downstream metric to read too (any finite number). ``drop_highest``,
+    ``loss_min`` and ``loss_max`` filter each group; each must keep ``min_runs``."""
+    path = Path(path)
+    rows, header, col = _table(path)
+    named = [(n_col, "n_col"), (loss_col, "loss_col")] + [(g, "group") for g in group]
+    named += [(w, "where") for w, _ in where]
+    _require_columns(path, header, col, named + ([(metric_col, "metric_col")] if metric_col is not None else []))
+    if c_col is not None:  # named: it must be there
+        _require_columns(path, header, col, [(c_col, "c_col")])
     c_col = c_col or "flops"
     use_d, use_c = d_col in col, c_col in col
     if not use_d and not use_c:
@@ -129,26 +171,13 @@ def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", 
                              f"need a tokens column ({d_col!r}) or a compute column ({c_col!r}); columns: "
                              f"{', '.join(header)}")
     cells: dict[str, list] = {}
-    seen: dict[str, set] = {w: set() for w, _ in where}
-    for r, row in enumerate(rows[1:], start=1):
-        if not any(c.strip() for c in row):
-            continue
-        text_of = {w: (row[col[w]].strip() if col[w] < len(row) else "") for w, _ in where}
-        for w in seen:
-            seen[w].add(text_of[w])
-        if any(text_of[w] != v for w, v in where):
-            continue
-        key = "/".join((row[col[g]].strip() if col[g] < len(row) else "") for g in group) or "all"
-        n = _cell_number(row, col[n_col], r, n_col)
-        c = _cell_number(row, col[c_col], r, c_col) if use_c else None
-        d = _cell_number(row, col[d_col], r, d_col) if use_d else c / (6 * n)
-        m = _cell_number(row, col[metric_col], r, metric_col, positive=False) if metric_col is not None else None
-        cells.setdefault(key, []).append((n, d, _cell_number(row, col[loss_col], r, loss_col), c, r, m))
-    if not cells:
-        w, v = next(((w, v) for w, v in where if v not in seen[w]), where[0] if where else ("", ""))
-        values = ", ".join(sorted(seen.get(w, ()))[:12]) or "none"
-        raise ParameterError("where" if where else "runs", f"no row has {w} = {v!r}; values: {values}" if where
-                             else f"{path} has no runs; a fit needs at least {min_runs}")
+    for key, kept in _selected(path, rows, col, group, where, min_runs).items():
+        for r, row in kept:
+            n = _cell_number(row, col[n_col], r, n_col)
+            c = _cell_number(row, col[c_col], r, c_col) if use_c else None
+            d = _cell_number(row, col[d_col], r, d_col) if use_d else c / (6 * n)
+            m = _cell_number(row, col[metric_col], r, metric_col, positive=False) if metric_col is not None else None
+            cells.setdefault(key, []).append((n, d, _cell_number(row, col[loss_col], r, loss_col), c, r, m))
     if drop_highest < 0:
         raise ParameterError("drop_highest", f"must be >= 0, got {drop_highest}")
     out = {}
@@ -171,6 +200,63 @@ def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", 
         log_c = np.log(np.array([v[3] for v in vals], np.float64))[keep] if use_c else None
         metric = np.array([v[5] for v in vals], np.float64)[keep] if metric_col is not None else None
         out[key] = Runs(*np.log(a[keep].T), log_c, np.array([v[4] for v in vals])[keep], metric)
+    return out
+
+
+class Table(NamedTuple):
+    """Runs as named variables (a law form's columns): ``values[name]`` per run as given (float64),
+    ``log_l`` the natural log of the loss, ``rows`` each run's data row (1 = first)."""
+
+    values: dict[str, np.ndarray]
+    log_l: np.ndarray
+    rows: np.ndarray
+
+    def subset(self, keep: np.ndarray) -> Table:
+        return Table({k: v[keep] for k, v in self.values.items()}, self.log_l[keep], self.rows[keep])
+
+
+def read_table(path: str | Path, columns: dict[str, tuple[str, str]], loss_col: str = "loss",
+               group: Sequence[str] = (), where: Sequence[tuple[str, str]] = (), baseline: str | None = None,
+               last: tuple[str, str] | None = None, min_runs: int = MIN_RUNS) -> dict[str, Table]:
+    """The runs of ``path`` as the variables a law form needs, per group. ``columns``: variable ->
+    (column, flag that named it); every value must be a positive finite number. ``where`` keeps
+    rows as in ``read_groups``. ``last`` = (run column, step column): keep each run's row with the
+    largest step (a file of whole loss curves -> final losses). ``baseline``: the group whose runs
+    join every other group (e.g. the dense runs, E = 1, in each router type's fit)."""
+    path = Path(path)
+    rows, header, col = _table(path)
+    named = ([(c, flag) for c, flag in columns.values()] + [(loss_col, "loss_col")] + [(g, "group") for g in group]
+             + [(w, "where") for w, _ in where] + ([(last[0], "last"), (last[1], "last")] if last else []))
+    _require_columns(path, header, col, named)
+    kept = _selected(path, rows, col, group, where, min_runs)
+    if last is not None:
+        run_c, step_c = col[last[0]], col[last[1]]
+        for key, items in kept.items():
+            best: dict[str, tuple[float, int, list[str]]] = {}
+            for r, row in items:
+                run = row[run_c].strip() if run_c < len(row) else ""
+                step = _cell_number(row, step_c, r, last[1], positive=False)
+                if run not in best or step > best[run][0]:
+                    best[run] = (step, r, row)
+            kept[key] = sorted(((r, row) for _, r, row in best.values()), key=lambda t: t[0])
+    if baseline is not None:
+        if not group:
+            raise ParameterError("baseline_group", "needs {group}: the baseline's runs join every other group",
+                                 names=True)
+        if baseline not in kept:
+            raise ParameterError("baseline_group", f"no group {baseline!r}; groups: {', '.join(kept)}")
+        base = kept.pop(baseline)
+        if not kept:
+            raise ParameterError("baseline_group", f"{baseline!r} is the only group: nothing to join it to")
+        kept = {k: sorted(base + v, key=lambda t: t[0]) for k, v in kept.items()}
+    out = {}
+    for key, items in kept.items():
+        if len(items) < min_runs:
+            where_ = f" in group {key!r}" if group else ""
+            raise ParameterError("runs", f"{len(items)} runs{where_}; a fit needs at least {min_runs}")
+        vals = {v: np.array([_cell_number(row, col[c], r, c) for r, row in items]) for v, (c, _) in columns.items()}
+        loss = np.array([_cell_number(row, col[loss_col], r, loss_col) for r, row in items])
+        out[key] = Table(vals, np.log(loss), np.array([r for r, _ in items]))
     return out
 
 

@@ -223,6 +223,11 @@ class LawSpec:
 
 
 _PARAMETRIC_KEYS = ("E", "A", "B", "alpha", "beta")
+#: the constants of each mixture-of-experts law kind, as published (a and b of the joint law as
+#: themselves, not logs)
+MOE_KEYS = {"moe-joint": ("a", "alpha", "delta", "gamma", "b", "beta", "omega", "zeta", "e_start", "e_max", "c"),
+            "moe-fine-grained": ("a", "alpha", "b", "beta", "g", "gamma", "c", "expansion", "c_f", "c_r")}
+POSITIVE_MOE_KEYS = {"a", "b", "c", "g", "e_start", "e_max", "expansion", "c_f", "c_r"}
 
 
 def parametric_from_mapping(m: dict, where: str) -> Parametric:
@@ -248,6 +253,24 @@ def parametric_from_mapping(m: dict, where: str) -> Parametric:
             raise InputError(f"{where}.{k}", f"must be in (0, 10), got {v}")
         vals[k] = v
     return Parametric(**vals)
+
+
+def moe_from_mapping(kind: str, m: dict, where: str) -> MoELaw:
+    """A mixture-of-experts law of ``kind`` ("moe-joint" or "moe-fine-grained") from its
+    published constants (``MOE_KEYS``); scales, E_start < E_max and the FLOPs constants must be
+    positive. Errors name ``where.key``."""
+    vals = {}
+    for k in MOE_KEYS[kind]:
+        if k not in m:
+            raise InputError(f"{where}.{k}", f"missing; a {kind} law needs {', '.join(MOE_KEYS[kind])}")
+        vals[k] = number_at(m[k], f"{where}.{k}", units=None)
+        if k in POSITIVE_MOE_KEYS and vals[k] <= 0:
+            raise InputError(f"{where}.{k}", f"must be > 0, got {vals[k]:g}")
+    if kind == "moe-fine-grained":
+        return FineGrainedMoE(**vals)
+    if not vals["e_start"] < vals["e_max"]:
+        raise InputError(f"{where}.e_max", f"must be greater than e_start ({vals['e_start']:g}), got {vals['e_max']:g}")
+    return JointMoE(log_a=math.log(vals.pop("a")), log_b=math.log(vals.pop("b")), **vals)
 
 
 def _matrix(v: Any, where: str, rows: int | None) -> np.ndarray:
@@ -328,13 +351,8 @@ def get_preset(name: str, ratio: float | None = None) -> LawSpec:
         cov = np.asarray(e["covariance"], dtype=np.float64) if "covariance" in e else None
         return LawSpec(name, parametric_from_mapping(e, name), e["source"], covariance=cov, validity=valid,
                        link=check_link(e["link"], f"{name}.link") if "link" in e else None)
-    if e["kind"] == "moe-joint":
-        keys = ("alpha", "delta", "gamma", "beta", "omega", "zeta", "e_start", "e_max", "c")
-        return LawSpec(name, JointMoE(log_a=math.log(e["a"]), log_b=math.log(e["b"]), **{k: float(e[k]) for k in keys}),
-                       e["source"], validity=valid)
-    if e["kind"] == "moe-fine-grained":
-        keys = ("a", "alpha", "b", "beta", "g", "gamma", "c", "expansion", "c_f", "c_r")
-        return LawSpec(name, FineGrainedMoE(**{k: float(e[k]) for k in keys}), e["source"], validity=valid)
+    if e["kind"] in MOE_KEYS:
+        return LawSpec(name, moe_from_mapping(e["kind"], e, name), e["source"], validity=valid)
     if e["kind"] == "kaplan":
         return LawSpec(name, Kaplan(math.log(e["Nc"]), math.log(e["Dc"]), e["alpha_N"], e["alpha_D"]), e["source"],
                        validity=valid)
@@ -380,6 +398,13 @@ def law_from_file(path: str | Path) -> LawSpec:
         m = load_toml(path, "law_file", "a TOML law file")
     if not isinstance(m, dict):
         raise ParameterError("law_file", f"{path} must hold an object with E, A, B, alpha, beta")
+    if m.get("kind") in MOE_KEYS:  # a mixture-of-experts law (`fit --form ... --law-out`): its constants
+        consts = m.get("constants")
+        if not isinstance(consts, dict):
+            raise InputError(f"{path.name}.constants", f"must be a table of the {m['kind']} law's constants")
+        valid = from_mapping(m["validity"], path.name) if isinstance(m.get("validity"), dict) else None
+        return LawSpec(str(m.get("name", path.stem)), moe_from_mapping(m["kind"], consts, f"{path.name}.constants"),
+                       f"fitted file {path}", validity=valid)
     params = parametric_from_mapping(m, f"{path.name}")
     boot = m.get("bootstrap") or {}
     if not isinstance(boot, dict):
@@ -435,7 +460,11 @@ def resolve_law(law: str | None = None, law_params: str | None = None, law_file:
     if law_params is not None:
         return law_from_params(law_params)
     if law_file is not None:
-        return law_from_file(law_file)
+        spec = law_from_file(law_file)
+        if is_moe(spec.params) and not moe:
+            raise ParameterError("law_file", f"{law_file} holds a mixture-of-experts law: `budgetopt optimize` (with "
+                                 "--experts or --granularity) and `budgetopt audit` use it so far")
+        return spec
     name = law if law is not None else default
     if ratio is not None and name != "tokens-per-param":
         raise ParameterError("ratio", "only applies to {law} tokens-per-param", names=True)

@@ -40,17 +40,17 @@ BISECT_STEPS = 80
 # The joint law (Ludziejewski et al. 2025)
 
 
-def log_effective_experts(law: JointMoE, experts: ArrayLike) -> Array:
-    """ln Ê of eq. 6: 1/Ê = 1/(E − 1 + (1/E_start − 1/E_max)^−1) + 1/E_max (Ê = E_start at E = 1,
-    Ê -> E_max as E grows)."""
-    shift = 1.0 / (1.0 / law.e_start - 1.0 / law.e_max)
-    return -jnp.log(1.0 / (experts - 1.0 + shift) + 1.0 / law.e_max)
+def log_effective_experts(experts: ArrayLike, e_start: ArrayLike, e_max: ArrayLike) -> Array:
+    """ln Ê of eq. 6 (Clark et al. 2022's saturating transform): 1/Ê = 1/(E − 1 + (1/E_start −
+    1/E_max)^−1) + 1/E_max (Ê = E_start at E = 1, Ê -> E_max as E grows)."""
+    shift = 1.0 / (1.0 / e_start - 1.0 / e_max)
+    return -jnp.log(1.0 / (experts - 1.0 + shift) + 1.0 / e_max)
 
 
 def joint_at(law: JointMoE, experts: ArrayLike) -> Parametric:
     """The joint law at a fixed expert count as the Chinchilla form in (N_act, D):
     A = a Ê^δ, alpha = −(α + γ ln Ê), B = b Ê^ω, beta = −(β + ζ ln Ê), E = c."""
-    le = log_effective_experts(law, experts)
+    le = log_effective_experts(experts, law.e_start, law.e_max)
     return Parametric(log_A=law.log_a + law.delta * le, log_B=law.log_b + law.omega * le,
                       log_E=jnp.log(law.c) + 0.0 * le, alpha=-(law.alpha + law.gamma * le),
                       beta=-(law.beta + law.zeta * le))
@@ -58,7 +58,7 @@ def joint_at(law: JointMoE, experts: ArrayLike) -> Parametric:
 
 def joint_loss(law: JointMoE, log_n_act: Array, log_d: Array, experts: ArrayLike) -> Array:
     """Eq. 1 written as printed: a Ê^δ N^(α + γ ln Ê) + b Ê^ω D^(β + ζ ln Ê) + c."""
-    le = log_effective_experts(law, experts)
+    le = log_effective_experts(experts, law.e_start, law.e_max)
     return (jnp.exp(law.log_a + law.delta * le + (law.alpha + law.gamma * le) * log_n_act)
             + jnp.exp(law.log_b + law.omega * le + (law.beta + law.zeta * le) * log_d) + law.c)
 

@@ -193,6 +193,8 @@ def _law(t: dict, base_dir: Path) -> tuple[LawSpec, str]:
             spec = law_from_file(p if p.is_absolute() else base_dir / p)
         except InputError as e:
             raise InputError("law.file", e.message) from None
+        if is_moe(spec.params):
+            raise InputError("law.file", f"{t['file']} holds a mixture-of-experts law: a sweep takes dense laws so far")
     else:
         preset = t.get("preset", "besiroglu2024")
         if not isinstance(preset, str):

@@ -49,3 +49,19 @@ def test_a_pipe_or_directory_is_refused_before_any_work(tmp_path, make):
 def test_a_character_device_is_refused():
     with pytest.raises(InputError, match="not a regular file"):
         files.output_path("/dev/null", "output")
+
+
+def test_a_gzip_file_reads_as_its_text_under_the_same_size_cap(tmp_path):
+    """A released runs.csv.gz is read through: the same text as the file unpacked; one that
+    unpacks past the cap is refused by name, as a large plain file is."""
+    import gzip
+
+    from budgetopt.core.errors import ParameterError
+    from budgetopt.core.files import read_text
+
+    text = "params,tokens,loss\n" + "".join(f"{n},{2 * n},{3 + 1 / n}\n" for n in range(1, 500))
+    (tmp_path / "runs.csv.gz").write_bytes(gzip.compress(text.encode()))
+    assert read_text(tmp_path / "runs.csv.gz", "runs") == text
+    (tmp_path / "big.gz").write_bytes(gzip.compress(b"a" * 5000))
+    with pytest.raises(ParameterError, match="unpacks to more than"):
+        read_text(tmp_path / "big.gz", "runs", max_bytes=4096)

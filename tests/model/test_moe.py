@@ -62,7 +62,7 @@ def test_the_presets_are_the_papers_tables():
 
 
 def test_effective_experts_transform():
-    le = lambda e: float(moe.log_effective_experts(JOINT.params, jnp.asarray(e)))  # noqa: E731
+    le = lambda e: float(moe.log_effective_experts(jnp.asarray(e), JOINT.params.e_start, JOINT.params.e_max))  # noqa: E731
     assert math.exp(le(1.0)) == pytest.approx(2.0732, rel=1e-12)  # dense: Ê = E_start
     assert math.exp(le(1e9)) == pytest.approx(290.4521, rel=1e-6)  # saturates at E_max
     assert le(8.0) < le(64.0) < math.log(290.4521)
