@@ -78,6 +78,11 @@ def test_plan(args):
     _conforms(_json(["plan", *args]), RunPlan)
 
 
+def test_plan_of_a_routed_architecture():
+    _conforms(_json(["plan", "--arch", "mixtral-8x7b", "--gpu", "h100-sxm", "--count", "64", "--days", "5", "--ep",
+                     "8"]), RunPlan)
+
+
 @pytest.mark.parametrize("law", ["hoffmann2022", "tokens-per-param", "gadre2024-rpj"])
 def test_audit(law):
     for row in _json(["audit", "--law", law]):

@@ -273,6 +273,11 @@ def plan_command(
     reserve_gb: Annotated[float, typer.Option(help="device memory kept free for the framework and buffers (GB)")] = 4.0,
     flops_convention: Annotated[str, typer.Option(help="FLOPs per token for device time: "
                                                   "6n | kaplan | deepseek | chinchilla")] = "chinchilla",
+    arch: Annotated[str | None, typer.Option(help="a released MoE architecture (mixtral-8x7b, qwen3-235b-a22b, "
+                                             "deepseek-v3, llama4-scout, llama4-maverick): plan it, its loss under "
+                                             "ludziejewski2025-moe")] = None,
+    ep: Annotated[int | None, typer.Option(help="expert-parallel degree with --arch: routed experts sharded over EP "
+                                           r"ranks taken from dp x tp \[default: 1]")] = None,
     batch_law: Annotated[str, typer.Option(help="batch size and learning rate: deepseek2024 | "
                                            "steplaw2025")] = "deepseek2024",
     price_per_hour: Price = None, pue: Pue = None, power_watts: Power = None, grid_intensity: GridIntensity = None,
@@ -289,10 +294,32 @@ def plan_command(
     from ..plan.optimum import Constraints
 
     runtime.use_compile_cache()
-    spec = resolve_law(law, law_params, law_file)
+    if arch is not None:
+        dense_only = {"params": params, "unique_tokens": unique_tokens, "max_params": max_params, "n_layer": n_layer,
+                      "d_model": d_model, "n_heads": n_heads, "n_kv_heads": n_kv_heads, "d_ff": d_ff,
+                      "ffn": None if ffn == "swiglu" else ffn, "vocab": None if vocab == 32_000 else vocab,
+                      "untied": None if untied else False}
+        for name, v in dense_only.items():
+            if v is not None:
+                raise ParameterError(name, "sets a dense model; --arch plans the released architecture's own shape")
+    elif ep is not None:
+        raise ParameterError("ep", "applies to a routed model: give --arch NAME")
+    spec = resolve_law(law, law_params, law_file, default="ludziejewski2025-moe" if arch else "besiroglu2024",
+                       moe=arch is not None)
     cluster, unused = cluster_from(gpu, dtype=dtype, count=count, hours=hours, days=days, mfu=mfu,
                                    price_per_hour=price_per_hour, pue=pue, power_watts=power_watts,
                                    grid_intensity=grid_intensity, hardware_file=hardware_file)
+    if arch is not None:
+        from ..plan.launch import moe_launch_plan
+
+        layout = Layout(dp=1 if dp is None else dp, tp=tp, pp=pp, zero=zero, micro_batch=micro_batch,
+                        recompute=recompute, flash=flash, ep=1 if ep is None else ep)
+        with runtime.precision("plan"):
+            rec = moe_launch_plan(arch, spec, flops=flops, cluster=cluster, tokens=tokens, seq_len=seq_len,
+                                  layout=layout, convention=flops_convention, batch_law=batch_law,
+                                  reserve_gb=reserve_gb, max_tokens=max_tokens, price_per_hour=price_per_hour)
+        _no_effect(unused, "plan", "without --gpu")
+        return respond("plan", rec, fmt, output)
     shape = shape_from(n_layer, d_model, n_heads, n_kv_heads=n_kv_heads, d_ff=d_ff, ffn=ffn, vocab=vocab,
                        tied=not untied, seq_len=seq_len)
     layout = Layout(dp=1 if dp is None else dp, tp=tp, pp=pp, zero=zero, micro_batch=micro_batch,

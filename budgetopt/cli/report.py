@@ -485,16 +485,32 @@ def bench_report(res: dict) -> str:
 def launch_report(rec: dict, width: int | None = None) -> str:
     """A run plan (``launch.launch_plan``) as four short tables: model, compute, memory, batch."""
     sh = rec["shape"]
-    model = {"layers x d_model": f"{sh['n_layer']} x {sh['d_model']:,}",
-             "heads (kv)": f"{sh['n_heads']} ({sh['n_kv_heads']})",
-             "FFN": f"{sh['ffn']} {sh['d_ff']:,}", "vocab": f"{sh['vocab']:,}{'' if sh['tied'] else ' (untied head)'}",
-             "sequence length": f"{sh['seq_len']:,}", "params": rec["params"],
-             "params non-embedding": format_count(sh["params_non_embedding"]), "tokens": rec["tokens"],
-             "tokens_per_param": rec["tokens_per_param"]}
-    if "loss" in rec:
-        model["loss"] = rec["loss"]
-        model["loss change from the shape"] = f"{rec['loss_change']:+.2e}"
-    text = record_table(model, title=f"budgetopt plan — law {rec['law']}", width=width)
+    if "arch" in rec:  # a released routed architecture
+        attention = ("MLA" if sh["attention"] == "mla" else "GQA") + f", {sh['n_heads']} heads" + (
+            f" ({sh['n_kv_heads']} kv)" if sh.get("n_kv_heads") else "")
+        model = {"layers x d_model": f"{sh['n_layer']} x {sh['d_model']:,}", "attention": attention,
+                 "routed experts": f"{sh['experts']} of width {sh['d_expert']:,}, top-{sh['top_k']}"
+                                   + (f", {sh['shared_experts']} shared" if sh["shared_experts"] else ""),
+                 "MoE layers": f"{sh['moe_layers']} of {sh['n_layer']}",
+                 "vocab": f"{sh['vocab']:,}{'' if sh['tied'] else ' (untied head)'}",
+                 "sequence length": f"{sh['seq_len']:,}", "params total": format_count(rec["params_total"]),
+                 "params active": format_count(rec["params"]), "tokens": rec["tokens"],
+                 "tokens per active param": format_float(rec["tokens_per_param"], 4),
+                 f"loss at E = {rec['experts']}": rec["loss"]}
+        title = f"budgetopt plan — {rec['arch']}, law {rec['law']}"
+    else:
+        model = {"layers x d_model": f"{sh['n_layer']} x {sh['d_model']:,}",
+                 "heads (kv)": f"{sh['n_heads']} ({sh['n_kv_heads']})",
+                 "FFN": f"{sh['ffn']} {sh['d_ff']:,}",
+                 "vocab": f"{sh['vocab']:,}{'' if sh['tied'] else ' (untied head)'}",
+                 "sequence length": f"{sh['seq_len']:,}", "params": rec["params"],
+                 "params non-embedding": format_count(sh["params_non_embedding"]), "tokens": rec["tokens"],
+                 "tokens_per_param": rec["tokens_per_param"]}
+        if "loss" in rec:
+            model["loss"] = rec["loss"]
+            model["loss change from the shape"] = f"{rec['loss_change']:+.2e}"
+        title = f"budgetopt plan — law {rec['law']}"
+    text = record_table(model, title=title, width=width)
     fpt = rec["flops_per_token"]
     comp = {f"FLOPs/token {k}": f"{v:.4g} (x{rec['flops_ratio_to_6n'][k]:.3f})" for k, v in fpt.items()}
     comp["run FLOPs (" + rec["flops_convention"] + ")"] = rec["flops"]
@@ -508,13 +524,16 @@ def launch_report(rec: dict, width: int | None = None) -> str:
     text += record_table(comp, title="Compute", labels=labels, width=width)
     mem, lay = rec["memory"], rec["layout"]
     m = {k: f"{mem[k] / 1e9:.1f} GB" for k in ("weights", "gradients", "optimizer", "activations", "total")}
+    if "experts" in mem:
+        m["of which routed experts' states"] = f"{mem['experts'] / 1e9:.1f} GB"
     if "device_memory" in mem:
         m["usable device memory"] = f"{mem['device_memory'] / 1e9:.1f} GB"
         m["fits"] = mem["fits"]
     if mem.get("smallest_fit"):
         f = mem["smallest_fit"]
         m["smallest layout that fits"] = f"dp {f['dp']}, tp {f['tp']}, pp {f['pp']}, ZeRO-{f['zero']}"
-    title = (f"Memory per device: dp {lay['dp']} x tp {lay['tp']} x pp {lay['pp']}, ZeRO-{lay['zero']}, micro-batch "
+    title = (f"Memory per device: dp {lay['dp']} x tp {lay['tp']} x pp {lay['pp']}"
+             + (f" (ep {lay['ep']})" if "arch" in rec else "") + f", ZeRO-{lay['zero']}, micro-batch "
              f"{lay['micro_batch']}, recompute {lay['recompute']}, flash {'on' if lay['flash'] else 'off'}")
     text += record_table(m, title=title, width=width)
     b = rec["batch"]
@@ -524,7 +543,7 @@ def launch_report(rec: dict, width: int | None = None) -> str:
                          title=f"Batch and learning rate: {b['law']}", notes=[f"source: {b['source']}"], width=width)
     if rec.get("extrapolation"):
         text += textwrap.fill(f"validity: {rec['extrapolation']['note']}", width or table_width()) + "\n"
-    return text + "".join(f"warning: {w}\n" for w in rec.get("warnings", []))
+    return text + warning_lines(rec.get("warnings", []), width)
 
 
 def convergence_warning(res: dict) -> str | None:

@@ -9,9 +9,9 @@
   active/total counts) and the fine-grained law's vmapped solve;
 - ``hardware``: the accelerator catalog and a ``Cluster`` (count x hours x MFU);
 - ``shape``: a transformer's shape, parameter counts and FLOPs per token;
-- ``moe_shape``: a routed transformer's exact total and active counts, and the catalog of
-  released MoE architectures (``data/architectures.toml``);
-- ``memory``: training memory per device under ZeRO and tensor/pipeline parallelism.
+- ``moe_shape``: a routed transformer's exact total and active counts and FLOPs per token,
+  and the catalog of released MoE architectures (``data/architectures.toml``);
+- ``memory``: training memory per device under ZeRO, tensor/pipeline and expert parallelism.
 """
 
 from ..core.lazy import lazy_face

@@ -20,6 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..core.errors import ParameterError
+from .moe_shape import MoEShape
 from .shape import Shape
 
 GB = 1e9
@@ -37,6 +38,7 @@ class Layout:
     tp: int = 1
     pp: int = 1
     zero: int = 1
+    ep: int = 1  # expert parallelism (routed experts only; ``moe_memory``)
     micro_batch: int = 1
     recompute: str = "none"
     flash: bool = True
@@ -46,7 +48,7 @@ class Layout:
     optimizer_bytes: float = 12.0
 
     def __post_init__(self):
-        for name in ("dp", "tp", "pp", "micro_batch"):
+        for name in ("dp", "tp", "pp", "micro_batch", "ep"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ParameterError(name, f"must be a whole number >= 1, got {v!r}")
@@ -125,3 +127,32 @@ def smallest_fit(shape: Shape, layout: Layout, devices: int, device_gb: float,
                 if memory(shape, cand, device_gb, reserve_gb)["fits"]:
                     return cand
     return None
+
+
+def moe_memory(shape: MoEShape, layout: Layout, seq_len: int, device_gb: float | None = None,
+               reserve_gb: float = 4.0) -> dict:
+    """Bytes per device of a routed transformer. The routed experts are sharded over ``layout.ep``
+    ranks drawn from the data- and tensor-parallel ones (Megatron-Core's expert parallelism with
+    expert tensor parallelism 1: ep divides dp x tp, and the experts' ZeRO group is the
+    expert-data-parallel dp x tp / ep) and over the pipeline stages; everything else (attention,
+    shared experts, router, dense layers, embeddings) as a dense model's weights: over tp x pp,
+    ZeRO over dp. Activations as the dense layer of the same width, heads and sequence
+    (Korthikanti et al.): the routed tokens' dispatch buffers are not counted."""
+    if shape.experts % layout.ep:
+        raise ParameterError("ep", f"must divide the routed experts ({shape.experts}), got {layout.ep}")
+    if (layout.dp * layout.tp) % layout.ep:
+        raise ParameterError("ep", f"must divide dp x tp ({layout.dp} x {layout.tp}): expert-parallel ranks are "
+                             f"data- or tensor-parallel ranks, got {layout.ep}")
+    routed = shape.routed_params()
+    rest = states(shape.counts()["params_total"] - routed, layout)
+    edp = layout.dp * layout.tp // layout.ep
+    experts = states(routed, dataclasses.replace(layout, dp=edp, tp=layout.ep))
+    rec = {k: rest[k] + experts[k] for k in rest}
+    rec["experts"] = sum(experts.values())
+    proxy = Shape(shape.n_layer, shape.d_model, shape.n_heads, vocab=shape.vocab, seq_len=seq_len)
+    rec["activations"] = activations(proxy, layout)
+    rec["total"] = sum(v for k, v in rec.items() if k != "experts")
+    if device_gb is not None:
+        rec["device_memory"] = max(device_gb - reserve_gb, 0.0) * GB
+        rec["fits"] = rec["total"] <= rec["device_memory"]
+    return rec

@@ -73,18 +73,60 @@ class MoEShape:
         after = range(1, self.n_layer - self.dense_layers + 1)
         return sum(1 for i in after if i % self.moe_every == 0)
 
-    def attention_params(self) -> int:
+    def attention_matmul(self) -> int:
+        """Weights of one layer's attention projections (every token multiplies by all of them)."""
         d, h = self.d_model, self.n_heads
         if self.attention == "mla":
             qk = self.qk_nope_head_dim + self.qk_rope_head_dim
-            q = (d * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * h * qk if self.q_lora_rank
-                 else d * h * qk)
-            kv = (d * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+            q = d * self.q_lora_rank + self.q_lora_rank * h * qk if self.q_lora_rank else d * h * qk
+            kv = (d * (self.kv_lora_rank + self.qk_rope_head_dim)
                   + self.kv_lora_rank * h * (self.qk_nope_head_dim + self.v_head_dim))
             return q + kv + h * self.v_head_dim * d
         hd = self.head_dim or d // h
-        kv = self.n_kv_heads or h
-        return 2 * d * h * hd + 2 * d * kv * hd + (2 * hd if self.qk_norm else 0)
+        return 2 * d * h * hd + 2 * d * (self.n_kv_heads or h) * hd
+
+    def attention_params(self) -> int:
+        """One layer's attention parameters: the projections and their norms (MLA's low-rank
+        norms; per-head q/k norms with ``qk_norm``)."""
+        if self.attention == "mla":
+            return self.attention_matmul() + (self.q_lora_rank if self.q_lora_rank else 0) + self.kv_lora_rank
+        return self.attention_matmul() + (2 * (self.head_dim or self.d_model // self.n_heads) if self.qk_norm else 0)
+
+    def score_widths(self) -> tuple[int, int]:
+        """(query-key width, value width) of one layer's attention scores: heads x head dims."""
+        h = self.n_heads
+        if self.attention == "mla":
+            return h * (self.qk_nope_head_dim + self.qk_rope_head_dim), h * self.v_head_dim
+        hd = self.head_dim or self.d_model // h
+        return h * hd, h * hd
+
+    def routed_params(self) -> int:
+        """Parameters of the routed experts (what expert parallelism shards)."""
+        return self.moe_layers * self.experts * 3 * self.d_model * self.d_expert
+
+    def flops_per_token(self, seq_len: int) -> dict[str, float]:
+        """Training FLOPs per token on the active path (the top_k routed experts, the shared
+        experts, the router, dense FFNs, attention projections) under the dense shapes'
+        conventions (``shape.Shape.flops_per_token``): 6n = 6 x active parameters; kaplan = 6 x
+        active non-embedding + 6 L s d_attn; deepseek = 6 x active layer matmuls + 6 L s (d_qk +
+        d_v); chinchilla = 3 x the forward pass with the embedding and head matmuls and the full
+        s x s attention scores and softmax. Per token at sequence length ``seq_len``."""
+        d, s, h, L = self.d_model, seq_len, self.n_heads, self.n_layer
+        c = self.counts()
+        moe, dense = c["moe_layers"], L - c["moe_layers"]
+        shared = self.shared_experts * 3 * d * (self.d_shared or self.d_expert)
+        ffn = moe * (self.top_k * 3 * d * self.d_expert + shared + d * self.experts) + dense * 3 * d * (self.d_ff or 0)
+        layers = L * self.attention_matmul() + ffn
+        d_qk, d_v = self.score_widths()
+        scores = L * (2 * s * d_qk + 2 * s * d_v + 3 * h * s)
+        forward = 2 * self.vocab * d + 2 * layers + scores + 2 * d * self.vocab
+        return {"6n": 6.0 * c["params_active"], "kaplan": 6.0 * c["params_active_non_embedding"] + 6.0 * L * s * d_qk,
+                "deepseek": 6.0 * layers + 6.0 * L * s * (d_qk + d_v), "chinchilla": 3.0 * forward}
+
+    def describe(self) -> dict:
+        """The shape's fields and its counts (a flat record; ``params_total``, ``params_active``)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, **self.counts(),
+                "params_routed": self.routed_params()}
 
     def counts(self) -> dict:
         """Total and active parameters, with and without embeddings (``params_embedding``: the

@@ -21,7 +21,7 @@ from ..core.errors import ParameterError
 from ..core.files import data_toml
 from ..model.hardware import Cluster, check_energy
 from ..model.laws import LawSpec, has_loss, loss, to_array_law
-from ..model.memory import Layout, memory, smallest_fit
+from ..model.memory import Layout, memory, moe_memory, smallest_fit
 from ..model.shape import Shape, check_convention, shape_for
 from ..model.validity import attach, extrapolation
 from .optimum import Constraints, law_for, optimize
@@ -38,9 +38,13 @@ class RunPlan(TypedDict, total=False):
     sweep's [plan] varies them."""
 
     law: str
+    arch: str
+    source: str
     optimum: dict[str, Any]
     shape: dict[str, Any]
     params: float
+    params_total: float
+    experts: int
     tokens: float
     tokens_per_param: float
     loss: float
@@ -71,12 +75,18 @@ class RunPlan(TypedDict, total=False):
 def batch_and_lr(law: str, shape: Shape, tokens: float) -> dict:
     """Peak learning rate and batch (tokens) of a preset (``data/batch_laws.toml``) for a
     model of ``shape`` trained on ``tokens``."""
+    return batch_from(law, shape.flops_per_token(), shape.params(), tokens)
+
+
+def batch_from(law: str, per_token: dict[str, float], params: dict[str, float], tokens: float) -> dict:
+    """``batch_and_lr`` from a model's FLOPs per token (by convention) and parameter counts
+    (``total``, ``non_embedding``): a routed model passes its active path's."""
     laws = data_toml("batch_laws.toml")
     if law not in laws:
         raise ParameterError("batch_law", f"unknown batch law {law!r}; allowed: {', '.join(laws)}")
     e = laws[law]
-    c = shape.flops_per_token()[e.get("compute", "6n")] * tokens
-    n = shape.params()[e.get("params", "total")]
+    c = per_token[e.get("compute", "6n")] * tokens
+    n = params[e.get("params", "total")]
 
     def power(prefix):
         return (e[f"{prefix}_coef"] * c ** e.get(f"{prefix}_c", 0.0) * n ** e.get(f"{prefix}_n", 0.0)
@@ -169,50 +179,140 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster |
     rec["hardware_flops"] = rec["flops"] * rework
 
     device_gb = cluster.accelerator.memory_gb if cluster is not None else None
-    if cluster is not None and cluster.count is not None and layout.devices != cluster.count:
-        if cluster.count % (layout.tp * layout.pp):
-            raise ParameterError("tp",
-                                 f"tp x pp = {layout.tp * layout.pp} must divide the device count {cluster.count:g}")
-        layout = dataclasses.replace(layout, dp=int(cluster.count) // (layout.tp * layout.pp))
-    rec["layout"] = {"dp": layout.dp, "tp": layout.tp, "pp": layout.pp, "zero": layout.zero,
-                     "micro_batch": layout.micro_batch, "recompute": layout.recompute, "flash": layout.flash}
+    layout = _layout_for(layout, cluster)
+    rec["layout"] = _layout_record(layout)
     rec["memory"] = memory(shape, layout, device_gb, reserve_gb)
     if device_gb is not None and not rec["memory"]["fits"]:
         fit = smallest_fit(shape, layout, layout.devices, device_gb, reserve_gb)
         rec["memory"]["smallest_fit"] = None if fit is None else {"dp": fit.dp, "tp": fit.tp, "pp": fit.pp,
                                                                   "zero": fit.zero}
 
-    batch = batch_and_lr(batch_law, shape, d_real)
-    per_step = layout.dp * layout.micro_batch  # sequences one optimizer step takes without accumulation
-    sequences = max(per_step, round(batch["tokens"] / shape.seq_len / layout.dp) * layout.dp)
-    steps = math.ceil(d_real / (sequences * shape.seq_len))
-    if steps * sequences * shape.seq_len > constraints.d_max:  # a token cap holds for the steps run, not only D
-        steps = max(1, math.floor(constraints.d_max / (sequences * shape.seq_len)))
-    batch.update({"sequences": sequences, "tokens": float(sequences * shape.seq_len),
-                  "tokens_law": batch["tokens"], "steps": steps,
-                  "grad_accumulation": sequences / per_step})
-    rec["batch"] = batch
     rec["warnings"] = warnings
+    rec["batch"] = _steps(batch_and_lr(batch_law, shape, d_real), layout, shape.seq_len, d_real, constraints.d_max,
+                          rec["warnings"])
     attach(rec, extrapolation(spec.validity, n_real, d_real))
+    _hardware(rec, cluster, booked, price_per_hour)
+    return rec
+
+
+def _steps(batch: dict, layout: Layout, seq_len: int, tokens: float, d_max: float, warnings: list[str]) -> dict:
+    """The batch law's batch as whole sequences per step (a multiple of dp, at least dp x
+    micro-batch), the optimizer steps that train ``tokens`` (never past the cap ``d_max``) and
+    the gradient accumulation; what cannot be honoured goes to ``warnings``."""
+    per_step = layout.dp * layout.micro_batch  # sequences one optimizer step takes without accumulation
+    sequences = max(per_step, round(batch["tokens"] / seq_len / layout.dp) * layout.dp)
+    steps = math.ceil(tokens / (sequences * seq_len))
+    if steps * sequences * seq_len > d_max:  # a token cap holds for the steps run, not only D
+        steps = max(1, math.floor(d_max / (sequences * seq_len)))
+    batch.update({"sequences": sequences, "tokens": float(sequences * seq_len), "tokens_law": batch["tokens"],
+                  "steps": steps, "grad_accumulation": sequences / per_step})
     if sequences % per_step:
-        rec["warnings"].append(f"the batch of {sequences} sequences is not a whole number of steps of dp x micro-batch "
-                               f"= {per_step}: gradient accumulation of {sequences / per_step:.3g} micro-steps is not "
-                               "possible; choose a micro-batch that divides it")
-    if batch["tokens_law"] < per_step * shape.seq_len:
-        rec["warnings"].append(f"the batch law asks for {batch['tokens_law']:.3g} tokens per step, fewer than the "
-                               f"layout's {per_step} x {shape.seq_len} (dp x micro-batch x sequence): the batch is "
-                               "rounded up to it")
-    if cluster is not None:
-        hw = cluster.describe(rec["hardware_flops"], price_per_hour)  # the devices' work, at cluster.mfu of peak
-        rec.update({k: v for k, v in hw.items() if k not in ("dtype", "mfu", "count", "gpu")})
-        rec["gpu"], rec["mfu"] = cluster.accelerator.id, cluster.mfu * rec["flops"] / rec["hardware_flops"]
-        rec["hfu"] = cluster.mfu
-        if booked and cluster.count is not None:
-            rec["booked_days"] = cluster.hours / units.HOURS_PER_DAY
-            rec["fits_booking"] = bool(rec["wall_days"] <= rec["booked_days"] * (1 + 1e-9))
-            if not rec["fits_booking"]:
-                rec["warnings"].append(f"the run needs {rec['wall_days']:.4g} days; the booking has "
-                                       f"{rec['booked_days']:.4g}")
+        warnings.append(f"the batch of {sequences} sequences is not a whole number of steps of dp x micro-batch "
+                        f"= {per_step}: gradient accumulation of {sequences / per_step:.3g} micro-steps is not "
+                        "possible; choose a micro-batch that divides it")
+    if batch["tokens_law"] < per_step * seq_len:
+        warnings.append(f"the batch law asks for {batch['tokens_law']:.3g} tokens per step, fewer than the "
+                        f"layout's {per_step} x {seq_len} (dp x micro-batch x sequence): the batch is "
+                        "rounded up to it")
+    return batch
+
+
+def _hardware(rec: dict, cluster: Cluster | None, booked: bool, price_per_hour: float | None) -> None:
+    """The cluster's keys of a plan (device-hours, wall-clock, energy, cost; MFU against HFU;
+    whether a booking holds the run), from ``rec``'s model and hardware FLOPs."""
+    if cluster is None:
+        return
+    hw = cluster.describe(rec["hardware_flops"], price_per_hour)  # the devices' work, at cluster.mfu of peak
+    rec.update({k: v for k, v in hw.items() if k not in ("dtype", "mfu", "count", "gpu")})
+    rec["gpu"], rec["mfu"] = cluster.accelerator.id, cluster.mfu * rec["flops"] / rec["hardware_flops"]
+    rec["hfu"] = cluster.mfu
+    if booked and cluster.count is not None:
+        rec["booked_days"] = cluster.hours / units.HOURS_PER_DAY
+        rec["fits_booking"] = bool(rec["wall_days"] <= rec["booked_days"] * (1 + 1e-9))
+        if not rec["fits_booking"]:
+            rec["warnings"].append(f"the run needs {rec['wall_days']:.4g} days; the booking has "
+                                   f"{rec['booked_days']:.4g}")
+
+
+def _layout_for(layout: Layout, cluster: Cluster | None) -> Layout:
+    """The layout on the cluster's devices: dp = count / (tp x pp)."""
+    if cluster is not None and cluster.count is not None and layout.devices != cluster.count:
+        if cluster.count % (layout.tp * layout.pp):
+            raise ParameterError("tp",
+                                 f"tp x pp = {layout.tp * layout.pp} must divide the device count {cluster.count:g}")
+        layout = dataclasses.replace(layout, dp=int(cluster.count) // (layout.tp * layout.pp))
+    return layout
+
+
+def _layout_record(layout: Layout) -> dict:
+    return {"dp": layout.dp, "tp": layout.tp, "pp": layout.pp, "ep": layout.ep, "zero": layout.zero,
+            "micro_batch": layout.micro_batch, "recompute": layout.recompute, "flash": layout.flash}
+
+
+def moe_launch_plan(arch: str, spec: LawSpec, *, flops: float | None = None, cluster: Cluster | None = None,
+                    tokens: float | None = None, seq_len: int = 4096, layout: Layout | None = None,
+                    convention: str = "chinchilla", batch_law: str = "deepseek2024", reserve_gb: float = 4.0,
+                    max_tokens: float | None = None, price_per_hour: float | None = None) -> RunPlan:
+    """The run plan of a released routed architecture (``data/architectures.toml``) for a budget
+    (``flops``, or a ``cluster`` booked for ``hours``: the tokens it pays for at the shape's
+    FLOPs per token under ``convention``, x 4/3 with full recomputation) or for ``tokens``:
+    total and active parameters, FLOPs per token on the active path, memory per device with
+    expert parallelism (``layout.ep``), batch and steps, device time; the loss under ``spec``
+    (a joint MoE law) at the architecture's routed expert count and active parameters with
+    embeddings (its convention)."""
+    from ..model.laws import JointMoE
+    from ..model.moe import joint_loss
+    from ..model.moe_shape import architecture
+
+    check_convention(convention)
+    if not isinstance(spec.params, JointMoE):
+        raise ParameterError("law", f"{spec.name} is not a joint MoE law: `plan --arch` judges a routed model's loss "
+                             "under ludziejewski2025-moe (or a law file fitted in its form)")
+    shape, entry = architecture(arch)
+    layout = _layout_for(layout or Layout(), cluster)
+    units.require_in(reserve_gb, "reserve_gb", 0.0, what="GB")
+    rework = RECOMPUTE_FACTOR if layout.recompute == "full" else 1.0
+    booked = cluster is not None and cluster.hours is not None
+    given = [k for k, v in (("tokens", tokens), ("flops", flops), ("hours", cluster.hours if cluster else None))
+             if v is not None]
+    if len(given) != 1:
+        raise ParameterError("tokens", "give one of {tokens}, {flops}, or a booking ({gpu}, {count}, {days})"
+                             + (f"; got {', '.join(given)}" if given else ""), names=True)
+    per_token = shape.flops_per_token(seq_len)
+    d_max = math.inf if max_tokens is None else units.require_positive(max_tokens, "max_tokens")
+    if tokens is not None:
+        d = units.require_positive(tokens, "tokens")
+    elif flops is not None:
+        d = units.require_positive(flops, "flops") / per_token[convention]
+    else:
+        d = cluster.flops() / (per_token[convention] * rework)
+    warnings: list[str] = []
+    if d > d_max:
+        warnings.append(f"the budget pays for {d:.4g} tokens; --max-tokens holds the run to {d_max:.4g}")
+        d = d_max
+    c = shape.counts()
+    rec: RunPlan = {"law": spec.name, "arch": arch, "source": entry["source"], "shape": shape.describe(),
+                    "params": float(c["params_active"]), "params_total": float(c["params_total"]),
+                    "experts": shape.experts, "tokens": d, "tokens_per_param": d / c["params_active"]}
+    rec["shape"]["seq_len"] = seq_len
+    law = to_array_law(spec.params)
+    rec["loss"] = float(joint_loss(law, jnp.log(float(c["params_active"])), jnp.log(d), float(shape.experts)))
+    rec["flops_per_token"] = per_token
+    rec["flops_ratio_to_6n"] = {k: v / per_token["6n"] for k, v in per_token.items()}
+    rec["flops_convention"] = convention
+    rec["flops"] = per_token[convention] * d
+    rec["hardware_flops"] = rec["flops"] * rework
+    rec["layout"] = _layout_record(layout)
+    rec["memory"] = moe_memory(shape, layout, seq_len, cluster.accelerator.memory_gb if cluster else None, reserve_gb)
+    params = {"total": float(c["params_active"]), "non_embedding": float(c["params_active_non_embedding"])}
+    rec["warnings"] = warnings
+    rec["batch"] = _steps(batch_from(batch_law, per_token, params, d), layout, seq_len, d, d_max, rec["warnings"])
+    if shape.top_k > 1 or shape.shared_experts:
+        rec["warnings"].append(f"{spec.name} was fitted on top-1 routing without shared experts: {arch} (top-"
+                               f"{shape.top_k}{', shared experts' if shape.shared_experts else ''}) is placed at its "
+                               f"routed expert count E = {shape.experts}, a reading the law does not test")
+    attach(rec, extrapolation(spec.validity, rec["params"], d))
+    _hardware(rec, cluster, booked, price_per_hour)
     return rec
 
 
