@@ -194,23 +194,39 @@ def sweep_report(res: dict) -> str:
     Monte Carlo error, then how it ran."""
     three = lambda v: format_float(v, 3)  # noqa: E731
     fmt = {"params": format_count, "tokens": format_count, "loss": lambda v: f"{v:.4f}", "tokens_per_param": three,
-           "flops": format_sci, "epochs": three, "gpu_hours": format_count, "wall_days": three}
+           "flops": format_sci, "epochs": three, "gpu_hours": format_count, "wall_days": three, "experts": three}
     rows = [{"quantity": name, **{p: fmt[name](v) for p, v in q.items()}} for name, q in res["quantiles"].items()]
     text = to_table(rows, title=f"budgetopt sweep — {res['scenario']}: {res['samples']:,} samples, law {res['law']} "
-                    f"(uncertainty: {res['uncertainty']}), converged {res['converged_fraction']:.2%}")
+                    f"(uncertainty: {res['uncertainty']}), converged {res['converged_fraction']:.2%}",
+                    optional=["p01", "p99"])
     rec = res.get("recommendation")
     if rec:
         lo, hi = rec["p95_regret_ci95"]
         regret = f"{format_float(rec['expected_regret'], 3)} ± {format_float(rec['expected_regret_se'], 2)}"
         p95 = f"{format_float(rec['p95_regret'], 3)} (95% CI {format_float(lo, 3)}–{format_float(hi, 3)})"
-        r = {"recommended params": format_count(rec["params"]), "expected loss": f"{rec['expected_loss']:.4f}",
+        moe = "experts" in rec
+        r = {"recommended experts E": str(rec["experts"])} if moe else {}
+        r.update({("recommended active params" if moe else "recommended params"): format_count(rec["params"]),
+                  "expected loss": f"{rec['expected_loss']:.4f}",
              "expected regret (nats)": regret, "p95 regret (nats)": p95,
              "P(regret < 1 %)": f"{rec['p_regret_below_1pct']:.2%}",
              "futures it cannot be trained in": f"{rec['p_untrainable']:.2%}",
              "chosen by": f"{rec['risk']} loss, from {rec['from']}",
-             "scored on": f"1 in {rec['subsample']} samples ({rec['scored_samples']:,})"}
+             "scored on": f"1 in {rec['subsample']} samples ({rec['scored_samples']:,})"})
         text += to_table([{"quantity": k, "value": v} for k, v in r.items()],
-                         title="Robust recommendation: commit to N before hours, MFU and the law are known")
+                         title="Robust recommendation: commit to N before hours, MFU and the law are known"
+                         if not moe else "Robust recommendation: commit to (E, N_act) before the budget is known")
+        if moe:  # each expert count's best candidate: how far the runner-up is
+            best: dict[int, dict] = {}
+            for row in res.get("regret_curve", []):
+                if row["experts"] not in best or row["expected_loss"] < best[row["experts"]]["expected_loss"]:
+                    best[row["experts"]] = row
+            rows = [{"experts": str(e), "best active params": format_count(b["params"]),
+                     "expected loss": f"{b['expected_loss']:.4f}",
+                     "expected regret": format_float(b["expected_regret"], 3),
+                     "P(regret < 1 %)": f"{b['p_regret_below_1pct']:.1%}",
+                     "untrainable": f"{b['p_untrainable']:.1%}"} for e, b in sorted(best.items())]
+            text += to_table(rows, title="Each expert count's best candidate size (the decision's margin)")
     if res.get("recommendation_note"):
         text += f"note: {res['recommendation_note']}\n"
     if res.get("plan"):

@@ -101,7 +101,7 @@ class FineGrainedMoE(NamedTuple):
 MoELaw = JointMoE | FineGrainedMoE  # their variables differ from the dense laws' (N, D): model/moe.py
 
 
-def has_loss(law: Law) -> bool:
+def has_loss(law: Law | MoELaw) -> bool:
     """Whether the law predicts a loss (allocation rules do not)."""
     return not isinstance(law, TokensPerParam)
 

@@ -67,8 +67,10 @@ def regret_sd(hist: np.ndarray) -> float:
 
 
 def recommend(c: CandidateStats, candidates: np.ndarray, risk: str, refined: bool,
-              stride: int) -> tuple[dict | None, list[dict], str | None]:
-    """(recommendation, regret curve over all candidates sorted by size, note)."""
+              stride: int, experts: list[int] | None = None) -> tuple[dict | None, list[dict], str | None]:
+    """(recommendation, regret curve over all candidates sorted by size, note). A [moe] sweep's
+    candidates are rows (log N_act, index into ``experts``): each row and the recommendation
+    carry their expert count, and the curve is sorted by expert count, then size."""
     scored = int(c.scored.n)
     if scored == 0:
         return None, [], "no sample converged to a usable optimum: nothing to recommend"
@@ -80,7 +82,10 @@ def recommend(c: CandidateStats, candidates: np.ndarray, risk: str, refined: boo
     lost = np.asarray(c.untrainable.n) / scored
     q95 = [regret_quantile(h, 0.95) for h in hist]
     k_ref = len(candidates) - 1 if refined else -1
-    rows = [{"params": math.exp(candidates[k]), "expected_loss": float(e_opt + exp_reg[k]),
+    moe = experts is not None
+    size = (lambda k: candidates[k][0]) if moe else (lambda k: candidates[k])  # noqa: E731
+    rows = [{**({"experts": experts[int(candidates[k][1])]} if moe else {}),
+             "params": math.exp(size(k)), "expected_loss": float(e_opt + exp_reg[k]),
              "expected_regret": float(exp_reg[k]), "expected_regret_se": regret_sd(hist[k]) / math.sqrt(scored),
              "p95_regret": q95[k][0], "p95_regret_ci95": [q95[k][1], q95[k][2]],
              "p_regret_below_1pct": float(win[k]),
@@ -88,8 +93,9 @@ def recommend(c: CandidateStats, candidates: np.ndarray, risk: str, refined: boo
              "p_untrainable": float(lost[k]), "p_untrainable_se": math.sqrt(max(lost[k] * (1 - lost[k]), 0.0) / scored),
              "refined": k == k_ref} for k in range(len(candidates))]
     score = exp_reg if risk == "mean" else np.array([q[0] for q in q95])
+    order = lambda r: (r.get("experts", 0), r["params"])  # noqa: E731
     if not np.isfinite(score).any():
-        return None, sorted(rows, key=lambda r: r["params"]), "no candidate size could be scored"
+        return None, sorted(rows, key=order), "no candidate size could be scored"
     best = int(np.nanargmin(np.where(np.isfinite(score), score, np.nan)))
     rec = {k: v for k, v in rows[best].items() if k != "refined"}
     rec.update({"risk": risk, "from": "optax refinement" if best == k_ref else "grid", "expected_optimal_loss": e_opt,
@@ -97,4 +103,4 @@ def recommend(c: CandidateStats, candidates: np.ndarray, risk: str, refined: boo
                 "note": f"on the 1-in-{stride} decision subsample ({scored:,} samples); p95 regret is the upper edge "
                         f"of its histogram bin (±{100 * (BIN_RATIO - 1):.0f} %); the _se and _ci95 fields give the "
                         "Monte Carlo error"})
-    return rec, sorted(rows, key=lambda r: r["params"]), None
+    return rec, sorted(rows, key=order), None

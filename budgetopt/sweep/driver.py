@@ -154,7 +154,8 @@ def _run(scenario, n, chunk_size, x64, checkpoint, resume, shard, progress) -> S
     if n_proc > 1:
         state = _merge_processes(state, template)
     labels = Labels(scenario.name, scenario.law.name, scenario.uncertainty, scenario.risk, scenario.subsample,
-                    None if scenario.law.validity is None else to_mapping(scenario.law.validity))
+                    None if scenario.law.validity is None else to_mapping(scenario.law.validity),
+                    None if scenario.experts is None else list(scenario.experts))
     result = summarise(labels, pilot, state, fp)
     result["run"] = {"seed": scenario.seed, "samples_requested": n, "chunk_size": chunk, "devices": jax.device_count(),
                      "local_devices": len(devices), "processes": n_proc, "backend": jax.default_backend(),

@@ -18,8 +18,8 @@ import numpy as np
 from ..core.lbfgs import lbfgs_minimize
 from ..model.laws import has_loss
 from .accumulators import Ranges
-from .kernel import candidate_loss, quantities, quantity_names, solve_samples
-from .sampling import complete_draw, make_sampler, sample_indices
+from .kernel import at_expert, best_expert, candidate_loss, quantities, quantity_names, solve_experts, solve_samples
+from .sampling import active_cap_shift, complete_draw, make_sampler, sample_indices
 from .scenario import Scenario
 
 PILOT = 4096
@@ -71,9 +71,15 @@ def make_pilot(scenario: Scenario, n: int, dtype) -> Pilot:
     def pilot():
         d = sampler(*sample_indices(0, p))
         law, b = complete_draw(scenario, d)
-        return quantities(solve_samples(scenario, law, b), b, names, d.time)
+        if scenario.experts is None:
+            return quantities(solve_samples(scenario, law, b), b, names, d.time), None
+        per = solve_experts(scenario, law, b)  # every expert count's optimum: the candidates' grid per E
+        a, k = best_expert(per)
+        log_e = jnp.log(jnp.asarray(scenario.experts, a.loss.dtype))[k]
+        return quantities(a, b, names, d.time, log_e), (per.log_n, per.converged)
 
-    vals, ok = (np.asarray(v) for v in pilot())
+    (vals, ok), per_expert = pilot()
+    vals, ok = np.asarray(vals), np.asarray(ok)
     vals = vals.astype(np.float64)
     lo, hi, centre = [], [], []
     for q in range(len(names)):
@@ -89,28 +95,77 @@ def make_pilot(scenario: Scenario, n: int, dtype) -> Pilot:
     xn = vals[0][ok[0]]
     if xn.size == 0:
         return Pilot(names, ranges, np.zeros(0), {}, p, "no pilot sample converged: no candidate grid")
-    lo_cap, hi_cap = size_bounds(scenario)
-    lo_x = min(max(np.quantile(xn, 0.005) - math.log(2), lo_cap), hi_cap)
-    grid = np.linspace(lo_x, max(min(np.quantile(xn, 0.995) + math.log(2), hi_cap), lo_x), scenario.candidates)
+    if scenario.experts is not None:
+        return _expert_pilot(scenario, sampler, p, names, ranges, per_expert)
+    grid = size_grid(xn, *size_bounds(scenario), scenario.candidates)
     if not scenario.refine:
         return Pilot(names, ranges, grid, {"refined": False, "method": "none (recommend.refine = false)"}, p)
     x, report = refine(scenario, sampler, p, grid)
     return Pilot(names, ranges, np.append(grid, x), report, p)
 
 
-def refine(scenario: Scenario, sampler, p: int, grid: np.ndarray, steps: int = REFINE_STEPS) -> tuple[float, dict]:
+def size_grid(xn: np.ndarray, lo_cap: float, hi_cap: float, k: int) -> np.ndarray:
+    """``k`` log sizes spanning the pilot optima ``xn`` (their 0.5-99.5 % range, a factor 2 wider
+    each side) within the permitted [lo_cap, hi_cap]."""
+    lo_x = min(max(np.quantile(xn, 0.005) - math.log(2), lo_cap), hi_cap)
+    return np.linspace(lo_x, max(min(np.quantile(xn, 0.995) + math.log(2), hi_cap), lo_x), k)
+
+
+def _expert_pilot(scenario: Scenario, sampler, p: int, names, ranges: Ranges, per_expert) -> Pilot:
+    """A [moe] sweep's candidates: rows (log N_act, expert-count index), a grid of sizes per
+    expert count around that count's pilot optima (``recommend.candidates`` shared among them,
+    at least 8 each), then the best row's size refined at its expert count."""
+    log_n, conv = (np.asarray(v, np.float64) for v in per_expert)
+    cap = scenario.max_total_params
+    shifts = active_cap_shift(scenario)[:, 0]
+    k = max(8, scenario.candidates // len(scenario.experts))
+    rows = []
+    for j in range(len(scenario.experts)):
+        xn = log_n[j][(conv[j] > 0) & np.isfinite(log_n[j])]
+        if xn.size:
+            hi = math.log(cap.a) + shifts[j] if cap is not None and cap.fixed else math.inf
+            rows += [(x, j) for x in size_grid(xn, 0.0, hi, k)]
+    if not rows:
+        return Pilot(names, ranges, np.zeros((0, 2)), {}, p, "no pilot sample converged: no candidate grid")
+    grid = np.asarray(rows, np.float64)
+    if not scenario.refine:
+        return Pilot(names, ranges, grid, {"refined": False, "method": "none (recommend.refine = false)"}, p)
+    law, b = _pilot_inputs(scenario, sampler, p)
+
+    @jax.jit
+    def mean_losses(g):
+        def one(row):
+            law_e, b_e = at_expert(scenario, law, b, row[1].astype(jnp.int32))
+            return jnp.mean(candidate_loss(law_e, b_e, row[0])[0])
+        return jax.vmap(one)(g)
+
+    best = int(np.nanargmin(np.asarray(mean_losses(jnp.asarray(grid)))))
+    j = int(grid[best, 1])
+    x, report = refine(scenario, sampler, p, grid[grid[:, 1] == j, 0], expert=j)
+    return Pilot(names, ranges, np.vstack([grid, [x, j]]), report, p)
+
+
+def _pilot_inputs(scenario: Scenario, sampler, p: int):
+    """The pilot samples' (law, budget) in float64."""
+    law, b = complete_draw(scenario, sampler(*sample_indices(0, p)))
+    return jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), (law, b))
+
+
+def refine(scenario: Scenario, sampler, p: int, grid: np.ndarray, steps: int = REFINE_STEPS,
+           expert: int | None = None) -> tuple[float, dict]:
     """The best grid size refined by L-BFGS (optax) on the pilot's sample-average loss over
     x = log N, in float64 whatever the sweep's precision (the pilot is small, and the refined
-    N must not inherit float32 noise). Returns (x, report); never worse than the best grid point."""
-    law, b = complete_draw(scenario, sampler(*sample_indices(0, p)))
-    law, b = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), (law, b))
+    N must not inherit float32 noise). Returns (x, report); never worse than the best grid point.
+    ``expert``: a [moe] sweep's expert-count index, at which the sizes are scored."""
+    law_all, b_all = _pilot_inputs(scenario, sampler, p)
+    law, b = (law_all, b_all) if expert is None else at_expert(scenario, law_all, b_all, expert)
 
     def mean_loss(x):
         return jnp.mean(candidate_loss(law, b, x[0])[0])
 
     @jax.jit
     def run(grid):
-        opt_loss = solve_samples(scenario, law, b).loss
+        opt_loss = solve_samples(scenario, law_all, b_all).loss
         grid_losses = jax.vmap(lambda x: mean_loss(x[None]))(grid)
         x0 = grid[jnp.argmin(grid_losses)][None]
         v0 = jnp.min(grid_losses)
@@ -128,6 +183,9 @@ def refine(scenario: Scenario, sampler, p: int, grid: np.ndarray, steps: int = R
         x0, v0, x, v, g, v_opt, local_min = (float(t) for t in run(jnp.asarray(grid, jnp.float64)))
     step = grid[1] - grid[0] if len(grid) > 1 else 0.0
     converged = abs(g) * step < 1e-6 * abs(v) + 1e-9 or bool(local_min) or step == 0.0
-    return x, {"refined": True, "method": "optax.lbfgs on the pilot's mean loss", "steps": steps, "pilot_samples": p,
-               "start_params": math.exp(x0), "start_expected_loss": v0, "params": math.exp(x),
-               "expected_loss": v, "grad": g, "converged": bool(converged), "pilot_optimal_loss": v_opt}
+    report = {"refined": True, "method": "optax.lbfgs on the pilot's mean loss", "steps": steps, "pilot_samples": p,
+              "start_params": math.exp(x0), "start_expected_loss": v0, "params": math.exp(x),
+              "expected_loss": v, "grad": g, "converged": bool(converged), "pilot_optimal_loss": v_opt}
+    if expert is not None:
+        report["experts"] = scenario.experts[expert]
+    return x, report

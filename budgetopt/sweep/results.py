@@ -67,6 +67,7 @@ class Labels:
     risk: str
     subsample: int
     validity: dict | None = None  # the law's fitted range (``to_mapping``): the result says how far it extrapolates
+    experts: list[int] | None = None  # a [moe] sweep's expert counts (its candidates index them)
 
 
 def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: str) -> SweepResult:
@@ -96,7 +97,8 @@ def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: s
     if pilot.note:
         result["recommendation"], result["recommendation_note"] = None, pilot.note
     elif state.candidates is not None and n:
-        rec, curve, note = recommend(state.candidates, pilot.candidates, labels.risk, pilot.refined, labels.subsample)
+        rec, curve, note = recommend(state.candidates, pilot.candidates, labels.risk, pilot.refined, labels.subsample,
+                                     labels.experts)
         result["recommendation"] = rec
         if note:
             result["recommendation_note"] = note
@@ -127,7 +129,9 @@ def _pilot_from(r: dict) -> Pilot:
         [p["ranges"][q][0] for q in names], [p["ranges"][q][1] for q in names], p["centre"])))
     if not all(len(v) == len(names) for v in ranges):
         raise ValueError("ranges and centres differ in length")
-    return Pilot(tuple(names), ranges, np.asarray(p["candidates"], np.float64).reshape(-1), dict(p["refinement"]),
+    cands = np.asarray(p["candidates"], np.float64)
+    cands = cands.reshape(-1) if cands.size == 0 or cands.ndim == 1 else cands  # [K], or [K, 2] for a [moe] sweep
+    return Pilot(tuple(names), ranges, cands, dict(p["refinement"]),
                  int(p["size"]),
                  p["note"])
 
@@ -161,8 +165,9 @@ def merge_results(results: list[Any], names: list[str] | None = None) -> SweepRe
     try:
         pilot = _pilot_from(r0)
         lab = r0["labels"]
+        experts = None if lab.get("experts") is None else [int(e) for e in lab["experts"]]
         labels = Labels(str(lab["scenario"]), str(lab["law"]), str(lab["uncertainty"]), str(lab["risk"]),
-                        int(lab["subsample"]), lab.get("validity"))
+                        int(lab["subsample"]), lab.get("validity"), experts)
         if labels.validity is not None:
             from_mapping(labels.validity, "labels")
         if labels.risk not in ("mean", "p95") or labels.subsample < 1:

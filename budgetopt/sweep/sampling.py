@@ -40,6 +40,7 @@ class Streams(NamedTuple):
     max_tokens: int = 16
     max_epochs: int = 17
     inference_tokens: int = 18
+    max_total_params: int = 19  # [moe]: the total-parameter cap (``Budget.log_n_max`` holds it, in total parameters)
 
 
 STREAM = Streams()
@@ -68,11 +69,35 @@ def sample_indices(start: int, size: int):
 
 def fixed_law(scenario: Scenario) -> Law:
     """The scenario's law with Python-float leaves (the data-constrained form when it has
-    unique tokens). Under uncertainty its leaves are replaced by draws."""
+    unique tokens). Under uncertainty its leaves are replaced by draws. A [moe] sweep's joint
+    law is the Chinchilla-form law it is at each candidate expert count (``moe.joint_at``),
+    stacked: leaves of shape [experts, 1], so every sample is solved at every expert count."""
     p = scenario.law.params
+    if scenario.experts is not None:
+        return expert_laws(scenario)
     if scenario.unique_tokens is None:
         return p
     return data_constrained(p)
+
+
+def expert_laws(scenario: Scenario) -> Parametric:
+    """The joint MoE law at each of the scenario's expert counts, leaves [experts, 1] (NumPy
+    float64 constants)."""
+    import jax
+
+    from ..core.runtime import jax_x64
+    from ..model.moe import joint_at
+
+    with jax_x64(), jax.ensure_compile_time_eval():  # constants, also when called inside a trace
+        law = joint_at(scenario.law.params, jnp.asarray(scenario.experts, jnp.float64))
+        return Parametric(*(np.asarray(v, np.float64).reshape(-1, 1) for v in law))
+
+
+def active_cap_shift(scenario: Scenario) -> np.ndarray:
+    """[experts, 1]: log(N_act cap / total cap) = log(13 / (4 + 9E)) at each expert count — the
+    active parameters a total-parameter cap leaves (eq. 9/10 without a shape, as `optimize`)."""
+    e = np.asarray(scenario.experts, np.float64)
+    return np.log(13.0 / (4.0 + 9.0 * e)).reshape(-1, 1)
 
 
 def complete_draw(scenario: Scenario, draw: Draw) -> tuple[Law, Budget]:
@@ -81,6 +106,8 @@ def complete_draw(scenario: Scenario, draw: Draw) -> tuple[Law, Budget]:
     if draw.law is not None:
         law = DataConstrained(draw.law, law.rd_star, law.rn_star) if isinstance(law, DataConstrained) else draw.law
     b = draw.budget
+    if scenario.experts is not None:  # the stacked laws in the sweep's precision
+        law = Parametric(*(jnp.asarray(v, b.log_c.dtype) for v in law))
     defaults = Budget._field_defaults
     return law, b._replace(**{k: defaults[k] for k, v in b._asdict().items() if v is None})
 
@@ -141,8 +168,10 @@ def make_sampler(scenario: Scenario, dtype) -> Callable[..., Draw]:
         if scenario.max_epochs is not None:
             log_epochs_cap = _field(scenario.max_epochs, key, lo, hi, STREAM.max_epochs, dtype) + log_u
             log_d_max = log_epochs_cap if log_d_max is None else jnp.minimum(log_d_max, log_epochs_cap)
+        log_n_max = (_field(scenario.max_params, key, lo, hi, STREAM.max_params, dtype) if scenario.experts is None
+                     else _field(scenario.max_total_params, key, lo, hi, STREAM.max_total_params, dtype))
         return Draw(law_draw(key, lo, hi),
-                    Budget(log_c, log_u, _field(scenario.max_params, key, lo, hi, STREAM.max_params, dtype), log_d_max,
+                    Budget(log_c, log_u, log_n_max, log_d_max,
                            _field(scenario.inference_tokens, key, lo, hi, STREAM.inference_tokens, dtype)), time)
 
     return sample

@@ -16,6 +16,8 @@ distribution; unknown keys, wrong types, bad ranges are InputErrors naming the f
     unique_tokens = { dist = "lognormal", median = 7e11, sigma = 0.3 }
     [constraints]                # max_params, max_tokens, max_epochs, inference_tokens
     [recommend]                  # candidates (grid size), risk = "mean" | "p95", refine, subsample
+    [moe]                        # with a joint MoE law: the expert counts to choose among, and
+    experts = [1, 8, 32, 64]     # optionally max_total_params (every expert held; may be uncertain)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..core.files import data_names, data_toml, load_toml
 from ..core.units import number_at
 from ..model.hardware import Accelerator, get_accelerator, load_catalog
 from ..model.laws import (
+    JointMoE,
     LawSpec,
     Parametric,
     default_uncertainty,
@@ -51,14 +54,16 @@ DIST_PARAMS = {"uniform": ("low", "high"), "loguniform": ("low", "high"), "norma
 DOMAINS = {"flops": (0.0, math.inf, True), "count": (1.0, math.inf, False), "hours": (0.0, math.inf, True),
            "days": (0.0, math.inf, True), "mfu": (0.0, 1.0, True), "unique_tokens": (1.0, math.inf, False),
            "max_params": (1.0, math.inf, False), "max_tokens": (1.0, math.inf, False),
-           "max_epochs": (0.0, math.inf, True), "inference_tokens": (0.0, math.inf, True)}
+           "max_epochs": (0.0, math.inf, True), "inference_tokens": (0.0, math.inf, True),
+           "max_total_params": (1.0, math.inf, False)}
 SECTIONS = {
-    "": {"samples", "seed", "name", "description", "law", "budget", "data", "constraints", "recommend", "plan"},
+    "": {"samples", "seed", "name", "description", "law", "budget", "data", "constraints", "recommend", "plan", "moe"},
     "law": {"preset", "params", "file", "uncertainty", "ratio"},
     "budget": {"flops", "gpu", "dtype", "count", "hours", "days", "mfu"},
     "data": {"unique_tokens"},
     "constraints": {"max_params", "max_tokens", "max_epochs", "inference_tokens"},
     "recommend": {"candidates", "risk", "refine", "subsample"},
+    "moe": {"experts", "max_total_params"},
     "plan": {"seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp", "zero", "micro_batch", "recompute",
              "flash", "pue"},
 }
@@ -71,6 +76,7 @@ TOML_PATHS = {"hardware_file": "--hardware-file", "law": "law.preset", "ratio": 
               "mfu": "budget.mfu", "unique_tokens": "data.unique_tokens",
               **{k: f"constraints.{k}" for k in ("max_params", "max_tokens", "max_epochs", "inference_tokens")},
               **{k: f"recommend.{k}" for k in ("candidates", "risk", "refine", "subsample")},
+              "experts": "moe.experts", "max_total_params": "moe.max_total_params",
               **{k: f"plan.{k}" for k in ("seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp",
                                           "zero",
                                           "micro_batch", "recompute", "flash", "pue")}}
@@ -106,6 +112,8 @@ class Scenario:
     refine: bool = True
     subsample: int = 8
     plan: dict | None = None  # [plan]: report the recommendation as a run plan (results.plan_for_sweep)
+    experts: tuple[int, ...] | None = None  # [moe]: the expert counts the decision chooses among (joint MoE law)
+    max_total_params: Dist | None = None  # [moe]: total parameters (all experts) a run may hold
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False)
 
@@ -176,7 +184,7 @@ def parse_dist(v: Any, name: str, where: str) -> Dist:
     return Dist(kind, *vals)
 
 
-def _law(t: dict, base_dir: Path) -> tuple[LawSpec, str]:
+def _law(t: dict, base_dir: Path, moe: bool) -> tuple[LawSpec, str]:
     _check_keys(t, "law", "law")
     given = [k for k in ("preset", "params", "file") if k in t]
     if len(given) > 1:
@@ -193,8 +201,6 @@ def _law(t: dict, base_dir: Path) -> tuple[LawSpec, str]:
             spec = law_from_file(p if p.is_absolute() else base_dir / p)
         except InputError as e:
             raise InputError("law.file", e.message) from None
-        if is_moe(spec.params):
-            raise InputError("law.file", f"{t['file']} holds a mixture-of-experts law: a sweep takes dense laws so far")
     else:
         preset = t.get("preset", "besiroglu2024")
         if not isinstance(preset, str):
@@ -203,14 +209,35 @@ def _law(t: dict, base_dir: Path) -> tuple[LawSpec, str]:
         if ratio is not None:
             ratio = _toml_number(ratio, "law.ratio")
         spec = get_preset(preset, ratio)
-        if is_moe(spec.params):
-            raise InputError("law.preset", f"{preset} is a mixture-of-experts law: a sweep takes dense laws so far "
-                             "(use it with `budgetopt optimize --experts`)")
+    where = "law.file" if "file" in t else "law.preset"
+    if is_moe(spec.params) and not moe:
+        raise InputError(where, f"{spec.name} is a mixture-of-experts law: give the expert counts to choose among in "
+                         "[moe] (experts = [1, 8, 32])")
+    if moe and not isinstance(spec.params, JointMoE):
+        raise InputError(where, f"[moe] chooses an expert count under a joint MoE law (ludziejewski2025-moe, or a file "
+                         f"fitted in its form); {spec.name} is {spec.kind}")
     unc = t.get("uncertainty", "none")
     problem = uncertainty_problem(spec, unc)
     if problem is not None:
         raise InputError("law.uncertainty", problem)
     return spec, unc
+
+
+MAX_EXPERT_CHOICES = 16
+
+
+def check_experts(v: object) -> tuple[int, ...]:
+    """[moe] experts: distinct whole numbers >= 1 (1 = dense), at most MAX_EXPERT_CHOICES, sorted."""
+    if not isinstance(v, list) or not v:
+        raise InputError("moe.experts", "must be a list of expert counts, e.g. [1, 8, 32, 64] (1 = dense)")
+    if len(v) > MAX_EXPERT_CHOICES:
+        raise InputError("moe.experts", f"at most {MAX_EXPERT_CHOICES} expert counts, got {len(v)}")
+    for e in v:
+        if isinstance(e, bool) or not isinstance(e, int) or not 1 <= e <= 65536:
+            raise InputError("moe.experts", f"each must be a whole number from 1 to 65536, got {e!r}")
+    if len(set(v)) != len(v):
+        raise InputError("moe.experts", f"each expert count once, got {v}")
+    return tuple(sorted(v))
 
 
 def toml_path_of(name: str) -> str:
@@ -334,7 +361,15 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path |
         kw["seed"] = check_seed(d["seed"])
     if "name" in d:
         kw["name"] = str(d["name"])
-    kw["law"], kw["uncertainty"] = _law(d.get("law", {}), base_dir)
+    if "moe" in d:
+        if not isinstance(d["moe"], dict):
+            raise InputError("moe", "must be a table ([moe])")
+        _check_keys(d["moe"], "moe", "moe")
+        kw["experts"] = check_experts(d["moe"].get("experts"))
+        if "max_total_params" in d["moe"]:
+            kw["max_total_params"] = parse_dist(d["moe"]["max_total_params"], "max_total_params",
+                                                "moe.max_total_params")
+    kw["law"], kw["uncertainty"] = _law(d.get("law", {}), base_dir, "moe" in d)
 
     b = d.get("budget")
     if b is None:
@@ -404,6 +439,14 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path |
         if not isinstance(rec["refine"], bool):
             raise InputError("recommend.refine", "must be true or false")
         kw["refine"] = rec["refine"]
+    if "moe" in d:
+        for sec, key in (("data", "unique_tokens"), ("constraints", "max_params"), ("constraints", "max_epochs")):
+            if key in d.get(sec, {}):
+                raise InputError(f"{sec}.{key}", "is not part of a [moe] sweep (the joint law has no repeated-data "
+                                 "form; cap the parameters with moe.max_total_params)")
+        if "plan" in d:
+            raise InputError("plan", "a [moe] sweep's run plan is not made yet: plan the chosen size with "
+                             "`budgetopt plan --arch` or `budgetopt optimize --experts E`")
     if "plan" in d:
         _check_keys(d["plan"], "plan", "plan")
         kw["plan"] = check_plan_options(d["plan"])
