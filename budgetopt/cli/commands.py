@@ -273,9 +273,10 @@ def plan_command(
     reserve_gb: Annotated[float, typer.Option(help="device memory kept free for the framework and buffers (GB)")] = 4.0,
     flops_convention: Annotated[str, typer.Option(help="FLOPs per token for device time: "
                                                   "6n | kaplan | deepseek | chinchilla")] = "chinchilla",
-    arch: Annotated[str | None, typer.Option(help="a released MoE architecture (mixtral-8x7b, qwen3-235b-a22b, "
-                                             "deepseek-v3, llama4-scout, llama4-maverick): plan it, its loss under "
-                                             "ludziejewski2025-moe")] = None,
+    arch: Annotated[str | None, typer.Option(help="a released architecture: MoE (mixtral-8x7b, qwen3-235b-a22b, "
+                                             "deepseek-v3, llama4-scout, llama4-maverick; loss under "
+                                             "ludziejewski2025-moe) or dense (gpt-3, llama-3-8b, llama-3-70b, "
+                                             "llama-3.1-405b)")] = None,
     ep: Annotated[int | None, typer.Option(help="expert-parallel degree with --arch: routed experts sharded over EP "
                                            r"ranks taken from dp x tp \[default: 1]")] = None,
     batch_law: Annotated[str, typer.Option(help="batch size and learning rate: deepseek2024 | "
@@ -285,6 +286,8 @@ def plan_command(
 ):
     """What do we launch? A budget's model as a shape, its real FLOPs, memory per device, batch and learning rate,
     energy."""
+    import dataclasses
+
     from ..core import runtime
     from ..model.hardware import cluster_from
     from ..model.laws import resolve_law
@@ -302,14 +305,19 @@ def plan_command(
         for name, v in dense_only.items():
             if v is not None:
                 raise ParameterError(name, "sets a dense model; --arch plans the released architecture's own shape")
-    elif ep is not None:
-        raise ParameterError("ep", "applies to a routed model: give --arch NAME")
-    spec = resolve_law(law, law_params, law_file, default="ludziejewski2025-moe" if arch else "besiroglu2024",
-                       moe=arch is not None)
+    from ..model.moe_shape import MoEShape, architecture
+
+    catalog_shape = architecture(arch)[0] if arch is not None else None
+    routed = isinstance(catalog_shape, MoEShape)
+    if ep is not None and not routed:
+        raise ParameterError("ep", "applies to a routed model: give --arch with a mixture of experts (e.g. "
+                             "deepseek-v3)")
+    spec = resolve_law(law, law_params, law_file, default="ludziejewski2025-moe" if routed else "besiroglu2024",
+                       moe=routed)
     cluster, unused = cluster_from(gpu, dtype=dtype, count=count, hours=hours, days=days, mfu=mfu,
                                    price_per_hour=price_per_hour, pue=pue, power_watts=power_watts,
                                    grid_intensity=grid_intensity, hardware_file=hardware_file)
-    if arch is not None:
+    if routed:
         from ..plan.launch import moe_launch_plan
 
         layout = Layout(dp=1 if dp is None else dp, tp=tp, pp=pp, zero=zero, micro_batch=micro_batch,
@@ -320,20 +328,25 @@ def plan_command(
                                   reserve_gb=reserve_gb, max_tokens=max_tokens, price_per_hour=price_per_hour)
         _no_effect(unused, "plan", "without --gpu")
         return respond("plan", rec, fmt, output)
-    shape = shape_from(n_layer, d_model, n_heads, n_kv_heads=n_kv_heads, d_ff=d_ff, ffn=ffn, vocab=vocab,
-                       tied=not untied, seq_len=seq_len)
+    shape = (dataclasses.replace(catalog_shape, seq_len=seq_len) if catalog_shape is not None else
+             shape_from(n_layer, d_model, n_heads, n_kv_heads=n_kv_heads, d_ff=d_ff, ffn=ffn, vocab=vocab,
+                        tied=not untied, seq_len=seq_len))
     layout = Layout(dp=1 if dp is None else dp, tp=tp, pp=pp, zero=zero, micro_batch=micro_batch,
                     recompute=recompute, flash=flash)
     if dp is not None and cluster is not None and cluster.count is not None and layout.devices != cluster.count:
         raise ParameterError("dp", f"dp x tp x pp = {dp} x {tp} x {pp} = {layout.devices} devices, but the booking "
                              f"has {cluster.count:g} (--count); omit --dp to use {{count}} / (tp x pp)", names=True)
     cons = Constraints(unique_tokens=unique_tokens, max_params=max_params, max_tokens=max_tokens)
+    if catalog_shape is not None and tokens is not None:  # a catalogued dense model on the tokens given
+        params = float(shape.params()["total"])
     with runtime.precision("plan"):
         rec = launch_plan(spec, flops=flops, cluster=cluster, constraints=cons, params=params, tokens=tokens,
                           shape=shape, seq_len=seq_len, vocab=vocab, ffn=ffn, tied=not untied, n_kv_heads=n_kv_heads,
                           layout=layout,
                           convention=flops_convention, batch_law=batch_law, reserve_gb=reserve_gb,
                           price_per_hour=price_per_hour)
+    if catalog_shape is not None:
+        rec = {"law": rec["law"], "arch": arch, "source": architecture(arch)[1]["source"], **rec}
     _no_effect(unused, "plan", "without --gpu")
     return respond("plan", rec, fmt, output)
 

@@ -501,7 +501,7 @@ def bench_report(res: dict) -> str:
 def launch_report(rec: dict, width: int | None = None) -> str:
     """A run plan (``launch.launch_plan``) as four short tables: model, compute, memory, batch."""
     sh = rec["shape"]
-    if "arch" in rec:  # a released routed architecture
+    if "experts" in rec:  # a released routed architecture
         attention = ("MLA" if sh["attention"] == "mla" else "GQA") + f", {sh['n_heads']} heads" + (
             f" ({sh['n_kv_heads']} kv)" if sh.get("n_kv_heads") else "")
         model = {"layers x d_model": f"{sh['n_layer']} x {sh['d_model']:,}", "attention": attention,
@@ -524,8 +524,9 @@ def launch_report(rec: dict, width: int | None = None) -> str:
                  "tokens_per_param": rec["tokens_per_param"]}
         if "loss" in rec:
             model["loss"] = rec["loss"]
+        if "loss_change" in rec:  # a budget's plan: what rounding N to a shape cost
             model["loss change from the shape"] = f"{rec['loss_change']:+.2e}"
-        title = f"budgetopt plan — law {rec['law']}"
+        title = f"budgetopt plan — {rec['arch'] + ', ' if 'arch' in rec else ''}law {rec['law']}"
     text = record_table(model, title=title, width=width)
     fpt = rec["flops_per_token"]
     comp = {f"FLOPs/token {k}": f"{v:.4g} (x{rec['flops_ratio_to_6n'][k]:.3f})" for k, v in fpt.items()}
@@ -549,7 +550,7 @@ def launch_report(rec: dict, width: int | None = None) -> str:
         f = mem["smallest_fit"]
         m["smallest layout that fits"] = f"dp {f['dp']}, tp {f['tp']}, pp {f['pp']}, ZeRO-{f['zero']}"
     title = (f"Memory per device: dp {lay['dp']} x tp {lay['tp']} x pp {lay['pp']}"
-             + (f" (ep {lay['ep']})" if "arch" in rec else "") + f", ZeRO-{lay['zero']}, micro-batch "
+             + (f" (ep {lay['ep']})" if "experts" in rec else "") + f", ZeRO-{lay['zero']}, micro-batch "
              f"{lay['micro_batch']}, recompute {lay['recompute']}, flash {'on' if lay['flash'] else 'off'}")
     text += record_table(m, title=title, width=width)
     b = rec["batch"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 
 from ..core.errors import InputError, ParameterError
 from ..core.files import data_toml
+from .shape import Shape
 
 ATTENTION_KINDS = ("gqa", "mla")
 
@@ -146,20 +147,23 @@ class MoEShape:
                 "moe_layers": moe}
 
 
-def architecture_names() -> list[str]:
-    return list(data_toml("architectures.toml"))
+def architecture_names(kind: str | None = None) -> list[str]:
+    """The catalog's names (``kind``: "moe" or "dense" only)."""
+    cat = data_toml("architectures.toml")
+    return [k for k, v in cat.items() if kind is None or v.get("kind", "moe") == kind]
 
 
-def architecture(name: str) -> tuple[MoEShape, dict]:
-    """A released architecture by name: its shape and its catalog entry (source, published
-    totals and their convention)."""
+def architecture(name: str) -> tuple[MoEShape | Shape, dict]:
+    """A released architecture by name: its shape (an ``MoEShape``, or a dense ``Shape`` for an
+    entry of kind "dense") and its catalog entry (source, published totals and their convention)."""
     cat = data_toml("architectures.toml")
     if name not in cat:
         raise ParameterError("arch", f"unknown architecture {name!r}; known: {', '.join(cat)}")
     entry = cat[name]
-    keys = {f.name for f in fields(MoEShape)}
+    cls = Shape if entry.get("kind", "moe") == "dense" else MoEShape
+    keys = {f.name for f in fields(cls)}
     try:
-        return MoEShape(**{k: v for k, v in entry.items() if k in keys}), entry
+        return cls(**{k: v for k, v in entry.items() if k in keys}), entry
     except ParameterError as e:
         raise InputError(f"architectures.{name}.{e.field}", e.message) from None
 

@@ -262,13 +262,16 @@ def moe_launch_plan(arch: str, spec: LawSpec, *, flops: float | None = None, clu
     embeddings (its convention)."""
     from ..model.laws import JointMoE
     from ..model.moe import joint_loss
-    from ..model.moe_shape import architecture
+    from ..model.moe_shape import MoEShape, architecture
 
     check_convention(convention)
     if not isinstance(spec.params, JointMoE):
         raise ParameterError("law", f"{spec.name} is not a joint MoE law: `plan --arch` judges a routed model's loss "
                              "under ludziejewski2025-moe (or a law file fitted in its form)")
     shape, entry = architecture(arch)
+    if not isinstance(shape, MoEShape):
+        raise ParameterError("arch", f"{arch} is a dense model: plan it with launch_plan(shape=...) (`plan --arch` "
+                             "does)")
     layout = _layout_for(layout or Layout(), cluster)
     units.require_in(reserve_gb, "reserve_gb", 0.0, what="GB")
     rework = RECOMPUTE_FACTOR if layout.recompute == "full" else 1.0

@@ -20,7 +20,21 @@ def half_unit(printed: float) -> float:
     return 0.5 * 10.0 ** min(exponent, 0) * 1e9
 
 
-@pytest.mark.parametrize("name", architecture_names())
+@pytest.mark.parametrize("name", architecture_names("dense"))
+def test_dense_catalog_counts_are_the_published_totals(name):
+    """The dense models `plan --arch` knows: their count within half a printed unit of the total
+    (Llama 3.1 405B within its stated tolerance: the count is 405.85B)."""
+    shape, entry = architecture(name)
+    total = shape.params()["total"]
+    tol = entry.get("published_total_tolerance")
+    if tol:
+        assert abs(1 - total / entry["published_total"]) <= tol
+    else:
+        assert abs(total - entry["published_total"]) <= half_unit(entry["published_total"]), total
+    assert entry["source"]
+
+
+@pytest.mark.parametrize("name", architecture_names("moe"))
 def test_counts_are_the_published_totals(name):
     shape, entry = architecture(name)
     c = shape.counts()
@@ -81,3 +95,21 @@ def test_bad_shapes_name_the_field(kwargs, field):
     with pytest.raises(ParameterError) as e:
         architecture("gpt-5")
     assert e.value.field == "arch"
+
+
+def test_the_audits_models_name_catalog_shapes_that_count_their_parameters():
+    """Every audit model that names an architecture (data/models.toml `arch`) is the catalog's
+    shape: its parameters (active, for a routed model, in its developer's convention) within
+    1.5 % of the catalog's count."""
+    from budgetopt.core.files import data_toml
+
+    named = {k: m for k, m in data_toml("models.toml").items() if "arch" in m}
+    assert len(named) >= 8
+    for key, m in named.items():
+        shape, entry = architecture(m["arch"])
+        if isinstance(shape, MoEShape):
+            counted = published_active(entry, shape.counts())
+            assert abs(1 - shape.counts()["params_total"] / m["params_total"]) <= 0.015, key
+        else:
+            counted = shape.params()["total"]
+        assert abs(1 - counted / m["params"]) <= 0.015, (key, counted, m["params"])

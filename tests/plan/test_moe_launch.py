@@ -117,3 +117,27 @@ def test_expert_states_shrink_with_ep_unless_zero_already_shards_them():
     np.testing.assert_allclose(plain[0] / plain, eps, rtol=1e-12)
     sharded = np.array([moe_memory(shape, Layout(dp=16, ep=e, zero=3), 4096)["experts"] for e in eps])
     np.testing.assert_allclose(sharded, sharded[0], rtol=1e-12)
+
+
+def test_a_catalogued_dense_model_is_planned_as_its_own_shape():
+    """`plan --arch llama-3-8b --tokens 15T`: Llama 3 8B's own shape (8.03B) on the tokens given,
+    its FLOPs under the shape's count; on a booking, the tokens the booking buys for that shape."""
+    res = plan("--arch", "llama-3-8b", "--tokens", "15T")
+    shape, entry = architecture("llama-3-8b")
+    assert res["arch"] == "llama-3-8b" and res["source"] == entry["source"]
+    assert res["params"] == shape.params()["total"] and res["tokens"] == 15e12
+    assert res["shape"]["n_kv_heads"] == 8 and res["shape"]["d_ff"] == 14336
+    booked = plan("--arch", "llama-3-8b", "--gpu", "h100-sxm", "--count", "512", "--days", "10")
+    assert booked["params"] == shape.params()["total"] and booked["fits_booking"]
+    assert booked["wall_days"] == pytest.approx(10.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("args", [["--flops", "1e22"], ["--params", "7e9", "--tokens", "2e12"],
+                                  ["--arch", "llama-3-8b", "--tokens", "1T"],
+                                  ["--arch", "deepseek-v3", "--tokens", "1T", "--dp", "64", "--ep", "64"]])
+def test_every_kind_of_plan_prints_its_table(args):
+    """The table of each way to ask for a plan renders (a given model's plan once crashed on a
+    loss change it does not have)."""
+    r = runner.invoke(app, ["plan", *args], env={"COLUMNS": "100"})
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("budgetopt plan —") and "Memory per device" in r.stdout
