@@ -78,6 +78,17 @@ def test_plan(args):
     _conforms(_json(["plan", *args]), RunPlan)
 
 
+@pytest.mark.parametrize("args", [["--law", "kumar2024-precision", "--flops", "1e21"],
+                                  ["--law", "kumar2024-precision", "--gpu", "h100-sxm", "--count", "8", "--days", "3",
+                                   "--precision", "8"],
+                                  ["--gpu", "b200", "--count", "64", "--days", "10", "--precision", "auto",
+                                   "--price-per-hour", "3", "--grid-intensity", "0.4"]])
+def test_optimize_precision(args):
+    from budgetopt.plan.precision_choice import PrecisionAnswer
+
+    _conforms(_json(["optimize", *args]), PrecisionAnswer)
+
+
 def test_plan_of_a_routed_architecture():
     _conforms(_json(["plan", "--arch", "mixtral-8x7b", "--gpu", "h100-sxm", "--count", "64", "--days", "5", "--ep",
                      "8"]), RunPlan)

@@ -196,20 +196,48 @@ def optimize_command(
     max_total_params: Annotated[float | None, number_option("--max-total-params", "count",
                                                             "memory cap: all experts are held (total parameters)",
                                                             panel="Mixture of experts")] = None,
+    precision: Annotated[str | None, typer.Option(rich_help_panel="Precision",
+                                                  help="auto (the best), a format (bf16, fp8, fp4) or, with "
+                                                       "kumar2024-precision, a number of bits")] = None,
+    precision_penalty: Annotated[str | None, typer.Option(rich_help_panel="Precision",
+                                                          help="a format's loss cost: empirical (published bounds: "
+                                                               "FP8 0.25 %, NVFP4 +1.5 %) | law (kumar2024-precision) "
+                                                               r"\[default: empirical]")] = None,
+    precision_form: Annotated[str | None, typer.Option(rich_help_panel="Precision",
+                                                       help="the precision law's form: offset (~7-8 bits "
+                                                            r"compute-optimal) | main-text (~3.5 bits) \[default: "
+                                                            "offset]")] = None,
+    fp8_speedup: Annotated[float | None, number_option("--fp8-speedup", "plain", "end-to-end FP8 training speed-up "
+                                                       r"over BF16 \[default: 1.34, torchao]",
+                                                       panel="Precision")] = None,
+    fp4_speedup: Annotated[float | None, number_option("--fp4-speedup", "plain", "end-to-end FP4 training speed-up "
+                                                       r"over BF16 \[default: 1.755]", panel="Precision")] = None,
     fmt: Fmt = "table", output: Out = None,
 ):
     """The compute-optimal model size and token count for a budget (with an MoE law: the expert count or granularity
-    too, beside the dense answer)."""
+    too, beside the dense answer; with --precision: the training precision too)."""
     from ..core import runtime
     from ..model.hardware import cluster_from
-    from ..model.laws import is_moe, resolve_law
+    from ..model.laws import is_moe, is_precision, resolve_law
     from ..plan.optimum import Constraints, optimize
 
     runtime.use_compile_cache()
-    spec = resolve_law(law, law_params, law_file, ratio, moe=True)
+    spec = resolve_law(law, law_params, law_file, ratio, moe=True, precision=True)
     cluster, unused = cluster_from(gpu, dtype=dtype, count=count, hours=hours, days=days, mfu=mfu,
                                    price_per_hour=price_per_hour, pue=pue, power_watts=power_watts,
                                    grid_intensity=grid_intensity, hardware_file=hardware_file)
+    precision_flags = {"precision_penalty": precision_penalty, "precision_form": precision_form,
+                       "fp8_speedup": fp8_speedup, "fp4_speedup": fp4_speedup}
+    if precision is not None or is_precision(spec.params):
+        return _optimize_precision(spec, cluster, unused, flops, precision, precision_flags, fmt, output, x64,
+                                   {"unique_tokens": unique_tokens, "max_epochs": max_epochs,
+                                    "inference_tokens": inference_tokens, "target_loss": target_loss, "ratio": ratio,
+                                    "experts": experts, "granularity": granularity, "max_experts": max_experts,
+                                    "max_total_params": max_total_params},
+                                   Constraints(max_params=max_params, max_tokens=max_tokens), price_per_hour)
+    for name, v in precision_flags.items():
+        if v is not None:
+            raise ParameterError(name, "applies with --precision")
     moe_flags = {"experts": experts, "granularity": granularity, "max_total_params": max_total_params,
                  "max_experts": max_experts}
     if is_moe(spec.params):
@@ -240,6 +268,44 @@ def optimize_command(
                        price_per_hour=price_per_hour)
     _no_effect(unused, "optimize", "without --gpu")
     return respond("optimize", rec, fmt, output, notes=optimize_notes(spec, rec))
+
+
+def _optimize_precision(spec, cluster, unused, flops, precision, flags, fmt, output, x64, unsupported, cons, price):
+    """`optimize --precision` (or with the precision law): the compute-optimal training precision
+    under kumar2024-precision, or the best floating-point format on a device under a dense law."""
+    from ..core import runtime
+    from ..model.laws import is_precision
+    from ..plan.precision_choice import choose_format, optimize_precision, parse_bits
+    from .report import precision_notes
+
+    for name, v in unsupported.items():
+        if v is not None:
+            raise ParameterError(name, "not supported with --precision yet")
+    bits = parse_bits(precision)
+    form = flags["precision_form"] or "offset"
+    with runtime.precision("optimize", x64):
+        if is_precision(spec.params):
+            for name in ("precision_penalty", "fp8_speedup", "fp4_speedup"):
+                if flags[name] is not None:
+                    raise ParameterError(name, f"compares formats on a device under a dense law; {spec.name} prices "
+                                         "precision by its cost model")
+            if cons.max_params is not None or cons.d_max != float("inf"):
+                raise ParameterError("max_params" if cons.max_params is not None else "max_tokens",
+                                     "not supported with the precision law yet")
+            rec = optimize_precision(spec, flops=flops, cluster=cluster, bits=bits or "auto", form=form)
+        else:
+            if cluster is None or cluster.hours is None or flops is not None:
+                raise ParameterError("gpu", "--precision compares the formats a device has: give a booking ({gpu}, "
+                                     "{count}, {days}) instead of {flops}", names=True)
+            if not isinstance(bits, str):
+                raise ParameterError("precision", f"a number of bits needs the precision law (kumar2024-precision); "
+                                     f"with {spec.name}, give auto or a format")
+            speedups = {k: v for k, v in (("fp8", flags["fp8_speedup"]), ("fp4", flags["fp4_speedup"]))
+                        if v is not None}
+            rec = choose_format(spec, cluster, precision=bits, penalty=flags["precision_penalty"] or "empirical",
+                                speedups=speedups, form=form, constraints=cons, price_per_hour=price)
+    _no_effect(unused, "optimize", "without --gpu")
+    return respond("optimize", rec, fmt, output, notes=precision_notes(spec, rec))
 
 
 @app.command("plan")

@@ -679,6 +679,51 @@ def moe_report(rec: dict, notes: Iterable[str] = (), width: int | None = None) -
                            "(* = chosen: the lowest loss)", notes=notes, width=width)
 
 
+def precision_notes(spec, rec: dict) -> list[str]:
+    """The notes under a precision answer: the law or the formats' sources, how far it
+    extrapolates."""
+    notes = [f"law: {spec.name} — {spec.describe()}", f"source: {spec.source}"]
+    if "precisions" not in rec:
+        notes.append(f"{rec['precision_form']} form; {rec['cost_model']}; the constants are the paper's experimental "
+                     "fit (integer fake-quantised training): its trends, not its constants, are the finding")
+    else:
+        for f, src in rec["speedup_sources"].items():
+            if f != "bf16":
+                notes.append(f"{f} speed-up: {src}")
+        for f, src in rec["penalty_sources"].items():
+            if f != "bf16":
+                notes.append(f"{f} loss penalty: {src}")
+        notes.append("each format buys the booking's BF16 compute times its end-to-end speed-up (never the peak ratio)")
+    if rec.get("extrapolation") is not None:
+        notes.append(f"validity: {rec['extrapolation']['note']}")
+    return notes
+
+
+def precision_report(rec: dict, notes: Iterable[str] = (), width: int | None = None) -> str:
+    """A precision answer: the compute-optimal bits under the precision law, or every format's
+    compute, allocation and loss on the device with the best marked."""
+    if "precisions" not in rec:
+        keys = ("flops", "precision_bits", "params", "tokens", "tokens_per_param", "loss", "effective_params_fraction",
+                "converged", "gpu", "mfu", "count", "gpu_hours", "wall_days")
+        head = {k: rec[k] for k in keys if k in rec}
+        head["precision_bits"] = f"{rec['precision_bits']:.3f}"
+        head["effective_params_fraction"] = f"{rec['effective_params_fraction']:.4f}"
+        return record_table(head, title=f"budgetopt optimize — {rec['law']}: training precision", notes=notes,
+                            labels={"precision_bits": "training precision (bits)",
+                                    "effective_params_fraction": "N_eff / N at that precision"}, width=width)
+    rows = [{"format": r["format"] + (" *" if r["format"] == rec["precision"] else ""), "bits": f"{r['bits']:g}",
+             "speed-up": f"{r['speedup']:.3g}" + (" (given)" if r["speedup_given"] else ""),
+             "compute": format_sci(r["flops"]), "params": format_count(r["params"]),
+             "tokens": format_count(r["tokens"]), "loss": f"{r['loss']:.4f}", "penalty": f"{r['loss_penalty']:+.4f}",
+             "converged": human("converged", r["converged"])} for r in rec["precisions"]]
+    head = {k: rec[k] for k in ("gpu", "mfu", "count", "gpu_hours", "wall_days") if k in rec}
+    text = record_table({"best format": rec["precision"], **{k: rec[k] for k in ("params", "tokens", "loss")},
+                         **head}, title=f"budgetopt optimize — {rec['law']}: in what precision to train "
+                         f"({rec['precision_penalty']} penalty)", width=width)
+    return text + to_table(rows, title="Every format the device has (* = chosen: the least loss)", notes=notes,
+                           width=width, optional=["converged", "penalty"])
+
+
 def render(command: str, result: Any, fmt: str, *, title: str | None = None, notes: Iterable[str] = (),
            columns: Iterable[str] | None = None, optional: Iterable[str] = ()) -> str:
     """``command``'s result as ``fmt`` (one of FORMATS): the one response path of the CLI. A
@@ -697,6 +742,8 @@ def render(command: str, result: Any, fmt: str, *, title: str | None = None, not
         return reports[command](result)
     if command == "optimize" and "candidates" in result:
         return moe_report(result, notes)
+    if command == "optimize" and "precision_bits" in result:
+        return precision_report(result, notes)
     if isinstance(result, list):
         return to_table(result, title=title, columns=columns, notes=notes, optional=optional)
     return record_table(result, title=title or f"budgetopt {command}", notes=notes)

@@ -11,7 +11,8 @@
 - ``shape``: a transformer's shape, parameter counts and FLOPs per token;
 - ``moe_shape``: a routed transformer's exact total and active counts and FLOPs per token,
   and the catalog of released MoE architectures (``data/architectures.toml``);
-- ``memory``: training memory per device under ZeRO, tensor/pipeline and expert parallelism.
+- ``memory``: training memory per device under ZeRO, tensor/pipeline and expert parallelism;
+- ``precision``: the precision law, the compute-optimal training precision, PTQ degradation.
 """
 
 from ..core.lazy import lazy_face

@@ -15,7 +15,7 @@ from ..core.errors import InputError, ParameterError
 from ..core.files import data_toml, load_toml
 from ..core.units import require_in
 
-DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
+DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
 
 
 def check_dtype(dtype: str) -> str:

@@ -101,7 +101,29 @@ class FineGrainedMoE(NamedTuple):
 MoELaw = JointMoE | FineGrainedMoE  # their variables differ from the dense laws' (N, D): model/moe.py
 
 
-def has_loss(law: Law | MoELaw) -> bool:
+class KumarPrecision(NamedTuple):
+    """Kumar et al. 2024 (Appendix K): a Chinchilla-form law in (N_eff, D) with N_eff = N times
+    a factor per quantised tensor (weights w, activations a, KV cache kv), and the
+    post-training-quantisation degradation constants (C_T, gamma_D, gamma_N, gamma_post)."""
+
+    log_A: Float[ArrayLike, "*b"]
+    alpha: Float[ArrayLike, "*b"]
+    log_B: Float[ArrayLike, "*b"]
+    beta: Float[ArrayLike, "*b"]
+    log_E: Float[ArrayLike, "*b"]
+    gamma_w: Float[ArrayLike, "*b"]
+    n_w: Float[ArrayLike, "*b"]
+    gamma_a: Float[ArrayLike, "*b"]
+    n_a: Float[ArrayLike, "*b"]
+    gamma_kv: Float[ArrayLike, "*b"]
+    n_kv: Float[ArrayLike, "*b"]
+    c_t: Float[ArrayLike, "*b"]
+    gamma_d: Float[ArrayLike, "*b"]
+    gamma_n: Float[ArrayLike, "*b"]
+    gamma_post: Float[ArrayLike, "*b"]
+
+
+def has_loss(law: Law | MoELaw | KumarPrecision) -> bool:
     """Whether the law predicts a loss (allocation rules do not)."""
     return not isinstance(law, TokensPerParam)
 
@@ -188,7 +210,7 @@ class LawSpec:
     NamedTuples)."""
 
     name: str
-    params: Law | MoELaw
+    params: Law | MoELaw | KumarPrecision
     source: str = ""
     covariance: np.ndarray | None = None  # (log A, log B, log E, alpha, beta) order
     draws: np.ndarray | None = None  # bootstrap draws, rows in the covariance order
@@ -199,7 +221,8 @@ class LawSpec:
     @property
     def kind(self) -> str:
         return {Parametric: "parametric", Kaplan: "kaplan", DataConstrained: "data-constrained",
-                TokensPerParam: "rule", JointMoE: "moe-joint", FineGrainedMoE: "moe-fine-grained"}[type(self.params)]
+                TokensPerParam: "rule", JointMoE: "moe-joint", FineGrainedMoE: "moe-fine-grained",
+                KumarPrecision: "precision"}[type(self.params)]
 
     def describe(self) -> str:
         """Human-readable formula with its numbers."""
@@ -219,6 +242,9 @@ class LawSpec:
         if isinstance(p, FineGrainedMoE):
             return (f"L = {p.c:.4g} + ({p.g:.4g}/G^{p.gamma:.4g} + {p.a:.4g})/N^{p.alpha:.4g} + "
                     f"{p.b:.4g}/D^{p.beta:.4g} (E = {p.expansion:g})")
+        if isinstance(p, KumarPrecision):
+            return (f"L = {math.exp(p.log_A):.4g}/N_eff^{p.alpha:.4g} + {math.exp(p.log_B):.4g}/D^{p.beta:.4g} + "
+                    f"{math.exp(p.log_E):.4g}, N_eff = N f_w f_a f_kv")
         return "data-constrained"
 
 
@@ -306,7 +332,7 @@ def optimal_exponents(law: Law) -> tuple[float, float]:
     it measured under a different compute count; README); a rule: 1/2."""
     if isinstance(law, DataConstrained):
         law = law.base
-    if isinstance(law, Parametric):
+    if isinstance(law, Parametric | KumarPrecision):  # the precision law at any fixed precision
         a = float(law.beta) / (float(law.alpha) + float(law.beta))
     elif isinstance(law, Kaplan):
         a = float(law.alpha_D) / (float(law.alpha_D) + float(law.alpha_N))
@@ -353,6 +379,10 @@ def get_preset(name: str, ratio: float | None = None) -> LawSpec:
                        link=check_link(e["link"], f"{name}.link") if "link" in e else None)
     if e["kind"] in MOE_KEYS:
         return LawSpec(name, moe_from_mapping(e["kind"], e, name), e["source"], validity=valid)
+    if e["kind"] == "precision":
+        logs = {f"log_{k}": math.log(e[k]) for k in ("A", "B", "E")}
+        rest = {k: float(e[k]) for k in KumarPrecision._fields if not k.startswith("log_")}
+        return LawSpec(name, KumarPrecision(**logs, **rest), e["source"], validity=valid)
     if e["kind"] == "kaplan":
         return LawSpec(name, Kaplan(math.log(e["Nc"]), math.log(e["Dc"]), e["alpha_N"], e["alpha_D"]), e["source"],
                        validity=valid)
@@ -450,10 +480,17 @@ def is_moe(law) -> bool:
     return isinstance(law, MoELaw)
 
 
+def is_precision(law) -> bool:
+    """Whether a law is the precision law (its loss needs the training precision too)."""
+    return isinstance(law, KumarPrecision)
+
+
 def resolve_law(law: str | None = None, law_params: str | None = None, law_file: str | Path | None = None,
-                ratio: float | None = None, default: str = "besiroglu2024", moe: bool = False) -> LawSpec:
+                ratio: float | None = None, default: str = "besiroglu2024", moe: bool = False,
+                precision: bool = False) -> LawSpec:
     """The one way the CLI and library pick a law: a preset name, explicit parameters, or a file.
-    ``moe``: whether the caller takes a mixture-of-experts law (``optimize`` and ``audit`` do)."""
+    ``moe``: whether the caller takes a mixture-of-experts law (``optimize`` and ``audit`` do);
+    ``precision``: whether it takes the precision law (``optimize`` does)."""
     given = [x for x in (law, law_params, law_file) if x is not None]
     if len(given) > 1:
         raise ParameterError("law", "give only one of {law}, {law_params}, {law_file}", names=True)
@@ -472,6 +509,8 @@ def resolve_law(law: str | None = None, law_params: str | None = None, law_file:
     if is_moe(spec.params) and not moe:
         raise ParameterError("law", f"{name} is a mixture-of-experts law: `budgetopt optimize` (with --experts or "
                              "--granularity) and `budgetopt audit` use it so far")
+    if is_precision(spec.params) and not precision:
+        raise ParameterError("law", f"{name} is the precision law: `budgetopt optimize --precision` uses it")
     return spec
 
 

@@ -79,4 +79,6 @@ def test_bad_user_file(tmp_path, body, field):
 
 
 def test_dtypes_listed():
-    assert DTYPES == ("fp32", "tf32", "bf16", "fp16", "fp8")
+    assert DTYPES == ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
+    b200 = get_accelerator("b200", load_catalog())
+    assert b200.peak_flops("fp4") == 2 * b200.peak_flops("fp8") == 4 * b200.peak_flops("bf16")

@@ -1,0 +1,133 @@
+"""Training and serving precision (DESIGN §15): Kumar et al. 2024's precision law, the
+compute-optimal training precision under its cost model, post-training-quantisation
+degradation and the critical data size, and the published empirical penalties and speed-ups of
+floating-point formats (``data/precision_formats.toml``).
+
+- The law (``laws.KumarPrecision``): L = A·N_eff^−α + B·D^−β + E, N_eff = N·f_w(P_w)·f_a(P_a)·
+  f_kv(P_kv) with, per tensor x, the **offset** form f = max(0, 1 − e^(n_x − P/γ_x)) (the
+  appendix's fitted offsets; it reproduces the paper's compute-optimal training precision of ~7–8
+  bits) or the **main-text** form f = 1 − e^(−P/γ_x) (no offsets: ~3.5 bits). At fixed precision
+  it is the Chinchilla form with A' = A·F^−α (``at_precision``), so the package's closed form
+  allocates it.
+- Cost model (the paper's): compute ∝ N·D·P. Here a budget is BF16-equivalent FLOPs: a run in P
+  bits on N, D costs 6·N·D·P/16, so 16 bits is today's 6ND and 8 bits buys twice the N·D.
+- δ_PTQ(N, D, P_post) = C_T·D^γ_D·N^−γ_N·e^(−P_post/γ_post) (eq. 2): more tokens per parameter,
+  more fragile; D_crit = (β·B·N^γ_N·e^(P_post/γ_post)/(γ_D·C_T))^(1/(γ_D+β)) (eq. 13) is where
+  more tokens start to raise the post-quantisation loss.
+
+Units: N parameters (non-embedding, the paper's), D tokens, P bits, loss in nats/token.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike
+
+from .allocation import closed_form_x, optimal_loss_closed_form
+from .laws import KumarPrecision, Parametric
+
+PRECISION_FORMS = ("offset", "main-text")
+REFERENCE_BITS = 16.0  # the cost model's unit: a 16-bit run costs 6ND
+BITS_RANGE = (1.0, 32.0)  # where the compute-optimal training precision is sought
+GRID_STEP = 0.01  # bits between the grid points before the golden-section refinement
+GOLDEN_STEPS = 60  # a 0.04-bit bracket shrinks by 0.618^60 ~ 3e-13
+
+
+def factor(bits: ArrayLike, gamma: ArrayLike, offset_n: ArrayLike, form: str) -> Array:
+    """f(P) of one tensor: max(0, 1 − e^(n − P/γ)) (offset) or 1 − e^(−P/γ) (main-text)."""
+    if form == "offset":
+        return jnp.maximum(1.0 - jnp.exp(offset_n - bits / gamma), 0.0)
+    return 1.0 - jnp.exp(-bits / gamma)
+
+
+def log_factor(law: KumarPrecision, p_w: ArrayLike, p_a: ArrayLike, p_kv: ArrayLike, form: str) -> Array:
+    """log(N_eff / N) = Σ log f_x(P_x) over weights, activations, KV cache (−inf where a factor
+    is 0: a precision so low the tensor carries nothing)."""
+    return (jnp.log(factor(p_w, law.gamma_w, law.n_w, form)) + jnp.log(factor(p_a, law.gamma_a, law.n_a, form))
+            + jnp.log(factor(p_kv, law.gamma_kv, law.n_kv, form)))
+
+
+def at_precision(law: KumarPrecision, bits: ArrayLike, form: str) -> Parametric:
+    """The law trained with weights, activations and KV cache all in ``bits``, as the Chinchilla
+    form in (N, D): A' = A·F^−α with F = f_w f_a f_kv."""
+    lf = log_factor(law, bits, bits, bits, form)
+    return Parametric(law.log_A - law.alpha * lf, law.log_B, law.log_E, law.alpha + 0.0 * lf, law.beta + 0.0 * lf)
+
+
+def precision_loss(law: KumarPrecision, log_n: Array, log_d: Array, p_w: ArrayLike, p_a: ArrayLike,
+                   p_kv: ArrayLike, form: str) -> Array:
+    """L(N, D, P_w, P_a, P_kv) = A (N F)^−α + B D^−β + E."""
+    log_neff = log_n + log_factor(law, p_w, p_a, p_kv, form)
+    return jnp.exp(law.log_A - law.alpha * log_neff) + jnp.exp(law.log_B - law.beta * log_d) + jnp.exp(law.log_E)
+
+
+def ptq_degradation(law: KumarPrecision, log_n: ArrayLike, log_d: ArrayLike, p_post: ArrayLike) -> Array:
+    """δ_PTQ = C_T D^γ_D / N^γ_N e^(−P_post/γ_post) (eq. 2): the loss a post-training
+    quantisation to ``p_post`` bits adds."""
+    return law.c_t * jnp.exp(law.gamma_d * log_d - law.gamma_n * log_n - p_post / law.gamma_post)
+
+
+def critical_data_size(law: KumarPrecision, log_n: ArrayLike, p_post: ArrayLike) -> Array:
+    """D_crit (eq. 13): the tokens beyond which more data raises the loss after quantisation to
+    ``p_post`` bits: d/dD [B D^−β + δ_PTQ] = 0."""
+    log = (jnp.log(law.beta) + law.log_B + law.gamma_n * log_n + p_post / law.gamma_post
+           - jnp.log(law.gamma_d * law.c_t)) / (law.gamma_d + law.beta)
+    return jnp.exp(log)
+
+
+def log_budget_at(log_c: ArrayLike, bits: ArrayLike) -> Array:
+    """log of the 6·N·D a BF16-equivalent budget buys at ``bits`` (cost ∝ N·D·P)."""
+    return log_c + jnp.log(REFERENCE_BITS / bits)
+
+
+class PrecisionOptimum(NamedTuple):
+    """The compute-optimal training precision of a budget: bits, log N, log D, loss; whether the
+    golden-section search met its tolerance; and whether it sits at an end of BITS_RANGE."""
+
+    bits: Array
+    log_n: Array
+    log_d: Array
+    loss: Array
+    converged: Array
+    at_bound: Array
+
+
+def optimal_loss_at(law: KumarPrecision, log_c: ArrayLike, bits: ArrayLike, form: str) -> Array:
+    """The compute-optimal loss of a BF16-equivalent budget trained in ``bits`` (inf where the
+    precision leaves no effective parameters)."""
+    loss = optimal_loss_closed_form(at_precision(law, bits, form), log_budget_at(log_c, bits))
+    return jnp.where(jnp.isfinite(loss), loss, jnp.inf)
+
+
+def optimal_precision(law: KumarPrecision, log_c: ArrayLike, form: str) -> PrecisionOptimum:
+    """The training precision minimising the compute-optimal loss of budget exp(log_c) (one
+    budget; vmap for many): a grid of BITS_RANGE every GRID_STEP bits, then golden-section
+    search in the bracket around the best point (the loss is smooth in P inside it)."""
+    lo, hi = BITS_RANGE
+    grid = jnp.linspace(lo, hi, int(round((hi - lo) / GRID_STEP)) + 1, dtype=jnp.result_type(log_c))
+    losses = jax.vmap(lambda b: optimal_loss_at(law, log_c, b, form))(grid)
+    k = jnp.argmin(losses)
+    a, b = grid[jnp.maximum(k - 1, 0)], grid[jnp.minimum(k + 1, grid.shape[0] - 1)]
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
+    f = lambda x: optimal_loss_at(law, log_c, x, form)  # noqa: E731
+
+    def step(carry, _):
+        a, b = carry
+        c, d = b - ratio * (b - a), a + ratio * (b - a)
+        left = f(c) < f(d)
+        return (jnp.where(left, a, c), jnp.where(left, d, b)), None
+
+    (a, b), _ = jax.lax.scan(step, (a, b), None, length=GOLDEN_STEPS)
+    bits = 0.5 * (a + b)
+    best = losses[k]
+    bits, loss = jnp.where(f(bits) <= best, bits, grid[k]), jnp.minimum(f(bits), best)
+    p = at_precision(law, bits, form)
+    log_c6 = log_budget_at(log_c, bits)
+    log_n = closed_form_x(p, log_c6)
+    log_d = log_c6 - math.log(6.0) - log_n
+    converged = (b - a) < 1e-6
+    return PrecisionOptimum(bits, log_n, log_d, loss, converged, (k == 0) | (k == grid.shape[0] - 1))

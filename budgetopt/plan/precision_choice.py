@@ -1,0 +1,199 @@
+"""`budgetopt optimize --precision`: in what precision to train (DESIGN §15).
+
+- Under the precision law (``kumar2024-precision``): the compute-optimal training precision of a
+  budget under the paper's cost model (compute ∝ N·D·P; the budget is BF16-equivalent FLOPs), or
+  the optimum at a given number of bits (``model/precision.py``).
+- Under a dense law with a device (``--gpu``): the discrete choice among the floating-point
+  formats the device has (bf16, fp8, fp4; ``data/precision_formats.toml``). Each format buys the
+  BF16 compute of the booking times its end-to-end speed-up (sourced defaults, overridable; never
+  the peak ratio) and costs a loss penalty: ``empirical`` (default: the published bounds, a
+  relative loss over BF16) or ``law`` (the precision law's effective-parameter factor at the
+  format's bits, relative to 16 bits, applied to the dense law's A). The best format is the one
+  with the least loss.
+
+Units: N parameters, D tokens, C FLOPs, P bits, loss in nats per token.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax.numpy as jnp
+
+from ..core.errors import ParameterError
+from ..core.files import data_toml
+from ..core.units import require_in
+from ..model.hardware import Cluster, ClusterRecord
+from ..model.laws import KumarPrecision, LawSpec, Parametric, get_preset
+from ..model.precision import (
+    PRECISION_FORMS,
+    REFERENCE_BITS,
+    at_precision,
+    log_factor,
+    optimal_loss_at,
+    optimal_precision,
+)
+from ..model.validity import attach, extrapolation
+from .optimum import Constraints, optimize
+
+PENALTIES = ("empirical", "law")
+
+
+class PrecisionAnswer(ClusterRecord, total=False):
+    """`budgetopt optimize --precision -f json`: under the precision law (``optimize_precision``)
+    the bits, form and cost model; under a dense law on a device (``choose_format``) the chosen
+    ``precision`` and every format's row in ``precisions`` with the sources of its speed-up and
+    penalty; both the allocation (params, tokens, loss, flops) and the hardware keys."""
+
+    law: str
+    precision: str
+    precision_bits: float
+    precision_form: str
+    precision_penalty: str
+    precisions: list[dict[str, Any]]
+    speedup_sources: dict[str, str]
+    penalty_sources: dict[str, str]
+    flops: float
+    params: float
+    tokens: float
+    tokens_per_param: float
+    loss: float
+    effective_params_fraction: float
+    converged: bool
+    at_bound: bool
+    cost_model: str
+    warnings: list[str]
+    extrapolation: dict[str, Any]
+
+
+def formats() -> dict[str, dict]:
+    """The floating-point training formats (``data/precision_formats.toml``)."""
+    return data_toml("precision_formats.toml")
+
+
+def check_form(form: str) -> str:
+    if form not in PRECISION_FORMS:
+        raise ParameterError("precision_form", f"unknown {form!r}; allowed: {', '.join(PRECISION_FORMS)}")
+    return form
+
+
+def parse_bits(text: str | None) -> float | str | None:
+    """``--precision``: auto, a format name, or a number of bits > 0."""
+    if text is None or text == "auto" or text in formats():
+        return text
+    try:
+        bits = float(text)
+    except ValueError:
+        raise ParameterError("precision", f"must be auto, a format ({', '.join(formats())}) or a number of bits, "
+                             f"got {text!r}") from None
+    return require_in(bits, "precision", 0.0, 64.0, low_open=True, what="bits")
+
+
+def optimize_precision(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | None = None,
+                       bits: float | str = "auto", form: str = "offset") -> PrecisionAnswer:
+    """Under the precision law: the compute-optimal training precision of a BF16-equivalent
+    budget (``bits`` "auto"), or the optimum trained in ``bits`` (a number, or a format's bits)."""
+    law = spec.params
+    if not isinstance(law, KumarPrecision):
+        raise ParameterError("law", f"{spec.name} is not the precision law")
+    check_form(form)
+    if (flops is None) == (cluster is None or cluster.hours is None):
+        raise ParameterError("flops", "give one budget: {flops}, or a booking ({gpu}, {count}, {days})", names=True)
+    c = flops if flops is not None else cluster.flops()
+    log_c = jnp.log(jnp.float64(c))
+    if bits == "auto":
+        o = optimal_precision(law, log_c, form)
+        p, log_n, log_d, loss = float(o.bits), float(o.log_n), float(o.log_d), float(o.loss)
+        converged, at_bound = bool(o.converged), bool(o.at_bound)
+    else:
+        p = float(formats()[bits]["bits"]) if isinstance(bits, str) else float(bits)
+        from ..model.allocation import closed_form_x
+
+        law_p = at_precision(law, p, form)
+        log_c6 = log_c + math.log(REFERENCE_BITS / p)
+        log_n = float(closed_form_x(law_p, log_c6))
+        log_d = float(log_c6) - math.log(6.0) - log_n
+        loss = float(optimal_loss_at(law, log_c, p, form))
+        converged, at_bound = math.isfinite(loss), False
+    rec = {"law": spec.name, "precision_form": form, "flops": c, "precision_bits": p, "params": math.exp(log_n),
+           "tokens": math.exp(log_d), "tokens_per_param": math.exp(log_d - log_n), "loss": loss,
+           "effective_params_fraction": math.exp(float(log_factor(law, p, p, p, form))),
+           "converged": converged, "at_bound": at_bound,
+           "cost_model": f"compute = 6 N D P / {REFERENCE_BITS:g} (the paper's compute proportional to N D P; a "
+                         "16-bit run costs 6ND)", "warnings": []}
+    if at_bound:
+        rec["warnings"].append("the best precision is at the end of the searched 1-32 bits")
+    attach(rec, extrapolation(spec.validity, rec["params"], rec["tokens"], c))
+    if cluster is not None:
+        rec.update({k: v for k, v in cluster.describe(c).items() if k not in rec})
+    return rec
+
+
+def _penalised_law(dense: Parametric, precision_law: KumarPrecision, bits: float, form: str) -> Parametric:
+    """The dense law with the precision law's effective-parameter factor at ``bits``, relative to
+    16 bits: A' = A (F(bits) / F(16))^−alpha."""
+    rel = log_factor(precision_law, bits, bits, bits, form) - log_factor(precision_law, REFERENCE_BITS,
+                                                                         REFERENCE_BITS, REFERENCE_BITS, form)
+    return dense._replace(log_A=dense.log_A - dense.alpha * float(rel))
+
+
+def choose_format(spec: LawSpec, cluster: Cluster, *, precision: str = "auto", penalty: str = "empirical",
+                  speedups: dict[str, float] | None = None, form: str = "offset",
+                  constraints: Constraints | None = None, price_per_hour: float | None = None) -> PrecisionAnswer:
+    """Under a dense law on ``cluster`` (booked in BF16): every floating-point format the device
+    has (or the one named), the compute it buys, its allocation and loss with its penalty; the
+    best (least loss) chosen. ``speedups`` override the formats' end-to-end speed-ups."""
+    if not isinstance(spec.params, Parametric):
+        raise ParameterError("law", f"--precision compares formats under a parametric law; {spec.name} is "
+                             f"{spec.kind}")
+    if cluster.dtype != "bf16":
+        raise ParameterError("dtype", "sets one format; --precision compares formats: book the device in bf16 (the "
+                             "reference the speed-ups are measured against)")
+    if penalty not in PENALTIES:
+        raise ParameterError("precision_penalty", f"unknown {penalty!r}; allowed: {', '.join(PENALTIES)}")
+    check_form(form)
+    table = formats()
+    for name, v in (speedups or {}).items():
+        require_in(v, f"{name}_speedup", 0.0, low_open=True, what="a speed-up over BF16")
+    if precision != "auto" and precision not in table:
+        raise ParameterError("precision", f"with a dense law, one of auto, {', '.join(table)}; bits apply to the "
+                             "precision law (kumar2024-precision)")
+    acc = cluster.accelerator
+    have = [f for f, e in table.items() if e["catalog_dtype"] in acc.peak_tflops]
+    asked = have if precision == "auto" else [precision]
+    if precision != "auto" and precision not in have:
+        raise ParameterError("precision", f"{acc.id} has no {precision} (its formats: {', '.join(have)})")
+    precision_law = get_preset("kumar2024-precision").params
+    bf16 = cluster.flops()  # the booking's compute in BF16 at its MFU
+    rows = []
+    for f in asked:
+        e = table[f]
+        speedup = float((speedups or {}).get(f, e["speedup"]))
+        c = bf16 * speedup
+        law = spec.params if penalty == "empirical" else _penalised_law(spec.params, precision_law, e["bits"], form)
+        opt = optimize(LawSpec(spec.name, law, spec.source, validity=spec.validity), flops=c, constraints=constraints)
+        if penalty == "empirical":
+            loss = opt["loss"] * (1.0 + e["loss_penalty"])
+            pen = loss - opt["loss"]
+        else:
+            base = optimize(spec, flops=c, constraints=constraints)["loss"]
+            loss, pen = opt["loss"], opt["loss"] - base
+        rows.append({"format": f, "bits": e["bits"], "speedup": speedup, "speedup_given": f in (speedups or {}),
+                     "flops": c, "params": opt["params"], "tokens": opt["tokens"], "loss": loss, "loss_penalty": pen,
+                     "converged": opt["converged"]})
+    best = min(rows, key=lambda r: r["loss"])
+    rec = {"law": spec.name, "precision": best["format"], "precision_bits": best["bits"],
+           "precision_penalty": penalty, **{k: best[k] for k in ("flops", "params", "tokens", "loss", "converged")},
+           "tokens_per_param": best["tokens"] / best["params"], "precisions": rows,
+           "speedup_sources": {f: table[f].get("speedup_source", table[f]["source"]) for f in asked},
+           "penalty_sources": {f: (table[f]["source"] if penalty == "empirical" else
+                                   f"kumar2024-precision ({form} form) effective parameters at {table[f]['bits']} "
+                                   "bits relative to 16") for f in asked}, "warnings": []}
+    if penalty == "law":
+        rec["warnings"].append("the precision law was fitted on integer fake-quantised training of 30M-220M "
+                               "parameters: it over-states floating-point formats' cost (FP8 within 0.25 % in "
+                               "DeepSeek-V3); --precision-penalty empirical uses the published bounds")
+    attach(rec, extrapolation(spec.validity, best["params"], best["tokens"], best["flops"]))
+    rec.update({k: v for k, v in cluster.describe(bf16, price_per_hour).items() if k not in rec})
+    return rec

@@ -1,0 +1,106 @@
+"""`optimize --precision`: under the precision law, the compute-optimal bits (and a fixed
+precision's optimum) against the closed form written here; under a dense law on a device, the
+choice among its floating-point formats against brute force over the formats — each format's
+compute (BF16 booking x its speed-up, never the peak ratio unless the user says so), its
+optimum and its penalised loss computed in NumPy from the law."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from budgetopt.cli.commands import app
+from budgetopt.core.files import data_toml
+from budgetopt.model.hardware import cluster_from
+
+from .. import reference as ref
+
+runner = CliRunner()
+BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+FORMATS = data_toml("precision_formats.toml")
+
+
+def run(*args) -> dict:
+    r = runner.invoke(app, ["optimize", *args, "-f", "json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def closed_form(law: dict, c: float, a_scale: float = 1.0) -> tuple[float, float, float]:
+    """(N, D, L) of the Chinchilla law (A times ``a_scale``) at C = 6ND, written out."""
+    A, B, al, be = law["A"] * a_scale, law["B"], law["alpha"], law["beta"]
+    g = (al * A / (be * B)) ** (1 / (al + be))
+    n = g * (c / 6) ** (be / (al + be))
+    d = c / (6 * n)
+    return n, d, ref.chinchilla(law["E"], A, B, al, be, n, d)
+
+
+@pytest.mark.parametrize("gpu", ["h100-sxm", "b200"])
+def test_the_format_choice_is_the_brute_force_over_the_devices_formats(gpu):
+    """Empirical penalties: loss = L*(C x speed-up) x (1 + penalty) for every format the device
+    has (H100: bf16, fp8; B200: bf16, fp8, fp4); the least is chosen."""
+    res = run("--gpu", gpu, "--count", "1024", "--days", "30", "--precision", "auto")
+    bf16 = cluster_from(gpu, count=1024, days=30)[0].flops()
+    want = {}
+    for f, e in FORMATS.items():
+        if gpu == "h100-sxm" and f == "fp4":
+            continue
+        n, d, loss = closed_form(BESIROGLU, bf16 * e["speedup"])
+        want[f] = (n, d, loss * (1 + e["loss_penalty"]))
+    got = {r["format"]: r for r in res["precisions"]}
+    assert set(got) == set(want)
+    for f, (n, _d, loss) in want.items():
+        assert got[f]["flops"] == pytest.approx(bf16 * FORMATS[f]["speedup"], rel=1e-12)
+        assert got[f]["params"] == pytest.approx(n, rel=1e-3)  # the published constants are rounded (4 digits)
+        assert got[f]["loss"] == pytest.approx(loss, rel=1e-4)
+    best = min(want, key=lambda f: want[f][2])
+    assert res["precision"] == best and res["precision_bits"] == FORMATS[best]["bits"]
+
+
+def test_the_law_penalty_scales_a_by_the_effective_parameters_relative_to_16_bits():
+    """--precision-penalty law: at fp8 the dense law's A becomes A (F(8)/F(16))^-alpha with F the
+    precision law's offset-form factor product, written out here."""
+    res = run("--gpu", "h100-sxm", "--count", "256", "--days", "20", "--precision", "auto", "--precision-penalty",
+              "law")
+    k = data_toml("laws.toml")["kumar2024-precision"]
+
+    def big_f(p):
+        return math.prod(max(0.0, 1 - math.exp(k[f"n_{x}"] - p / k[f"gamma_{x}"])) for x in ("w", "a", "kv"))
+
+    bf16 = cluster_from("h100-sxm", count=256, days=20)[0].flops()
+    fp8 = next(r for r in res["precisions"] if r["format"] == "fp8")
+    scale = (big_f(8) / big_f(16)) ** -BESIROGLU["alpha"]
+    _, _, loss = closed_form(BESIROGLU, bf16 * FORMATS["fp8"]["speedup"], scale)
+    assert fp8["loss"] == pytest.approx(loss, rel=1e-4)
+    empirical = run("--gpu", "h100-sxm", "--count", "256", "--days", "20", "--precision", "fp8")
+    assert fp8["loss_penalty"] > empirical["precisions"][0]["loss_penalty"]  # integer training prices FP8 higher
+    assert any("over-states" in w for w in res["warnings"])
+
+
+def test_the_fp8_speedup_is_never_the_peak_ratio_unless_the_user_sets_it():
+    res = run("--gpu", "h100-sxm", "--count", "64", "--days", "10", "--precision", "fp8")
+    (row,) = res["precisions"]
+    assert row["speedup"] == FORMATS["fp8"]["speedup"] != 2.0 and not row["speedup_given"]
+    given = run("--gpu", "h100-sxm", "--count", "64", "--days", "10", "--precision", "fp8", "--fp8-speedup", "2")
+    assert given["precisions"][0]["speedup"] == 2.0 and given["precisions"][0]["speedup_given"]
+    assert given["flops"] == pytest.approx(2 * cluster_from("h100-sxm", count=64, days=10)[0].flops(), rel=1e-12)
+
+
+def test_the_precision_law_at_fixed_bits_is_its_closed_form():
+    """`--law kumar2024-precision --precision 8`: the Chinchilla form with A (f_w f_a f_kv)^-alpha
+    on 6ND = C x 16/8; `--precision fp8` is the same 8 bits; auto finds ~7 bits with a lower loss."""
+    k = data_toml("laws.toml")["kumar2024-precision"]
+    fac = math.prod(max(0.0, 1 - math.exp(k[f"n_{x}"] - 8 / k[f"gamma_{x}"])) for x in ("w", "a", "kv"))
+    law = {"E": k["E"], "A": k["A"], "B": k["B"], "alpha": k["alpha"], "beta": k["beta"]}
+    n, d, loss = closed_form(law, 1e21 * 2, fac ** -k["alpha"])
+    for p in ("8", "fp8"):
+        res = run("--law", "kumar2024-precision", "--flops", "1e21", "--precision", p)
+        assert res["precision_bits"] == 8.0
+        assert res["params"] == pytest.approx(n, rel=1e-9) and res["loss"] == pytest.approx(loss, rel=1e-9)
+    auto = run("--law", "kumar2024-precision", "--flops", "1e21")
+    assert 7 <= auto["precision_bits"] <= 8 and auto["loss"] < loss and auto["converged"]
+    main = run("--law", "kumar2024-precision", "--flops", "1e21", "--precision-form", "main-text")
+    assert 3 <= main["precision_bits"] <= 4
