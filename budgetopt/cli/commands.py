@@ -750,6 +750,9 @@ def audit_command(
                                                    "the compute")] = 1.25,
     near_ratio: Annotated[float, typer.Option(help="allocation rules: near-optimal within this factor of the rule's "
                                               "D/N")] = 2.0,
+    serve_precision: Annotated[float | None, number_option("--serve-precision", "plain", "bits the model is served "
+                                                           "in: the loss post-training quantisation adds "
+                                                           "(kumar2024-precision) and its critical tokens")] = None,
     fmt: Fmt = "table", output: Out = None,
 ):
     """Was a model compute-optimal? Audit the catalog (GPT-3, Chinchilla, Llama ...) or your own."""
@@ -761,7 +764,7 @@ def audit_command(
     spec = resolve_law(law, law_params, law_file, ratio, moe=True)
     models = select_models(model, params=params, tokens=tokens, flops=flops, name=name)
     with runtime.precision("audit"):
-        rows = audit_models(models, spec, near_multiplier, near_ratio, inference_tokens)
+        rows = audit_models(models, spec, near_multiplier, near_ratio, inference_tokens, serve_precision)
     cols, notes = audit_notes(spec, near_multiplier, near_ratio, rows)
     return respond("audit", rows, fmt, output, title=f"budgetopt audit — law {spec.name}: {spec.describe()}",
                    columns=cols, notes=notes,

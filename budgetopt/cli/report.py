@@ -24,7 +24,7 @@ from ..core.units import format_count, format_float, format_sci
 FORMATS = ("table", "json", "csv")
 
 _COUNT_KEYS = {"params", "tokens", "optimal_params", "optimal_tokens", "unique_tokens", "max_params",
-               "max_tokens", "inference_tokens", "params_active", "params_total", "max_total_params"}
+               "max_tokens", "inference_tokens", "params_active", "params_total", "max_total_params", "critical_tokens"}
 
 LABELS = {
     "law": "law", "flops": "compute (FLOPs)", "pf_days": "compute (PF-days)", "params": "parameters N",
@@ -406,12 +406,16 @@ def audit_notes(spec, near_multiplier: float, near_ratio: float, rows: list[dict
             f"{rows[0]['dense_law']} by its active parameters (verdict dense); the law was fitted on top-1 routing "
             "of granularity 1: a top-8 fine-grained model at its E is a reading it does not test"]
            if rows and "verdict_dense" in rows[0] else [])
+    ptq = ([f"serving in {rows[0]['serve_precision']:g} bits: ptq_degradation is the loss post-training "
+            "quantisation adds and critical_tokens the training tokens past which more data made the quantised "
+            "model worse (kumar2024-precision, eq. 2 and 13; fitted on 30M-220M-parameter integer runs: at this "
+            "scale a reading of the trend)"] if rows and "ptq_degradation" in rows[0] else [])
     return (cols + ["loss", "loss_gap", "compute_multiplier", "verdict"] + (["p_verdict"] if odds else [])
-            + (["experts", "verdict_dense"] if moe else []),
+            + (["experts", "verdict_dense"] if moe else []) + (["ptq_degradation", "critical_tokens"] if ptq else []),
             [f"near-optimal: the optimal allocation needs ≥ 1/{near_multiplier:g} of the compute for the same "
              "predicted loss; else under-trained (too many parameters, too few tokens) or over-trained (the reverse)",
              "compute: published figure where there is one, else 6ND; compute_multiplier = C / C needed for the same "
-             "loss"] + serving + odds + moe + validity)
+             "loss"] + serving + odds + moe + ptq + validity)
 
 
 def forecast_report(res: dict, width: int | None = None) -> str:

@@ -25,7 +25,7 @@ from ..core.distributions import key_words
 from ..core.errors import ParameterError
 from ..core.files import data_toml
 from ..model.allocation import Budget, allocate, compute_for_loss, log_compute_for_loss, method_for
-from ..model.laws import LawSpec, Parametric, draw_law, has_loss, is_moe, loss, resolve_law, to_array_law
+from ..model.laws import LawSpec, Parametric, draw_law, get_preset, has_loss, is_moe, loss, resolve_law, to_array_law
 from ..model.validity import attach, extrapolation
 
 NEAR_MULTIPLIER = 1.25  # the optimal allocation would reach the same loss with >= 80 % of the compute
@@ -38,7 +38,8 @@ class AuditRow(TypedDict, total=False):
     near-optimal, under-trained or over-trained; with a law's covariance ``p_under_trained``,
     ``p_near_optimal``, ``p_over_trained`` (the verdict's probability over law draws) and
     ``p_verdict`` (that of the verdict given); with inference tokens ``inference_tokens`` and
-    ``lifetime_flops``, the compute the model is judged by."""
+    ``lifetime_flops``, the compute the model is judged by; with a serving precision
+    ``serve_precision``, ``ptq_degradation``, ``critical_tokens`` and ``past_critical_tokens``."""
 
     name: str
     params: float
@@ -58,6 +59,10 @@ class AuditRow(TypedDict, total=False):
     inference_tokens: float
     lifetime_flops: float
     p_under_trained: float
+    serve_precision: float
+    ptq_degradation: float
+    critical_tokens: float
+    past_critical_tokens: bool
     p_near_optimal: float
     p_over_trained: float
     p_verdict: float
@@ -207,11 +212,33 @@ def audit_model(m: Model, spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIE
     return row
 
 
+def serving_quantisation(m: Model, bits: float) -> dict[str, Any]:
+    """What serving ``m`` quantised to ``bits`` costs under the precision law (Kumar et al. 2024,
+    eq. 2 and 13): δ_PTQ at its (N, D) and the critical data size beyond which more tokens
+    made it worse after quantisation. The law's constants come from 30M-220M-parameter integer
+    runs: at frontier scale a reading of the trend (a model trained far past D_crit is fragile)."""
+    from ..model.precision import critical_data_size, ptq_degradation
+
+    law = get_preset("kumar2024-precision").params
+    log_n, log_d = math.log(m.params), math.log(m.tokens)
+    d_crit = float(critical_data_size(law, log_n, bits))
+    return {"serve_precision": bits, "ptq_degradation": float(ptq_degradation(law, log_n, log_d, bits)),
+            "critical_tokens": d_crit, "past_critical_tokens": m.tokens > d_crit}
+
+
 def audit_models(models: list[Model], spec: LawSpec, near_multiplier: float = NEAR_MULTIPLIER,
-                 near_ratio: float = NEAR_RATIO, inference_tokens: float | None = None) -> list[AuditRow]:
-    """One audit row per model under ``spec`` (``audit_model``), the thresholds checked once."""
+                 near_ratio: float = NEAR_RATIO, inference_tokens: float | None = None,
+                 serve_precision: float | None = None) -> list[AuditRow]:
+    """One audit row per model under ``spec`` (``audit_model``), the thresholds checked once;
+    with ``serve_precision`` (bits) each row also says what post-training quantisation costs."""
     units.require_in(near_multiplier, "near_multiplier", 1.0, what="a compute multiplier")
     units.require_in(near_ratio, "near_ratio", 1.0, what="a ratio")
     if inference_tokens is not None:
         units.require_in(inference_tokens, "inference_tokens", 0.0, what="a number of tokens")
-    return [audit_model(m, spec, near_multiplier, near_ratio, inference_tokens) for m in models]
+    if serve_precision is not None:
+        units.require_in(serve_precision, "serve_precision", 0.0, 64.0, low_open=True, what="bits")
+    rows = [audit_model(m, spec, near_multiplier, near_ratio, inference_tokens) for m in models]
+    if serve_precision is not None:
+        for row, m in zip(rows, models):
+            row.update(serving_quantisation(m, serve_precision))
+    return rows

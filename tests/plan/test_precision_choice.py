@@ -104,3 +104,23 @@ def test_the_precision_law_at_fixed_bits_is_its_closed_form():
     assert 7 <= auto["precision_bits"] <= 8 and auto["loss"] < loss and auto["converged"]
     main = run("--law", "kumar2024-precision", "--flops", "1e21", "--precision-form", "main-text")
     assert 3 <= main["precision_bits"] <= 4
+
+
+def test_the_audit_prices_serving_quantisation_by_the_precision_law():
+    """`audit --serve-precision 4`: δ_PTQ = C_T D^γ_D N^-γ_N e^(-P/γ_post) at each model's (N, D)
+    and D_crit of eq. 13, written out; Llama 3 70B's 15T tokens lie 12x past its 4-bit critical
+    tokens (1.26T; Chinchilla's 1.4T just past), and the over-trained model pays 3x more."""
+    r = runner.invoke(app, ["audit", "--model", "llama-3-70b", "--model", "chinchilla", "--serve-precision", "4",
+                            "-f", "json"])
+    assert r.exit_code == 0, r.output
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    k = data_toml("laws.toml")["kumar2024-precision"]
+    for name, n, d in (("Llama 3 70B", 70e9, 15e12), ("Chinchilla 70B", 70e9, 1.4e12)):
+        want = k["c_t"] * d ** k["gamma_d"] / n ** k["gamma_n"] * math.exp(-4 / k["gamma_post"])
+        crit = (k["beta"] * k["B"] * n ** k["gamma_n"] * math.exp(4 / k["gamma_post"]) / (k["gamma_d"] * k["c_t"])
+                ) ** (1 / (k["gamma_d"] + k["beta"]))
+        assert rows[name]["ptq_degradation"] == pytest.approx(want, rel=1e-9)
+        assert rows[name]["critical_tokens"] == pytest.approx(crit, rel=1e-9)
+    assert rows["Llama 3 70B"]["past_critical_tokens"] == (15e12 > rows["Llama 3 70B"]["critical_tokens"])
+    assert rows["Llama 3 70B"]["past_critical_tokens"]
+    assert rows["Llama 3 70B"]["ptq_degradation"] > 3 * rows["Chinchilla 70B"]["ptq_degradation"]
