@@ -343,6 +343,13 @@ def plan_command(
                                              "deepseek-v3, llama4-scout, llama4-maverick; loss under "
                                              "ludziejewski2025-moe) or dense (gpt-3, llama-3-8b, llama-3-70b, "
                                              "llama-3.1-405b)")] = None,
+    precision: Annotated[str | None, typer.Option(help="training format: bf16 | fp8 | fp4 (time at its end-to-end "
+                                                  "speed-up; memory as BF16 mixed precision) \\[default: "
+                                                  "bf16]")] = None,
+    fp8_speedup: Annotated[float | None, number_option("--fp8-speedup", "plain", "end-to-end FP8 training speed-up "
+                                                       "over BF16 \\[default: 1.34, torchao]")] = None,
+    fp4_speedup: Annotated[float | None, number_option("--fp4-speedup", "plain", "end-to-end FP4 training speed-up "
+                                                       "over BF16 \\[default: 1.755]")] = None,
     ep: Annotated[int | None, typer.Option(help="expert-parallel degree with --arch: routed experts sharded over EP "
                                            r"ranks taken from dp x tp \[default: 1]")] = None,
     batch_law: Annotated[str, typer.Option(help="batch size and learning rate: deepseek2024 | "
@@ -403,6 +410,19 @@ def plan_command(
         raise ParameterError("dp", f"dp x tp x pp = {dp} x {tp} x {pp} = {layout.devices} devices, but the booking "
                              f"has {cluster.count:g} (--count); omit --dp to use {{count}} / (tp x pp)", names=True)
     cons = Constraints(unique_tokens=unique_tokens, max_params=max_params, max_tokens=max_tokens)
+    fmt_given = None
+    if precision is not None:
+        from ..plan.precision_choice import training_format
+
+        if cluster is not None and cluster.dtype != "bf16":
+            raise ParameterError("dtype", "sets the peak; --precision sets the training format (its speed-up over "
+                                 "the bf16 booking): give one", names=True)
+        speedups = {k: v for k, v in (("fp8", fp8_speedup), ("fp4", fp4_speedup)) if v is not None}
+        fmt_given = training_format(precision, cluster, speedups)
+    else:
+        for name, v in (("fp8_speedup", fp8_speedup), ("fp4_speedup", fp4_speedup)):
+            if v is not None:
+                raise ParameterError(name, "applies with --precision")
     if catalog_shape is not None and tokens is not None:  # a catalogued dense model on the tokens given
         params = float(shape.params()["total"])
     with runtime.precision("plan"):
@@ -410,7 +430,7 @@ def plan_command(
                           shape=shape, seq_len=seq_len, vocab=vocab, ffn=ffn, tied=not untied, n_kv_heads=n_kv_heads,
                           layout=layout,
                           convention=flops_convention, batch_law=batch_law, reserve_gb=reserve_gb,
-                          price_per_hour=price_per_hour)
+                          price_per_hour=price_per_hour, precision=fmt_given)
     if catalog_shape is not None:
         rec = {"law": rec["law"], "arch": arch, "source": architecture(arch)[1]["source"], **rec}
     _no_effect(unused, "plan", "without --gpu")

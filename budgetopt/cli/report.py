@@ -536,6 +536,11 @@ def launch_report(rec: dict, width: int | None = None) -> str:
     comp = {f"FLOPs/token {k}": f"{v:.4g} (x{rec['flops_ratio_to_6n'][k]:.3f})" for k, v in fpt.items()}
     comp["run FLOPs (" + rec["flops_convention"] + ")"] = rec["flops"]
     comp["hardware FLOPs (recompute)"] = rec["hardware_flops"]
+    if "precision" in rec:
+        pr = rec["precision"]
+        comp["training format"] = f"{pr['format']} (x{pr['speedup']:g} the bf16 speed)"
+        if "loss_penalty" in pr:
+            comp["format's loss penalty (bound)"] = f"+{pr['loss_penalty']:.4f}"
     for k in ("gpu", "mfu", "hfu", "gpu_hours", "wall_days", "booked_days", "fits_booking", "energy_kwh", "emissions_t",
               "cost"):
         if k in rec:

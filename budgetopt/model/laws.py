@@ -326,7 +326,7 @@ def data_constrained(base: Parametric) -> DataConstrained:
     return DataConstrained(base, rd, rn)
 
 
-def optimal_exponents(law: Law) -> tuple[float, float]:
+def optimal_exponents(law: Law | KumarPrecision) -> tuple[float, float]:
     """(a, b) with N_opt ∝ C^a and D_opt ∝ C^b under C = 6ND (a + b = 1). Parametric:
     a = beta/(alpha+beta); Kaplan: a = alpha_D/(alpha_D+alpha_N) (not the paper's 0.73, which
     it measured under a different compute count; README); a rule: 1/2."""

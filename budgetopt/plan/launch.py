@@ -45,6 +45,7 @@ class RunPlan(TypedDict, total=False):
     params: float
     params_total: float
     experts: int
+    precision: dict[str, Any]
     tokens: float
     tokens_per_param: float
     loss: float
@@ -100,7 +101,7 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster |
                 shape: Shape | None = None, seq_len: int = 4096, vocab: int = 32_000, ffn: str = "swiglu",
                 tied: bool = False, n_kv_heads: int | None = None, layout: Layout | None = None,
                 convention: str = "chinchilla", batch_law: str = "deepseek2024", reserve_gb: float = 4.0,
-                price_per_hour: float | None = None) -> RunPlan:
+                price_per_hour: float | None = None, precision: dict | None = None) -> RunPlan:
     """The run plan for a budget (``flops``, or a ``cluster`` booked for ``hours``) or for a
     given model (``params`` and ``tokens``). ``shape``: the model's; else the llama-style shape
     nearest the optimal N (``shape_for`` at ``seq_len``, ``vocab``, ``ffn``, ``tied``,
@@ -112,9 +113,13 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster |
     fits the booked days exactly (``fits_booking``). ``cluster.mfu`` is the fraction of peak the
     devices achieve on the work they do: recomputation adds work, so it adds time (the record's
     ``mfu`` is then lower than its ``hfu``). A given model with a booking is checked against it.
+    ``precision`` (``precision_choice.training_format``): the run trains in that format — the
+    devices do the BF16 work ``speedup`` times faster (a booking buys that much more), memory
+    keeps the stated convention, and the format's empirical loss penalty is reported.
     Returns a nested record (README keys)."""
     check_convention(convention)
     constraints = constraints or Constraints()
+    speedup = 1.0 if precision is None else precision["speedup"]
     layout = layout or Layout()
     if (params is None) != (tokens is None):
         raise ParameterError("params" if params is None else "tokens", "give both {params} and {tokens}", names=True)
@@ -146,7 +151,7 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster |
     else:
         scale, budget = 1.0, flops
         for _ in range(12):  # the shape's cost per 6ND, then the allocation that cost allows, to a fixed point
-            opt = optimize(spec, flops=cluster.flops() / scale if booked else budget,
+            opt = optimize(spec, flops=cluster.flops() * speedup / scale if booked else budget,
                            cluster=None if booked else cluster, constraints=constraints)
             sh = shape if shape is not None else family(opt["params"])
             new = cost_per_6nd(sh) if booked else 1.0
@@ -191,7 +196,11 @@ def launch_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster |
     rec["batch"] = _steps(batch_and_lr(batch_law, shape, d_real), layout, shape.seq_len, d_real, constraints.d_max,
                           rec["warnings"])
     attach(rec, extrapolation(spec.validity, n_real, d_real))
-    _hardware(rec, cluster, booked, price_per_hour)
+    if precision is not None:
+        rec["precision"] = dict(precision)
+        if "loss" in rec:
+            rec["precision"]["loss_penalty"] = rec["loss"] * precision["loss_penalty_relative"]
+    _hardware(rec, cluster, booked, price_per_hour, speedup)
     return rec
 
 
@@ -217,12 +226,14 @@ def _steps(batch: dict, layout: Layout, seq_len: int, tokens: float, d_max: floa
     return batch
 
 
-def _hardware(rec: dict, cluster: Cluster | None, booked: bool, price_per_hour: float | None) -> None:
+def _hardware(rec: dict, cluster: Cluster | None, booked: bool, price_per_hour: float | None,
+              speedup: float = 1.0) -> None:
     """The cluster's keys of a plan (device-hours, wall-clock, energy, cost; MFU against HFU;
-    whether a booking holds the run), from ``rec``'s model and hardware FLOPs."""
+    whether a booking holds the run), from ``rec``'s model and hardware FLOPs; a format's
+    ``speedup`` does the work that much faster than BF16 at cluster.mfu."""
     if cluster is None:
         return
-    hw = cluster.describe(rec["hardware_flops"], price_per_hour)  # the devices' work, at cluster.mfu of peak
+    hw = cluster.describe(rec["hardware_flops"] / speedup, price_per_hour)  # the devices' work, at cluster.mfu of peak
     rec.update({k: v for k, v in hw.items() if k not in ("dtype", "mfu", "count", "gpu")})
     rec["gpu"], rec["mfu"] = cluster.accelerator.id, cluster.mfu * rec["flops"] / rec["hardware_flops"]
     rec["hfu"] = cluster.mfu

@@ -90,6 +90,33 @@ def parse_bits(text: str | None) -> float | str | None:
     return require_in(bits, "precision", 0.0, 64.0, low_open=True, what="bits")
 
 
+#: what a plan in a low-precision format keeps in memory (the convention `plan --precision` states)
+MEMORY_CONVENTION = ("weights, gradients and Adam states counted as BF16 mixed precision (2 + 2 + 12 bytes per "
+                     "parameter): FP8 training keeps master weights, weight gradients and optimizer states in higher "
+                     "precision (DeepSeek-V3 Technical Report, arXiv 2412.19437, section 3.3); activations cached in "
+                     "FP8 are not credited (conservative)")
+
+
+def training_format(name: str, cluster: Cluster | None = None, speedups: dict[str, float] | None = None) -> dict:
+    """A floating-point training format for a run plan: its bits, end-to-end speed-up over BF16
+    (``speedups`` override the sourced default), empirical loss penalty and sources; refused
+    when ``cluster``'s device lacks it."""
+    table = formats()
+    if name not in table:
+        raise ParameterError("precision", f"unknown format {name!r}; allowed: {', '.join(table)}")
+    e = table[name]
+    if cluster is not None and e["catalog_dtype"] not in cluster.accelerator.peak_tflops:
+        have = [f for f, v in table.items() if v["catalog_dtype"] in cluster.accelerator.peak_tflops]
+        raise ParameterError("precision", f"{cluster.accelerator.id} has no {name} (its formats: {', '.join(have)})")
+    given = (speedups or {}).get(name)
+    if given is not None:
+        require_in(given, f"{name}_speedup", 0.0, low_open=True, what="a speed-up over BF16")
+    return {"format": name, "bits": e["bits"], "speedup": float(given if given is not None else e["speedup"]),
+            "speedup_given": given is not None, "loss_penalty_relative": e["loss_penalty"],
+            "speedup_source": e.get("speedup_source", e["source"]), "penalty_source": e["source"],
+            "memory": MEMORY_CONVENTION}
+
+
 def optimize_precision(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | None = None,
                        bits: float | str = "auto", form: str = "offset") -> PrecisionAnswer:
     """Under the precision law: the compute-optimal training precision of a BF16-equivalent

@@ -124,3 +124,24 @@ def test_the_audit_prices_serving_quantisation_by_the_precision_law():
     assert rows["Llama 3 70B"]["past_critical_tokens"] == (15e12 > rows["Llama 3 70B"]["critical_tokens"])
     assert rows["Llama 3 70B"]["past_critical_tokens"]
     assert rows["Llama 3 70B"]["ptq_degradation"] > 3 * rows["Chinchilla 70B"]["ptq_degradation"]
+
+
+def test_a_plan_in_fp8_does_the_bf16_work_faster_and_keeps_bf16_memory():
+    """`plan --precision fp8` on a booking: the run's hardware FLOPs are the BF16 booking's times
+    the FP8 speed-up (the booking is still spent exactly), the states per parameter those of BF16
+    mixed precision (the stated convention), and the format's empirical penalty reported."""
+    args = ["plan", "--gpu", "h100-sxm", "--count", "512", "--days", "20", "-f", "json"]
+    bf16 = json.loads(runner.invoke(app, args).stdout)
+    r = runner.invoke(app, [*args, "--precision", "fp8"])
+    assert r.exit_code == 0, r.output
+    fp8 = json.loads(r.stdout)
+    booking = cluster_from("h100-sxm", count=512, days=20)[0].flops()
+    assert bf16["hardware_flops"] == pytest.approx(booking, rel=1e-9)
+    assert fp8["hardware_flops"] == pytest.approx(booking * FORMATS["fp8"]["speedup"], rel=1e-9)
+    assert fp8["wall_days"] == pytest.approx(20.0, rel=1e-9) and fp8["fits_booking"]
+    assert fp8["params"] > bf16["params"]
+    per_param = lambda p: p["memory"]["weights"] * p["layout"]["tp"] * p["layout"]["pp"] / p["params"]  # noqa: E731
+    assert per_param(fp8) == pytest.approx(2.0) == pytest.approx(per_param(bf16))
+    assert fp8["precision"]["loss_penalty"] == pytest.approx(fp8["loss"] * FORMATS["fp8"]["loss_penalty"], rel=1e-12)
+    table = runner.invoke(app, args[:-2] + ["--precision", "fp8"], env={"COLUMNS": "100"})
+    assert table.exit_code == 0 and "training format" in table.stdout
