@@ -79,6 +79,8 @@ def test_plan(args):
 
 
 @pytest.mark.parametrize("args", [["--law", "kumar2024-precision", "--flops", "1e21"],
+                                  ["--law", "kumar2024-precision", "--flops", "1e21", "--serve-precision", "4",
+                                   "--inference-tokens", "1e12"],
                                   ["--law", "kumar2024-precision", "--gpu", "h100-sxm", "--count", "8", "--days", "3",
                                    "--precision", "8"],
                                   ["--gpu", "b200", "--count", "64", "--days", "10", "--precision", "auto",

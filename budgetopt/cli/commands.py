@@ -212,6 +212,10 @@ def optimize_command(
                                                        panel="Precision")] = None,
     fp4_speedup: Annotated[float | None, number_option("--fp4-speedup", "plain", "end-to-end FP4 training speed-up "
                                                        r"over BF16 \[default: 1.755]", panel="Precision")] = None,
+    serve_precision: Annotated[float | None, number_option("--serve-precision", "plain", "bits the model is served "
+                                                           "in (kumar2024-precision): minimise the loss after "
+                                                           "quantisation, serving --inference-tokens in these bits",
+                                                           panel="Precision")] = None,
     fmt: Fmt = "table", output: Out = None,
 ):
     """The compute-optimal model size and token count for a budget (with an MoE law: the expert count or granularity
@@ -227,17 +231,20 @@ def optimize_command(
                                    price_per_hour=price_per_hour, pue=pue, power_watts=power_watts,
                                    grid_intensity=grid_intensity, hardware_file=hardware_file)
     precision_flags = {"precision_penalty": precision_penalty, "precision_form": precision_form,
-                       "fp8_speedup": fp8_speedup, "fp4_speedup": fp4_speedup}
+                       "fp8_speedup": fp8_speedup, "fp4_speedup": fp4_speedup, "serve_precision": serve_precision,
+                       "inference_tokens": inference_tokens if is_precision(spec.params) else None}
     if precision is not None or is_precision(spec.params):
         return _optimize_precision(spec, cluster, unused, flops, precision, precision_flags, fmt, output, x64,
                                    {"unique_tokens": unique_tokens, "max_epochs": max_epochs,
-                                    "inference_tokens": inference_tokens, "target_loss": target_loss, "ratio": ratio,
+                                    "inference_tokens": None if is_precision(spec.params) else inference_tokens,
+                                    "target_loss": target_loss, "ratio": ratio,
                                     "experts": experts, "granularity": granularity, "max_experts": max_experts,
                                     "max_total_params": max_total_params},
                                    Constraints(max_params=max_params, max_tokens=max_tokens), price_per_hour)
     for name, v in precision_flags.items():
         if v is not None:
-            raise ParameterError(name, "applies with --precision")
+            raise ParameterError(name, "applies with --precision" + (" under kumar2024-precision"
+                                                                     if name == "serve_precision" else ""))
     moe_flags = {"experts": experts, "granularity": granularity, "max_total_params": max_total_params,
                  "max_experts": max_experts}
     if is_moe(spec.params):
@@ -292,7 +299,8 @@ def _optimize_precision(spec, cluster, unused, flops, precision, flags, fmt, out
             if cons.max_params is not None or cons.d_max != float("inf"):
                 raise ParameterError("max_params" if cons.max_params is not None else "max_tokens",
                                      "not supported with the precision law yet")
-            rec = optimize_precision(spec, flops=flops, cluster=cluster, bits=bits or "auto", form=form)
+            rec = optimize_precision(spec, flops=flops, cluster=cluster, bits=bits or "auto", form=form,
+                                     serve_bits=flags["serve_precision"], inference_tokens=flags["inference_tokens"])
         else:
             if cluster is None or cluster.hours is None or flops is not None:
                 raise ParameterError("gpu", "--precision compares the formats a device has: give a booking ({gpu}, "
@@ -300,6 +308,9 @@ def _optimize_precision(spec, cluster, unused, flops, precision, flags, fmt, out
             if not isinstance(bits, str):
                 raise ParameterError("precision", f"a number of bits needs the precision law (kumar2024-precision); "
                                      f"with {spec.name}, give auto or a format")
+            if flags["serve_precision"] is not None:
+                raise ParameterError("serve_precision", "prices post-training quantisation by the precision law: give "
+                                     "{law} kumar2024-precision", names=True)
             speedups = {k: v for k, v in (("fp8", flags["fp8_speedup"]), ("fp4", flags["fp4_speedup"]))
                         if v is not None}
             rec = choose_format(spec, cluster, precision=bits, penalty=flags["precision_penalty"] or "empirical",

@@ -712,13 +712,19 @@ def precision_report(rec: dict, notes: Iterable[str] = (), width: int | None = N
     """A precision answer: the compute-optimal bits under the precision law, or every format's
     compute, allocation and loss on the device with the best marked."""
     if "precisions" not in rec:
-        keys = ("flops", "precision_bits", "params", "tokens", "tokens_per_param", "loss", "effective_params_fraction",
-                "converged", "gpu", "mfu", "count", "gpu_hours", "wall_days")
+        keys = ("flops", "precision_bits", "serve_precision", "inference_tokens", "params", "tokens",
+                "tokens_per_param", "loss", "loss_before_quantisation", "ptq_degradation", "critical_tokens",
+                "effective_params_fraction", "converged", "gpu", "mfu", "count", "gpu_hours", "wall_days")
         head = {k: rec[k] for k in keys if k in rec}
         head["precision_bits"] = f"{rec['precision_bits']:.3f}"
         head["effective_params_fraction"] = f"{rec['effective_params_fraction']:.4f}"
         return record_table(head, title=f"budgetopt optimize — {rec['law']}: training precision", notes=notes,
                             labels={"precision_bits": "training precision (bits)",
+                                    "serve_precision": "serving precision (bits)",
+                                    "loss": "loss (after quantisation)" if "serve_precision" in rec else "loss",
+                                    "loss_before_quantisation": "loss before quantisation",
+                                    "ptq_degradation": "quantisation's loss (δ_PTQ)",
+                                    "critical_tokens": "critical tokens at that size",
                                     "effective_params_fraction": "N_eff / N at that precision"}, width=width)
     rows = [{"format": r["format"] + (" *" if r["format"] == rec["precision"] else ""), "bits": f"{r['bits']:g}",
              "speed-up": f"{r['speedup']:.3g}" + (" (given)" if r["speedup_given"] else ""),

@@ -103,17 +103,24 @@ def optimal_loss_at(law: KumarPrecision, log_c: ArrayLike, bits: ArrayLike, form
     return jnp.where(jnp.isfinite(loss), loss, jnp.inf)
 
 
-def optimal_precision(law: KumarPrecision, log_c: ArrayLike, form: str) -> PrecisionOptimum:
-    """The training precision minimising the compute-optimal loss of budget exp(log_c) (one
-    budget; vmap for many): a grid of BITS_RANGE every GRID_STEP bits, then golden-section
-    search in the bracket around the best point (the loss is smooth in P inside it)."""
-    lo, hi = BITS_RANGE
-    grid = jnp.linspace(lo, hi, int(round((hi - lo) / GRID_STEP)) + 1, dtype=jnp.result_type(log_c))
-    losses = jax.vmap(lambda b: optimal_loss_at(law, log_c, b, form))(grid)
-    k = jnp.argmin(losses)
+class GridMin(NamedTuple):
+    """``grid_golden``'s answer: the minimiser, its value, whether the bracket shrank below the
+    tolerance, and whether the grid's best point was at one of its ends."""
+
+    x: Array
+    value: Array
+    converged: Array
+    at_bound: Array
+
+
+def grid_golden(f, grid: Array, tol: float = 1e-6) -> GridMin:
+    """The minimum of a function of one variable: ``f`` vmapped over ``grid``, then golden-section
+    search in the bracket of the best point's neighbours (``f`` smooth and unimodal there);
+    never worse than the best grid point."""
+    values = jax.vmap(f)(grid)
+    k = jnp.argmin(values)
     a, b = grid[jnp.maximum(k - 1, 0)], grid[jnp.minimum(k + 1, grid.shape[0] - 1)]
     ratio = (math.sqrt(5.0) - 1.0) / 2.0
-    f = lambda x: optimal_loss_at(law, log_c, x, form)  # noqa: E731
 
     def step(carry, _):
         a, b = carry
@@ -122,12 +129,93 @@ def optimal_precision(law: KumarPrecision, log_c: ArrayLike, form: str) -> Preci
         return (jnp.where(left, a, c), jnp.where(left, d, b)), None
 
     (a, b), _ = jax.lax.scan(step, (a, b), None, length=GOLDEN_STEPS)
-    bits = 0.5 * (a + b)
-    best = losses[k]
-    bits, loss = jnp.where(f(bits) <= best, bits, grid[k]), jnp.minimum(f(bits), best)
-    p = at_precision(law, bits, form)
-    log_c6 = log_budget_at(log_c, bits)
+    x = 0.5 * (a + b)
+    fx, best = f(x), values[k]
+    better = fx <= best
+    return GridMin(jnp.where(better, x, grid[k]), jnp.where(better, fx, best),
+                   (b - a) < tol * jnp.maximum(1.0, jnp.abs(x)), (k == 0) | (k == grid.shape[0] - 1))
+
+
+def bits_grid(dtype) -> Array:
+    """BITS_RANGE every GRID_STEP bits."""
+    lo, hi = BITS_RANGE
+    return jnp.linspace(lo, hi, int(round((hi - lo) / GRID_STEP)) + 1, dtype=dtype)
+
+
+def optimal_precision(law: KumarPrecision, log_c: ArrayLike, form: str) -> PrecisionOptimum:
+    """The training precision minimising the compute-optimal loss of budget exp(log_c) (one
+    budget; vmap for many): ``grid_golden`` over BITS_RANGE (the loss is smooth in P near its
+    minimum), the allocation there by the closed form."""
+    m = grid_golden(lambda b: optimal_loss_at(law, log_c, b, form), bits_grid(jnp.result_type(log_c)))
+    p = at_precision(law, m.x, form)
+    log_c6 = log_budget_at(log_c, m.x)
     log_n = closed_form_x(p, log_c6)
-    log_d = log_c6 - math.log(6.0) - log_n
-    converged = (b - a) < 1e-6
-    return PrecisionOptimum(bits, log_n, log_d, loss, converged, (k == 0) | (k == grid.shape[0] - 1))
+    return PrecisionOptimum(m.x, log_n, log_c6 - math.log(6.0) - log_n, m.value, m.converged, m.at_bound)
+
+
+SIZE_GRID = 2001  # log N points between one parameter and the largest the budget allows
+
+
+def serving_log_tokens(log_c: ArrayLike, log_n: Array, bits: ArrayLike, serve_bits: ArrayLike,
+                       log_d_inf: ArrayLike) -> Array:
+    """log D a lifetime budget leaves for training N parameters in ``bits`` after serving D_inf
+    tokens in ``serve_bits`` (cost model: 6 N D P/16 + 2 N D_inf P_serve/16 = C); −inf where
+    serving takes it all."""
+    train = jnp.log(REFERENCE_BITS) + log_c - (jnp.log(2.0) + log_n + jnp.log(serve_bits) + log_d_inf)
+    left = jnp.exp(jnp.minimum(train, 700.0))  # 16C / (2 N D_inf P_serve): > 1 leaves tokens to train on
+    log_train = jnp.log(REFERENCE_BITS) + log_c + jnp.log1p(-jnp.minimum(1.0 / left, 1.0))
+    return jnp.where(left > 1.0, log_train - jnp.log(6.0) - log_n - jnp.log(bits), -jnp.inf)
+
+
+def post_quantisation_loss(law: KumarPrecision, log_n: Array, log_d: Array, bits: ArrayLike,
+                           serve_bits: ArrayLike, form: str) -> Array:
+    """The loss of the model served in ``serve_bits`` after training in ``bits``: L + δ_PTQ."""
+    return (precision_loss(law, log_n, log_d, bits, bits, bits, form)
+            + ptq_degradation(law, log_n, log_d, serve_bits))
+
+
+class ServingOptimum(NamedTuple):
+    """The model to train for serving quantised: training bits, log N, log D, the loss after
+    quantisation and δ_PTQ in it, convergence (both searches) and whether a search ended on a
+    grid edge."""
+
+    bits: Array
+    log_n: Array
+    log_d: Array
+    loss: Array
+    ptq: Array
+    converged: Array
+    at_bound: Array
+
+
+def serving_optimum(law: KumarPrecision, log_c: ArrayLike, form: str, serve_bits: ArrayLike,
+                    log_d_inf: ArrayLike = -jnp.inf, bits: ArrayLike | None = None) -> ServingOptimum:
+    """Minimise the post-quantisation loss L(N, D, P) + δ_PTQ(N, D, P_serve) over N (and the
+    training precision P unless ``bits`` is given) under the lifetime budget 6 N D P/16 +
+    2 N D_inf P_serve/16 = C: a model served quantised wants fewer tokens per parameter than the
+    loss alone says (δ_PTQ grows with D/N), serving in fewer bits costs less compute."""
+    dtype = jnp.result_type(log_c)
+    top = jnp.log(REFERENCE_BITS) + log_c - jnp.log(6.0)  # N at D = 1 token with P = 1 bit: past every optimum
+
+    def best_size(p):
+        grid = jnp.linspace(0.0, top, SIZE_GRID, dtype=dtype)
+
+        def f(x):
+            log_d = serving_log_tokens(log_c, x, p, serve_bits, log_d_inf)
+            v = post_quantisation_loss(law, x, jnp.maximum(log_d, 0.0), p, serve_bits, form)
+            return jnp.where((log_d >= 0.0) & jnp.isfinite(v), v, jnp.inf)
+
+        return grid_golden(f, grid)
+
+    if bits is None:
+        outer = grid_golden(lambda p: best_size(p).value, bits_grid(dtype))
+        p = outer.x
+    else:
+        p = jnp.asarray(bits, dtype)
+        outer = None
+    inner = best_size(p)
+    log_d = serving_log_tokens(log_c, inner.x, p, serve_bits, log_d_inf)
+    converged = inner.converged if outer is None else inner.converged & outer.converged
+    at_bound = inner.at_bound if outer is None else inner.at_bound | outer.at_bound
+    return ServingOptimum(p, inner.x, log_d, inner.value, ptq_degradation(law, inner.x, log_d, serve_bits), converged,
+                          at_bound)

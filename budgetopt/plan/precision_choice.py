@@ -60,6 +60,11 @@ class PrecisionAnswer(ClusterRecord, total=False):
     tokens_per_param: float
     loss: float
     effective_params_fraction: float
+    serve_precision: float
+    ptq_degradation: float
+    loss_before_quantisation: float
+    critical_tokens: float
+    inference_tokens: float
     converged: bool
     at_bound: bool
     cost_model: str
@@ -118,9 +123,13 @@ def training_format(name: str, cluster: Cluster | None = None, speedups: dict[st
 
 
 def optimize_precision(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | None = None,
-                       bits: float | str = "auto", form: str = "offset") -> PrecisionAnswer:
+                       bits: float | str = "auto", form: str = "offset", serve_bits: float | None = None,
+                       inference_tokens: float | None = None) -> PrecisionAnswer:
     """Under the precision law: the compute-optimal training precision of a BF16-equivalent
-    budget (``bits`` "auto"), or the optimum trained in ``bits`` (a number, or a format's bits)."""
+    budget (``bits`` "auto"), or the optimum trained in ``bits`` (a number, or a format's bits).
+    With ``serve_bits``: the model minimising the loss after post-training quantisation to that
+    precision (δ_PTQ in the objective), under a lifetime budget that also serves
+    ``inference_tokens`` in ``serve_bits`` (``precision.serving_optimum``)."""
     law = spec.params
     if not isinstance(law, KumarPrecision):
         raise ParameterError("law", f"{spec.name} is not the precision law")
@@ -129,6 +138,11 @@ def optimize_precision(spec: LawSpec, *, flops: float | None = None, cluster: Cl
         raise ParameterError("flops", "give one budget: {flops}, or a booking ({gpu}, {count}, {days})", names=True)
     c = flops if flops is not None else cluster.flops()
     log_c = jnp.log(jnp.float64(c))
+    if inference_tokens is not None and serve_bits is None:
+        raise ParameterError("inference_tokens", "with the precision law, serving needs its precision: give "
+                             "{serve_precision}", names=True)
+    if serve_bits is not None:
+        return _serving_answer(spec, c, bits, form, serve_bits, inference_tokens, cluster)
     if bits == "auto":
         o = optimal_precision(law, log_c, form)
         p, log_n, log_d, loss = float(o.bits), float(o.log_n), float(o.log_d), float(o.loss)
@@ -151,6 +165,38 @@ def optimize_precision(spec: LawSpec, *, flops: float | None = None, cluster: Cl
                          "16-bit run costs 6ND)", "warnings": []}
     if at_bound:
         rec["warnings"].append("the best precision is at the end of the searched 1-32 bits")
+    attach(rec, extrapolation(spec.validity, rec["params"], rec["tokens"], c))
+    if cluster is not None:
+        rec.update({k: v for k, v in cluster.describe(c).items() if k not in rec})
+    return rec
+
+
+def _serving_answer(spec: LawSpec, c: float, bits: float | str, form: str, serve_bits: float,
+                    inference_tokens: float | None, cluster: Cluster | None) -> PrecisionAnswer:
+    """``optimize_precision``'s answer for a model served in ``serve_bits``."""
+    from ..model.precision import critical_data_size, serving_optimum
+
+    law = spec.params
+    require_in(serve_bits, "serve_precision", 0.0, 64.0, low_open=True, what="bits")
+    if inference_tokens is not None:
+        require_in(inference_tokens, "inference_tokens", 0.0, low_open=True, what="a number of tokens")
+    fixed = None if bits == "auto" else float(formats()[bits]["bits"]) if isinstance(bits, str) else float(bits)
+    log_d_inf = -math.inf if inference_tokens is None else math.log(inference_tokens)
+    o = serving_optimum(law, jnp.log(jnp.float64(c)), form, float(serve_bits), log_d_inf, fixed)
+    p, log_n, log_d = float(o.bits), float(o.log_n), float(o.log_d)
+    rec = {"law": spec.name, "precision_form": form, "flops": c, "precision_bits": p, "serve_precision": serve_bits,
+           "params": math.exp(log_n), "tokens": math.exp(log_d), "tokens_per_param": math.exp(log_d - log_n),
+           "loss": float(o.loss), "ptq_degradation": float(o.ptq), "loss_before_quantisation": float(o.loss - o.ptq),
+           "critical_tokens": float(critical_data_size(law, log_n, serve_bits)),
+           "effective_params_fraction": math.exp(float(log_factor(law, p, p, p, form))),
+           "converged": bool(o.converged), "at_bound": bool(o.at_bound),
+           "cost_model": f"lifetime compute = (6 N D P + 2 N D_inference P_serve) / {REFERENCE_BITS:g} (the paper's "
+                         "compute proportional to N D P, serving in its own precision)", "warnings": []}
+    if inference_tokens is not None:
+        rec["inference_tokens"] = inference_tokens
+    if bool(o.at_bound):
+        rec["warnings"].append("the answer is at the end of a searched range (1-32 bits, or the sizes the budget "
+                               "allows)")
     attach(rec, extrapolation(spec.validity, rec["params"], rec["tokens"], c))
     if cluster is not None:
         rec.update({k: v for k, v in cluster.describe(c).items() if k not in rec})

@@ -133,3 +133,44 @@ def test_ptq_degradation_and_the_critical_data_size_follow_the_equations():
     slope = (post(d_crit * (1 + h)) - post(d_crit * (1 - h))) / (2 * h * d_crit)
     assert abs(slope) * d_crit < 1e-7 * post(d_crit)
     assert post(0.5 * d_crit) > post(d_crit) < post(2 * d_crit)
+
+
+def test_serving_in_16_bits_is_the_plain_optimum_and_quantised_serving_wants_fewer_tokens():
+    """δ_PTQ at 16 bits is ~1e-11: the serving optimum is the compute-optimal one; served in 4
+    bits the model is trained on fewer tokens per parameter (δ_PTQ grows with D/N)."""
+    with jax_x64():
+        plain = pr.optimal_precision(LAW, jnp.log(1e21), "offset")
+        same = pr.serving_optimum(LAW, jnp.log(1e21), "offset", 16.0)
+        four = pr.serving_optimum(LAW, jnp.log(1e21), "offset", 4.0)
+    assert float(same.loss) == pytest.approx(float(plain.loss), rel=1e-9)
+    assert float(same.log_n) == pytest.approx(float(plain.log_n), abs=1e-4)
+    assert float(four.log_d - four.log_n) < float(plain.log_d - plain.log_n) - 0.1
+    assert bool(four.converged) and not bool(four.at_bound)
+
+
+def test_the_serving_optimum_is_the_brute_force_one_on_the_lifetime_budget():
+    """Minimise L(N, D, P) + δ_PTQ(N, D, 4) over P and N under (6 N D P + 2 N D_inf 4)/16 = C by
+    a NumPy grid (P every 0.01 bit, log N every 0.0005), with D_inf = 1e12 serving tokens."""
+    c, d_inf, ps = 1e21, 1e12, 4.0
+    with jax_x64():
+        o = pr.serving_optimum(LAW, jnp.log(c), "offset", ps, math.log(d_inf))
+    x = np.arange(math.log(1e8), math.log(1e11), 0.0005)
+    best = (math.inf, None, None)
+    for p in np.arange(6.0, 14.0, 0.01):
+        n = np.exp(x)
+        d = (16 * c - 2 * n * d_inf * ps) / (6 * n * p)
+        ok = d >= 1
+        fac = f(p, "w", "offset") * f(p, "a", "offset") * f(p, "kv", "offset")
+        dd = np.where(ok, d, 1.0)
+        loss = (K["A"] * (n * fac) ** -K["alpha"] + K["B"] * dd ** -K["beta"] + K["E"]
+                + K["c_t"] * dd ** K["gamma_d"] / n ** K["gamma_n"] * math.exp(-ps / K["gamma_post"]))
+        loss = np.where(ok, loss, np.inf)
+        k = int(np.argmin(loss))
+        if loss[k] < best[0]:
+            best = (float(loss[k]), p, n[k])
+    assert float(o.loss) <= best[0] * (1 + 1e-9)
+    assert float(o.loss) == pytest.approx(best[0], rel=1e-7)
+    assert float(o.bits) == pytest.approx(best[1], abs=0.02)
+    assert math.exp(float(o.log_n)) == pytest.approx(best[2], rel=0.01)
+    n, d = math.exp(float(o.log_n)), math.exp(float(o.log_d))
+    assert (6 * n * d * float(o.bits) + 2 * n * d_inf * ps) / 16 == pytest.approx(c, rel=1e-9)
