@@ -71,6 +71,12 @@ def main(argv=None):
         rows.append(("joint MoE optimum, (budget, memory cap) x 7 expert counts in one call, vs SciPy loop",
                      f"{mo['budgetopt_rate']:.3g} problems/s", f"{mo['ratio']:,.0f}×",
                      f"same E chosen in {mo['same_expert_count']:.0%}"))
+        import bench_forms
+
+        fo = bench_forms.main(rec)
+        rows.append(("fit --form ludziejewski2025-moe, 200 bootstrap replicates x 8 starts in one call, vs SciPy loop",
+                     f"{fo['budgetopt_rate']:.3g} replicates/s", f"{fo['ratio']:.1f}×",
+                     f"SciPy lower in {fo['scipy_better_fraction']:.0%}"))
     else:
         rows.append(("data-constrained solver, Approach-3 fit", "skipped", "—", "SciPy not installed (baseline)"))
     print(f"\n## Summary ({jax.default_backend()}, {jax.device_count()} devices, {time.time() - t0:.0f} s)\n")
