@@ -313,6 +313,7 @@ _BENCH = {
     "bench_vpnls.py": ["--groups", "2", "--replicates", "7", "--scipy-fits", "2", "--repeats", "1"],
     "bench_ladder.py": ["--designs", "2", "--ladders", "64", "--scipy-fits", "2"],
     "bench_moe.py": ["--problems", "1000", "--scipy-sample", "5", "--repeats", "1"],
+    "bench_forms.py": ["--replicates", "2", "--scipy-replicates", "1", "--repeats", "1", "--starts", "8"],
     "run.py": ["--help"],
 }
 

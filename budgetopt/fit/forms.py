@@ -216,14 +216,14 @@ def _best(values: np.ndarray, ends: np.ndarray, grads: np.ndarray):
 
 
 def fit_form(name: str, tables: dict[str, Table], delta: float = 1e-3, bootstrap: int = 0,
-             seed: int = 0) -> dict[str, dict]:
+             seed: int = 0, n_starts: int = STARTS) -> dict[str, dict]:
     """Fit form ``name`` to every group's runs (``runs.read_table``), with ``bootstrap``
     replicates each: one record per group (``params``, fit statistics, convergence, and the
     replicates' 95 % intervals)."""
     f = FORMS[name]
     keys = list(tables)
     tabs = [tables[k] for k in keys]
-    s0 = starts(name)
+    s0 = starts(name, n_starts)
     with jax_x64():
         x, ll, w = _stack(name, tabs, [np.ones((1, len(t.log_l))) for t in tabs])
         theta0 = np.broadcast_to(s0, (len(tabs), *s0.shape))
