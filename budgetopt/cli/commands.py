@@ -31,6 +31,8 @@ from .options import (
     FlagError,
     Flops,
     Fmt,
+    Fp4Speedup,
+    Fp8Speedup,
     Gpu,
     GridIntensity,
     HardwareFile,
@@ -207,11 +209,7 @@ def optimize_command(
                                                        help="the precision law's form: offset (~7-8 bits "
                                                             r"compute-optimal) | main-text (~3.5 bits) \[default: "
                                                             "offset]")] = None,
-    fp8_speedup: Annotated[float | None, number_option("--fp8-speedup", "plain", "end-to-end FP8 training speed-up "
-                                                       r"over BF16 \[default: 1.34, torchao]",
-                                                       panel="Precision")] = None,
-    fp4_speedup: Annotated[float | None, number_option("--fp4-speedup", "plain", "end-to-end FP4 training speed-up "
-                                                       r"over BF16 \[default: 1.755]", panel="Precision")] = None,
+    fp8_speedup: Fp8Speedup = None, fp4_speedup: Fp4Speedup = None,
     serve_precision: Annotated[float | None, number_option("--serve-precision", "plain", "bits the model is served "
                                                            "in (kumar2024-precision): minimise the loss after "
                                                            "quantisation, serving --inference-tokens in these bits",
@@ -282,7 +280,7 @@ def _optimize_precision(spec, cluster, unused, flops, precision, flags, fmt, out
     under kumar2024-precision, or the best floating-point format on a device under a dense law."""
     from ..core import runtime
     from ..model.laws import is_precision
-    from ..plan.precision_choice import choose_format, optimize_precision, parse_bits
+    from ..plan.precision_choice import choose_format, given_speedups, optimize_precision, parse_bits
     from .report import precision_notes
 
     for name, v in unsupported.items():
@@ -311,8 +309,7 @@ def _optimize_precision(spec, cluster, unused, flops, precision, flags, fmt, out
             if flags["serve_precision"] is not None:
                 raise ParameterError("serve_precision", "prices post-training quantisation by the precision law: give "
                                      "{law} kumar2024-precision", names=True)
-            speedups = {k: v for k, v in (("fp8", flags["fp8_speedup"]), ("fp4", flags["fp4_speedup"]))
-                        if v is not None}
+            speedups = given_speedups(flags["fp8_speedup"], flags["fp4_speedup"])
             rec = choose_format(spec, cluster, precision=bits, penalty=flags["precision_penalty"] or "empirical",
                                 speedups=speedups, form=form, constraints=cons, price_per_hour=price)
     _no_effect(unused, "optimize", "without --gpu")
@@ -357,10 +354,7 @@ def plan_command(
     precision: Annotated[str | None, typer.Option(help="training format: bf16 | fp8 | fp4 (time at its end-to-end "
                                                   "speed-up; memory as BF16 mixed precision) \\[default: "
                                                   "bf16]")] = None,
-    fp8_speedup: Annotated[float | None, number_option("--fp8-speedup", "plain", "end-to-end FP8 training speed-up "
-                                                       "over BF16 \\[default: 1.34, torchao]")] = None,
-    fp4_speedup: Annotated[float | None, number_option("--fp4-speedup", "plain", "end-to-end FP4 training speed-up "
-                                                       "over BF16 \\[default: 1.755]")] = None,
+    fp8_speedup: Fp8Speedup = None, fp4_speedup: Fp4Speedup = None,
     ep: Annotated[int | None, typer.Option(help="expert-parallel degree with --arch: routed experts sharded over EP "
                                            r"ranks taken from dp x tp \[default: 1]")] = None,
     batch_law: Annotated[str, typer.Option(help="batch size and learning rate: deepseek2024 | "
@@ -423,13 +417,12 @@ def plan_command(
     cons = Constraints(unique_tokens=unique_tokens, max_params=max_params, max_tokens=max_tokens)
     fmt_given = None
     if precision is not None:
-        from ..plan.precision_choice import training_format
+        from ..plan.precision_choice import given_speedups, training_format
 
         if cluster is not None and cluster.dtype != "bf16":
             raise ParameterError("dtype", "sets the peak; --precision sets the training format (its speed-up over "
                                  "the bf16 booking): give one", names=True)
-        speedups = {k: v for k, v in (("fp8", fp8_speedup), ("fp4", fp4_speedup)) if v is not None}
-        fmt_given = training_format(precision, cluster, speedups)
+        fmt_given = training_format(precision, cluster, given_speedups(fp8_speedup, fp4_speedup))
     else:
         for name, v in (("fp8_speedup", fp8_speedup), ("fp4_speedup", fp4_speedup)):
             if v is not None:

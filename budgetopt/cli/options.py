@@ -118,6 +118,14 @@ Tokens = Annotated[float | None, number_option("--tokens", "count", "a given mod
                                                    "(with --params)")]
 
 # ---------------------------------------------------------------------------------------------
+# Training precision (optimize, plan)
+
+Fp8Speedup = Annotated[float | None, number_option("--fp8-speedup", "plain", "end-to-end FP8 training speed-up over "
+                                                   "BF16 \\[default: 1.34, torchao]", panel="Precision")]
+Fp4Speedup = Annotated[float | None, number_option("--fp4-speedup", "plain", "end-to-end FP4 training speed-up over "
+                                                   "BF16 \\[default: 1.755]", panel="Precision")]
+
+# ---------------------------------------------------------------------------------------------
 # A runs file (fit, forecast)
 
 NCol = Annotated[str, typer.Option("--n-col", help="column of parameter counts")]

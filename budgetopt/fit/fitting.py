@@ -272,16 +272,21 @@ def check_law_usable(record: FitRecord) -> None:
         raise ParameterError("law_out", f"the fitted law cannot be used ({problem}); nothing written")
 
 
-def _check_fit_options(approach: str, bootstrap: int, delta: float, tolerance: float, loss_min: float | None,
-                       loss_max: float | None, target: float | None, outlier_k: float) -> None:
-    """Every option of a fit, checked before the file is read."""
-    if approach not in (*APPROACHES, "all"):
-        raise ParameterError("approach", f"must be one of {', '.join(APPROACHES)}, all, got {approach}")
+def _check_bootstrap_delta(bootstrap: int, delta: float) -> None:
+    """A fit's bootstrap replicates (0, or 2 to MAX_BOOTSTRAP) and Huber delta (> 0)."""
     if not 0 <= bootstrap <= MAX_BOOTSTRAP:
         raise ParameterError("bootstrap", f"must be from 0 to {MAX_BOOTSTRAP} replicates, got {bootstrap}")
     require_in(delta, "delta", 0.0, low_open=True, what="a Huber delta")
     if bootstrap == 1:
         raise ParameterError("bootstrap", "needs at least 2 replicates, got 1")
+
+
+def _check_fit_options(approach: str, bootstrap: int, delta: float, tolerance: float, loss_min: float | None,
+                       loss_max: float | None, target: float | None, outlier_k: float) -> None:
+    """Every option of a fit, checked before the file is read."""
+    if approach not in (*APPROACHES, "all"):
+        raise ParameterError("approach", f"must be one of {', '.join(APPROACHES)}, all, got {approach}")
+    _check_bootstrap_delta(bootstrap, delta)
     check_tolerance(tolerance)
     for name, v in (("loss_min", loss_min), ("loss_max", loss_max)):
         if v is not None:
@@ -371,9 +376,7 @@ def fit_form_file(path: str | Path, form: str, *, columns: dict[str, str] | None
     group (keyed ``group``) when ``group`` is given."""
     if form not in forms.FORMS:
         raise ParameterError("form", f"unknown form {form!r}; known: {', '.join(forms.FORM_NAMES)}")
-    if not 0 <= bootstrap <= MAX_BOOTSTRAP or bootstrap == 1:
-        raise ParameterError("bootstrap", f"must be 0 or from 2 to {MAX_BOOTSTRAP} replicates, got {bootstrap}")
-    require_in(delta, "delta", 0.0, low_open=True, what="a Huber delta")
+    _check_bootstrap_delta(bootstrap, delta)
     names = {"n": "params", "d": "tokens", "e": "experts", "g": "granularity", **(columns or {})}
     need = {v: (names[v], forms.VARIABLES[v]) for v in forms.FORMS[form].variables}
     tables = read_table(path, need, loss_col, group, where, baseline, last)

@@ -209,7 +209,7 @@ def _stack(name: str, tables: list[Table], reps: list[np.ndarray]):
     return np.stack(xs), np.stack(ls), np.stack(ws)
 
 
-def _best(values: np.ndarray, ends: np.ndarray, grads: np.ndarray):
+def _best(values: np.ndarray, grads: np.ndarray):
     """Per problem: the index of the lowest finite objective (NaN/inf never win)."""
     v = np.where(np.isfinite(values) & np.isfinite(grads), values, np.inf)
     return np.argmin(v, axis=-1), v
@@ -229,7 +229,7 @@ def fit_form(name: str, tables: dict[str, Table], delta: float = 1e-3, bootstrap
         theta0 = np.broadcast_to(s0, (len(tabs), *s0.shape))
         ends, vals, grads, steps = jax.device_get(_fit_batch(name, jnp.asarray(theta0), jnp.asarray(x),
                                                              jnp.asarray(ll), jnp.asarray(w), delta))
-        best, v = _best(vals, ends, grads)
+        best, v = _best(vals, grads)
         boot = None
         if bootstrap:
             reps = [replicate_weights(len(t.log_l), bootstrap, seed)[1:] for t in tabs]
@@ -260,7 +260,7 @@ def fit_form(name: str, tables: dict[str, Table], delta: float = 1e-3, bootstrap
                                    f"after {int(steps[i, b])} steps: not converged")
         if boot is not None:
             sl = slice(i * bootstrap, (i + 1) * bootstrap)
-            bb, bv = _best(boot[1][sl], boot[0][sl], boot[2][sl])
+            bb, bv = _best(boot[1][sl], boot[2][sl])
             draws = np.array([[reported(name, uncentred(name, boot[0][sl][r, bb[r]], *m))[p] for p in f.params]
                               for r in range(bootstrap)])
             ok = np.isfinite(bv[np.arange(bootstrap), bb])

@@ -147,10 +147,17 @@ def optimal_precision(law: KumarPrecision, log_c: ArrayLike, form: str) -> Preci
     budget; vmap for many): ``grid_golden`` over BITS_RANGE (the loss is smooth in P near its
     minimum), the allocation there by the closed form."""
     m = grid_golden(lambda b: optimal_loss_at(law, log_c, b, form), bits_grid(jnp.result_type(log_c)))
-    p = at_precision(law, m.x, form)
-    log_c6 = log_budget_at(log_c, m.x)
-    log_n = closed_form_x(p, log_c6)
-    return PrecisionOptimum(m.x, log_n, log_c6 - math.log(6.0) - log_n, m.value, m.converged, m.at_bound)
+    return optimum_at(law, log_c, m.x, form)._replace(loss=m.value, converged=m.converged, at_bound=m.at_bound)
+
+
+def optimum_at(law: KumarPrecision, log_c: ArrayLike, bits: ArrayLike, form: str) -> PrecisionOptimum:
+    """The compute-optimal (N, D) and loss of a BF16-equivalent budget trained in ``bits`` (the
+    closed form of ``at_precision``); converged wherever the loss is finite."""
+    log_c6 = log_budget_at(log_c, bits)
+    log_n = closed_form_x(at_precision(law, bits, form), log_c6)
+    loss = optimal_loss_at(law, log_c, bits, form)
+    return PrecisionOptimum(jnp.asarray(bits), log_n, log_c6 - math.log(6.0) - log_n, loss, jnp.isfinite(loss),
+                            jnp.asarray(False))
 
 
 SIZE_GRID = 2001  # log N points between one parameter and the largest the budget allows

@@ -26,14 +26,7 @@ from ..core.files import data_toml
 from ..core.units import require_in
 from ..model.hardware import Cluster, ClusterRecord
 from ..model.laws import KumarPrecision, LawSpec, Parametric, get_preset
-from ..model.precision import (
-    PRECISION_FORMS,
-    REFERENCE_BITS,
-    at_precision,
-    log_factor,
-    optimal_loss_at,
-    optimal_precision,
-)
+from ..model.precision import PRECISION_FORMS, REFERENCE_BITS, log_factor, optimal_precision, optimum_at
 from ..model.validity import attach, extrapolation
 from .optimum import Constraints, optimize
 
@@ -102,24 +95,44 @@ MEMORY_CONVENTION = ("weights, gradients and Adam states counted as BF16 mixed p
                      "FP8 are not credited (conservative)")
 
 
+def given_speedups(fp8: float | None = None, fp4: float | None = None) -> dict[str, float]:
+    """The speed-ups a user gave (``--fp8-speedup``, ``--fp4-speedup``), by format."""
+    return {k: v for k, v in (("fp8", fp8), ("fp4", fp4)) if v is not None}
+
+
+def check_speedups(speedups: dict[str, float] | None) -> dict[str, float]:
+    """Every given speed-up a positive number (named by its flag)."""
+    for name, v in (speedups or {}).items():
+        require_in(v, f"{name}_speedup", 0.0, low_open=True, what="a speed-up over BF16")
+    return speedups or {}
+
+
+def device_formats(cluster: Cluster) -> list[str]:
+    """The formats ``cluster``'s device has a catalog peak for."""
+    return [f for f, e in formats().items() if e["catalog_dtype"] in cluster.accelerator.peak_tflops]
+
+
 def training_format(name: str, cluster: Cluster | None = None, speedups: dict[str, float] | None = None) -> dict:
-    """A floating-point training format for a run plan: its bits, end-to-end speed-up over BF16
-    (``speedups`` override the sourced default), empirical loss penalty and sources; refused
-    when ``cluster``'s device lacks it."""
+    """A floating-point training format: its bits, end-to-end speed-up over BF16 (``speedups``
+    override the sourced default), empirical loss penalty and sources; refused when
+    ``cluster``'s device lacks it."""
     table = formats()
     if name not in table:
         raise ParameterError("precision", f"unknown format {name!r}; allowed: {', '.join(table)}")
+    if cluster is not None and name not in device_formats(cluster):
+        raise ParameterError("precision", f"{cluster.accelerator.id} has no {name} (its formats: "
+                             f"{', '.join(device_formats(cluster))})")
     e = table[name]
-    if cluster is not None and e["catalog_dtype"] not in cluster.accelerator.peak_tflops:
-        have = [f for f, v in table.items() if v["catalog_dtype"] in cluster.accelerator.peak_tflops]
-        raise ParameterError("precision", f"{cluster.accelerator.id} has no {name} (its formats: {', '.join(have)})")
-    given = (speedups or {}).get(name)
-    if given is not None:
-        require_in(given, f"{name}_speedup", 0.0, low_open=True, what="a speed-up over BF16")
+    given = check_speedups(speedups).get(name)
     return {"format": name, "bits": e["bits"], "speedup": float(given if given is not None else e["speedup"]),
             "speedup_given": given is not None, "loss_penalty_relative": e["loss_penalty"],
             "speedup_source": e.get("speedup_source", e["source"]), "penalty_source": e["source"],
             "memory": MEMORY_CONVENTION}
+
+
+def bits_of(bits: float | str) -> float:
+    """A number of bits, or a format's (``--precision fp8``: 8)."""
+    return float(formats()[bits]["bits"]) if isinstance(bits, str) else float(bits)
 
 
 def optimize_precision(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | None = None,
@@ -143,20 +156,9 @@ def optimize_precision(spec: LawSpec, *, flops: float | None = None, cluster: Cl
                              "{serve_precision}", names=True)
     if serve_bits is not None:
         return _serving_answer(spec, c, bits, form, serve_bits, inference_tokens, cluster)
-    if bits == "auto":
-        o = optimal_precision(law, log_c, form)
-        p, log_n, log_d, loss = float(o.bits), float(o.log_n), float(o.log_d), float(o.loss)
-        converged, at_bound = bool(o.converged), bool(o.at_bound)
-    else:
-        p = float(formats()[bits]["bits"]) if isinstance(bits, str) else float(bits)
-        from ..model.allocation import closed_form_x
-
-        law_p = at_precision(law, p, form)
-        log_c6 = log_c + math.log(REFERENCE_BITS / p)
-        log_n = float(closed_form_x(law_p, log_c6))
-        log_d = float(log_c6) - math.log(6.0) - log_n
-        loss = float(optimal_loss_at(law, log_c, p, form))
-        converged, at_bound = math.isfinite(loss), False
+    o = optimal_precision(law, log_c, form) if bits == "auto" else optimum_at(law, log_c, bits_of(bits), form)
+    p, log_n, log_d, loss = float(o.bits), float(o.log_n), float(o.log_d), float(o.loss)
+    converged, at_bound = bool(o.converged), bool(o.at_bound)
     rec = {"law": spec.name, "precision_form": form, "flops": c, "precision_bits": p, "params": math.exp(log_n),
            "tokens": math.exp(log_d), "tokens_per_param": math.exp(log_d - log_n), "loss": loss,
            "effective_params_fraction": math.exp(float(log_factor(law, p, p, p, form))),
@@ -180,7 +182,7 @@ def _serving_answer(spec: LawSpec, c: float, bits: float | str, form: str, serve
     require_in(serve_bits, "serve_precision", 0.0, 64.0, low_open=True, what="bits")
     if inference_tokens is not None:
         require_in(inference_tokens, "inference_tokens", 0.0, low_open=True, what="a number of tokens")
-    fixed = None if bits == "auto" else float(formats()[bits]["bits"]) if isinstance(bits, str) else float(bits)
+    fixed = None if bits == "auto" else bits_of(bits)
     log_d_inf = -math.inf if inference_tokens is None else math.log(inference_tokens)
     o = serving_optimum(law, jnp.log(jnp.float64(c)), form, float(serve_bits), log_d_inf, fixed)
     p, log_n, log_d = float(o.bits), float(o.log_n), float(o.log_d)
@@ -226,43 +228,36 @@ def choose_format(spec: LawSpec, cluster: Cluster, *, precision: str = "auto", p
     if penalty not in PENALTIES:
         raise ParameterError("precision_penalty", f"unknown {penalty!r}; allowed: {', '.join(PENALTIES)}")
     check_form(form)
-    table = formats()
-    for name, v in (speedups or {}).items():
-        require_in(v, f"{name}_speedup", 0.0, low_open=True, what="a speed-up over BF16")
-    if precision != "auto" and precision not in table:
-        raise ParameterError("precision", f"with a dense law, one of auto, {', '.join(table)}; bits apply to the "
+    check_speedups(speedups)
+    if precision != "auto" and precision not in formats():
+        raise ParameterError("precision", f"with a dense law, one of auto, {', '.join(formats())}; bits apply to the "
                              "precision law (kumar2024-precision)")
-    acc = cluster.accelerator
-    have = [f for f, e in table.items() if e["catalog_dtype"] in acc.peak_tflops]
-    asked = have if precision == "auto" else [precision]
-    if precision != "auto" and precision not in have:
-        raise ParameterError("precision", f"{acc.id} has no {precision} (its formats: {', '.join(have)})")
+    asked = [training_format(f, cluster, speedups) for f in (device_formats(cluster) if precision == "auto"
+                                                               else [precision])]
     precision_law = get_preset("kumar2024-precision").params
     bf16 = cluster.flops()  # the booking's compute in BF16 at its MFU
     rows = []
-    for f in asked:
-        e = table[f]
-        speedup = float((speedups or {}).get(f, e["speedup"]))
-        c = bf16 * speedup
+    for e in asked:
+        c = bf16 * e["speedup"]
         law = spec.params if penalty == "empirical" else _penalised_law(spec.params, precision_law, e["bits"], form)
         opt = optimize(LawSpec(spec.name, law, spec.source, validity=spec.validity), flops=c, constraints=constraints)
         if penalty == "empirical":
-            loss = opt["loss"] * (1.0 + e["loss_penalty"])
+            loss = opt["loss"] * (1.0 + e["loss_penalty_relative"])
             pen = loss - opt["loss"]
         else:
             base = optimize(spec, flops=c, constraints=constraints)["loss"]
             loss, pen = opt["loss"], opt["loss"] - base
-        rows.append({"format": f, "bits": e["bits"], "speedup": speedup, "speedup_given": f in (speedups or {}),
-                     "flops": c, "params": opt["params"], "tokens": opt["tokens"], "loss": loss, "loss_penalty": pen,
-                     "converged": opt["converged"]})
+        rows.append({"format": e["format"], "bits": e["bits"], "speedup": e["speedup"],
+                     "speedup_given": e["speedup_given"], "flops": c, "params": opt["params"], "tokens": opt["tokens"],
+                     "loss": loss, "loss_penalty": pen, "converged": opt["converged"]})
     best = min(rows, key=lambda r: r["loss"])
     rec = {"law": spec.name, "precision": best["format"], "precision_bits": best["bits"],
            "precision_penalty": penalty, **{k: best[k] for k in ("flops", "params", "tokens", "loss", "converged")},
            "tokens_per_param": best["tokens"] / best["params"], "precisions": rows,
-           "speedup_sources": {f: table[f].get("speedup_source", table[f]["source"]) for f in asked},
-           "penalty_sources": {f: (table[f]["source"] if penalty == "empirical" else
-                                   f"kumar2024-precision ({form} form) effective parameters at {table[f]['bits']} "
-                                   "bits relative to 16") for f in asked}, "warnings": []}
+           "speedup_sources": {e["format"]: e["speedup_source"] for e in asked},
+           "penalty_sources": {e["format"]: (e["penalty_source"] if penalty == "empirical" else
+                                             f"kumar2024-precision ({form} form) effective parameters at {e['bits']} "
+                                             "bits relative to 16") for e in asked}, "warnings": []}
     if penalty == "law":
         rec["warnings"].append("the precision law was fitted on integer fake-quantised training of 30M-220M "
                                "parameters: it over-states floating-point formats' cost (FP8 within 0.25 % in "

@@ -141,7 +141,7 @@ def _expert_pilot(scenario: Scenario, sampler, p: int, names, ranges: Ranges, pe
 
     best = int(np.nanargmin(np.asarray(mean_losses(jnp.asarray(grid)))))
     j = int(grid[best, 1])
-    x, report = refine(scenario, sampler, p, grid[grid[:, 1] == j, 0], expert=j)
+    x, report = refine(scenario, sampler, p, grid[grid[:, 1] == j, 0], expert=j, inputs=(law, b))
     return Pilot(names, ranges, np.vstack([grid, [x, j]]), report, p)
 
 
@@ -152,12 +152,13 @@ def _pilot_inputs(scenario: Scenario, sampler, p: int):
 
 
 def refine(scenario: Scenario, sampler, p: int, grid: np.ndarray, steps: int = REFINE_STEPS,
-           expert: int | None = None) -> tuple[float, dict]:
+           expert: int | None = None, inputs: tuple | None = None) -> tuple[float, dict]:
     """The best grid size refined by L-BFGS (optax) on the pilot's sample-average loss over
     x = log N, in float64 whatever the sweep's precision (the pilot is small, and the refined
     N must not inherit float32 noise). Returns (x, report); never worse than the best grid point.
-    ``expert``: a [moe] sweep's expert-count index, at which the sizes are scored."""
-    law_all, b_all = _pilot_inputs(scenario, sampler, p)
+    ``expert``: a [moe] sweep's expert-count index, at which the sizes are scored; ``inputs``:
+    the pilot's (law, budget) in float64 when the caller has them (``_pilot_inputs``)."""
+    law_all, b_all = inputs if inputs is not None else _pilot_inputs(scenario, sampler, p)
     law, b = (law_all, b_all) if expert is None else at_expert(scenario, law_all, b_all, expert)
 
     def mean_loss(x):
