@@ -194,7 +194,8 @@ def sweep_report(res: dict) -> str:
     Monte Carlo error, then how it ran."""
     three = lambda v: format_float(v, 3)  # noqa: E731
     fmt = {"params": format_count, "tokens": format_count, "loss": lambda v: f"{v:.4f}", "tokens_per_param": three,
-           "flops": format_sci, "epochs": three, "gpu_hours": format_count, "wall_days": three, "experts": three}
+           "flops": format_sci, "epochs": three, "gpu_hours": format_count, "wall_days": three, "experts": three,
+           "precision_bits": three}
     rows = [{"quantity": name, **{p: fmt[name](v) for p, v in q.items()}} for name, q in res["quantiles"].items()]
     text = to_table(rows, title=f"budgetopt sweep — {res['scenario']}: {res['samples']:,} samples, law {res['law']} "
                     f"(uncertainty: {res['uncertainty']}), converged {res['converged_fraction']:.2%}",
@@ -204,29 +205,36 @@ def sweep_report(res: dict) -> str:
         lo, hi = rec["p95_regret_ci95"]
         regret = f"{format_float(rec['expected_regret'], 3)} ± {format_float(rec['expected_regret_se'], 2)}"
         p95 = f"{format_float(rec['p95_regret'], 3)} (95% CI {format_float(lo, 3)}–{format_float(hi, 3)})"
-        moe = "experts" in rec
-        r = {"recommended experts E": str(rec["experts"])} if moe else {}
-        r.update({("recommended active params" if moe else "recommended params"): format_count(rec["params"]),
+        key = "experts" if "experts" in rec else "precision" if "precision" in rec else None
+        r = {"recommended experts E" if key == "experts" else "recommended format": str(rec[key])} if key else {}
+        size = "recommended active params" if key == "experts" else "recommended params"
+        r.update({size: format_count(rec["params"]),
                   "expected loss": f"{rec['expected_loss']:.4f}",
              "expected regret (nats)": regret, "p95 regret (nats)": p95,
              "P(regret < 1 %)": f"{rec['p_regret_below_1pct']:.2%}",
              "futures it cannot be trained in": f"{rec['p_untrainable']:.2%}",
              "chosen by": f"{rec['risk']} loss, from {rec['from']}",
              "scored on": f"1 in {rec['subsample']} samples ({rec['scored_samples']:,})"})
-        text += to_table([{"quantity": k, "value": v} for k, v in r.items()],
-                         title="Robust recommendation: commit to N before hours, MFU and the law are known"
-                         if not moe else "Robust recommendation: commit to (E, N_act) before the budget is known")
-        if moe:  # each expert count's best candidate: how far the runner-up is
-            best: dict[int, dict] = {}
-            for row in res.get("regret_curve", []):
-                if row["experts"] not in best or row["expected_loss"] < best[row["experts"]]["expected_loss"]:
-                    best[row["experts"]] = row
-            rows = [{"experts": str(e), "best active params": format_count(b["params"]),
+        title = {None: "Robust recommendation: commit to N before hours, MFU and the law are known",
+                 "experts": "Robust recommendation: commit to (E, N_act) before the budget is known",
+                 "precision": "Robust recommendation: commit to (format, N) before speed-up, penalty and budget are "
+                              "known"}[key]
+        text += to_table([{"quantity": k, "value": v} for k, v in r.items()], title=title)
+        if key:  # each option's best candidate: how far the runner-up is; how often each is the best
+            shares = res.get("option_shares")
+            best: dict = {}
+            for row in res.get("regret_curve", []):  # sorted by option
+                if row[key] not in best or row["expected_loss"] < best[row[key]]["expected_loss"]:
+                    best[row[key]] = row
+            size = "best active params" if key == "experts" else "best params"
+            rows = [{key if key == "experts" else "format": str(e), size: format_count(b["params"]),
                      "expected loss": f"{b['expected_loss']:.4f}",
                      "expected regret": format_float(b["expected_regret"], 3),
                      "P(regret < 1 %)": f"{b['p_regret_below_1pct']:.1%}",
-                     "untrainable": f"{b['p_untrainable']:.1%}"} for e, b in sorted(best.items())]
-            text += to_table(rows, title="Each expert count's best candidate size (the decision's margin)")
+                     **({"P(best)": f"{shares[str(e)]:.1%}"} if shares else {}),
+                     "untrainable": f"{b['p_untrainable']:.1%}"} for e, b in best.items()]
+            text += to_table(rows, title="Each expert count's best candidate size (the decision's margin)"
+                             if key == "experts" else "Each format's best candidate size (the decision's margin)")
     if res.get("recommendation_note"):
         text += f"note: {res['recommendation_note']}\n"
     if res.get("plan"):

@@ -205,12 +205,18 @@ def _serving_answer(spec: LawSpec, c: float, bits: float | str, form: str, serve
     return rec
 
 
-def _penalised_law(dense: Parametric, precision_law: KumarPrecision, bits: float, form: str) -> Parametric:
+def relative_log_factor(bits: float, form: str) -> float:
+    """log(F(bits) / F(16)): the precision law's (``kumar2024-precision``) effective-parameter
+    factor at ``bits`` relative to 16 bits; a dense law penalised by it has A' = A e^(−alpha rel)."""
+    law = get_preset("kumar2024-precision").params
+    ref = REFERENCE_BITS
+    return float(log_factor(law, bits, bits, bits, form) - log_factor(law, ref, ref, ref, form))
+
+
+def _penalised_law(dense: Parametric, bits: float, form: str) -> Parametric:
     """The dense law with the precision law's effective-parameter factor at ``bits``, relative to
     16 bits: A' = A (F(bits) / F(16))^−alpha."""
-    rel = log_factor(precision_law, bits, bits, bits, form) - log_factor(precision_law, REFERENCE_BITS,
-                                                                         REFERENCE_BITS, REFERENCE_BITS, form)
-    return dense._replace(log_A=dense.log_A - dense.alpha * float(rel))
+    return dense._replace(log_A=dense.log_A - dense.alpha * relative_log_factor(bits, form))
 
 
 def choose_format(spec: LawSpec, cluster: Cluster, *, precision: str = "auto", penalty: str = "empirical",
@@ -234,12 +240,12 @@ def choose_format(spec: LawSpec, cluster: Cluster, *, precision: str = "auto", p
                              "precision law (kumar2024-precision)")
     asked = [training_format(f, cluster, speedups) for f in (device_formats(cluster) if precision == "auto"
                                                                else [precision])]
-    precision_law = get_preset("kumar2024-precision").params
+    constraints = constraints if constraints is not None else Constraints()
     bf16 = cluster.flops()  # the booking's compute in BF16 at its MFU
     rows = []
     for e in asked:
         c = bf16 * e["speedup"]
-        law = spec.params if penalty == "empirical" else _penalised_law(spec.params, precision_law, e["bits"], form)
+        law = spec.params if penalty == "empirical" else _penalised_law(spec.params, e["bits"], form)
         opt = optimize(LawSpec(spec.name, law, spec.source, validity=spec.validity), flops=c, constraints=constraints)
         if penalty == "empirical":
             loss = opt["loss"] * (1.0 + e["loss_penalty_relative"])

@@ -7,6 +7,7 @@ Modules, lowest first (none imports a module after it):
 - ``accumulators``: exactly mergeable counts, wide sums, minima, maxima and histograms;
 - ``sampling``: sample i of a scenario as a pure function of (seed, i);
 - ``state``: the typed accumulators of a sweep, their merge, checkpoints and JSON form;
+- ``choices``: a discrete decision beside the size ([moe] expert counts, [precision] formats);
 - ``kernel``: the chunk kernel, split over local devices without collectives;
 - ``pilot``: histogram ranges and candidate sizes from the first samples, optax refinement;
 - ``decision``: the robust recommendation and its Monte Carlo error;

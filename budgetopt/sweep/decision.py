@@ -67,10 +67,11 @@ def regret_sd(hist: np.ndarray) -> float:
 
 
 def recommend(c: CandidateStats, candidates: np.ndarray, risk: str, refined: bool,
-              stride: int, experts: list[int] | None = None) -> tuple[dict | None, list[dict], str | None]:
-    """(recommendation, regret curve over all candidates sorted by size, note). A [moe] sweep's
-    candidates are rows (log N_act, index into ``experts``): each row and the recommendation
-    carry their expert count, and the curve is sorted by expert count, then size."""
+              stride: int, options: tuple[str, list] | None = None) -> tuple[dict | None, list[dict], str | None]:
+    """(recommendation, regret curve over all candidates sorted by size, note). With a discrete
+    decision, ``options`` = (key, labels) — ("experts", [1, 8, 32]) or ("precision", ["bf16",
+    "fp8"]) — and the candidates are rows (log N, index into labels): each row and the
+    recommendation carry their option under ``key``, and the curve is sorted by option, then size."""
     scored = int(c.scored.n)
     if scored == 0:
         return None, [], "no sample converged to a usable optimum: nothing to recommend"
@@ -82,9 +83,8 @@ def recommend(c: CandidateStats, candidates: np.ndarray, risk: str, refined: boo
     lost = np.asarray(c.untrainable.n) / scored
     q95 = [regret_quantile(h, 0.95) for h in hist]
     k_ref = len(candidates) - 1 if refined else -1
-    moe = experts is not None
-    size = (lambda k: candidates[k][0]) if moe else (lambda k: candidates[k])  # noqa: E731
-    rows = [{**({"experts": experts[int(candidates[k][1])]} if moe else {}),
+    size = (lambda k: candidates[k][0]) if options else (lambda k: candidates[k])  # noqa: E731
+    rows = [{**({options[0]: options[1][int(candidates[k][1])]} if options else {}),
              "params": math.exp(size(k)), "expected_loss": float(e_opt + exp_reg[k]),
              "expected_regret": float(exp_reg[k]), "expected_regret_se": regret_sd(hist[k]) / math.sqrt(scored),
              "p95_regret": q95[k][0], "p95_regret_ci95": [q95[k][1], q95[k][2]],
@@ -93,7 +93,8 @@ def recommend(c: CandidateStats, candidates: np.ndarray, risk: str, refined: boo
              "p_untrainable": float(lost[k]), "p_untrainable_se": math.sqrt(max(lost[k] * (1 - lost[k]), 0.0) / scored),
              "refined": k == k_ref} for k in range(len(candidates))]
     score = exp_reg if risk == "mean" else np.array([q[0] for q in q95])
-    order = lambda r: (r.get("experts", 0), r["params"])  # noqa: E731
+    rank = {v: i for i, v in enumerate(options[1])} if options else {}
+    order = lambda r: (rank.get(r.get(options[0]), 0) if options else 0, r["params"])  # noqa: E731
     if not np.isfinite(score).any():
         return None, sorted(rows, key=order), "no candidate size could be scored"
     best = int(np.nanargmin(np.where(np.isfinite(score), score, np.nan)))

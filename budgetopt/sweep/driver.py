@@ -32,6 +32,7 @@ from ..core.runtime import jax_x64
 from ..model.validity import to_mapping
 from . import state as st
 from .accumulators import MAX_CHUNK_BITS, Ranges, merge
+from .choices import option_axis
 from .kernel import Kernel, make_kernel, quantity_names
 from .pilot import Pilot, make_pilot
 from .results import Labels, SweepResult, plan_for_sweep, summarise
@@ -153,9 +154,10 @@ def _run(scenario, n, chunk_size, x64, checkpoint, resume, shard, progress) -> S
         in_flight = launched
     if n_proc > 1:
         state = _merge_processes(state, template)
+    axis = option_axis(scenario)
     labels = Labels(scenario.name, scenario.law.name, scenario.uncertainty, scenario.risk, scenario.subsample,
                     None if scenario.law.validity is None else to_mapping(scenario.law.validity),
-                    None if scenario.experts is None else list(scenario.experts))
+                    *((None, None, None) if axis is None else (axis.key, list(axis.labels), list(axis.log_values))))
     result = summarise(labels, pilot, state, fp)
     result["run"] = {"seed": scenario.seed, "samples_requested": n, "chunk_size": chunk, "devices": jax.device_count(),
                      "local_devices": len(devices), "processes": n_proc, "backend": jax.default_backend(),

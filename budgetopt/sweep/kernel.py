@@ -41,14 +41,16 @@ from ..model.allocation import (
 )
 from ..model.laws import Law, loss
 from .accumulators import Count, Ranges, accumulate, count_bins, fixed_point_sum
-from .sampling import Draw, active_cap_shift, complete_draw, fixed_law, index_words, make_sampler
+from .choices import Problems, at_option, option_axis, option_problems, subsample_last
+from .sampling import Draw, complete_draw, fixed_law, index_words, make_sampler
 from .scenario import Scenario
 from .state import REGRET_BINS, CandidateStats, SweepState
 
 #: every quantity a sweep can summarise, in their order in the state; ``quantity_names`` says
 #: which a scenario's sweep has. gpu_hours and wall_days are the budget's (count x hours, hours /
 #: 24): the [plan] scales them by the shape's FLOPs per token into the run's time and energy.
-QUANTITIES = ("params", "tokens", "loss", "tokens_per_param", "flops", "epochs", "gpu_hours", "wall_days", "experts")
+QUANTITIES = ("params", "tokens", "loss", "tokens_per_param", "flops", "epochs", "gpu_hours", "wall_days", "experts",
+              "precision_bits")
 LOG_QUANTITIES = frozenset(QUANTITIES) - {"loss"}
 REGRET_RANGE = (math.log(1e-7), math.log(10.0))  # nats; below -> the first bin, above -> overflow
 LOSS_BITS = 24  # fixed-point resolution of summed losses and regrets
@@ -66,8 +68,8 @@ def quantity_names(scenario: Scenario) -> tuple[str, ...]:
     """The quantities a scenario's sweep summarises, in QUANTITIES order: epochs only with unique
     tokens, gpu_hours and wall_days only when ``time_varies``."""
     skip = {"epochs"} if scenario.unique_tokens is None else set()
-    if scenario.experts is None:
-        skip.add("experts")
+    axis = option_axis(scenario)
+    skip |= {"experts", "precision_bits"} - ({axis.quantity} if axis is not None else set())
     if not time_varies(scenario):
         skip |= {"gpu_hours", "wall_days"}
     return tuple(q for q in QUANTITIES if q not in skip)
@@ -78,35 +80,32 @@ def solve_method(scenario: Scenario) -> str:
     return method_for(fixed_law(scenario), scenario.inference_tokens is not None)
 
 
-def solve_samples(scenario: Scenario, law: Law, b: Budget) -> Allocation:
+def solve_samples(scenario: Scenario, law: Law, b: Budget, option_draw=None) -> Allocation:
     """Each sample's optimal allocation. Leaves that are Python constants (a fixed law, absent
-    budget fields) are shared by all samples rather than broadcast. A [moe] sweep: at the best
-    of its expert counts (``solve_experts``, ``best_expert``)."""
-    if scenario.experts is not None:
-        return best_expert(solve_experts(scenario, law, b))[0]
+    budget fields) are shared by all samples rather than broadcast. A sweep with a discrete
+    decision ([moe], [precision]): at each sample's best option (``solve_options``,
+    ``best_option``); ``option_draw`` is the draw's ``option``."""
+    if option_axis(scenario) is not None:
+        return best_option(solve_options(scenario, option_problems(scenario, law, b, option_draw)))[0]
     if solve_method(scenario) == "closed":
         return closed_form_scalar(law, b)  # elementwise: no vmap needed
     axes = jax.tree_util.tree_map(lambda v: 0 if jnp.ndim(v) else None, (law, b))
     return jax.vmap(solve_scalar, in_axes=axes)(law, b)
 
 
-def expert_budget(scenario: Scenario, b: Budget) -> Budget:
-    """A [moe] sweep's budget at each expert count ([experts, S] where it varies): the total
-    parameter cap in ``b.log_n_max`` becomes the active-parameter cap it leaves at each E."""
-    return b._replace(log_n_max=b.log_n_max + jnp.asarray(active_cap_shift(scenario), b.log_c.dtype))
-
-
-def solve_experts(scenario: Scenario, law: Law, b: Budget) -> Allocation:
-    """Every sample's optimum at every expert count of a [moe] sweep: leaves [experts, S]. The
-    law at E is the Chinchilla form (``sampling.expert_laws``), so each is the dense solve."""
-    b_e = expert_budget(scenario, b)
+def solve_options(scenario: Scenario, p: Problems) -> Allocation:
+    """Every sample's optimum at every option (``choices.Problems``): leaves [options, S], the
+    loss times the option's loss scale. Each option's law is of the dense form, so each is the
+    dense solve (a loss scale does not move the optimum)."""
     if solve_method(scenario) == "closed":
-        return closed_form_scalar(law, b_e)
-    return map_problems(solve_scalar, law, b_e)
+        a = closed_form_scalar(p.law, p.budget)
+    else:
+        a = map_problems(solve_scalar, p.law, p.budget)
+    return a if isinstance(p.loss_scale, float) and p.loss_scale == 1.0 else a._replace(loss=a.loss * p.loss_scale)
 
 
-def best_expert(a: Allocation) -> tuple[Allocation, Int[Array, " s"]]:
-    """Per sample, the expert count with the lowest converged loss: (its allocation, its index)."""
+def best_option(a: Allocation) -> tuple[Allocation, Int[Array, " s"]]:
+    """Per sample, the option with the lowest converged loss: (its allocation, its index)."""
     # the barrier keeps XLA from constant-folding the argmin when every input is fixed (seconds at 65536 samples)
     score = jax.lax.optimization_barrier(jnp.where(a.converged & jnp.isfinite(a.loss), a.loss, jnp.inf))
     k = jnp.argmin(score, axis=0)
@@ -114,24 +113,20 @@ def best_expert(a: Allocation) -> tuple[Allocation, Int[Array, " s"]]:
     return Allocation(*(pick(v) for v in a)), k
 
 
-def at_expert(scenario: Scenario, law: Law, b: Budget, e: Array | int) -> tuple[Law, Budget]:
-    """(law, budget) at expert-count index ``e`` of a [moe] sweep (a traced index is fine)."""
-    pick = lambda v: jnp.asarray(v)[e]  # noqa: E731
-    return (jax.tree_util.tree_map(pick, law),
-            b._replace(log_n_max=b.log_n_max + jnp.asarray(active_cap_shift(scenario)[:, 0], b.log_c.dtype)[e]))
-
-
 INPUTS = frozenset({"flops", "gpu_hours", "wall_days"})  # the budget's: summarised whether or not a model fits it
 
 
-def quantities(a: Allocation | Sampled, b: Budget, names: tuple[str, ...], time=None, log_e=None
+def quantities(a: Allocation | Sampled, b: Budget, names: tuple[str, ...], time=None, chosen=None
                ) -> tuple[Float[Array, "q s"], Bool[Array, "q s"]]:
     """[Q, S] values of ``names`` in summary units and which enter the summaries: the outputs
     of a converged solve, and the budget's (inputs) always, so their distribution is reported
     even where no model fits them. ``time``: the draw's (log count, log hours) when ``names``
-    has gpu_hours or wall_days; ``log_e``: a [moe] sweep's chosen log expert count."""
-    row = {"experts": lambda: log_e,"params": lambda: a.log_n, "tokens": lambda: a.log_d, "loss": lambda: a.loss,
-           "tokens_per_param": lambda: a.log_d - a.log_n, "flops": lambda: b.log_c, "epochs": lambda: a.log_d - b.log_u,
+    has gpu_hours or wall_days; ``chosen``: a sweep with a discrete decision's (log value of
+    each sample's best option, log compute that option trains on)."""
+    log_c = b.log_c if chosen is None else chosen[1]
+    row = {"experts": lambda: chosen[0], "precision_bits": lambda: chosen[0], "params": lambda: a.log_n,
+           "tokens": lambda: a.log_d, "loss": lambda: a.loss,
+           "tokens_per_param": lambda: a.log_d - a.log_n, "flops": lambda: log_c, "epochs": lambda: a.log_d - b.log_u,
            "gpu_hours": lambda: time[0] + time[1], "wall_days": lambda: time[1] - math.log(24.0)}
     vals = jnp.stack([jnp.broadcast_to(row[q](), a.log_n.shape) for q in names])
     is_input = jnp.array([q in INPUTS for q in names])[:, None]
@@ -175,23 +170,24 @@ def decision_subsample(tree, stride: int, offset: Array):
     return jax.tree_util.tree_map(take, tree)
 
 
-def candidate_stats(law: Law, b: Budget, opt: Array, use: Array, xs: Array,
-                    scenario: Scenario | None = None) -> CandidateStats:
+def candidate_stats(law: Law | None, b: Budget | None, opt: Array, use: Array, xs: Array,
+                    problems: Problems | None = None) -> CandidateStats:
     """Every candidate log-size in ``xs`` scored against every sample where ``use`` (the caller
     passes the decision subsample's samples whose optimum converged): its regret L(N_k) - L*
     (``candidate_loss``: a size the sample cannot train scores its stated penalty, and is
-    counted in ``untrainable``). No sample is dropped for a candidate it cannot train. A [moe]
-    sweep's candidates are rows (log N_act, expert-count index), scored at their expert count."""
+    counted in ``untrainable``). No sample is dropped for a candidate it cannot train. With a
+    discrete decision (``problems``: every option's, ``choices``) the candidates are rows (log N,
+    option index), each scored on its option's problem (law and budget ignored)."""
     use = use & jnp.isfinite(opt)
     n_bins = REGRET_BINS + 2
-    moe = scenario is not None and scenario.experts is not None
 
     def one(_, x):
         # A scan step per candidate: the loop boundary keeps XLA from fusing (and recomputing)
         # the per-sample inputs into K consumers.
-        if moe:
-            law_k, b_k = at_expert(scenario, law, b, x[1].astype(jnp.int32))
-            lk, trainable = candidate_loss(law_k, b_k, x[0])
+        if problems is not None:
+            p = at_option(problems, x[1].astype(jnp.int32))
+            lk, trainable = candidate_loss(p.law, p.budget, x[0])
+            lk = lk * p.loss_scale
         else:
             lk, trainable = candidate_loss(law, b, x)
         r = jnp.maximum(lk - opt, 0.0)
@@ -206,6 +202,16 @@ def candidate_stats(law: Law, b: Budget, opt: Array, use: Array, xs: Array,
                           fixed_point_sum(opt, LOSS_BITS, use, axis=0), untrainable)
 
 
+def choose(axis, per: Allocation, p: Problems) -> tuple[Allocation, tuple[Array, Array]]:
+    """From every option's optimum ``per`` (``solve_options`` of ``p``): each sample's best
+    option's allocation, and (log of its value, log of the compute it trains on) — what
+    ``quantities`` summarises as the choice and the flops."""
+    a, k = best_option(per)
+    log_c = jnp.broadcast_to(p.budget.log_c, (len(axis.labels),) + a.log_n.shape)
+    chosen = (jnp.asarray(axis.log_values, a.loss.dtype)[k], jnp.take_along_axis(log_c, k[None], axis=0)[0])
+    return a, chosen
+
+
 class Sampled(NamedTuple):
     """What ``draw`` hands to ``accumulate``: the inputs and each sample's optimum."""
 
@@ -214,7 +220,7 @@ class Sampled(NamedTuple):
     log_d: Array
     loss: Array
     converged: Array
-    log_e: Array | None = None  # a [moe] sweep: log of each sample's best expert count
+    chosen: tuple[Array, Array] | None = None  # with a discrete decision: (log option value, log compute) of the best
 
 
 class Kernel(NamedTuple):
@@ -241,6 +247,7 @@ def make_kernel(scenario: Scenario, chunk: int, dtype, devices) -> Kernel:
         raise ValueError(f"chunk {chunk} does not split into {n_dev} blocks of a multiple of {stride}")
     sampler = make_sampler(scenario, dtype)
     names = quantity_names(scenario)
+    axis = option_axis(scenario)
     mesh = Mesh(np.array(devices), ("dev",))
 
     def positions(start_lo, start_hi):
@@ -253,29 +260,31 @@ def make_kernel(scenario: Scenario, chunk: int, dtype, devices) -> Kernel:
         if not time_varies(scenario):
             d = d._replace(time=None)  # not summarised: not materialised between the programs
         law, b = complete_draw(scenario, d)
-        if scenario.experts is None:
+        if axis is None:
             a = solve_samples(scenario, law, b)
             return Sampled(d, a.log_n, a.log_d, a.loss, a.converged)
-        a, k = best_expert(solve_experts(scenario, law, b))
-        log_experts = jnp.log(jnp.asarray(scenario.experts, a.loss.dtype))
-        return Sampled(d, a.log_n, a.log_d, a.loss, a.converged, log_experts[k])
+        p = option_problems(scenario, law, b, d.option)
+        a, chosen = choose(axis, solve_options(scenario, p), p)
+        return Sampled(d, a.log_n, a.log_d, a.loss, a.converged, chosen)
 
     def accumulate_block(s: Sampled, start_lo, valid, ranges, xs) -> SweepState:
         j, _ = positions(start_lo, jnp.uint32(0))
         live = j < valid
         law, b = complete_draw(scenario, s.draw)
-        vals, ok = quantities(s, b, names, s.draw.time, s.log_e)
+        vals, ok = quantities(s, b, names, s.draw.time, s.chosen)
         state = SweepState(Count(jnp.sum(live).astype(jnp.int64)), Count(jnp.sum(live & s.converged).astype(jnp.int64)),
                            accumulate(vals, ok & live[None, :], ranges), None)
         if xs.shape[0]:
             # this block starts at global index start + j[0]; its subsample is index = 0 mod stride
             offset = ((jnp.uint32(stride) - (start_lo + j[0]) % stride) % stride).astype(jnp.int32)
-            if scenario.experts is None:
+            if axis is None:
                 law_s, b_s, opt_s, use_s = decision_subsample((law, b, s.loss, live & s.converged), stride, offset)
-            else:  # the stacked laws have an expert axis, not a sample axis
-                law_s = law
-                b_s, opt_s, use_s = decision_subsample((b, s.loss, live & s.converged), stride, offset)
-            state = state._replace(candidates=candidate_stats(law_s, b_s, opt_s, use_s, xs, scenario))
+                stats = candidate_stats(law_s, b_s, opt_s, use_s, xs)
+            else:  # every option's problem, its leaves [options | 1, S | 1]
+                p_s = subsample_last(option_problems(scenario, law, b, s.draw.option), stride, offset)
+                opt_s, use_s = decision_subsample((s.loss, live & s.converged), stride, offset)
+                stats = candidate_stats(None, None, opt_s, use_s, xs, p_s)
+            state = state._replace(candidates=stats)
         return jax.tree_util.tree_map(lambda v: v[None], state)  # this device's slot
 
     # check_vma off: it types values for collectives, and there are none (the solver's

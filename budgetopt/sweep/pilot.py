@@ -18,7 +18,8 @@ import numpy as np
 from ..core.lbfgs import lbfgs_minimize
 from ..model.laws import has_loss
 from .accumulators import Ranges
-from .kernel import at_expert, best_expert, candidate_loss, quantities, quantity_names, solve_experts, solve_samples
+from .choices import Problems, at_option, option_axis, option_problems
+from .kernel import best_option, candidate_loss, choose, quantities, quantity_names, solve_options, solve_samples
 from .sampling import active_cap_shift, complete_draw, make_sampler, sample_indices
 from .scenario import Scenario
 
@@ -66,24 +67,27 @@ def make_pilot(scenario: Scenario, n: int, dtype) -> Pilot:
     sampler = make_sampler(scenario, dtype)
     p = min(PILOT, n)
     names = quantity_names(scenario)
+    axis = option_axis(scenario)
 
     @jax.jit
     def pilot():
         d = sampler(*sample_indices(0, p))
         law, b = complete_draw(scenario, d)
-        if scenario.experts is None:
+        if axis is None:
             return quantities(solve_samples(scenario, law, b), b, names, d.time), None
-        per = solve_experts(scenario, law, b)  # every expert count's optimum: the candidates' grid per E
-        a, k = best_expert(per)
-        log_e = jnp.log(jnp.asarray(scenario.experts, a.loss.dtype))[k]
-        return quantities(a, b, names, d.time, log_e), (per.log_n, per.converged)
+        problems = option_problems(scenario, law, b, d.option)
+        per = solve_options(scenario, problems)  # every option's optimum: the candidates' grid per option
+        a, chosen = choose(axis, per, problems)
+        return quantities(a, b, names, d.time, chosen), (per.log_n, per.converged)
 
-    (vals, ok), per_expert = pilot()
+    (vals, ok), per_option = pilot()
     vals, ok = np.asarray(vals), np.asarray(ok)
     vals = vals.astype(np.float64)
     lo, hi, centre = [], [], []
     for q in range(len(names)):
         v = vals[q][ok[q]]
+        if axis is not None and names[q] == axis.quantity:  # every option's value, each in its own bins
+            v = np.asarray(axis.log_values, np.float64)  # (``results.option_shares`` counts them)
         a, b = _expand(float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
         lo.append(a)
         hi.append(b)
@@ -95,8 +99,8 @@ def make_pilot(scenario: Scenario, n: int, dtype) -> Pilot:
     xn = vals[0][ok[0]]
     if xn.size == 0:
         return Pilot(names, ranges, np.zeros(0), {}, p, "no pilot sample converged: no candidate grid")
-    if scenario.experts is not None:
-        return _expert_pilot(scenario, sampler, p, names, ranges, per_expert)
+    if axis is not None:
+        return _option_pilot(scenario, sampler, p, names, ranges, per_option)
     grid = size_grid(xn, *size_bounds(scenario), scenario.candidates)
     if not scenario.refine:
         return Pilot(names, ranges, grid, {"refined": False, "method": "none (recommend.refine = false)"}, p)
@@ -111,62 +115,83 @@ def size_grid(xn: np.ndarray, lo_cap: float, hi_cap: float, k: int) -> np.ndarra
     return np.linspace(lo_x, max(min(np.quantile(xn, 0.995) + math.log(2), hi_cap), lo_x), k)
 
 
-def _expert_pilot(scenario: Scenario, sampler, p: int, names, ranges: Ranges, per_expert) -> Pilot:
-    """A [moe] sweep's candidates: rows (log N_act, expert-count index), a grid of sizes per
-    expert count around that count's pilot optima (``recommend.candidates`` shared among them,
-    at least 8 each), then the best row's size refined at its expert count."""
-    log_n, conv = (np.asarray(v, np.float64) for v in per_expert)
+def option_size_cap(scenario: Scenario, k: int) -> float:
+    """The largest log-size every future allows at option ``k``: a fixed total-parameter cap
+    of a [moe] sweep turned into active parameters at E_k; otherwise ``size_bounds``'."""
     cap = scenario.max_total_params
-    shifts = active_cap_shift(scenario)[:, 0]
-    k = max(8, scenario.candidates // len(scenario.experts))
+    if scenario.experts is not None:
+        return math.log(cap.a) + active_cap_shift(scenario)[k, 0] if cap is not None and cap.fixed else math.inf
+    return size_bounds(scenario)[1]
+
+
+def _option_pilot(scenario: Scenario, sampler, p: int, names, ranges: Ranges, per_option) -> Pilot:
+    """A sweep with a discrete decision: candidates are rows (log N, option index), a grid of
+    sizes per option around that option's pilot optima (``recommend.candidates`` shared among
+    them, at least 8 each), then the best row's size refined at its option."""
+    log_n, conv = (np.asarray(v, np.float64) for v in per_option)
+    n_opt = len(option_axis(scenario).labels)
+    log_n, conv = (np.broadcast_to(v, (n_opt,) + v.shape[1:]) for v in (log_n, conv))
+    k = max(8, scenario.candidates // n_opt)
     rows = []
-    for j in range(len(scenario.experts)):
+    for j in range(n_opt):
         xn = log_n[j][(conv[j] > 0) & np.isfinite(log_n[j])]
         if xn.size:
-            hi = math.log(cap.a) + shifts[j] if cap is not None and cap.fixed else math.inf
-            rows += [(x, j) for x in size_grid(xn, 0.0, hi, k)]
+            rows += [(x, j) for x in size_grid(xn, 0.0, option_size_cap(scenario, j), k)]
     if not rows:
         return Pilot(names, ranges, np.zeros((0, 2)), {}, p, "no pilot sample converged: no candidate grid")
     grid = np.asarray(rows, np.float64)
     if not scenario.refine:
         return Pilot(names, ranges, grid, {"refined": False, "method": "none (recommend.refine = false)"}, p)
-    law, b = _pilot_inputs(scenario, sampler, p)
+    problems = _pilot_inputs(scenario, sampler, p)
 
     @jax.jit
     def mean_losses(g):
         def one(row):
-            law_e, b_e = at_expert(scenario, law, b, row[1].astype(jnp.int32))
-            return jnp.mean(candidate_loss(law_e, b_e, row[0])[0])
+            q = at_option(problems, row[1].astype(jnp.int32))
+            return jnp.mean(candidate_loss(q.law, q.budget, row[0])[0] * q.loss_scale)
         return jax.vmap(one)(g)
 
     best = int(np.nanargmin(np.asarray(mean_losses(jnp.asarray(grid)))))
     j = int(grid[best, 1])
-    x, report = refine(scenario, sampler, p, grid[grid[:, 1] == j, 0], expert=j, inputs=(law, b))
+    x, report = refine(scenario, sampler, p, grid[grid[:, 1] == j, 0], option=j, inputs=problems)
     return Pilot(names, ranges, np.vstack([grid, [x, j]]), report, p)
 
 
 def _pilot_inputs(scenario: Scenario, sampler, p: int):
-    """The pilot samples' (law, budget) in float64."""
-    law, b = complete_draw(scenario, sampler(*sample_indices(0, p)))
-    return jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), (law, b))
+    """The pilot samples' (law, budget) in float64; with a discrete decision, every option's
+    ``Problems`` in float64."""
+    d = sampler(*sample_indices(0, p))
+    law, b = complete_draw(scenario, d)
+    f64 = lambda t: jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), t)  # noqa: E731
+    if option_axis(scenario) is None:
+        return f64((law, b))
+    law, b, opt = f64((law, b, d.option))
+    return f64(option_problems(scenario, law, b, opt))
 
 
 def refine(scenario: Scenario, sampler, p: int, grid: np.ndarray, steps: int = REFINE_STEPS,
-           expert: int | None = None, inputs: tuple | None = None) -> tuple[float, dict]:
+           option: int | None = None, inputs: tuple | Problems | None = None) -> tuple[float, dict]:
     """The best grid size refined by L-BFGS (optax) on the pilot's sample-average loss over
     x = log N, in float64 whatever the sweep's precision (the pilot is small, and the refined
     N must not inherit float32 noise). Returns (x, report); never worse than the best grid point.
-    ``expert``: a [moe] sweep's expert-count index, at which the sizes are scored; ``inputs``:
-    the pilot's (law, budget) in float64 when the caller has them (``_pilot_inputs``)."""
-    law_all, b_all = inputs if inputs is not None else _pilot_inputs(scenario, sampler, p)
-    law, b = (law_all, b_all) if expert is None else at_expert(scenario, law_all, b_all, expert)
+    ``option``: the index of the option (expert count, format) at which the sizes are scored;
+    ``inputs``: the pilot's float64 inputs when the caller has them (``_pilot_inputs``)."""
+    inputs = inputs if inputs is not None else _pilot_inputs(scenario, sampler, p)
+    if option is None:
+        law, b = inputs
+        scale = 1.0
+    else:
+        law, b, scale = at_option(inputs, option)
 
     def mean_loss(x):
-        return jnp.mean(candidate_loss(law, b, x[0])[0])
+        return jnp.mean(candidate_loss(law, b, x[0])[0] * scale)
 
     @jax.jit
     def run(grid):
-        opt_loss = solve_samples(scenario, law_all, b_all).loss
+        if option is None:
+            opt_loss = solve_samples(scenario, law, b).loss
+        else:
+            opt_loss = best_option(solve_options(scenario, inputs))[0].loss
         grid_losses = jax.vmap(lambda x: mean_loss(x[None]))(grid)
         x0 = grid[jnp.argmin(grid_losses)][None]
         v0 = jnp.min(grid_losses)
@@ -187,6 +212,7 @@ def refine(scenario: Scenario, sampler, p: int, grid: np.ndarray, steps: int = R
     report = {"refined": True, "method": "optax.lbfgs on the pilot's mean loss", "steps": steps, "pilot_samples": p,
               "start_params": math.exp(x0), "start_expected_loss": v0, "params": math.exp(x),
               "expected_loss": v, "grad": g, "converged": bool(converged), "pilot_optimal_loss": v_opt}
-    if expert is not None:
-        report["experts"] = scenario.experts[expert]
+    if option is not None:
+        axis = option_axis(scenario)
+        report[axis.key] = axis.labels[option]
     return x, report

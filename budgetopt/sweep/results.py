@@ -67,7 +67,9 @@ class Labels:
     risk: str
     subsample: int
     validity: dict | None = None  # the law's fitted range (``to_mapping``): the result says how far it extrapolates
-    experts: list[int] | None = None  # a [moe] sweep's expert counts (its candidates index them)
+    option_key: str | None = None  # a discrete decision's row key: "experts" ([moe]) or "precision" ([precision])
+    options: list | None = None  # its options, which the candidates index: expert counts or format names
+    option_log_values: list[float] | None = None  # log of each option's summarised value (E, or bits)
 
 
 def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: str) -> SweepResult:
@@ -82,23 +84,29 @@ def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: s
             continue
         h, vmin, vmax = q.hist.n[k], float(q.vmin.v[k]), float(q.vmax.v[k])
         vals = {p: quantile_from_hist(h, lo[k], hi[k], f, vmin, vmax) for p, f in QUANTILES.items()}
+        if labels.option_log_values and name in ("experts", "precision_bits"):  # a choice: one of its values
+            opts = np.asarray(labels.option_log_values)
+            vals = {p: float(opts[np.argmin(np.abs(opts - v))]) for p, v in vals.items()}
         mean, sd = moments(count, float(q.sum.value()[k]), float(q.sumsq.value()[k]), centre[k])
         log = name in LOG_QUANTITIES
         conv = math.exp if log else float
         quant[name] = {p: conv(v) for p, v in vals.items()}
         stats[name] = {"min": conv(vmin), "max": conv(vmax), ("geomean" if log else "mean"): conv(mean),
                        ("log_sd" if log else "sd"): sd, "outside_histogram": int(h[0] + h[-1])}
+    shares = option_shares(labels, names, q, lo, hi)
     n = int(state.samples.n)
     converged = int(state.converged.n)
     result: SweepResult = {"scenario": labels.scenario, "law": labels.law, "uncertainty": labels.uncertainty,
                            "samples": n,
               "converged_fraction": converged / n if n else float("nan"), "not_converged": n - converged,
               "quantiles": quant, "stats": stats, "fingerprint": fingerprint}
+    if shares is not None:
+        result["option_shares"] = shares
     if pilot.note:
         result["recommendation"], result["recommendation_note"] = None, pilot.note
     elif state.candidates is not None and n:
         rec, curve, note = recommend(state.candidates, pilot.candidates, labels.risk, pilot.refined, labels.subsample,
-                                     labels.experts)
+                                     None if labels.options is None else (labels.option_key, labels.options))
         result["recommendation"] = rec
         if note:
             result["recommendation_note"] = note
@@ -119,6 +127,27 @@ def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: s
     return result
 
 
+def option_shares(labels: Labels, names, q, lo, hi) -> dict | None:
+    """With a discrete decision: the share of the converged samples whose own best option is
+    each option (the choice's histogram: the pilot gives the choice's quantity a range covering
+    every option's value, so each option's samples fill the bins nearest its value). None when
+    two options are within two bins of each other (they could share one)."""
+    if labels.options is None:
+        return None
+    k = names.index("experts" if labels.option_key == "experts" else "precision_bits")
+    h = np.asarray(q.hist.n[k], np.float64)
+    total = h.sum()
+    if total == 0:
+        return None
+    width = (hi[k] - lo[k]) / (len(h) - 2)
+    pos = (np.asarray(labels.option_log_values) - lo[k]) / width  # in bin widths: bin b holds [b - 1, b)
+    if len(pos) > 1 and np.min(np.diff(np.sort(pos))) < 2.0:
+        return None
+    centres = np.arange(len(h)) - 0.5  # (``accumulators.histogram_index``; bin 0 is below the range)
+    nearest = np.argmin(np.abs(centres[:, None] - pos[None, :]), axis=1)
+    return {str(o): float(h[nearest == j].sum() / total) for j, o in enumerate(labels.options)}
+
+
 def _pilot_from(r: dict) -> Pilot:
     p = r["pilot"]
     names = [q for q in QUANTITIES if q in p["ranges"]]
@@ -130,7 +159,7 @@ def _pilot_from(r: dict) -> Pilot:
     if not all(len(v) == len(names) for v in ranges):
         raise ValueError("ranges and centres differ in length")
     cands = np.asarray(p["candidates"], np.float64)
-    cands = cands.reshape(-1) if cands.size == 0 or cands.ndim == 1 else cands  # [K], or [K, 2] for a [moe] sweep
+    cands = cands.reshape(-1) if cands.size == 0 or cands.ndim == 1 else cands  # [K]; [K, 2] with options
     return Pilot(tuple(names), ranges, cands, dict(p["refinement"]),
                  int(p["size"]),
                  p["note"])
@@ -165,9 +194,11 @@ def merge_results(results: list[Any], names: list[str] | None = None) -> SweepRe
     try:
         pilot = _pilot_from(r0)
         lab = r0["labels"]
-        experts = None if lab.get("experts") is None else [int(e) for e in lab["experts"]]
+        key, options = lab.get("option_key"), lab.get("options")
+        if (key, options) != (None, None) and (key not in ("experts", "precision") or not isinstance(options, list)):
+            raise ValueError("options")
         labels = Labels(str(lab["scenario"]), str(lab["law"]), str(lab["uncertainty"]), str(lab["risk"]),
-                        int(lab["subsample"]), lab.get("validity"), experts)
+                        int(lab["subsample"]), lab.get("validity"), key, options, lab.get("option_log_values"))
         if labels.validity is not None:
             from_mapping(labels.validity, "labels")
         if labels.risk not in ("mean", "p95") or labels.subsample < 1:

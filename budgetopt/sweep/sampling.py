@@ -41,6 +41,9 @@ class Streams(NamedTuple):
     max_epochs: int = 17
     inference_tokens: int = 18
     max_total_params: int = 19  # [moe]: the total-parameter cap (``Budget.log_n_max`` holds it, in total parameters)
+    # [precision]: the format at index i of data/precision_formats.toml (append-only) draws its
+    # speed-up from stream format_speedup + 2 i and its loss penalty from format_speedup + 2 i + 1
+    format_speedup: int = 20
 
 
 STREAM = Streams()
@@ -49,11 +52,13 @@ STREAM = Streams()
 class Draw(NamedTuple):
     """The sampled inputs of a batch: ``law`` (None when the law is fixed) and ``budget``
     (fields a scenario does not give are None). ``complete_draw`` makes them usable. ``time``: (log
-    device count, log hours) when the budget is given as hardware, else None."""
+    device count, log hours) when the budget is given as hardware, else None. ``option``: a
+    [precision] sweep's per-format (log speed-up, loss scale 1 + penalty), each [formats, S]."""
 
     law: Law | None
     budget: Budget
     time: tuple[Array, Array] | None = None
+    option: tuple[Array, Array] | None = None
 
 
 def index_words(start_lo: UInt32[Array, ""], start_hi: UInt32[Array, ""], j: UInt32[Array, " s"]):
@@ -172,6 +177,16 @@ def make_sampler(scenario: Scenario, dtype) -> Callable[..., Draw]:
                      else _field(scenario.max_total_params, key, lo, hi, STREAM.max_total_params, dtype))
         return Draw(law_draw(key, lo, hi),
                     Budget(log_c, log_u, log_n_max, log_d_max,
-                           _field(scenario.inference_tokens, key, lo, hi, STREAM.inference_tokens, dtype)), time)
+                           _field(scenario.inference_tokens, key, lo, hi, STREAM.inference_tokens, dtype)), time,
+                    None if scenario.precision is None else _format_draws(scenario, key, lo, hi, dtype))
 
     return sample
+
+
+def _format_draws(scenario: Scenario, key, lo, hi, dtype) -> tuple[Array, Array]:
+    """A [precision] sweep's (log speed-up, 1 + relative loss penalty) per format: [formats, S]."""
+    p = scenario.precision
+    streams = [STREAM.format_speedup + 2 * i for i in p.catalog_index]
+    log_speedup = jnp.stack([_field(d, key, lo, hi, s, dtype) for d, s in zip(p.speedup, streams)])
+    scale = jnp.stack([1.0 + jnp.exp(_field(d, key, lo, hi, s + 1, dtype)) for d, s in zip(p.loss_penalty, streams)])
+    return log_speedup, scale.astype(dtype)

@@ -18,6 +18,13 @@ distribution; unknown keys, wrong types, bad ranges are InputErrors naming the f
     [recommend]                  # candidates (grid size), risk = "mean" | "p95", refine, subsample
     [moe]                        # with a joint MoE law: the expert counts to choose among, and
     experts = [1, 8, 32, 64]     # optionally max_total_params (every expert held; may be uncertain)
+    [precision]                  # with a dense law on budget.gpu (booked in bf16): the training
+    formats = ["bf16", "fp8"]    # formats to choose among (default: every format the device has),
+    penalty = "empirical"        # the loss each costs (empirical | law, and form with law) and
+    [precision.speedup]          # per format its end-to-end speed-up over BF16 and (empirical)
+    fp8 = { dist = "uniform", low = 1.2, high = 1.45 }   # relative loss penalty, each fixed or
+    [precision.loss_penalty]     # uncertain (defaults: the sourced values of
+    fp8 = { dist = "uniform", low = 0.0, high = 0.0025 } # data/precision_formats.toml)
 """
 
 from __future__ import annotations
@@ -55,15 +62,18 @@ DOMAINS = {"flops": (0.0, math.inf, True), "count": (1.0, math.inf, False), "hou
            "days": (0.0, math.inf, True), "mfu": (0.0, 1.0, True), "unique_tokens": (1.0, math.inf, False),
            "max_params": (1.0, math.inf, False), "max_tokens": (1.0, math.inf, False),
            "max_epochs": (0.0, math.inf, True), "inference_tokens": (0.0, math.inf, True),
-           "max_total_params": (1.0, math.inf, False)}
+           "max_total_params": (1.0, math.inf, False), "speedup": (0.0, math.inf, True),
+           "loss_penalty": (0.0, 1.0, False)}
 SECTIONS = {
-    "": {"samples", "seed", "name", "description", "law", "budget", "data", "constraints", "recommend", "plan", "moe"},
+    "": {"samples", "seed", "name", "description", "law", "budget", "data", "constraints", "recommend", "plan", "moe",
+         "precision"},
     "law": {"preset", "params", "file", "uncertainty", "ratio"},
     "budget": {"flops", "gpu", "dtype", "count", "hours", "days", "mfu"},
     "data": {"unique_tokens"},
     "constraints": {"max_params", "max_tokens", "max_epochs", "inference_tokens"},
     "recommend": {"candidates", "risk", "refine", "subsample"},
     "moe": {"experts", "max_total_params"},
+    "precision": {"formats", "penalty", "form", "speedup", "loss_penalty"},
     "plan": {"seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp", "zero", "micro_batch", "recompute",
              "flash", "pue"},
 }
@@ -85,6 +95,23 @@ SUBSAMPLES = (1, 2, 4, 8, 16, 32, 64)
 # A lognormal's 4-sigma range is a factor exp(8 sigma); beyond sigma = 10 (1e34) it is no longer
 # a belief about a budget, and in float32 sigma * ndtri(u) overflows.
 MAX_SIGMA = 10.0
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """A [precision] sweep's formats (in the catalog's order) and, per format, its bits, its
+    end-to-end speed-up over BF16 and relative loss penalty (Dists; bf16 is the reference: 1 and
+    0), its catalog index (which names its random streams: ``sampling.Streams``) and, under
+    ``penalty = "law"``, log F(bits)/F(16) of the precision law (``precision_choice``)."""
+
+    formats: tuple[str, ...]
+    bits: tuple[float, ...]
+    speedup: tuple[Dist, ...]
+    loss_penalty: tuple[Dist, ...]
+    catalog_index: tuple[int, ...]
+    penalty: str = "empirical"
+    form: str = "offset"
+    log_factor_rel: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +141,7 @@ class Scenario:
     plan: dict | None = None  # [plan]: report the recommendation as a run plan (results.plan_for_sweep)
     experts: tuple[int, ...] | None = None  # [moe]: the expert counts the decision chooses among (joint MoE law)
     max_total_params: Dist | None = None  # [moe]: total parameters (all experts) a run may hold
+    precision: PrecisionChoice | None = None  # [precision]: the training formats the decision chooses among
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False)
 
@@ -135,7 +163,8 @@ def _toml_number(v: Any, where: str) -> float:
 def _in_domain(x: float, name: str, where: str) -> None:
     lo, hi, excl = DOMAINS[name]
     if (x <= lo if excl else x < lo) or x > hi:
-        rng = f"({lo:g}, {hi:g}]" if hi < math.inf else f"> {lo:g}" if excl else f">= {lo:g}"
+        rng = (f"{'(' if excl else '['}{lo:g}, {hi:g}]" if hi < math.inf else f"> {lo:g}" if excl
+               else f">= {lo:g}")
         raise InputError(where, f"must be {rng}, got {x:g}")
 
 
@@ -238,6 +267,68 @@ def check_experts(v: object) -> tuple[int, ...]:
     if len(set(v)) != len(v):
         raise InputError("moe.experts", f"each expert count once, got {v}")
     return tuple(sorted(v))
+
+
+def _precision(t: object, kw: dict) -> PrecisionChoice:
+    """[precision]: the formats to choose among on budget.gpu (booked in bf16) under a dense
+    parametric law, each format's speed-up and loss penalty (a number or a distribution)."""
+    from ..model.hardware import Cluster
+    from ..model.precision import PRECISION_FORMS
+    from ..plan.precision_choice import PENALTIES, device_formats, formats, relative_log_factor
+
+    if not isinstance(t, dict):
+        raise InputError("precision", "must be a table ([precision])")
+    _check_keys(t, "precision", "precision")
+    if kw.get("accelerator") is None:
+        raise InputError("precision", "chooses a training format on a device: give the budget as budget.gpu, count, "
+                         "hours (or days) and mfu, booked in bf16")
+    if kw.get("dtype", "bf16") != "bf16":
+        raise InputError("budget.dtype", "sets one format; [precision] compares formats: book the device in bf16 (the "
+                         "reference the speed-ups are measured against)")
+    if not isinstance(kw["law"].params, Parametric):
+        raise InputError("law.preset", f"[precision] compares formats under a dense parametric law; "
+                         f"{kw['law'].name} is {kw['law'].kind}")
+    table = formats()
+    has = device_formats(Cluster(kw["accelerator"], "bf16", 0.5, 1))
+    names = t.get("formats", has)
+    if not isinstance(names, list) or not names or not all(isinstance(f, str) for f in names):
+        raise InputError("precision.formats", f"must be a list of format names, e.g. {has}")
+    for f in names:
+        if f not in table:
+            raise InputError("precision.formats", f"unknown format {f!r}; allowed: {', '.join(table)}")
+        if f not in has:
+            raise InputError("precision.formats", f"{kw['accelerator'].id} has no {f} (its formats: {', '.join(has)})")
+    if len(set(names)) != len(names):
+        raise InputError("precision.formats", f"each format once, got {names}")
+    order = list(table)
+    names = sorted(names, key=order.index)
+    penalty = t.get("penalty", "empirical")
+    if penalty not in PENALTIES:
+        raise InputError("precision.penalty", f"unknown {penalty!r}; allowed: {', '.join(PENALTIES)}")
+    form = t.get("form", "offset")
+    if form not in PRECISION_FORMS:
+        raise InputError("precision.form", f"unknown {form!r}; allowed: {', '.join(PRECISION_FORMS)}")
+    if "form" in t and penalty != "law":
+        raise InputError("precision.form", "applies to penalty = \"law\" (the precision law's form)")
+    dists = {}
+    for key, default in (("speedup", "speedup"), ("loss_penalty", "loss_penalty")):
+        given = t.get(key, {})
+        if not isinstance(given, dict):
+            raise InputError(f"precision.{key}", "must be a table of formats, e.g. { fp8 = 1.3 }")
+        for f in given:
+            if f not in names:
+                raise InputError(f"precision.{key}.{f}", f"not one of the formats chosen among ({', '.join(names)})")
+            if f == "bf16":
+                raise InputError(f"precision.{key}.bf16", "bf16 is the reference (speed-up 1, no penalty)")
+        if key == "loss_penalty" and given and penalty != "empirical":
+            raise InputError("precision.loss_penalty", "applies to penalty = \"empirical\" (the law sets the loss "
+                             "cost under penalty = \"law\")")
+        dists[key] = tuple(parse_dist(given[f], key, f"precision.{key}.{f}") if f in given
+                           else Dist("fixed", float(table[f][default])) for f in names)
+    bits = tuple(float(table[f]["bits"]) for f in names)
+    rel = tuple(relative_log_factor(b, form) for b in bits) if penalty == "law" else ()
+    return PrecisionChoice(tuple(names), bits, dists["speedup"], dists["loss_penalty"],
+                           tuple(order.index(f) for f in names), penalty, form, rel)
 
 
 def toml_path_of(name: str) -> str:
@@ -370,6 +461,8 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path |
             kw["max_total_params"] = parse_dist(d["moe"]["max_total_params"], "max_total_params",
                                                 "moe.max_total_params")
     kw["law"], kw["uncertainty"] = _law(d.get("law", {}), base_dir, "moe" in d)
+    if "precision" in d and "moe" in d:
+        raise InputError("precision", "one discrete decision per sweep: [moe] or [precision], not both")
 
     b = d.get("budget")
     if b is None:
@@ -447,6 +540,11 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path |
         if "plan" in d:
             raise InputError("plan", "a [moe] sweep's run plan is not made yet: plan the chosen size with "
                              "`budgetopt plan --arch` or `budgetopt optimize --experts E`")
+    if "precision" in d:
+        kw["precision"] = _precision(d["precision"], kw)
+        if "plan" in d:
+            raise InputError("plan", "a [precision] sweep's run plan is not made yet: plan the chosen size with "
+                             "`budgetopt plan --precision FORMAT`")
     if "plan" in d:
         _check_keys(d["plan"], "plan", "plan")
         kw["plan"] = check_plan_options(d["plan"])

@@ -315,7 +315,8 @@ def test_one_job_per_module_and_no_module_imports_a_later_one():
     import ast
     from pathlib import Path
 
-    order = ["scenario", "accumulators", "sampling", "state", "kernel", "pilot", "decision", "results", "driver"]
+    order = ["scenario", "accumulators", "sampling", "state", "choices", "kernel", "pilot", "decision", "results",
+             "driver"]
     pkg = Path(sw.__file__).parent
     assert sorted(p.stem for p in pkg.glob("*.py") if p.stem != "__init__") == sorted(order)
     for i, name in enumerate(order):
