@@ -4,10 +4,11 @@
   budget under the paper's cost model (compute ∝ N·D·P; the budget is BF16-equivalent FLOPs), or
   the optimum at a given number of bits (``model/precision.py``).
 - Under a dense law with a device (``--gpu``): the discrete choice among the floating-point
-  formats the device has (bf16, fp8, fp4; ``data/precision_formats.toml``). Each format buys the
+  formats the device has (bf16, fp8, fp4 = NVFP4, mxfp4; ``data/precision_formats.toml``). Each format buys the
   BF16 compute of the booking times its end-to-end speed-up (sourced defaults, overridable; never
   the peak ratio) and costs a loss penalty: ``empirical`` (default: the published bounds, a
-  relative loss over BF16) or ``law`` (the precision law's effective-parameter factor at the
+  relative loss over BF16, and for MXFP4 a token factor: the 1.36x tokens it needs to match
+  NVFP4) or ``law`` (the precision law's effective-parameter factor at the
   format's bits, relative to 16 bits, applied to the dense law's A). The best format is the one
   with the least loss.
 
@@ -123,10 +124,14 @@ def training_format(name: str, cluster: Cluster | None = None, speedups: dict[st
         raise ParameterError("precision", f"{cluster.accelerator.id} has no {name} (its formats: "
                              f"{', '.join(device_formats(cluster))})")
     e = table[name]
-    given = check_speedups(speedups).get(name)
-    return {"format": name, "bits": e["bits"], "speedup": float(given if given is not None else e["speedup"]),
+    speed_of = e.get("speedup_of", name)  # mxfp4 runs at fp4's speed
+    given = check_speedups(speedups).get(speed_of)
+    speedup = given if given is not None else table[speed_of]["speedup"]
+    return {"format": name, "bits": e["bits"], "speedup": float(speedup), "speedup_of": speed_of,
             "speedup_given": given is not None, "loss_penalty_relative": e["loss_penalty"],
-            "speedup_source": e.get("speedup_source", e["source"]), "penalty_source": e["source"],
+            "token_factor": float(e.get("token_factor", 1.0)),
+            "speedup_source": e.get("speedup_source", table[speed_of].get("speedup_source", e["source"])),
+            "penalty_source": e["source"],
             "memory": MEMORY_CONVENTION}
 
 
@@ -213,6 +218,12 @@ def relative_log_factor(bits: float, form: str) -> float:
     return float(log_factor(law, bits, bits, bits, form) - log_factor(law, ref, ref, ref, form))
 
 
+def token_penalised_law(dense: Parametric, token_factor: float) -> Parametric:
+    """The dense law of a format that needs ``token_factor`` times the tokens for the same loss
+    (MXFP4 against NVFP4): D counts as D / factor, B' = B factor^beta."""
+    return dense if token_factor == 1.0 else dense._replace(log_B=dense.log_B + dense.beta * math.log(token_factor))
+
+
 def _penalised_law(dense: Parametric, bits: float, form: str) -> Parametric:
     """The dense law with the precision law's effective-parameter factor at ``bits``, relative to
     16 bits: A' = A (F(bits) / F(16))^−alpha."""
@@ -245,17 +256,18 @@ def choose_format(spec: LawSpec, cluster: Cluster, *, precision: str = "auto", p
     rows = []
     for e in asked:
         c = bf16 * e["speedup"]
-        law = spec.params if penalty == "empirical" else _penalised_law(spec.params, e["bits"], form)
-        opt = optimize(LawSpec(spec.name, law, spec.source, validity=spec.validity), flops=c, constraints=constraints)
         if penalty == "empirical":
-            loss = opt["loss"] * (1.0 + e["loss_penalty_relative"])
-            pen = loss - opt["loss"]
+            law = token_penalised_law(spec.params, e["token_factor"])
         else:
-            base = optimize(spec, flops=c, constraints=constraints)["loss"]
-            loss, pen = opt["loss"], opt["loss"] - base
+            law = _penalised_law(spec.params, e["bits"], form)
+        opt = optimize(LawSpec(spec.name, law, spec.source, validity=spec.validity), flops=c, constraints=constraints)
+        base = optimize(spec, flops=c, constraints=constraints)["loss"]  # the same compute without a penalty
+        loss = opt["loss"] * (1.0 + e["loss_penalty_relative"]) if penalty == "empirical" else opt["loss"]
         rows.append({"format": e["format"], "bits": e["bits"], "speedup": e["speedup"],
                      "speedup_given": e["speedup_given"], "flops": c, "params": opt["params"], "tokens": opt["tokens"],
-                     "loss": loss, "loss_penalty": pen, "converged": opt["converged"]})
+                     "loss": loss, "loss_penalty": loss - base, "converged": opt["converged"],
+                     **({"token_factor": e["token_factor"]} if penalty == "empirical" and e["token_factor"] != 1.0
+                        else {})})
     best = min(rows, key=lambda r: r["loss"])
     rec = {"law": spec.name, "precision": best["format"], "precision_bits": best["bits"],
            "precision_penalty": penalty, **{k: best[k] for k in ("flops", "params", "tokens", "loss", "converged")},

@@ -6,9 +6,10 @@ problem, and may scale the loss it reaches:
   ``sampling.expert_laws``) and the total-parameter cap turned into the active-parameter cap it
   leaves at E_k (``sampling.active_cap_shift``); no loss scale.
 - [precision] (DESIGN §15): the booking's BF16 compute times the format's end-to-end speed-up
-  (drawn per sample); the loss times (1 + the format's relative penalty) under the empirical
-  penalty (drawn per sample), or the law's A scaled by the precision law's effective-parameter
-  factor at the format's bits relative to 16 (``plan.precision_choice.penalised_log_a``) — the
+  (drawn per sample); under the empirical penalty the loss times (1 + the format's relative
+  penalty, drawn per sample) and the law's B times its token factor^beta (MXFP4's 1.36x tokens);
+  under the law penalty the law's A times the precision law's effective-parameter factor at the
+  format's bits relative to 16, ^-alpha (``plan.precision_choice.relative_log_factor``) — the
   same problems `optimize --precision auto --gpu` solves for one booking.
 
 ``Problems`` holds every option's problem at once: each array leaf has a leading option axis
@@ -24,9 +25,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array
+from jaxtyping import Array, Int
 
-from ..model.allocation import Budget
+from ..model.allocation import Allocation, Budget
 from ..model.laws import DataConstrained, Law
 from .sampling import active_cap_shift
 from .scenario import Scenario
@@ -85,6 +86,11 @@ def option_problems(scenario: Scenario, law: Law, b: Budget, option_draw) -> Pro
         base = base._replace(log_A=base.log_A - base.alpha * rel)
         law_k = law_k._replace(base=base) if isinstance(law_k, DataConstrained) else base
         return Problems(law_k, b_k)
+    if any(p.log_token_factor):  # a format needing more tokens for the same loss: B' = B factor^beta
+        ltf = jnp.asarray(np.reshape(p.log_token_factor, (-1, 1)), dt)
+        base = law_k.base if isinstance(law_k, DataConstrained) else law_k
+        base = base._replace(log_B=base.log_B + base.beta * ltf)
+        law_k = law_k._replace(base=base) if isinstance(law_k, DataConstrained) else base
     return Problems(law_k, b_k, scale)
 
 
@@ -108,3 +114,26 @@ def subsample_last(tree, stride: int, offset: Array):
         return jnp.take(v.reshape(*v.shape[:-1], -1, stride), offset, axis=-1)
 
     return jax.tree_util.tree_map(take, tree)
+
+
+def best_option(a: Allocation) -> tuple[Allocation, Int[Array, " s"]]:
+    """Per sample, the option with the lowest converged loss: (its allocation, its index)."""
+    # the barrier keeps XLA from constant-folding the argmin when every input is fixed (seconds at 65536 samples)
+    score = jax.lax.optimization_barrier(jnp.where(a.converged & jnp.isfinite(a.loss), a.loss, jnp.inf))
+    k = jnp.argmin(score, axis=0)
+    pick = lambda v: jnp.take_along_axis(jnp.broadcast_to(v, score.shape), k[None], axis=0)[0]  # noqa: E731
+    return Allocation(*(pick(v) for v in a)), k
+
+
+def choose(axis, per: Allocation, p: Problems) -> tuple[Allocation, tuple[Array, Array]]:
+    """From every option's optimum ``per`` (``solve_options`` of ``p``): each sample's best
+    option's allocation, and (its index, log of the compute it trains on)."""
+    a, k = best_option(per)
+    log_c = jnp.broadcast_to(p.budget.log_c, (len(axis.labels),) + a.log_n.shape)
+    return a, (k, jnp.take_along_axis(log_c, k[None], axis=0)[0])
+
+
+def chosen_values(axis, chosen: tuple[Array, Array], dtype) -> tuple[Array, Array]:
+    """``choose``'s (index, log compute) as ``quantities`` summarises them: (log of the chosen
+    option's value, log compute)."""
+    return jnp.asarray(axis.log_values, dtype)[chosen[0]], chosen[1]

@@ -38,7 +38,7 @@ from .pilot import Pilot, make_pilot
 from .results import Labels, SweepResult, plan_for_sweep, summarise
 from .scenario import Scenario, check_samples
 
-FORMAT = 4  # of the state in checkpoints and result files; part of the fingerprint (4: untrainable counts)
+FORMAT = 5  # of the state in checkpoints and result files; part of the fingerprint (5: each option's count)
 
 
 def fingerprint(scenario: Scenario, n: int, x64: bool) -> str:
@@ -119,7 +119,8 @@ def _run(scenario, n, chunk_size, x64, checkpoint, resume, shard, progress) -> S
     dtype = jnp.float64 if x64 else jnp.float32
     pilot, kernel = prepare(scenario, n, x64, chunk)
     n_cand = len(pilot.candidates)
-    template = st.empty_state(len(quantity_names(scenario)), n_cand)
+    axis = option_axis(scenario)
+    template = st.empty_state(len(quantity_names(scenario)), n_cand, 0 if axis is None else len(axis.labels))
     ranges = Ranges(*(jnp.asarray(v) for v in pilot.ranges))
     cands = jnp.asarray(pilot.candidates, dtype)
     ckpt = checkpoint_path(Path(checkpoint), p, n_proc) if checkpoint else None
@@ -154,7 +155,6 @@ def _run(scenario, n, chunk_size, x64, checkpoint, resume, shard, progress) -> S
         in_flight = launched
     if n_proc > 1:
         state = _merge_processes(state, template)
-    axis = option_axis(scenario)
     labels = Labels(scenario.name, scenario.law.name, scenario.uncertainty, scenario.risk, scenario.subsample,
                     None if scenario.law.validity is None else to_mapping(scenario.law.validity),
                     *((None, None, None) if axis is None else (axis.key, list(axis.labels), list(axis.log_values))))

@@ -41,7 +41,16 @@ from ..model.allocation import (
 )
 from ..model.laws import Law, loss
 from .accumulators import Count, Ranges, accumulate, count_bins, fixed_point_sum
-from .choices import Problems, at_option, option_axis, option_problems, subsample_last
+from .choices import (
+    Problems,
+    at_option,
+    best_option,
+    choose,
+    chosen_values,
+    option_axis,
+    option_problems,
+    subsample_last,
+)
 from .sampling import Draw, complete_draw, fixed_law, index_words, make_sampler
 from .scenario import Scenario
 from .state import REGRET_BINS, CandidateStats, SweepState
@@ -102,15 +111,6 @@ def solve_options(scenario: Scenario, p: Problems) -> Allocation:
     else:
         a = map_problems(solve_scalar, p.law, p.budget)
     return a if isinstance(p.loss_scale, float) and p.loss_scale == 1.0 else a._replace(loss=a.loss * p.loss_scale)
-
-
-def best_option(a: Allocation) -> tuple[Allocation, Int[Array, " s"]]:
-    """Per sample, the option with the lowest converged loss: (its allocation, its index)."""
-    # the barrier keeps XLA from constant-folding the argmin when every input is fixed (seconds at 65536 samples)
-    score = jax.lax.optimization_barrier(jnp.where(a.converged & jnp.isfinite(a.loss), a.loss, jnp.inf))
-    k = jnp.argmin(score, axis=0)
-    pick = lambda v: jnp.take_along_axis(jnp.broadcast_to(v, score.shape), k[None], axis=0)[0]  # noqa: E731
-    return Allocation(*(pick(v) for v in a)), k
 
 
 INPUTS = frozenset({"flops", "gpu_hours", "wall_days"})  # the budget's: summarised whether or not a model fits it
@@ -202,16 +202,6 @@ def candidate_stats(law: Law | None, b: Budget | None, opt: Array, use: Array, x
                           fixed_point_sum(opt, LOSS_BITS, use, axis=0), untrainable)
 
 
-def choose(axis, per: Allocation, p: Problems) -> tuple[Allocation, tuple[Array, Array]]:
-    """From every option's optimum ``per`` (``solve_options`` of ``p``): each sample's best
-    option's allocation, and (log of its value, log of the compute it trains on) — what
-    ``quantities`` summarises as the choice and the flops."""
-    a, k = best_option(per)
-    log_c = jnp.broadcast_to(p.budget.log_c, (len(axis.labels),) + a.log_n.shape)
-    chosen = (jnp.asarray(axis.log_values, a.loss.dtype)[k], jnp.take_along_axis(log_c, k[None], axis=0)[0])
-    return a, chosen
-
-
 class Sampled(NamedTuple):
     """What ``draw`` hands to ``accumulate``: the inputs and each sample's optimum."""
 
@@ -220,7 +210,7 @@ class Sampled(NamedTuple):
     log_d: Array
     loss: Array
     converged: Array
-    chosen: tuple[Array, Array] | None = None  # with a discrete decision: (log option value, log compute) of the best
+    chosen: tuple[Array, Array] | None = None  # with a discrete decision: (index, log compute) of the best option
 
 
 class Kernel(NamedTuple):
@@ -271,9 +261,14 @@ def make_kernel(scenario: Scenario, chunk: int, dtype, devices) -> Kernel:
         j, _ = positions(start_lo, jnp.uint32(0))
         live = j < valid
         law, b = complete_draw(scenario, s.draw)
-        vals, ok = quantities(s, b, names, s.draw.time, s.chosen)
+        chosen = None if axis is None else chosen_values(axis, s.chosen, s.loss.dtype)
+        vals, ok = quantities(s, b, names, s.draw.time, chosen)
+        counts = None
+        if axis is not None:  # per option, the live converged samples whose best it is
+            n_opt = len(axis.labels)
+            counts = Count(count_bins(jnp.where(live & s.converged, s.chosen[0], n_opt), n_opt + 1).n[:-1])
         state = SweepState(Count(jnp.sum(live).astype(jnp.int64)), Count(jnp.sum(live & s.converged).astype(jnp.int64)),
-                           accumulate(vals, ok & live[None, :], ranges), None)
+                           accumulate(vals, ok & live[None, :], ranges), None, counts)
         if xs.shape[0]:
             # this block starts at global index start + j[0]; its subsample is index = 0 mod stride
             offset = ((jnp.uint32(stride) - (start_lo + j[0]) % stride) % stride).astype(jnp.int32)

@@ -18,8 +18,8 @@ import numpy as np
 from ..core.lbfgs import lbfgs_minimize
 from ..model.laws import has_loss
 from .accumulators import Ranges
-from .choices import Problems, at_option, option_axis, option_problems
-from .kernel import best_option, candidate_loss, choose, quantities, quantity_names, solve_options, solve_samples
+from .choices import Problems, at_option, best_option, choose, chosen_values, option_axis, option_problems
+from .kernel import candidate_loss, quantities, quantity_names, solve_options, solve_samples
 from .sampling import active_cap_shift, complete_draw, make_sampler, sample_indices
 from .scenario import Scenario
 
@@ -78,7 +78,7 @@ def make_pilot(scenario: Scenario, n: int, dtype) -> Pilot:
         problems = option_problems(scenario, law, b, d.option)
         per = solve_options(scenario, problems)  # every option's optimum: the candidates' grid per option
         a, chosen = choose(axis, per, problems)
-        return quantities(a, b, names, d.time, chosen), (per.log_n, per.converged)
+        return quantities(a, b, names, d.time, chosen_values(axis, chosen, a.loss.dtype)), (per.log_n, per.converged)
 
     (vals, ok), per_option = pilot()
     vals, ok = np.asarray(vals), np.asarray(ok)
@@ -86,8 +86,6 @@ def make_pilot(scenario: Scenario, n: int, dtype) -> Pilot:
     lo, hi, centre = [], [], []
     for q in range(len(names)):
         v = vals[q][ok[q]]
-        if axis is not None and names[q] == axis.quantity:  # every option's value, each in its own bins
-            v = np.asarray(axis.log_values, np.float64)  # (``results.option_shares`` counts them)
         a, b = _expand(float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
         lo.append(a)
         hi.append(b)

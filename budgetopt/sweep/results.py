@@ -93,7 +93,7 @@ def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: s
         quant[name] = {p: conv(v) for p, v in vals.items()}
         stats[name] = {"min": conv(vmin), "max": conv(vmax), ("geomean" if log else "mean"): conv(mean),
                        ("log_sd" if log else "sd"): sd, "outside_histogram": int(h[0] + h[-1])}
-    shares = option_shares(labels, names, q, lo, hi)
+    shares = option_shares(labels, state)
     n = int(state.samples.n)
     converged = int(state.converged.n)
     result: SweepResult = {"scenario": labels.scenario, "law": labels.law, "uncertainty": labels.uncertainty,
@@ -127,25 +127,13 @@ def summarise(labels: Labels, pilot: Pilot, state: st.SweepState, fingerprint: s
     return result
 
 
-def option_shares(labels: Labels, names, q, lo, hi) -> dict | None:
+def option_shares(labels: Labels, state: st.SweepState) -> dict | None:
     """With a discrete decision: the share of the converged samples whose own best option is
-    each option (the choice's histogram: the pilot gives the choice's quantity a range covering
-    every option's value, so each option's samples fill the bins nearest its value). None when
-    two options are within two bins of each other (they could share one)."""
-    if labels.options is None:
+    each option (exact counts), else None."""
+    if labels.options is None or state.chosen is None:
         return None
-    k = names.index("experts" if labels.option_key == "experts" else "precision_bits")
-    h = np.asarray(q.hist.n[k], np.float64)
-    total = h.sum()
-    if total == 0:
-        return None
-    width = (hi[k] - lo[k]) / (len(h) - 2)
-    pos = (np.asarray(labels.option_log_values) - lo[k]) / width  # in bin widths: bin b holds [b - 1, b)
-    if len(pos) > 1 and np.min(np.diff(np.sort(pos))) < 2.0:
-        return None
-    centres = np.arange(len(h)) - 0.5  # (``accumulators.histogram_index``; bin 0 is below the range)
-    nearest = np.argmin(np.abs(centres[:, None] - pos[None, :]), axis=1)
-    return {str(o): float(h[nearest == j].sum() / total) for j, o in enumerate(labels.options)}
+    n = np.asarray(state.chosen.n, np.float64)
+    return {str(o): float(c / n.sum()) if n.sum() else math.nan for o, c in zip(labels.options, n)}
 
 
 def _pilot_from(r: dict) -> Pilot:
@@ -206,7 +194,8 @@ def merge_results(results: list[Any], names: list[str] | None = None) -> SweepRe
     except (KeyError, TypeError, ValueError, InputError):
         raise ParameterError("results", f"{names[0]} is not an intact sweep JSON output (its pilot or labels are "
                              "damaged)") from None
-    template = st.empty_state(len(pilot.ranges.lo), len(pilot.candidates) if r0["state"].get("candidates") else 0)
+    template = st.empty_state(len(pilot.ranges.lo), len(pilot.candidates) if r0["state"].get("candidates") else 0,
+                              len(labels.options or ()))
     state = None
     for r, name in zip(results, names):
         s = st.state_from_json(r["state"], template, name)

@@ -186,7 +186,8 @@ def make_sampler(scenario: Scenario, dtype) -> Callable[..., Draw]:
 def _format_draws(scenario: Scenario, key, lo, hi, dtype) -> tuple[Array, Array]:
     """A [precision] sweep's (log speed-up, 1 + relative loss penalty) per format: [formats, S]."""
     p = scenario.precision
-    streams = [STREAM.format_speedup + 2 * i for i in p.catalog_index]
-    log_speedup = jnp.stack([_field(d, key, lo, hi, s, dtype) for d, s in zip(p.speedup, streams)])
-    scale = jnp.stack([1.0 + jnp.exp(_field(d, key, lo, hi, s + 1, dtype)) for d, s in zip(p.loss_penalty, streams)])
+    log_speedup = jnp.stack([_field(d, key, lo, hi, STREAM.format_speedup + 2 * i, dtype)
+                             for d, i in zip(p.speedup, p.speedup_index)])
+    scale = jnp.stack([1.0 + jnp.exp(_field(d, key, lo, hi, STREAM.format_speedup + 2 * i + 1, dtype))
+                       for d, i in zip(p.loss_penalty, p.catalog_index)])
     return log_speedup, scale.astype(dtype)

@@ -102,16 +102,19 @@ class PrecisionChoice:
     """A [precision] sweep's formats (in the catalog's order) and, per format, its bits, its
     end-to-end speed-up over BF16 and relative loss penalty (Dists; bf16 is the reference: 1 and
     0), its catalog index (which names its random streams: ``sampling.Streams``) and, under
-    ``penalty = "law"``, log F(bits)/F(16) of the precision law (``precision_choice``)."""
+    ``penalty = "law"``, log F(bits)/F(16) of the precision law (``precision_choice``), under
+    ``"empirical"`` the log of its token factor (MXFP4's 1.36)."""
 
     formats: tuple[str, ...]
     bits: tuple[float, ...]
     speedup: tuple[Dist, ...]
     loss_penalty: tuple[Dist, ...]
     catalog_index: tuple[int, ...]
+    speedup_index: tuple[int, ...]  # the catalog index whose stream draws the speed-up (mxfp4: fp4's)
     penalty: str = "empirical"
     form: str = "offset"
     log_factor_rel: tuple[float, ...] = ()
+    log_token_factor: tuple[float, ...] = ()  # empirical: log of the tokens a format needs for the same loss
 
 
 @dataclass(frozen=True)
@@ -311,7 +314,7 @@ def _precision(t: object, kw: dict) -> PrecisionChoice:
     if "form" in t and penalty != "law":
         raise InputError("precision.form", "applies to penalty = \"law\" (the precision law's form)")
     dists = {}
-    for key, default in (("speedup", "speedup"), ("loss_penalty", "loss_penalty")):
+    for key in ("speedup", "loss_penalty"):
         given = t.get(key, {})
         if not isinstance(given, dict):
             raise InputError(f"precision.{key}", "must be a table of formats, e.g. { fp8 = 1.3 }")
@@ -323,12 +326,18 @@ def _precision(t: object, kw: dict) -> PrecisionChoice:
         if key == "loss_penalty" and given and penalty != "empirical":
             raise InputError("precision.loss_penalty", "applies to penalty = \"empirical\" (the law sets the loss "
                              "cost under penalty = \"law\")")
-        dists[key] = tuple(parse_dist(given[f], key, f"precision.{key}.{f}") if f in given
-                           else Dist("fixed", float(table[f][default])) for f in names)
+        dists[key] = {f: parse_dist(given[f], key, f"precision.{key}.{f}") for f in given}
+    # a format that shares another's speed-up (mxfp4: fp4's) shares its distribution and draws
+    speed_of = {f: f if f in dists["speedup"] else table[f].get("speedup_of", f) for f in names}
+    speedup = tuple(dists["speedup"].get(speed_of[f], Dist("fixed", float(table[speed_of[f]]["speedup"])))
+                    for f in names)
+    penalty_dists = tuple(dists["loss_penalty"].get(f, Dist("fixed", float(table[f]["loss_penalty"]))) for f in names)
     bits = tuple(float(table[f]["bits"]) for f in names)
     rel = tuple(relative_log_factor(b, form) for b in bits) if penalty == "law" else ()
-    return PrecisionChoice(tuple(names), bits, dists["speedup"], dists["loss_penalty"],
-                           tuple(order.index(f) for f in names), penalty, form, rel)
+    tokens = tuple(math.log(float(table[f].get("token_factor", 1.0))) if penalty == "empirical" else 0.0
+                   for f in names)
+    return PrecisionChoice(tuple(names), bits, speedup, penalty_dists, tuple(order.index(f) for f in names),
+                           tuple(order.index(speed_of[f]) for f in names), penalty, form, rel, tokens)
 
 
 def toml_path_of(name: str) -> str:

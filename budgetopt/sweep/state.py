@@ -48,19 +48,22 @@ class CandidateStats(NamedTuple):
 
 
 class SweepState(NamedTuple):
-    """Everything a sweep accumulates: sample counts, per-quantity statistics and, when a
-    recommendation is asked for, the candidates' statistics (else None)."""
+    """Everything a sweep accumulates: sample counts, per-quantity statistics, when a
+    recommendation is asked for the candidates' statistics (else None) and, with a discrete
+    decision, per option the converged samples whose best it is (else None)."""
 
     samples: Count
     converged: Count
     quantities: QuantityStats
     candidates: CandidateStats | None
+    chosen: Count | None = None
 
 
-def empty_state(n_quantities: int, n_candidates: int) -> SweepState:
+def empty_state(n_quantities: int, n_candidates: int, n_options: int = 0) -> SweepState:
     """The state of no samples: the identity of ``merge``."""
     return SweepState(Count.empty(()), Count.empty(()), QuantityStats.empty(n_quantities),
-                      CandidateStats.empty(n_candidates) if n_candidates else None)
+                      CandidateStats.empty(n_candidates) if n_candidates else None,
+                      Count.empty(n_options) if n_options else None)
 
 
 def from_devices(stacked: SweepState) -> SweepState:

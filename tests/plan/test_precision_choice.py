@@ -29,9 +29,10 @@ def run(*args) -> dict:
     return json.loads(r.stdout)
 
 
-def closed_form(law: dict, c: float, a_scale: float = 1.0) -> tuple[float, float, float]:
-    """(N, D, L) of the Chinchilla law (A times ``a_scale``) at C = 6ND, written out."""
-    A, B, al, be = law["A"] * a_scale, law["B"], law["alpha"], law["beta"]
+def closed_form(law: dict, c: float, a_scale: float = 1.0, token_factor: float = 1.0) -> tuple[float, float, float]:
+    """(N, D, L) of the Chinchilla law (A times ``a_scale``; D counted as D / ``token_factor``)
+    at C = 6ND, written out."""
+    A, B, al, be = law["A"] * a_scale, law["B"] * token_factor ** law["beta"], law["alpha"], law["beta"]
     g = (al * A / (be * B)) ** (1 / (al + be))
     n = g * (c / 6) ** (be / (al + be))
     d = c / (6 * n)
@@ -41,19 +42,23 @@ def closed_form(law: dict, c: float, a_scale: float = 1.0) -> tuple[float, float
 @pytest.mark.parametrize("gpu", ["h100-sxm", "b200"])
 def test_the_format_choice_is_the_brute_force_over_the_devices_formats(gpu):
     """Empirical penalties: loss = L*(C x speed-up) x (1 + penalty) for every format the device
-    has (H100: bf16, fp8; B200: bf16, fp8, fp4); the least is chosen."""
+    has (H100: bf16, fp8; B200: bf16, fp8, fp4, mxfp4 — MXFP4 at NVFP4's speed-up, its D worth
+    D / 1.36); the least is chosen."""
     res = run("--gpu", gpu, "--count", "1024", "--days", "30", "--precision", "auto")
     bf16 = cluster_from(gpu, count=1024, days=30)[0].flops()
+    speed = {"bf16": 1.0, "fp8": 1.34, "fp4": 1.34 * 1.31, "mxfp4": 1.34 * 1.31}  # the sources' numbers
+    tokens = {"mxfp4": 1.36}
     want = {}
     for f, e in FORMATS.items():
-        if gpu == "h100-sxm" and f == "fp4":
+        if gpu == "h100-sxm" and f in ("fp4", "mxfp4"):
             continue
-        n, d, loss = closed_form(BESIROGLU, bf16 * e["speedup"])
+        n, d, loss = closed_form(BESIROGLU, bf16 * speed[f], token_factor=tokens.get(f, 1.0))
         want[f] = (n, d, loss * (1 + e["loss_penalty"]))
     got = {r["format"]: r for r in res["precisions"]}
     assert set(got) == set(want)
-    for f, (n, _d, loss) in want.items():
-        assert got[f]["flops"] == pytest.approx(bf16 * FORMATS[f]["speedup"], rel=1e-12)
+    for f, (n, d, loss) in want.items():
+        assert got[f]["flops"] == pytest.approx(bf16 * speed[f], rel=1e-4)  # fp4's 1.7554 rounds 1.34 x 1.31
+        assert got[f]["tokens"] == pytest.approx(d, rel=1e-3)
         assert got[f]["params"] == pytest.approx(n, rel=1e-3)  # the published constants are rounded (4 digits)
         assert got[f]["loss"] == pytest.approx(loss, rel=1e-4)
     best = min(want, key=lambda f: want[f][2])
@@ -145,3 +150,22 @@ def test_a_plan_in_fp8_does_the_bf16_work_faster_and_keeps_bf16_memory():
     assert fp8["precision"]["loss_penalty"] == pytest.approx(fp8["loss"] * FORMATS["fp8"]["loss_penalty"], rel=1e-12)
     table = runner.invoke(app, args[:-2] + ["--precision", "fp8"], env={"COLUMNS": "100"})
     assert table.exit_code == 0 and "training format" in table.stdout
+
+
+def test_mxfp4_runs_at_nvfp4s_speed_and_needs_more_tokens():
+    """MXFP4 shares NVFP4's speed-up (the default and --fp4-speedup) and needs 1.36x the tokens
+    for the same loss: its optimum is the closed form of the law in D / 1.36 (B times 1.36^beta)
+    written out, times (1 + its bound)."""
+    from budgetopt.model.hardware import Cluster, get_accelerator
+    from budgetopt.plan.precision_choice import training_format
+
+    cl = Cluster(get_accelerator("b200"), "bf16", 0.4, 8, 24.0)
+    assert training_format("mxfp4", cl)["speedup"] == training_format("fp4", cl)["speedup"] == FORMATS["fp4"]["speedup"]
+    assert training_format("mxfp4", cl, {"fp4": 2.0})["speedup"] == 2.0
+    assert training_format("mxfp4", cl)["token_factor"] == 1.36 and training_format("fp4", cl)["token_factor"] == 1.0
+    res = run("--gpu", "b200", "--count", "8", "--days", "1", "--mfu", "0.4", "--precision", "mxfp4")
+    row = res["precisions"][0]
+    _, d, loss = closed_form(BESIROGLU, cl.flops() * FORMATS["fp4"]["speedup"], token_factor=1.36)
+    assert row["format"] == "mxfp4" and row["token_factor"] == 1.36
+    assert row["tokens"] == pytest.approx(d, rel=1e-3)
+    assert row["loss"] == pytest.approx(loss * (1 + FORMATS["mxfp4"]["loss_penalty"]), rel=1e-4)

@@ -55,9 +55,10 @@ def test_without_uncertainty_the_precision_recommendation_is_optimizes(penalty, 
 
 def test_the_precision_decision_is_the_numpy_argmin_on_the_same_draws():
     """Uncertain days, MFU, FP8/FP4 speed-ups and penalties: every candidate (N, format) scored
-    in float64 NumPy — D = C s_f / 6N, loss (1 + p_f) L(N, D) — against each sample's optimum
+    in float64 NumPy — D = C s_f / 6N, loss (1 + p_f) L(N, D / t_f) — against each sample's optimum
     (each format's closed form, the least penalised loss). The sweep's choice is the argmin; its
-    expected loss, regret, and each format's share of futures agree."""
+    expected loss, regret, and each format's share of futures agree. MXFP4 draws NVFP4's speed-up
+    and needs 1.36x its tokens."""
     budget = {"gpu": "b200", "count": 2048, "days": {"dist": "uniform", "low": 30, "high": 45},
               "mfu": {"dist": "uniform", "low": 0.3, "high": 0.45}}
     prec = {"speedup": {"fp8": {"dist": "uniform", "low": 1.1, "high": 1.45},
@@ -65,25 +66,34 @@ def test_the_precision_decision_is_the_numpy_argmin_on_the_same_draws():
             "loss_penalty": {"fp8": {"dist": "uniform", "low": 0.0, "high": 0.004},
                              "fp4": {"dist": "loguniform", "low": 0.003, "high": 0.02}}}
     sc, res = _sweep(prec, budget)
+    assert sc.precision.formats == ("bf16", "fp8", "fp4", "mxfp4")  # every format the B200 has
     d = make_sampler(sc, jnp.float64)(*sample_indices(0, res["samples"]))
     _, b = complete_draw(sc, d)
     c6 = np.exp(np.asarray(b.log_c, np.float64)) / 6
     speed = np.exp(np.asarray(d.option[0], np.float64))
     scale = np.asarray(d.option[1], np.float64)
-    assert speed.shape == scale.shape == (3, res["samples"])
+    assert speed.shape == scale.shape == (4, res["samples"])
     assert np.ptp(speed[2]) > 1.0 and np.all(scale[0] == 1.0) and 1.003 <= scale[2].min() < scale[2].max() <= 1.02
+    assert np.array_equal(speed[3], speed[2]) and np.all(scale[3] == 1.0175375)  # MXFP4: NVFP4's draws, its bound
     p = LAW.params
-    E, A, B, al, be = math.exp(p.log_E), math.exp(p.log_A), math.exp(p.log_B), p.alpha, p.beta
-    g = (al * A / (be * B)) ** (1 / (al + be))
-    opts = [s * ref.chinchilla(E, A, B, al, be, g * (c6 * v) ** (be / (al + be)),
-                               c6 * v / (g * (c6 * v) ** (be / (al + be)))) for v, s in zip(speed, scale)]
+    E, A, B0, al, be = math.exp(p.log_E), math.exp(p.log_A), math.exp(p.log_B), p.alpha, p.beta
+
+    def law_b(k):  # MXFP4 needs 1.36x the tokens: the law sees D / 1.36
+        return B0 * (1.36 ** be if k == 3 else 1.0)
+
+    def optimum(k):
+        c, B = c6 * speed[k], law_b(k)
+        n = (al * A / (be * B)) ** (1 / (al + be)) * c ** (be / (al + be))
+        return scale[k] * ref.chinchilla(E, A, B, al, be, n, c / n)
+
+    opts = [optimum(k) for k in range(4)]
     opt = np.min(opts, axis=0)
     best_fmt = np.argmin(opts, axis=0)
     cands = np.asarray(res["pilot"]["candidates"])
     means, regrets = [], []
     for x, j in cands:
         n = math.exp(x)
-        loss = scale[int(j)] * ref.chinchilla(E, A, B, al, be, n, c6 * speed[int(j)] / n)
+        loss = scale[int(j)] * ref.chinchilla(E, A, law_b(int(j)), al, be, n, c6 * speed[int(j)] / n)
         means.append(loss.mean())
         regrets.append((loss - opt).mean())
     best = int(np.argmin(means))
@@ -95,7 +105,8 @@ def test_the_precision_decision_is_the_numpy_argmin_on_the_same_draws():
     assert rec["expected_optimal_loss"] == pytest.approx(opt.mean(), rel=1e-9)
     shares = {f: float(np.mean(best_fmt == k)) for k, f in enumerate(sc.precision.formats)}
     assert res["option_shares"] == pytest.approx(shares, abs=1e-12)
-    assert 0.0 < min(shares.values()) and max(shares.values()) < 1.0  # a real decision: every format wins somewhere
+    assert shares["mxfp4"] == 0.0  # NVFP4's speed and bound, fewer effective tokens: never the best
+    assert 0.0 < min(shares[f] for f in ("bf16", "fp8", "fp4")) and max(shares.values()) < 1.0  # a real decision
     by_row = {(r["precision"], r["params"]): r for r in res["regret_curve"]}
     for (x, j), m in zip(cands, means):
         assert by_row[(sc.precision.formats[int(j)], math.exp(x))]["expected_loss"] == pytest.approx(m, rel=1e-9)
