@@ -632,6 +632,9 @@ def fit_command(
                                 typer.Option("--exclude-outliers", help="refit without the flagged runs")] = False,
     law_out: Annotated[Path | None, typer.Option("--law-out", help="also write the fitted law here (JSON, for "
                                                     "`--law-file` and a scenario's law.file)")] = None,
+    backtest: Annotated[bool, typer.Option("--backtest", help="fit on the budgets up to each cut-off and forecast "
+                                           "every higher budget: the error in N* and the runs' losses against the "
+                                           "decades extrapolated")] = False,
     fmt: Fmt = "table", output: Out = None,
 ):
     """Fit scaling laws to your own runs: Approach 3, Approach 2, VPNLS or all three, per group."""
@@ -643,7 +646,8 @@ def fit_command(
     if form != "chinchilla":
         given = {"approach": approach, "c_col": c_col, "at": at, "drop_highest": drop_highest or None,
                  "loss_min": loss_min, "loss_max": loss_max, "exclude_outliers": exclude_outliers or None,
-                 "tolerance": None if tolerance == 0.05 else tolerance, "outlier_k": None if outlier_k == 5.0 else 1}
+                 "tolerance": None if tolerance == 0.05 else tolerance, "outlier_k": None if outlier_k == 5.0 else 1,
+                 "backtest": backtest or None}
         for name, v in given.items():
             if v is not None:
                 raise ParameterError(name, f"applies to the chinchilla form (--approach's fits), not --form {form}")
@@ -666,6 +670,20 @@ def fit_command(
         if v is not None:
             raise ParameterError(name, "applies with --form (gadre2024, the MoE forms, clark2022-routing)")
     approach = "3" if approach is None else approach
+    if backtest:
+        from ..fit.backtest import backtest_file
+
+        given = {"law_out": law_out, "bootstrap": bootstrap or None, "at": at, "drop_highest": drop_highest or None,
+                 "loss_min": loss_min, "loss_max": loss_max, "exclude_outliers": exclude_outliers or None,
+                 "outlier_k": None if outlier_k == 5.0 else outlier_k}
+        for name, v in given.items():
+            if v is not None:
+                raise ParameterError(name, "does not apply with --backtest (it fits every truncation of the ladder "
+                                     "with the approach's defaults)")
+        res = backtest_file(runs, approach=approach, group=columns, n_col=n_col, d_col=d_col, c_col=c_col,
+                            loss_col=loss_col, where=parse_where(where or []), delta=delta, seed=seed,
+                            tolerance=tolerance)
+        return respond("fit", res, fmt, output)
     check_law_output(law_out, approach, bool(columns))
     kw = dict(approach=approach, bootstrap=bootstrap, seed=seed, n_col=n_col, d_col=d_col, c_col=c_col,
               loss_col=loss_col, drop_highest=drop_highest, loss_min=loss_min, loss_max=loss_max, delta=delta,

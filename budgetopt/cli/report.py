@@ -322,6 +322,33 @@ def form_report(res: dict | list, width: int | None = None) -> str:
     return text
 
 
+def backtest_report(res: dict, width: int | None = None) -> str:
+    """`fit --backtest` (``fit.backtest``): per approach the drift of ln N* per decade
+    extrapolated and its spread, then every (ladder, cut-off, forecast budget) row."""
+    from ..fit.runs import APPROACHES
+
+    def sig(v):
+        return "-" if v is None else f"{v:+.3f}"
+
+    summary = [{"approach": APPROACHES[r["approach"]], "forecasts": r["rows"],
+                "up to (decades)": f"{r['max_decades']:.2f}",
+                "drift ln N*": sig(r["n_star_drift_per_decade"]), "rms ln N*": f"{r['n_star_rms_per_decade']:.3f}",
+                "drift ln L": sig(r.get("loss_drift_per_decade")),
+                "rms ln L": "-" if "loss_rms_per_decade" not in r else f"{r['loss_rms_per_decade']:.4f}"}
+               for r in res["summary"]]
+    text = to_table(summary, title=f"budgetopt fit --backtest — {res['source']}: fit on the budgets up to each "
+                    "cut-off, forecast every higher one (errors per decade extrapolated)", width=width)
+    rows = [{**({"group": r["group"]} if len(res["budgets"]) > 1 else {}), "approach": APPROACHES[r["approach"]],
+             "fit up to": format_sci(r["fit_up_to"]), "forecast at": format_sci(r["forecast_at"]),
+             "decades": f"{r['decades']:.2f}", "ln N* error": sig(r["n_star_error"]),
+             "ln L error": "-" if r["loss_error"] is None else f"{r['loss_error']:+.4f}"} for r in res["backtest"]]
+    notes = [f"skipped: {s['group']} {APPROACHES[s['approach']]} up to {s['fit_up_to']:.3g} FLOPs: {s['reason']}"
+             for s in res["skipped"]]
+    notes.append("ln N* error: ln(forecast N* / N* fitted with every run up to that budget); ln L error: the mean "
+                 "ln(predicted / observed loss) of the runs there")
+    return text + to_table(rows, title="Every forecast", notes=notes, width=width)
+
+
 def fit_report(res: dict | list, width: int | None = None) -> str:
     """A fit result (``fitting.fit_file``, or ``fit_groups``'s list) as text: one law or the
     IsoFLOP exponents with the allocation at the target budget, or a table with a row per group
@@ -332,6 +359,8 @@ def fit_report(res: dict | list, width: int | None = None) -> str:
     records = res if isinstance(res, list) else [res]
     if "form" in records[0]:
         return form_report(res, width)
+    if "backtest" in records[0]:
+        return backtest_report(res, width)
     single = not isinstance(res, list) and res["approach"] != "all"
     text = ""
     if single and res["approach"] in ("3", "vpnls"):
@@ -658,7 +687,7 @@ def csv_rows(command: str, result: Any) -> list[dict]:
     if command in ("sweep", "merge"):
         return [{"quantity": name, **q} for name, q in result["quantiles"].items()]
     if command == "fit":
-        return _fit_csv_rows(result)
+        return result["backtest"] if isinstance(result, dict) and "backtest" in result else _fit_csv_rows(result)
     if command == "ladder":
         return [{k: v for k, v in r.items() if not isinstance(v, list)} for r in result["designs"]]
     if isinstance(result, list):

@@ -196,7 +196,7 @@ def allocation_at(res: dict, target: float) -> dict:
 # One call from a runs file to fitted laws
 
 
-def _fit_groups(groups: dict[str, Runs], approach: str, bootstrap: int, seed: int, delta: float,
+def fit_run_groups(groups: dict[str, Runs], approach: str, bootstrap: int, seed: int, delta: float,
                 tolerance: float) -> dict[str, dict]:
     if approach == "vpnls":
         return fit_vpnls(groups, bootstrap, seed)
@@ -272,7 +272,7 @@ def check_law_usable(record: FitRecord) -> None:
         raise ParameterError("law_out", f"the fitted law cannot be used ({problem}); nothing written")
 
 
-def _check_bootstrap_delta(bootstrap: int, delta: float) -> None:
+def check_bootstrap_delta(bootstrap: int, delta: float) -> None:
     """A fit's bootstrap replicates (0, or 2 to MAX_BOOTSTRAP) and Huber delta (> 0)."""
     if not 0 <= bootstrap <= MAX_BOOTSTRAP:
         raise ParameterError("bootstrap", f"must be from 0 to {MAX_BOOTSTRAP} replicates, got {bootstrap}")
@@ -286,7 +286,7 @@ def _check_fit_options(approach: str, bootstrap: int, delta: float, tolerance: f
     """Every option of a fit, checked before the file is read."""
     if approach not in (*APPROACHES, "all"):
         raise ParameterError("approach", f"must be one of {', '.join(APPROACHES)}, all, got {approach}")
-    _check_bootstrap_delta(bootstrap, delta)
+    check_bootstrap_delta(bootstrap, delta)
     check_tolerance(tolerance)
     for name, v in (("loss_min", loss_min), ("loss_max", loss_max)):
         if v is not None:
@@ -312,12 +312,12 @@ def _fit_records(path: str | Path, approach: str, bootstrap: int, seed: int, n_c
     names = tuple(APPROACHES) if approach == "all" else (approach,)
     per = {}
     for a in names:
-        fits = _fit_groups(groups, a, bootstrap, seed, delta, tolerance)
+        fits = fit_run_groups(groups, a, bootstrap, seed, delta, tolerance)
         if a == "2" and bootstrap:
             for res in fits.values():
                 res["warnings"].append("bootstrap replicates are for Approach 3 and VPNLS; Approach 2 has none")
         per[a] = _with_diagnostics(groups, a, fits, target, outlier_k, exclude_outliers,
-                                   lambda g, a=a: _fit_groups(g, a, bootstrap, seed, delta, tolerance))
+                                   lambda g, a=a: fit_run_groups(g, a, bootstrap, seed, delta, tolerance))
     records = []
     for key in groups:
         if approach == "all":
@@ -376,7 +376,7 @@ def fit_form_file(path: str | Path, form: str, *, columns: dict[str, str] | None
     group (keyed ``group``) when ``group`` is given."""
     if form not in forms.FORMS:
         raise ParameterError("form", f"unknown form {form!r}; known: {', '.join(forms.FORM_NAMES)}")
-    _check_bootstrap_delta(bootstrap, delta)
+    check_bootstrap_delta(bootstrap, delta)
     names = {"n": "params", "d": "tokens", "e": "experts", "g": "granularity", **(columns or {})}
     need = {v: (names[v], forms.VARIABLES[v]) for v in forms.FORMS[form].variables}
     tables = read_table(path, need, loss_col, group, where, baseline, last)
