@@ -14,7 +14,7 @@ rm -f docs/sweep.json
 "$BIN/budgetopt" plot forecast --forecast docs/forecast.json -o docs/forecast.png
 rm -f docs/forecast_runs.csv docs/forecast.json
 "$BIN/budgetopt" plot memory -o docs/memory.png
-"$BIN/budgetopt" ladder --at 1e24 --max-regret 0.001 -f json -o docs/ladder.json
+"$BIN/budgetopt" ladder --at 1e24 -f json -o docs/ladder.json
 "$BIN/budgetopt" plot ladder --ladder docs/ladder.json -o docs/ladder.png
 rm -f docs/ladder.json
 "$BIN/budgetopt" plot moe -o docs/moe.png

@@ -745,6 +745,9 @@ def ladder_command(
     bias_per_decade: Annotated[float, typer.Option(help="log loss added per decade a budget lies below --at "
                                                    "(under-tuned small runs)")] = 0.0,
     approach: Annotated[str, typer.Option(help="how each simulated ladder is fitted: vpnls | 3 | 2")] = "vpnls",
+    model_error: Annotated[str, typer.Option(help="the forecast's error growing with the decades extrapolated: "
+                                             "calibrated (backtests of real ladders, per approach) | none | a "
+                                             "TOML file")] = "calibrated",
     ladders: Annotated[float, number_option("--ladders", "count", "simulated ladders per design")] = 1000,
     seed: Annotated[int, typer.Option(help="seed: ladder i draws the same law and noise for every design")] = 0,
     max_regret: Annotated[float | None, number_option("--max-regret", "plain", "recommend the cheapest design whose "
@@ -764,7 +767,7 @@ def ladder_command(
                   {k: v for k, v in (("designs", designs), ("law_file", law_file)) if v is not None})
     runtime.split_host(host_devices)
     runtime.use_compile_cache()
-    from ..fit.ladder import Noise, design_ladders, read_designs
+    from ..fit.ladder import LADDER_APPROACHES, Noise, design_ladders, model_error_noise, read_designs
     from ..model.hardware import cluster_from
     from ..model.laws import resolve_law
 
@@ -772,8 +775,11 @@ def ladder_command(
     cluster, unused = cluster_from(gpu, dtype=dtype, mfu=mfu, hardware_file=hardware_file)
     _no_effect(unused, "ladder", "without --gpu")
     chosen = read_designs(designs) if designs is not None else None
+    if approach not in LADDER_APPROACHES:
+        raise ParameterError("approach", f"must be one of {', '.join(LADDER_APPROACHES)}, got {approach!r}")
+    noise_model = model_error_noise(Noise(noise, curve_sigma, bias_per_decade), model_error, approach)
     with runtime.precision("ladder"):
-        res = design_ladders(spec, at, chosen, prior=prior, noise=Noise(noise, curve_sigma, bias_per_decade),
+        res = design_ladders(spec, at, chosen, prior=prior, noise=noise_model,
                              approach=approach, ladders=ladders, seed=seed, max_regret=max_regret,
                              ladder_budget=ladder_budget, cluster=cluster, chunk=chunk)
     return respond("ladder", res, fmt, output)

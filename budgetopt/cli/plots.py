@@ -474,8 +474,11 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
     ax_r.set_ylabel("regret at p95 (nats)")
     _log_axis(ax_r, "y")
     noise = result["noise"]["sigma"]
+    drift = result["noise"].get("model_drift_per_decade", 0.0)
+    model = (f"\nmodel error {drift:+.2f} ± {result['noise'].get('model_sd_per_decade', 0.0):.2f} in ln N* per "
+             "decade extrapolated" if result["noise"].get("model_error", "none") != "none" else "")
     ax_e.set_title(f"N* at {target:.2g} FLOPs, {result['ladders']} ladders/design, noise {noise:g}"
-                   + ("; equal costs side by side" if dodged else ""), fontsize=9)
+                   + ("; equal costs side by side" if dodged else "") + model, fontsize=9)
     ax_r.set_title(f"Regret of the forecast allocation; true laws {result['law']} ({result['prior']}), "
                    f"{result['approach'].split(' (')[0]}", fontsize=9)
     # one legend under both panels: inside, it hid the costliest designs' points

@@ -520,6 +520,10 @@ def ladder_report(res: dict, width: int | None = None) -> str:
              "N* bias: median forecast / true N* - 1; err: |forecast / true - 1| quantiles; regret: loss of the "
              "forecast allocation above the true optimum's; compute lost: the share of the target the true optimum "
              "would not need to reach that loss; failed: fits with no forecast or not converged (! over 5%)"]
+    if noise.get("model_error", "none") != "none":
+        notes.append(f"model error: ln N* forecast moved by ({noise['model_drift_per_decade']:+.3f} ± "
+                     f"{noise['model_sd_per_decade']:.3f}) per decade from a design's top budget to the target — "
+                     f"{noise['model_error']}; --model-error none assumes the law exact at every scale")
     if res.get("extrapolation"):
         notes.append(f"validity (the target's optimum under {res['law']}): {res['extrapolation']['note']}")
     t = res["timing"]

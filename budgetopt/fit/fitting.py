@@ -145,7 +145,10 @@ def fit_residuals(res: dict, runs: Runs) -> np.ndarray:
     nothing (Approach 2: runs of curves left out)."""
     if res["approach"] == "2":
         return curve_residuals(runs, res["tolerance"])
-    return np.asarray(log_predicted(jnp.asarray(res["theta"]), runs.log_n, runs.log_d)) - runs.log_l
+    with jax_x64():  # float64 whatever the process's default: the residuals are reported
+        pred = log_predicted(jnp.asarray(res["theta"], jnp.float64), jnp.asarray(runs.log_n, jnp.float64),
+                             jnp.asarray(runs.log_d, jnp.float64))
+        return np.asarray(pred) - runs.log_l
 
 
 def law_problem(res: dict) -> str | None:

@@ -60,7 +60,7 @@ APPROACH_NOTES = {"3": " (Huber: IRLS + L-BFGS from the VPNLS fit)"}
 MAX_BUDGETS, MAX_POINTS, MAX_REPEATS = 16, 64, 16  # caps that number a run's noise slot
 MAX_LADDERS = 1_000_000
 MAX_CHUNK = 1 << 16  # pairs per compiled call; the default is 128 per device
-NOISE_STREAM, CURVE_STREAM = 20, 21  # the law uses streams LAW_STREAM .. + 4 (laws.draw_law) with hi = 0
+NOISE_STREAM, CURVE_STREAM, MODEL_STREAM = 20, 21, 22  # the law: LAW_STREAM .. + 4 (laws.draw_law), hi = 0
 DEFAULT_SIGMA = 0.005  # log-loss noise per run without a fitted law's residuals
 FAILURE_WARN = 0.05  # a design whose fits fail (or do not converge) more often is flagged, not recommended
 HUBER_DELTA = 1e-3  # Approach 3's Huber threshold on log-loss residuals (Hoffmann et al. 2022)
@@ -120,11 +120,17 @@ class Noise:
     residual; None: the law file's ``rmse_log_loss``, else DEFAULT_SIGMA), ``curve_sigma`` an
     offset shared by a budget's runs (a learning-rate schedule tuned per budget),
     ``bias_per_decade`` added per decade a budget lies below the target (small runs under-tuned:
-    their losses too high). Validated on construction: each in [0, 1]."""
+    their losses too high). Validated on construction: each in [0, 1]. And the model error of
+    the forecast (``model_error``, DESIGN §17): ln N̂* moved by (drift + sd z) x the decades from
+    the design's top budget to the target, z ~ N(0, 1) per ladder — the law's form not holding
+    across scales, as backtests of real ladders measure it (``data/model_error.toml``)."""
 
     sigma: float | None = None
     curve_sigma: float = 0.0
     bias_per_decade: float = 0.0
+    model_drift_per_decade: float = 0.0
+    model_sd_per_decade: float = 0.0
+    model_error: str = "none"  # where the model error comes from: none, calibrated (approach), or a file
 
     def __post_init__(self):
         for name in ("sigma", "curve_sigma", "bias_per_decade"):
@@ -132,6 +138,8 @@ class Noise:
             if v is not None:
                 require_in(v, "noise" if name == "sigma" else name, 0.0, 1.0,
                            what="a log-loss standard deviation or bias")
+        require_in(self.model_drift_per_decade, "model_error", -2.0, 2.0, what="a drift of ln N* per decade")
+        require_in(self.model_sd_per_decade, "model_error", 0.0, 2.0, what="a spread of ln N* per decade")
 
     def for_law(self, law: LawSpec) -> Noise:
         """This noise with ``sigma`` decided: as given, else the law file's residuals, else
@@ -140,6 +148,37 @@ class Noise:
             return self
         sigma = law.residual_sd if law.residual_sd is not None else DEFAULT_SIGMA
         return dataclasses.replace(self, sigma=sigma)
+
+
+MODEL_ERRORS = ("calibrated", "none")
+_CALIBRATION_KEY = {"vpnls": "vpnls", "3": "approach3", "2": "approach2"}
+
+
+def model_error_noise(noise: Noise, spec: str, approach: str) -> Noise:
+    """``noise`` with the model error ``spec`` names: "none"; "calibrated", the entry of
+    ``data/model_error.toml`` for ``approach`` (backtests of real ladders); or a TOML file with
+    ``n_star_drift_per_decade`` and ``n_star_sd_per_decade`` (top level, or in a table named
+    like the calibration's: approach2, approach3, vpnls)."""
+    from ..core.files import data_toml
+
+    if spec == "none":
+        return dataclasses.replace(noise, model_drift_per_decade=0.0, model_sd_per_decade=0.0, model_error="none")
+    if spec == "calibrated":
+        entry, where = data_toml("model_error.toml")[_CALIBRATION_KEY[approach]], "model_error.toml"
+        label = f"calibrated ({_CALIBRATION_KEY[approach]}: {entry['source']})"
+    else:
+        path = Path(spec)
+        if not path.suffix == ".toml":
+            raise ParameterError("model_error", f"must be {' | '.join(MODEL_ERRORS)} or a .toml file, got {spec!r}")
+        d = load_toml(path, "model_error", "a model-error TOML file")
+        entry = d.get(_CALIBRATION_KEY[approach], d)
+        where, label = path.name, f"file {path.name}"
+    for k in ("n_star_drift_per_decade", "n_star_sd_per_decade"):
+        v = entry.get(k) if isinstance(entry, dict) else None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ParameterError("model_error", f"{where}: {k} must be a number, got {v!r}")
+    return dataclasses.replace(noise, model_drift_per_decade=float(entry["n_star_drift_per_decade"]),
+                               model_sd_per_decade=float(entry["n_star_sd_per_decade"]), model_error=label)
 
 
 class Outcome(NamedTuple):
@@ -316,6 +355,8 @@ class Config(NamedTuple):
     curve_sigma: Array
     bias_per_decade: Array
     log_target: Array
+    model_drift: Array
+    model_sd: Array
 
 
 def make_config(prior: LawSpec, uncertainty: str, noise: Noise, target: float, seed: int) -> Config:
@@ -325,7 +366,8 @@ def make_config(prior: LawSpec, uncertainty: str, noise: Noise, target: float, s
     spread = (np.linalg.cholesky(prior.covariance) if uncertainty == "covariance"
               else np.asarray(prior.draws, np.float64) if uncertainty == "bootstrap" else np.zeros((1, 5)))
     return Config(np.asarray(key_words(seed), np.uint32), np.array([float(v) for v in prior.params]), spread,
-                  *(np.float64(v) for v in (noise.sigma, noise.curve_sigma, noise.bias_per_decade, math.log(target))))
+                  *(np.float64(v) for v in (noise.sigma, noise.curve_sigma, noise.bias_per_decade, math.log(target),
+                                            noise.model_drift_per_decade, noise.model_sd_per_decade)))
 
 
 def true_law(cfg: Config, uncertainty: str, index: Array) -> Parametric:
@@ -351,15 +393,26 @@ def draw_ladder(design: Array, index: Array, tables: DesignTable, cfg: Config, u
     return Simulated(law, log_c, log_n, log_d, jnp.exp(log_obs), w, curve)
 
 
+def model_error(cfg: Config, index: Array, log_c: Array, curve: Array) -> Array:
+    """Ladder ``index``'s model error in ln N̂*: (drift + sd z) x decades from the design's top
+    budget to the target, z on its own stream (one per ladder, the same for every design)."""
+    top = jnp.max(jnp.where(curve, log_c, -jnp.inf))
+    z = jax.scipy.special.ndtri(uniform((cfg.key[0], cfg.key[1]), index, jnp.zeros_like(index), MODEL_STREAM,
+                                        log_c.dtype))
+    return (cfg.model_drift + cfg.model_sd * z) * (cfg.log_target - top) / math.log(10.0)
+
+
 def simulate_one(design: Array, index: Array, tables: DesignTable, cfg: Config, approach: str,
                  uncertainty: str) -> Outcome:
-    """Ladder ``index`` of design row ``design``: draw, fit, score. Pure; vmapped by ``simulate``."""
+    """Ladder ``index`` of design row ``design``: draw, fit, forecast (with the model error), score.
+    Pure; vmapped by ``simulate``."""
     law, log_c, log_n, log_d, obs, w, curve = draw_ladder(design, index, tables, cfg, uncertainty)
     log_target = cfg.log_target
+    shift = model_error(cfg, index, log_c, curve)
     if approach == "2":
         f = fit_approach2_fixed(log_c, log_n, obs, w, curve, log_target)
         converged = f.ok & (f.curves_used == jnp.sum(curve).astype(jnp.int32))  # every curve kept
-        return _outcome(law, f.log_n_target, log_target, converged)
+        return _outcome(law, f.log_n_target + shift, log_target, converged)
     flat = [v.reshape(-1) for v in (log_n, jnp.broadcast_to(log_d, log_n.shape), obs, w)]
     f = vpnls.fit_one(*flat)
     theta = f.log_theta()
@@ -373,7 +426,7 @@ def simulate_one(design: Array, index: Array, tables: DesignTable, cfg: Config, 
         theta, _, gn, _ = lbfgs_minimize(theta, fun, POLISH_STEPS, 1e-11)
         converged = converged & (gn < GRAD_TOL)
     fitted = Parametric(*theta)
-    return _outcome(law, closed_form_x(fitted, log_target), log_target, converged)
+    return _outcome(law, closed_form_x(fitted, log_target) + shift, log_target, converged)
 
 
 BLOCK = 64  # (design, ladder) pairs vmapped together: every pair is computed at the same lane of a

@@ -2,6 +2,7 @@
 something the simulation does not compute itself — the true law, NumPy parabola fits of the
 noise-free points, Open-Athena's closed-form vertex shift, the 1/sqrt(n) law of averages."""
 
+import dataclasses
 import json
 import math
 
@@ -256,7 +257,8 @@ def test_cli_json_csv_and_table(tmp_path):
     r = runner.invoke(app, [*common, "-f", "json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
-    lib = ladder.design_ladders(CHIN, 1e23, ladder.read_designs(f), ladders=40, max_regret=1.0)
+    lib = ladder.design_ladders(CHIN, 1e23, ladder.read_designs(f), ladders=40, max_regret=1.0,
+                                noise=ladder.model_error_noise(ladder.Noise(), "calibrated", "vpnls"))
     for got, want in zip(res["designs"], lib["designs"]):
         for k in ("cost_flops", "n_bias", "n_error_p95", "regret_p95", "failed"):
             assert got[k] == pytest.approx(want[k], rel=1e-12, nan_ok=True), k
@@ -325,3 +327,47 @@ def test_a_ladder_dearer_than_the_run_and_a_far_target_are_said():
     with jax_x64():
         n = math.exp(float(closed_form_x(CHIN.params, jnp.log(jnp.float64(3e27)))))
     assert far["extrapolation"]["factors"]["params"] == pytest.approx(n / 1.6e10, rel=1e-6)
+
+
+def test_the_model_error_moves_each_forecast_by_drift_and_spread_times_the_decades_extrapolated(tmp_path):
+    """--model-error: every ladder's ln N* forecast moves by (drift + sd z) x log10(target / top
+    budget) against the same ladder without it (same laws and noise); z is one draw per ladder,
+    shared by the designs; the calibrated default is the package entry for the approach."""
+    from budgetopt.core.files import data_toml
+
+    designs = [ladder.Design("low", (1e18, 1e19), 5, 4.0), ladder.Design("high", (1e19, 1e20), 5, 4.0)]
+    base = ladder.Noise(sigma=0.005)
+    none = ladder.simulate(designs, CHIN, "covariance", base, 1e23, 400, "vpnls")
+    drift_only = dataclasses.replace(base, model_drift_per_decade=-0.2, model_error="test")
+    shifted = ladder.simulate(designs, CHIN, "covariance", drift_only, 1e23, 400, "vpnls")
+    for i, top in enumerate((1e19, 1e20)):
+        np.testing.assert_allclose(shifted.log_n_error[i] - none.log_n_error[i], -0.2 * math.log10(1e23 / top),
+                                   atol=1e-9)
+    spread = dataclasses.replace(base, model_sd_per_decade=0.3, model_error="test")
+    noisy = ladder.simulate(designs, CHIN, "covariance", spread, 1e23, 400, "vpnls")
+    z = [(noisy.log_n_error[i] - none.log_n_error[i]) / math.log10(1e23 / top) for i, top in enumerate((1e19, 1e20))]
+    np.testing.assert_allclose(z[0], z[1], atol=1e-9)  # one draw per ladder, whatever the design
+    assert np.std(z[0]) == pytest.approx(0.3, rel=0.1) and abs(np.mean(z[0])) < 0.06
+    cal = data_toml("model_error.toml")
+    for approach, key in (("vpnls", "vpnls"), ("3", "approach3"), ("2", "approach2")):
+        n = ladder.model_error_noise(base, "calibrated", approach)
+        assert n.model_drift_per_decade == cal[key]["n_star_drift_per_decade"]
+        assert n.model_sd_per_decade == cal[key]["n_star_sd_per_decade"]
+    f = tmp_path / "me.toml"
+    f.write_text("n_star_drift_per_decade = 0.1\nn_star_sd_per_decade = 0.05\n")
+    assert ladder.model_error_noise(base, str(f), "vpnls").model_drift_per_decade == 0.1
+    r = CliRunner().invoke(app, ["ladder", "--model-error", "bogus", "--ladders", "10"])
+    assert r.exit_code == 2 and "--model-error" in r.output
+    f.write_text("n_star_drift_per_decade = 0.1\n")
+    r = CliRunner().invoke(app, ["ladder", "--model-error", str(f), "--ladders", "10"])
+    assert r.exit_code == 2 and "n_star_sd_per_decade" in r.output
+
+
+def test_with_the_calibrated_model_error_the_family_no_longer_recommends_the_smallest_ladder():
+    """Issue 27's acceptance: for a 1e24 target, the exact-law assumption picks a ladder topping
+    out at 1e19 (five decades below); with the calibrated model error the top budget is 1e21."""
+    exact = ladder.design_ladders(CHIN, 1e24, ladders=100, noise=ladder.model_error_noise(ladder.Noise(), "none",
+                                                                                            "vpnls"))
+    calibrated = ladder.design_ladders(CHIN, 1e24, ladders=100,
+                                       noise=ladder.model_error_noise(ladder.Noise(), "calibrated", "vpnls"))
+    assert exact["recommended"].startswith("1e19/") and calibrated["recommended"].startswith("1e21/")
