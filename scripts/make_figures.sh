@@ -18,3 +18,10 @@ rm -f docs/forecast_runs.csv docs/forecast.json
 "$BIN/budgetopt" plot ladder --ladder docs/ladder.json -o docs/ladder.png
 rm -f docs/ladder.json
 "$BIN/budgetopt" plot moe -o docs/moe.png
+# the backtest figure needs the real ladders (../shared/data/ladders/isoflops.csv; 3-4 minutes)
+if [ -f ../shared/data/ladders/isoflops.csv ]; then
+  "$BIN/budgetopt" fit ../shared/data/ladders/isoflops.csv --group experiment --c-col budget --backtest --approach all \
+    -f json -o docs/backtest.json
+  "$BIN/budgetopt" plot backtest --backtest docs/backtest.json -o docs/backtest.png
+  rm -f docs/backtest.json
+fi

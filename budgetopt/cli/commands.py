@@ -66,7 +66,7 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 2, 70  # 1 (no answer): report.exit_
 #: library parameter names a command takes under another name (arguments, short flags)
 _NAMES = {"output": "-o", "runs": "RUNS", "results": "FILES", "kind": "KIND", "scenario": "SCENARIO",
           "sweep_file": "--sweep", "forecast_file": "--forecast", "ladder_file": "--ladder",
-          "plan_file": "--plan"}
+          "plan_file": "--plan", "backtest_file": "--backtest"}
 _COMMAND_NAMES = {"convert": {"flops": "VALUE"}, "fit": {"target": "--at"}, "ladder": {"target": "--at"},
                   "forecast": {"metric_col": "--metric"}, "plot": {"runs": "--runs"}}
 
@@ -822,7 +822,7 @@ def audit_command(
 @app.command("plot")
 def plot_command(
     kind: Annotated[str, typer.Argument(help="frontier | isoflop | loss-vs-compute | sweep | forecast | memory | "
-                                        "ladder | moe")],
+                                        "ladder | moe | backtest")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="PNG or SVG file \\[default: "
                                                    "KIND.png]")] = None,
     law: Annotated[list[str] | None, typer.Option(help="law preset(s) \\[default: hoffmann2022 and "
@@ -834,6 +834,8 @@ def plot_command(
                                                           "FILE`)")] = None,
     ladder_file: Annotated[Path | None, typer.Option("--ladder", help="ladder-design JSON (`ladder -f json -o "
                                                         "FILE`)")] = None,
+    backtest_file: Annotated[Path | None, typer.Option("--backtest", help="backtest JSON (`fit RUNS --backtest -f "
+                                                          "json -o FILE`)")] = None,
     runs: Annotated[Path | None, typer.Option(help="runs CSV to overlay on the isoflop plot (params, tokens|flops, "
                                                  "loss)")] = None,
     max_total_params: Annotated[float | None, number_option("--max-total-params", "count", "memory cap of KIND moe "
@@ -848,18 +850,19 @@ def plot_command(
     height: Annotated[float, typer.Option(help="figure height in inches \\[default: per kind]")] = 0.0,
     dpi: Annotated[int, typer.Option(help="PNG resolution")] = 100,
 ):
-    """Draw the figures: frontier, isoflop, loss-vs-compute, sweep, forecast, memory, ladder, moe."""
+    """Draw the figures: frontier, isoflop, loss-vs-compute, sweep, forecast, memory, ladder, moe, backtest."""
     from ..core import runtime
     from .plots import draw, unused_inputs
 
     runtime.use_compile_cache()
     given = {"law": law, "law_file": law_file, "sweep_file": sweep_file, "forecast_file": forecast_file,
              "ladder_file": ladder_file, "runs": runs, "plan_file": plan_file, "max_total_params": max_total_params,
-             "min_flops": min_flops, "max_flops": max_flops}
+             "min_flops": min_flops, "max_flops": max_flops, "backtest_file": backtest_file}
     with runtime.precision("plot"):
         out = draw(kind, output, law=law, law_file=law_file, sweep_file=sweep_file, runs=runs, min_flops=min_flops,
                    max_flops=max_flops, width=width, height=height, dpi=dpi, forecast_file=forecast_file,
-                   ladder_file=ladder_file, plan_file=plan_file, max_total_params=max_total_params)
+                   ladder_file=ladder_file, plan_file=plan_file, max_total_params=max_total_params,
+                   backtest_file=backtest_file)
     _no_effect(unused_inputs(kind, {k for k, v in given.items() if v}), "plot", f"on plot {kind}")
     print(f"wrote {out}", file=sys.stderr)
     return EXIT_OK

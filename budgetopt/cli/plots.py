@@ -23,7 +23,7 @@ from ..core.files import output_path, to_bytes, write_atomic
 from ..core.units import format_count
 from ..model.laws import has_loss
 
-KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast", "memory", "ladder", "moe")
+KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast", "memory", "ladder", "moe", "backtest")
 
 
 def _plt():
@@ -532,7 +532,7 @@ INPUTS_OF = {"frontier": {"law", "law_file", "min_flops", "max_flops"},
              "loss-vs-compute": {"law", "law_file", "min_flops", "max_flops"},
              "isoflop": {"law", "law_file", "runs"}, "sweep": {"sweep_file"}, "forecast": {"forecast_file"},
              "ladder": {"ladder_file"}, "memory": {"plan_file", "law", "law_file"},
-             "moe": {"min_flops", "max_flops", "max_total_params"}}
+             "moe": {"min_flops", "max_flops", "max_total_params"}, "backtest": {"backtest_file"}}
 
 
 def unused_inputs(kind: str, given: set[str]) -> list[str]:
@@ -542,6 +542,64 @@ def unused_inputs(kind: str, given: set[str]) -> list[str]:
     if kind == "memory" and "plan_file" in given:
         used = {"plan_file"}
     return sorted(given - used)
+
+
+def backtest(result: Any, width: float = 11.0, height: float = 4.6):
+    """`fit --backtest -f json`: the forecast error of ln N* (left) and of the runs' mean ln loss
+    (right) against the decades extrapolated; colour = ladder, marker = approach; per approach
+    the calibrated line (drift x decades, ``fit.backtest.calibrate`` on these rows) with its
+    ±sd band."""
+    from ..fit.backtest import calibrate
+    from ..fit.runs import APPROACHES
+
+    try:
+        rows = result["backtest"]
+        for r in rows:
+            _ = float(r["decades"]), float(r["n_star_error"]), str(r["group"]), APPROACHES[r["approach"]]
+        if not rows:
+            raise ValueError("no rows")
+    except (KeyError, TypeError, ValueError):
+        raise ParameterError("backtest_file", "not a backtest JSON with rows (write one with `budgetopt fit RUNS "
+                             "--backtest -f json -o FILE`)") from None
+    fig, (ax_n, ax_l) = _fig(width, height, 2)
+    groups = sorted({r["group"] for r in rows})
+    approaches = [a for a in APPROACHES if any(r["approach"] == a for r in rows)]
+    colours = [f"C{i % 10}" for i in range(len(groups))]
+    markers = dict(zip(APPROACHES, ("s", "o", "^")))
+    top = max(r["decades"] for r in rows)
+    xs = np.linspace(0.0, top * 1.05, 50)
+    for ax, key, what in ((ax_n, "n_star", "n_star_error"), (ax_l, "loss", "loss_error")):
+        for a in approaches:
+            for g, c in zip(groups, colours):
+                pts = [(r["decades"], r[what]) for r in rows if r["approach"] == a and r["group"] == g
+                       and r[what] is not None]
+                if pts:
+                    ax.scatter(*zip(*pts), s=14, color=c, marker=markers[a], alpha=0.6, linewidths=0)
+            cal = calibrate(rows, a)
+            if f"{key}_drift_per_decade" in cal:
+                drift, sd = cal[f"{key}_drift_per_decade"], cal[f"{key}_sd_per_decade"]
+                line = ax.plot(xs, drift * xs, color="k", lw=1.2, ls={"2": ":", "3": "-", "vpnls": "--"}[a],
+                               label=f"{APPROACHES[a]}: {drift:+.3f} ± {sd:.3f}/decade")[0]
+                ax.fill_between(xs, (drift - sd) * xs, (drift + sd) * xs, color=line.get_color(), alpha=0.06)
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.set_xlabel("decades extrapolated")
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower left")
+        else:  # Approach 2 alone: no loss surface to forecast with
+            ax.text(0.5, 0.5, "no loss forecast (Approach 2 fits no loss surface)", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=8, color="0.4")
+    ax_n.set_ylabel("ln N* error (forecast / later fit)")
+    ax_l.set_ylabel("ln loss error (predicted / observed)")
+    ax_n.set_title("N* forecast vs the fit up to that budget", fontsize=9)
+    ax_l.set_title("Loss forecast of the runs there", fontsize=9)
+    handles = [_plt().Line2D([], [], color=c, marker="o", ls="", label=g) for g, c in zip(groups, colours)]
+    handles += [_plt().Line2D([], [], color="0.3", marker=markers[a], ls="", label=APPROACHES[a]) for a in approaches]
+    ncol = max(1, min(len(handles), int(width // 2.6)))
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+    rows = -(-len(handles) // ncol)
+    fig.tight_layout(rect=(0, min(0.45, 0.045 * rows * 4.6 / height + 0.02), 1, 1))
+    return fig
 
 
 #: the expert counts the MoE figure draws, and its default memory cap (total parameters)
@@ -628,7 +686,8 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
          min_flops: float | None = None, max_flops: float | None = None, width: float = 0.0, height: float = 0.0,
          dpi: int = 100,
          forecast_file: str | Path | None = None, ladder_file: str | Path | None = None,
-         plan_file: str | Path | None = None, max_total_params: float | None = None) -> Path:
+         plan_file: str | Path | None = None, max_total_params: float | None = None,
+         backtest_file: str | Path | None = None) -> Path:
     """Draw figure ``kind`` (one of KINDS) and save it to ``output`` (PNG or SVG; default
     KIND.png); returns the path. ``law``: preset names (default hoffmann2022 and
     besiroglu2024), ``law_file`` adds a fitted law; ``sweep_file``: a sweep JSON for ``sweep``
@@ -680,6 +739,11 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
             raise ParameterError("ladder_file",
                                  "plot ladder needs a ladder JSON: `budgetopt ladder ... -f json -o FILE`")
         fig = ladder(load_json(ladder_file, "ladder_file", "a ladder JSON output"), **size)
+    elif kind == "backtest":
+        if backtest_file is None:
+            raise ParameterError("backtest_file", "plot backtest needs a backtest JSON: `budgetopt fit RUNS --backtest "
+                                 "-f json -o FILE`")
+        fig = backtest(load_json(backtest_file, "backtest_file", "a backtest JSON output"), **size)
     elif kind == "forecast":
         if forecast_file is None:
             raise ParameterError("forecast_file",

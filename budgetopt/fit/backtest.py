@@ -47,7 +47,7 @@ def _truncations(name: str, runs: Runs, tolerance: float) -> tuple[list[float], 
     return budgets, {k: r for k, r in subsets.items() if len(r.log_l) >= MIN_RUNS}, idx
 
 
-def backtest(groups: dict[str, Runs], approaches: Sequence[str], *, delta: float = 1e-3, seed: int = 0,
+def backtest_groups(groups: dict[str, Runs], approaches: Sequence[str], *, delta: float = 1e-3, seed: int = 0,
              tolerance: float = 0.05) -> dict:
     """The backtest of every ladder in ``groups`` under each approach: ``backtest`` rows
     (group, approach, fit_up_to, forecast_at, decades, n_star_error, loss_error, loss_rmse),
@@ -120,7 +120,7 @@ def backtest_file(path: str | Path, *, approach: str = "3", group: Sequence[str]
                   d_col: str = "tokens", c_col: str | None = None, loss_col: str = "loss",
                   where: Sequence[tuple[str, str]] = (), delta: float = 1e-3, seed: int = 0,
                   tolerance: float = 0.05) -> dict:
-    """``backtest`` of the runs in ``path`` (per ``group``; ``approach`` one of 2, 3, vpnls or
+    """``backtest_groups`` of the runs in ``path`` (per ``group``; ``approach`` one of 2, 3, vpnls or
     all). Options are checked before the file is read."""
     approach = str(approach)
     if approach not in (*APPROACHES, "all"):
@@ -128,7 +128,7 @@ def backtest_file(path: str | Path, *, approach: str = "3", group: Sequence[str]
     check_bootstrap_delta(0, delta)
     check_tolerance(tolerance)
     groups = read_groups(path, n_col, d_col, c_col, loss_col, group, where)
-    res = backtest(groups, tuple(APPROACHES) if approach == "all" else (approach,), delta=delta, seed=seed,
+    res = backtest_groups(groups, tuple(APPROACHES) if approach == "all" else (approach,), delta=delta, seed=seed,
                    tolerance=tolerance)
     return {"source": str(path), "approach": approach, "tolerance": tolerance, **res}
 

@@ -61,6 +61,18 @@ def forecast_json(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def backtest_json(tmp_path_factory):
+    from budgetopt.fit.backtest import backtest_file
+    from tests.fit.test_backtest import ladder
+
+    d = tmp_path_factory.mktemp("bt")
+    ladder(d / "runs.csv", noise=0.01)
+    f = d / "backtest.json"
+    f.write_text(json.dumps(backtest_file(d / "runs.csv", approach="2", c_col="budget")))
+    return f
+
+
+@pytest.fixture(scope="module")
 def ladder_json(tmp_path_factory):
     from budgetopt.fit import ladder
     from budgetopt.model.laws import resolve_law
@@ -149,11 +161,12 @@ def test_plot_says_which_flags_a_figure_does_not_read(tmp_path, sweep_json):
 
 
 @pytest.mark.parametrize("kind", plots.KINDS)
-def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json, forecast_json, ladder_json):
+def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json, forecast_json, ladder_json,
+                                                      backtest_json):
     import matplotlib.image as mpimg
 
     extra = {"sweep": ["--sweep", str(sweep_json)], "forecast": ["--forecast", str(forecast_json)],
-             "ladder": ["--ladder", str(ladder_json)]}.get(kind, [])
+             "ladder": ["--ladder", str(ladder_json)], "backtest": ["--backtest", str(backtest_json)]}.get(kind, [])
     png = tmp_path / f"{kind}.png"
     r = runner.invoke(app, ["plot", kind, "-o", str(png), "--width", "6", "--height", "4", "--dpi", "50", *extra])
     assert r.exit_code == 0, r.output
@@ -202,4 +215,22 @@ def test_memory_figure_bars_are_the_memory_model():
         heights[round(p.get_x() + p.get_width() / 2)] += p.get_height()
     want = [memory(shape, dataclasses.replace(layout, zero=z), 80.0)["total"] / 1e9 for z in range(4)]
     assert bars and np.allclose(heights, want, rtol=1e-12) and list(want) == sorted(want, reverse=True)
+    plots._plt().close(fig)
+
+
+def test_the_backtest_figure_draws_every_row_and_the_calibrated_line(backtest_json):
+    """Every forecast of the backtest is a point at (decades, ln N* error), and the line is the
+    calibration's drift per decade (``fit.backtest.calibrate`` on the same rows)."""
+    from budgetopt.fit.backtest import calibrate
+
+    res = json.loads(backtest_json.read_text())
+    fig = plots.backtest(res)
+    ax = fig.axes[0]
+    pts = np.concatenate([c.get_offsets() for c in ax.collections if len(c.get_offsets()) and c.get_offsets().ndim == 2
+                          and c.get_offsets().shape[1] == 2 and type(c).__name__ == "PathCollection"])
+    want = sorted((r["decades"], r["n_star_error"]) for r in res["backtest"])
+    np.testing.assert_allclose(sorted(map(tuple, pts.tolist())), want, rtol=1e-12)
+    line = ax.get_lines()[0]
+    x, y = line.get_xdata(), line.get_ydata()
+    assert y[-1] / x[-1] == pytest.approx(calibrate(res["backtest"], "2")["n_star_drift_per_decade"])
     plots._plt().close(fig)
