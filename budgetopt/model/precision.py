@@ -58,6 +58,15 @@ def at_precision(law: KumarPrecision, bits: ArrayLike, form: str) -> Parametric:
     return Parametric(law.log_A - law.alpha * lf, law.log_B, law.log_E, law.alpha + 0.0 * lf, law.beta + 0.0 * lf)
 
 
+def penalised_law(dense: Parametric, log_factor_rel: ArrayLike = 0.0, log_token_factor: ArrayLike = 0.0) -> Parametric:
+    """A dense law trained in a lower-precision format: A' = A e^(−α rel), rel = log F(bits)/F(16)
+    (the precision law's effective parameters; ``plan.precision_choice.relative_log_factor``), and
+    B' = B t^β, t = log_token_factor's exp (the tokens the format needs for the same loss: D counts
+    as D / t, MXFP4's 1.36). Scalars or arrays (a sweep's [formats, 1] columns)."""
+    return dense._replace(log_A=dense.log_A - dense.alpha * log_factor_rel,
+                          log_B=dense.log_B + dense.beta * log_token_factor)
+
+
 def precision_loss(law: KumarPrecision, log_n: Array, log_d: Array, p_w: ArrayLike, p_a: ArrayLike,
                    p_kv: ArrayLike, form: str) -> Array:
     """L(N, D, P_w, P_a, P_kv) = A (N F)^−α + B D^−β + E."""

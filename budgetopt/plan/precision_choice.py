@@ -27,7 +27,14 @@ from ..core.files import data_toml
 from ..core.units import require_in
 from ..model.hardware import Cluster, ClusterRecord
 from ..model.laws import KumarPrecision, LawSpec, Parametric, get_preset
-from ..model.precision import PRECISION_FORMS, REFERENCE_BITS, log_factor, optimal_precision, optimum_at
+from ..model.precision import (
+    PRECISION_FORMS,
+    REFERENCE_BITS,
+    log_factor,
+    optimal_precision,
+    optimum_at,
+    penalised_law,
+)
 from ..model.validity import attach, extrapolation
 from .optimum import Constraints, optimize
 
@@ -212,22 +219,11 @@ def _serving_answer(spec: LawSpec, c: float, bits: float | str, form: str, serve
 
 def relative_log_factor(bits: float, form: str) -> float:
     """log(F(bits) / F(16)): the precision law's (``kumar2024-precision``) effective-parameter
-    factor at ``bits`` relative to 16 bits; a dense law penalised by it has A' = A e^(−alpha rel)."""
+    factor at ``bits`` relative to 16 bits; a dense law penalised by it has A' = A e^(−alpha rel)
+    (``precision.penalised_law``)."""
     law = get_preset("kumar2024-precision").params
     ref = REFERENCE_BITS
     return float(log_factor(law, bits, bits, bits, form) - log_factor(law, ref, ref, ref, form))
-
-
-def token_penalised_law(dense: Parametric, token_factor: float) -> Parametric:
-    """The dense law of a format that needs ``token_factor`` times the tokens for the same loss
-    (MXFP4 against NVFP4): D counts as D / factor, B' = B factor^beta."""
-    return dense if token_factor == 1.0 else dense._replace(log_B=dense.log_B + dense.beta * math.log(token_factor))
-
-
-def _penalised_law(dense: Parametric, bits: float, form: str) -> Parametric:
-    """The dense law with the precision law's effective-parameter factor at ``bits``, relative to
-    16 bits: A' = A (F(bits) / F(16))^−alpha."""
-    return dense._replace(log_A=dense.log_A - dense.alpha * relative_log_factor(bits, form))
 
 
 def choose_format(spec: LawSpec, cluster: Cluster, *, precision: str = "auto", penalty: str = "empirical",
@@ -256,16 +252,16 @@ def choose_format(spec: LawSpec, cluster: Cluster, *, precision: str = "auto", p
     rows = []
     for e in asked:
         c = bf16 * e["speedup"]
-        if penalty == "empirical":
-            law = token_penalised_law(spec.params, e["token_factor"])
-        else:
-            law = _penalised_law(spec.params, e["bits"], form)
-        opt = optimize(LawSpec(spec.name, law, spec.source, validity=spec.validity), flops=c, constraints=constraints)
-        base = optimize(spec, flops=c, constraints=constraints)["loss"]  # the same compute without a penalty
+        base = optimize(spec, flops=c, constraints=constraints)  # the same compute without a penalty
+        rel = relative_log_factor(e["bits"], form) if penalty == "law" else 0.0
+        log_tokens = math.log(e["token_factor"]) if penalty == "empirical" else 0.0
+        opt = base if rel == 0.0 and log_tokens == 0.0 else optimize(
+            LawSpec(spec.name, penalised_law(spec.params, rel, log_tokens), spec.source, validity=spec.validity),
+            flops=c, constraints=constraints)
         loss = opt["loss"] * (1.0 + e["loss_penalty_relative"]) if penalty == "empirical" else opt["loss"]
         rows.append({"format": e["format"], "bits": e["bits"], "speedup": e["speedup"],
                      "speedup_given": e["speedup_given"], "flops": c, "params": opt["params"], "tokens": opt["tokens"],
-                     "loss": loss, "loss_penalty": loss - base, "converged": opt["converged"],
+                     "loss": loss, "loss_penalty": loss - base["loss"], "converged": opt["converged"],
                      **({"token_factor": e["token_factor"]} if penalty == "empirical" and e["token_factor"] != 1.0
                         else {})})
     best = min(rows, key=lambda r: r["loss"])

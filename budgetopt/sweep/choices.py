@@ -9,7 +9,7 @@ problem, and may scale the loss it reaches:
   (drawn per sample); under the empirical penalty the loss times (1 + the format's relative
   penalty, drawn per sample) and the law's B times its token factor^beta (MXFP4's 1.36x tokens);
   under the law penalty the law's A times the precision law's effective-parameter factor at the
-  format's bits relative to 16, ^-alpha (``plan.precision_choice.relative_log_factor``) — the
+  format's bits relative to 16, ^-alpha (both ``model.precision.penalised_law``) — the
   same problems `optimize --precision auto --gpu` solves for one booking.
 
 ``Problems`` holds every option's problem at once: each array leaf has a leading option axis
@@ -29,6 +29,7 @@ from jaxtyping import Array, Int
 
 from ..model.allocation import Allocation, Budget
 from ..model.laws import DataConstrained, Law
+from ..model.precision import penalised_law
 from .sampling import active_cap_shift
 from .scenario import Scenario
 
@@ -80,18 +81,13 @@ def option_problems(scenario: Scenario, law: Law, b: Budget, option_draw) -> Pro
     log_speedup, scale = option_draw
     b_k = jax.tree_util.tree_map(_lift, b)._replace(log_c=b.log_c + log_speedup)
     law_k = jax.tree_util.tree_map(_lift, law)
-    if p.penalty == "law":  # A' = A (F(bits) / F(16))^-alpha: log A' = log A - alpha rel
-        rel = jnp.asarray(np.reshape(p.log_factor_rel, (-1, 1)), dt)
-        base = law_k.base if isinstance(law_k, DataConstrained) else law_k
-        base = base._replace(log_A=base.log_A - base.alpha * rel)
+    rel = p.log_factor_rel if p.penalty == "law" else ()  # per format, [formats, 1]; 0 where none
+    if any(rel) or any(p.log_token_factor):  # else every format has the dense law: leave it shared
+        column = lambda v: jnp.asarray(np.reshape(v, (-1, 1)), dt) if any(v) else 0.0  # noqa: E731
+        base = penalised_law(law_k.base if isinstance(law_k, DataConstrained) else law_k, column(rel),
+                             column(p.log_token_factor))
         law_k = law_k._replace(base=base) if isinstance(law_k, DataConstrained) else base
-        return Problems(law_k, b_k)
-    if any(p.log_token_factor):  # a format needing more tokens for the same loss: B' = B factor^beta
-        ltf = jnp.asarray(np.reshape(p.log_token_factor, (-1, 1)), dt)
-        base = law_k.base if isinstance(law_k, DataConstrained) else law_k
-        base = base._replace(log_B=base.log_B + base.beta * ltf)
-        law_k = law_k._replace(base=base) if isinstance(law_k, DataConstrained) else base
-    return Problems(law_k, b_k, scale)
+    return Problems(law_k, b_k, scale if p.penalty == "empirical" else 1.0)
 
 
 def at_option(problems: Problems, k) -> Problems:
@@ -103,17 +99,6 @@ def at_option(problems: Problems, k) -> Problems:
         return v[0] if v.shape[0] == 1 else v[k]
 
     return jax.tree_util.tree_map(pick, problems)
-
-
-def subsample_last(tree, stride: int, offset: Array):
-    """``kernel.decision_subsample`` for ``Problems``: leaves with a sample axis (last, longer
-    than 1) at positions offset, offset + stride, ...; shared leaves unchanged."""
-    def take(v):
-        if jnp.ndim(v) == 0 or stride == 1 or jnp.shape(v)[-1] == 1:
-            return v
-        return jnp.take(v.reshape(*v.shape[:-1], -1, stride), offset, axis=-1)
-
-    return jax.tree_util.tree_map(take, tree)
 
 
 def best_option(a: Allocation) -> tuple[Allocation, Int[Array, " s"]]:

@@ -49,7 +49,6 @@ from .choices import (
     chosen_values,
     option_axis,
     option_problems,
-    subsample_last,
 )
 from .sampling import Draw, complete_draw, fixed_law, index_words, make_sampler
 from .scenario import Scenario
@@ -160,12 +159,13 @@ def regret_bin(r: Float[Array, " s"]) -> Int[Array, " s"]:
 
 
 def decision_subsample(tree, stride: int, offset: Array):
-    """Every leaf with a per-sample axis at positions offset, offset + stride, ... (the block's
-    samples with global index = 0 mod stride); shared constants unchanged."""
+    """Every leaf with a per-sample axis (its last, e.g. [S] or an option's [K, S]) at positions
+    offset, offset + stride, ... (the block's samples with global index = 0 mod stride); shared
+    leaves (scalars, a last axis of 1: the options' stacked constants) unchanged."""
     def take(v):
-        if jnp.ndim(v) == 0 or stride == 1:
+        if jnp.ndim(v) == 0 or stride == 1 or jnp.shape(v)[-1] == 1:
             return v
-        return jnp.take(v.reshape(-1, stride), offset, axis=1)
+        return jnp.take(v.reshape(*jnp.shape(v)[:-1], -1, stride), offset, axis=-1)
 
     return jax.tree_util.tree_map(take, tree)
 
@@ -276,8 +276,8 @@ def make_kernel(scenario: Scenario, chunk: int, dtype, devices) -> Kernel:
                 law_s, b_s, opt_s, use_s = decision_subsample((law, b, s.loss, live & s.converged), stride, offset)
                 stats = candidate_stats(law_s, b_s, opt_s, use_s, xs)
             else:  # every option's problem, its leaves [options | 1, S | 1]
-                p_s = subsample_last(option_problems(scenario, law, b, s.draw.option), stride, offset)
-                opt_s, use_s = decision_subsample((s.loss, live & s.converged), stride, offset)
+                p_s, opt_s, use_s = decision_subsample((option_problems(scenario, law, b, s.draw.option), s.loss,
+                                                        live & s.converged), stride, offset)
                 stats = candidate_stats(None, None, opt_s, use_s, xs, p_s)
             state = state._replace(candidates=stats)
         return jax.tree_util.tree_map(lambda v: v[None], state)  # this device's slot
