@@ -148,6 +148,14 @@ def _fail(msg: str) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+def _refuse(given: dict[str, Any], why) -> None:
+    """Exit 2 on the first flag of ``given`` that was given (not None): it does not apply here;
+    ``why`` says so (a string, or a function of the flag's parameter name)."""
+    for name, v in given.items():
+        if v is not None:
+            raise ParameterError(name, why(name) if callable(why) else why)
+
+
 def _no_effect(names: list[str], command: str, why: str) -> None:
     for name in names:
         print(f"note: {flag_of(name, command)} has no effect {why}", file=sys.stderr)
@@ -239,10 +247,8 @@ def optimize_command(
                                     "experts": experts, "granularity": granularity, "max_experts": max_experts,
                                     "max_total_params": max_total_params},
                                    Constraints(max_params=max_params, max_tokens=max_tokens), price_per_hour)
-    for name, v in precision_flags.items():
-        if v is not None:
-            raise ParameterError(name, "applies with --precision" + (" under kumar2024-precision"
-                                                                     if name == "serve_precision" else ""))
+    _refuse(precision_flags, lambda name: "applies with --precision" + (" under kumar2024-precision"
+                                                                        if name == "serve_precision" else ""))
     moe_flags = {"experts": experts, "granularity": granularity, "max_total_params": max_total_params,
                  "max_experts": max_experts}
     if is_moe(spec.params):
@@ -251,10 +257,8 @@ def optimize_command(
 
         dense_only = {"unique_tokens": unique_tokens, "max_params": max_params, "max_tokens": max_tokens,
                       "max_epochs": max_epochs, "target_loss": target_loss, "ratio": ratio}
-        for name, v in dense_only.items():
-            if v is not None:
-                raise ParameterError(name, f"not supported with a mixture-of-experts law ({spec.name}) yet"
-                                     + ("; its memory cap is --max-total-params" if name == "max_params" else ""))
+        _refuse(dense_only, lambda name: f"not supported with a mixture-of-experts law ({spec.name}) yet"
+                + ("; its memory cap is --max-total-params" if name == "max_params" else ""))
         with runtime.precision("optimize", x64):
             rec = optimize_moe(spec, flops=flops, cluster=cluster,
                                experts=experts, granularity=granularity, max_experts=max_experts,
@@ -262,10 +266,8 @@ def optimize_command(
                                price_per_hour=price_per_hour)
         _no_effect(unused, "optimize", "without --gpu")
         return respond("optimize", rec, fmt, output, notes=moe_notes(spec, rec))
-    for name, v in moe_flags.items():
-        if v is not None:
-            raise ParameterError(name, f"needs a mixture-of-experts law (ludziejewski2025-moe: --experts; "
-                                 f"krajewski2024-moe: --granularity); {spec.name} is {spec.kind}")
+    _refuse(moe_flags, f"needs a mixture-of-experts law (ludziejewski2025-moe: --experts; krajewski2024-moe: "
+                       f"--granularity); {spec.name} is {spec.kind}")
     cons = Constraints(unique_tokens=unique_tokens, max_params=max_params, max_tokens=max_tokens, max_epochs=max_epochs,
                        inference_tokens=inference_tokens)
     with runtime.precision("optimize", x64):
@@ -283,9 +285,7 @@ def _optimize_precision(spec, cluster, unused, flops, precision, flags, fmt, out
     from ..plan.precision_choice import choose_format, given_speedups, optimize_precision, parse_bits
     from .report import precision_notes
 
-    for name, v in unsupported.items():
-        if v is not None:
-            raise ParameterError(name, "not supported with --precision yet")
+    _refuse(unsupported, "not supported with --precision yet")
     bits = parse_bits(precision)
     form = flags["precision_form"] or "offset"
     with runtime.precision("optimize", x64):
@@ -380,9 +380,7 @@ def plan_command(
                       "d_model": d_model, "n_heads": n_heads, "n_kv_heads": n_kv_heads, "d_ff": d_ff,
                       "ffn": None if ffn == "swiglu" else ffn, "vocab": None if vocab == 32_000 else vocab,
                       "untied": None if untied else False}
-        for name, v in dense_only.items():
-            if v is not None:
-                raise ParameterError(name, "sets a dense model; --arch plans the released architecture's own shape")
+        _refuse(dense_only, "sets a dense model; --arch plans the released architecture's own shape")
     from ..model.moe_shape import MoEShape, architecture
 
     catalog_shape = architecture(arch)[0] if arch is not None else None
@@ -424,9 +422,7 @@ def plan_command(
                                  "the bf16 booking): give one", names=True)
         fmt_given = training_format(precision, cluster, given_speedups(fp8_speedup, fp4_speedup))
     else:
-        for name, v in (("fp8_speedup", fp8_speedup), ("fp4_speedup", fp4_speedup)):
-            if v is not None:
-                raise ParameterError(name, "applies with --precision")
+        _refuse({"fp8_speedup": fp8_speedup, "fp4_speedup": fp4_speedup}, "applies with --precision")
     if catalog_shape is not None and tokens is not None:  # a catalogued dense model on the tokens given
         params = float(shape.params()["total"])
     with runtime.precision("plan"):
@@ -648,9 +644,7 @@ def fit_command(
                  "loss_min": loss_min, "loss_max": loss_max, "exclude_outliers": exclude_outliers or None,
                  "tolerance": None if tolerance == 0.05 else tolerance, "outlier_k": None if outlier_k == 5.0 else 1,
                  "backtest": backtest or None}
-        for name, v in given.items():
-            if v is not None:
-                raise ParameterError(name, f"applies to the chinchilla form (--approach's fits), not --form {form}")
+        _refuse(given, f"applies to the chinchilla form (--approach's fits), not --form {form}")
         from ..fit.forms import FORM_NAMES, FORMS, law_mapping
 
         if form not in FORMS:
@@ -666,9 +660,8 @@ def fit_command(
             write_atomic(law_out, to_json({**res, **law_mapping(res)}), "law_out")
             print(f"wrote {law_out} (use it with `optimize --law-file`)", file=sys.stderr)
         return respond("fit", res, fmt, output)
-    for name, v in (("baseline_group", baseline_group), ("last", last)):
-        if v is not None:
-            raise ParameterError(name, "applies with --form (gadre2024, the MoE forms, clark2022-routing)")
+    _refuse({"baseline_group": baseline_group, "last": last},
+            "applies with --form (gadre2024, the MoE forms, clark2022-routing)")
     approach = "3" if approach is None else approach
     if backtest:
         from ..fit.backtest import backtest_file
@@ -676,10 +669,8 @@ def fit_command(
         given = {"law_out": law_out, "bootstrap": bootstrap or None, "at": at, "drop_highest": drop_highest or None,
                  "loss_min": loss_min, "loss_max": loss_max, "exclude_outliers": exclude_outliers or None,
                  "outlier_k": None if outlier_k == 5.0 else outlier_k}
-        for name, v in given.items():
-            if v is not None:
-                raise ParameterError(name, "does not apply with --backtest (it fits every truncation of the ladder "
-                                     "with the approach's defaults)")
+        _refuse(given, "does not apply with --backtest (it fits every truncation of the ladder with the "
+                       "approach's defaults)")
         res = backtest_file(runs, approach=approach, group=columns, n_col=n_col, d_col=d_col, c_col=c_col,
                             loss_col=loss_col, where=parse_where(where or []), delta=delta, seed=seed,
                             tolerance=tolerance)
@@ -767,7 +758,7 @@ def ladder_command(
                   {k: v for k, v in (("designs", designs), ("law_file", law_file)) if v is not None})
     runtime.split_host(host_devices)
     runtime.use_compile_cache()
-    from ..fit.ladder import LADDER_APPROACHES, Noise, design_ladders, model_error_noise, read_designs
+    from ..fit.ladder import Noise, design_ladders, model_error_noise, read_designs
     from ..model.hardware import cluster_from
     from ..model.laws import resolve_law
 
@@ -775,8 +766,6 @@ def ladder_command(
     cluster, unused = cluster_from(gpu, dtype=dtype, mfu=mfu, hardware_file=hardware_file)
     _no_effect(unused, "ladder", "without --gpu")
     chosen = read_designs(designs) if designs is not None else None
-    if approach not in LADDER_APPROACHES:
-        raise ParameterError("approach", f"must be one of {', '.join(LADDER_APPROACHES)}, got {approach!r}")
     noise_model = model_error_noise(Noise(noise, curve_sigma, bias_per_decade), model_error, approach)
     with runtime.precision("ladder"):
         res = design_ladders(spec, at, chosen, prior=prior, noise=noise_model,

@@ -150,6 +150,13 @@ class Noise:
         return dataclasses.replace(self, sigma=sigma)
 
 
+def check_ladder_approach(approach: str) -> str:
+    """One of LADDER_APPROACHES (how a simulated ladder is fitted)."""
+    if approach not in LADDER_APPROACHES:
+        raise ParameterError("approach", f"must be one of {', '.join(LADDER_APPROACHES)}, got {approach!r}")
+    return approach
+
+
 MODEL_ERRORS = ("calibrated", "none")
 _CALIBRATION_KEY = {"vpnls": "vpnls", "3": "approach3", "2": "approach2"}
 
@@ -161,6 +168,7 @@ def model_error_noise(noise: Noise, spec: str, approach: str) -> Noise:
     like the calibration's: approach2, approach3, vpnls)."""
     from ..core.files import data_toml
 
+    check_ladder_approach(approach)
     if spec == "none":
         return dataclasses.replace(noise, model_drift_per_decade=0.0, model_sd_per_decade=0.0, model_error="none")
     if spec == "calibrated":
@@ -466,8 +474,7 @@ def simulate(designs: Sequence[Design], prior: LawSpec, uncertainty: str, noise:
     (``shard_map``), each device maps blocks of ``BLOCK`` pairs, vmapped. A pair's block and
     lane are fixed by its index (chunks are whole blocks per device), so any ``chunk`` and any
     device count give the same numbers, bit for bit."""
-    if approach not in LADDER_APPROACHES:
-        raise ParameterError("approach", f"must be one of {', '.join(LADDER_APPROACHES)}, got {approach!r}")
+    check_ladder_approach(approach)
     if uncertainty not in UNCERTAINTIES:
         raise ParameterError("prior", f"must be one of {', '.join(UNCERTAINTIES)}, got {uncertainty!r}")
     devices = jax.local_devices()
@@ -614,8 +621,7 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
         require_in(ladder_budget, "ladder_budget", 0.0, low_open=True, what="FLOPs")
     if chunk is not None and not 1 <= chunk <= MAX_CHUNK:
         raise ParameterError("chunk", f"must be from 1 to {MAX_CHUNK} (design, ladder) pairs per call, got {chunk}")
-    if approach not in LADDER_APPROACHES:
-        raise ParameterError("approach", f"must be one of {', '.join(LADDER_APPROACHES)}, got {approach!r}")
+    check_ladder_approach(approach)
     noise = noise.for_law(law)
     kind = prior_kind(law, prior)
     designs = list(designs) if designs is not None else family(target)
