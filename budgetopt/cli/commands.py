@@ -68,7 +68,7 @@ _NAMES = {"output": "-o", "runs": "RUNS", "results": "FILES", "kind": "KIND", "s
           "sweep_file": "--sweep", "forecast_file": "--forecast", "ladder_file": "--ladder",
           "plan_file": "--plan", "backtest_file": "--backtest"}
 _COMMAND_NAMES = {"convert": {"flops": "VALUE"}, "fit": {"target": "--at"}, "ladder": {"target": "--at"},
-                  "forecast": {"metric_col": "--metric"}, "plot": {"runs": "--runs"}}
+                  "forecast": {"metric_col": "--metric"}, "plot": {"runs": "--runs"}, "curves": {"curves": "CURVES"}}
 
 
 def flag_of(name: str, command: str | None = None) -> str:
@@ -718,6 +718,68 @@ def forecast_command(
                           flops=flops, link=link, n_col=n_col, d_col=d_col, c_col=c_col, loss_col=loss_col,
                           where=parse_where(where or []), bootstrap=bootstrap, seed=seed, level=level)
     return respond("forecast", res, fmt, output)
+
+
+@app.command("curves")
+def curves_command(
+    curves: Annotated[list[Path], typer.Argument(help="CSV files of loss curves: step, lr, loss (one run per file, "
+                                                  "or a --run-col)")],
+    form: Annotated[str, typer.Option(help="the curve law: multipower (Luo et al. 2025) or annealing (Tissue et al. "
+                                      "2024)")] = "multipower",
+    schedule: Annotated[list[str] | None, typer.Option("--schedule", help="RUN=SPEC: a run's schedule, e.g. "
+                                                       "cosine:steps=24000,lr=3e-4,final=3e-5,warmup=2160 (kinds: "
+                                                       "constant, cosine, wsd, two-stage); without it the logged lr "
+                                                       "is interpolated (repeatable)")] = None,
+    warmup: Annotated[int | None, typer.Option(help="linear warmup steps of runs without --schedule \\[default: up "
+                                               "to the first logged step]")] = None,
+    holdout: Annotated[list[Path] | None, typer.Option("--holdout", help="curves not fitted: predicted from their "
+                                                       "schedules and scored (repeatable)")] = None,
+    predict: Annotated[list[str] | None, typer.Option("--predict", help="[NAME=]SPEC: a schedule to predict "
+                                                      "(repeatable; several are compared)")] = None,
+    run_col: Annotated[str | None, typer.Option(help="column naming each row's run (several runs per file)")] = None,
+    size_col: Annotated[str | None, typer.Option(help="column of each run's model size: one fit per size")] = None,
+    by_folder: Annotated[bool, typer.Option("--by-folder", help="one fit per folder of the files (a folder per "
+                                            "model size)")] = False,
+    step_col: Annotated[str, typer.Option(help="column of optimizer steps")] = "step",
+    lr_col: Annotated[str, typer.Option(help="column of logged learning rates")] = "lr",
+    loss_col: Annotated[str, typer.Option(help="column of losses")] = "loss",
+    bootstrap: Annotated[int, typer.Option(help="moving-block bootstrap replicates (the fit's own interval)")] = 0,
+    seed: Seed = 0,
+    level: Annotated[float, typer.Option(help="interval level")] = 0.9,
+    delta: Annotated[float, typer.Option(help="Huber delta on log loss")] = 1e-3,
+    model_error: Annotated[str, typer.Option(help="calibrated: widen predictions by the law's measured error on "
+                                             "held-out schedules; none: the fit's interval only")] = "calibrated",
+    fmt: Fmt = "table", output: Out = None,
+):
+    """Fit a loss-curve law to your runs' curves and predict other schedules' final losses."""
+    from ..curves.curve_files import parse_schedule_flags, read_curve_files
+    from ..curves.curve_predict import curves_result
+    from ..curves.schedules import parse_schedule
+
+    check_outputs({"output": output}, {"curves": list(curves), "holdout": list(holdout or [])})
+    if model_error not in ("calibrated", "none"):
+        raise ParameterError("model_error", f"unknown {model_error!r}; allowed: calibrated, none")
+    if bootstrap < 0:
+        raise ParameterError("bootstrap", f"must be >= 0, got {bootstrap}")
+    if not delta > 0:
+        raise ParameterError("delta", f"must be > 0, got {delta:g}")
+    if size_col and by_folder:
+        raise ParameterError("by_folder", "give {size_col} or {by_folder}, not both", names=True)
+    specs = parse_schedule_flags(schedule or [])
+    preds = []
+    for item in predict or []:
+        head, eq, spec = item.partition("=")
+        name = head.strip() if eq and ":" not in head else None
+        sched = parse_schedule(spec if name else item, "predict")
+        preds.append((name or sched.text, sched))
+    everything = read_curve_files(curves, holdout=holdout or [], schedules=specs, step_col=step_col, lr_col=lr_col,
+                                  loss_col=loss_col, run_col=run_col, size_col=size_col, by_folder=by_folder,
+                                  warmup=warmup)
+    held = {str(p) for p in holdout or []}
+    res = curves_result([c for c in everything if c.path not in held], form=form,
+                        holdout=[c for c in everything if c.path in held], predict=preds, bootstrap=bootstrap,
+                        seed=seed, level=level, delta=delta, model_error=model_error == "calibrated")
+    return respond("curves", res, fmt, output)
 
 
 @app.command("ladder")

@@ -349,6 +349,48 @@ def backtest_report(res: dict, width: int | None = None) -> str:
     return text + to_table(rows, title="Every forecast", notes=notes, width=width)
 
 
+def curves_report(res: dict, width: int | None = None) -> str:
+    """`budgetopt curves` (``curves.curve_predict``): per model size the fitted parameters, each
+    fitted and held-out curve's error, and the predicted schedules with their intervals."""
+    groups = res["groups"] if "groups" in res else {res["group"]: res}
+    text = ""
+    for g, rec in groups.items():
+        size = f" (size {g})" if len(groups) > 1 or g != "all" else ""
+        ci = rec.get("params_interval", {})
+        rows = [{"parameter": p, "value": f"{v:.5g}",
+                 **({f"{rec['level']:.0%} interval": f"{ci[p][0]:.4g} – {ci[p][1]:.4g}"} if ci else {})}
+                for p, v in rec["params"].items()]
+        conv = "converged" if rec["converged"] else "NOT converged"
+        text += to_table(rows, title=f"budgetopt curves — {rec['form']} law{size} fitted to {len(rec['fitted'])} "
+                         f"curves ({conv}, ||grad|| {rec['grad_norm']:.1e})", width=width,
+                         notes=[f"{rec['formula']}  [{rec['reference']}]"])
+        for key, title in (("fitted", "Fitted curves"), ("holdout", "Held-out curves (not fitted): predicted "
+                                                                      "from their schedules")):
+            if key not in rec:
+                continue
+            rows = [{"run": h["run"], "points": h["points"], "last step": f"{h['last_step']:,}",
+                     "final loss": f"{h['final_loss']:.4f}", "predicted": f"{h['predicted_final']:.4f}",
+                     "error": f"{h['final_error']:+.4f}", "mean |error|": f"{h['mae']:.4f}"} for h in rec[key]]
+            notes = []
+            if key == "holdout":
+                notes.append(f"mean |final error| {rec['holdout_mean_abs_final_error']:.4f} (error = predicted − "
+                             "logged)")
+            text += "\n" + to_table(rows, title=title, width=width, notes=notes)
+        if rec.get("predictions"):
+            me = rec["model_error"]
+            rows = [{"schedule": p["schedule"].replace(",", ", "), "steps": f"{p['steps']:,}",  # a spec wraps "final loss": f"{p['final_loss']:.4f}",
+                     "low": f"{p['low']:.4f}", "high": f"{p['high']:.4f}", "vs best": f"{p['vs_best']:+.4f}"}
+                    for p in rec["predictions"]]
+            band = (f"the law's error on held-out schedules (±{me['band']:.4f}: z x rms {me['final_rms']:.4f}, "
+                    "data/curve_law_error.toml)" if me["band"] else "no model error (--model-error none)")
+            fit_part = "the bootstrap interval widened by " if any("fit_interval" in p for p in rec["predictions"]) \
+                else "the fit (no --bootstrap) widened by "
+            text += "\n" + to_table(rows, title="Predicted schedules", width=width,
+                                     notes=[f"low/high ({rec['level']:.0%}): {fit_part}{band}"])
+        text += warning_lines(rec["warnings"], width)
+    return text
+
+
 def fit_report(res: dict | list, width: int | None = None) -> str:
     """A fit result (``fitting.fit_file``, or ``fit_groups``'s list) as text: one law or the
     IsoFLOP exponents with the allocation at the target budget, or a table with a row per group
@@ -694,6 +736,10 @@ def csv_rows(command: str, result: Any) -> list[dict]:
         return result["backtest"] if isinstance(result, dict) and "backtest" in result else _fit_csv_rows(result)
     if command == "ladder":
         return [{k: v for k, v in r.items() if not isinstance(v, list)} for r in result["designs"]]
+    if command == "curves":  # one row per (size, curve or prediction)
+        recs = result["groups"].values() if "groups" in result else [result]
+        return [{"group": r["group"], "kind": kind, **flat_row(x, skip=("curve", "fit_interval"))}
+                for r in recs for kind in ("fitted", "holdout", "predictions") for x in r.get(kind, [])]
     if isinstance(result, list):
         return result
     if command in ("plan", "forecast", "bench"):
@@ -793,7 +839,7 @@ def render(command: str, result: Any, fmt: str, *, title: str | None = None, not
     if command == "convert" and len(result) == 1:  # `convert --to X`: the number alone
         return f"{next(iter(result.values())):.6g}\n"
     reports = {"plan": launch_report, "sweep": sweep_report, "merge": sweep_report, "fit": fit_report,
-               "forecast": forecast_report, "ladder": ladder_report, "bench": bench_report}
+               "forecast": forecast_report, "ladder": ladder_report, "bench": bench_report, "curves": curves_report}
     if command in reports:
         return reports[command](result)
     if command == "optimize" and "candidates" in result:
@@ -818,6 +864,9 @@ def notices(command: str, result: Any) -> list[str]:
         if "recommendation" in result and rec is None:
             lines.append(f"error: nothing to recommend: {result.get('recommendation_note', 'no size was scored')}")
         return lines
+    if command == "curves":
+        recs = result["groups"].values() if "groups" in result else [result]
+        return [f"warning: {w}" for r in recs for w in r["warnings"]]
     if command != "optimize":
         return []
     shape = (result.get("extrapolation") or {}).get("warnings", [])

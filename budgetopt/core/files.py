@@ -13,6 +13,7 @@ leave one, named ``.<name>.*.tmp`` next to the target, and the next write ignore
 
 from __future__ import annotations
 
+import csv
 import functools
 import glob
 import io
@@ -114,6 +115,33 @@ def load_json(path: str | Path, field: str, what: str = "a JSON file") -> Any:
 
 
 @functools.cache
+def csv_table(path: Path, field: str = "runs", what: str = "a CSV of runs"
+              ) -> tuple[list[list[str]], list[str], dict[str, int]]:
+    """The rows of a CSV, its stripped header and each column's index (duplicates refused);
+    errors name ``field`` (the argument that gave the file)."""
+    text = read_text(path, field, what)
+    try:
+        rows = list(csv.reader(text.splitlines()))
+    except csv.Error as e:  # e.g. a cell over the csv module's field size limit
+        raise ParameterError(field, f"{path} is not a readable CSV: {e}") from None
+    if not rows:
+        raise ParameterError(field, f"{path} is empty")
+    header = [h.strip() for h in rows[0]]
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise ParameterError(field, f"duplicate column {dup[0]!r} in the header of {path.name}")
+    return rows, header, {h: i for i, h in enumerate(header)}
+
+
+def require_columns(path: Path, header: list[str], col: dict[str, int], named: list[tuple[str, str]]) -> None:
+    """Each (column, flag) of ``named`` must be in the header; the error names the flag."""
+    for name, flag in named:
+        if name not in col:
+            hint = next((f" (the header looks separated by {sep!r}; budgetopt reads comma-separated CSV)"
+                         for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), "")
+            raise ParameterError(flag, f"column {name!r} not in {path.name}; columns: {', '.join(header)}{hint}")
+
+
 def data_toml(name: str) -> dict[str, Any]:
     """A data file shipped in ``budgetopt/data`` (``"laws.toml"``, ``"scenarios/serving.toml"``),
     parsed once per process: the one reader of the package's own data. Read-only: callers copy

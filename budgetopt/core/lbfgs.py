@@ -1,10 +1,11 @@
 """The package's one L-BFGS loop (optax), pure and vmappable: the fit's polish, the sweep's
-refinement of its recommendation, Approach 3 on simulated ladders, and the benchmarks use it.
-Nothing here knows a scaling law."""
+refinement of its recommendation, Approach 3 on simulated ladders, the curve laws' fits, and the
+benchmarks use it; and the one Huber loss the fits minimise. Nothing here knows a scaling law."""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 import optax.tree_utils as otu
 
@@ -31,3 +32,9 @@ def lbfgs_minimize(theta0, fun, max_iter: int, tol: float):
         x, state = jax.lax.while_loop(go_on, step, (theta0, opt.init(theta0)))
     v, g = jax.value_and_grad(fun)(x)
     return x, v, otu.tree_norm(g), otu.tree_get(state, "count")
+
+
+def huber(r, delta):
+    """Huber's loss of residuals ``r``: r²/2 within ``delta``, linear beyond (every fit's)."""
+    a = jnp.abs(r)
+    return jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))

@@ -18,18 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import ParameterError
-from ..core.lbfgs import lbfgs_minimize
+from ..core.lbfgs import huber, lbfgs_minimize
 from ..core.runtime import jax_x64
 from .runs import PAD, Runs, bootstrap_weights
 
 PARAM_NAMES = ("log_A", "log_B", "log_E", "alpha", "beta")  # covariance / draws order
 START_GRID = {"alpha": (0.0, 0.5, 1.0, 1.5, 2.0), "beta": (0.0, 0.5, 1.0, 1.5, 2.0), "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
               "a": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0), "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)}
-
-
-def huber(r, delta):
-    a = jnp.abs(r)
-    return jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
 def log_predicted(theta, log_n, log_d):

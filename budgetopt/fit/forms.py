@@ -26,11 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import ParameterError
-from ..core.lbfgs import lbfgs_minimize
+from ..core.lbfgs import huber, lbfgs_minimize
 from ..core.runtime import jax_x64
 from ..model.laws import FineGrainedMoE, JointMoE, get_preset
 from ..model.moe import fine_grained_loss, joint_loss, log_effective_experts
-from .approach3 import huber
 from .runs import PAD, Table, replicate_weights
 
 LN10 = math.log(10.0)

@@ -9,7 +9,6 @@ are stored as natural logs in float64. Errors name the row (1 = first data row) 
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.errors import InputError, ParameterError
-from ..core.files import read_text
+from ..core.files import csv_table, require_columns
 from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN
 from ..model.validity import Validity, from_runs
 
@@ -100,31 +99,6 @@ def _cell_number(row: list[str], i: int, r: int, name: str, positive: bool = Tru
     return v
 
 
-def _table(path: Path) -> tuple[list[list[str]], list[str], dict[str, int]]:
-    """The rows of a runs CSV, its stripped header and each column's index (duplicates refused)."""
-    text = read_text(path, "runs", "a CSV of runs")
-    try:
-        rows = list(csv.reader(text.splitlines()))
-    except csv.Error as e:  # e.g. a cell over the csv module's field size limit
-        raise ParameterError("runs", f"{path} is not a readable CSV: {e}") from None
-    if not rows:
-        raise ParameterError("runs", f"{path} is empty")
-    header = [h.strip() for h in rows[0]]
-    dup = sorted({h for h in header if header.count(h) > 1})
-    if dup:
-        raise ParameterError("runs", f"duplicate column {dup[0]!r} in the header")
-    return rows, header, {h: i for i, h in enumerate(header)}
-
-
-def _require_columns(path: Path, header: list[str], col: dict[str, int], named: list[tuple[str, str]]) -> None:
-    """Each (column, flag) of ``named`` must be in the header; the error names the flag."""
-    for name, flag in named:
-        if name not in col:
-            hint = next((f" (the header looks separated by {sep!r}; budgetopt reads comma-separated CSV)"
-                         for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), "")
-            raise ParameterError(flag, f"column {name!r} not in {path.name}; columns: {', '.join(header)}{hint}")
-
-
 def _selected(path: Path, rows: list[list[str]], col: dict[str, int], group: Sequence[str],
               where: Sequence[tuple[str, str]], min_runs: int) -> dict[str, list[tuple[int, list[str]]]]:
     """The data rows (1 = first) kept by ``where``, per group key ("all" without groups)."""
@@ -158,12 +132,12 @@ def read_groups(path: str | Path, n_col: str = "params", d_col: str = "tokens", 
     downstream metric to read too (any finite number). ``drop_highest``,
     ``loss_min`` and ``loss_max`` filter each group; each must keep ``min_runs``."""
     path = Path(path)
-    rows, header, col = _table(path)
+    rows, header, col = csv_table(path)
     named = [(n_col, "n_col"), (loss_col, "loss_col")] + [(g, "group") for g in group]
     named += [(w, "where") for w, _ in where]
-    _require_columns(path, header, col, named + ([(metric_col, "metric_col")] if metric_col is not None else []))
+    require_columns(path, header, col, named + ([(metric_col, "metric_col")] if metric_col is not None else []))
     if c_col is not None:  # named: it must be there
-        _require_columns(path, header, col, [(c_col, "c_col")])
+        require_columns(path, header, col, [(c_col, "c_col")])
     c_col = c_col or "flops"
     use_d, use_c = d_col in col, c_col in col
     if not use_d and not use_c:
@@ -224,10 +198,10 @@ def read_table(path: str | Path, columns: dict[str, tuple[str, str]], loss_col: 
     largest step (a file of whole loss curves -> final losses). ``baseline``: the group whose runs
     join every other group (e.g. the dense runs, E = 1, in each router type's fit)."""
     path = Path(path)
-    rows, header, col = _table(path)
+    rows, header, col = csv_table(path)
     named = ([(c, flag) for c, flag in columns.values()] + [(loss_col, "loss_col")] + [(g, "group") for g in group]
              + [(w, "where") for w, _ in where] + ([(last[0], "last"), (last[1], "last")] if last else []))
-    _require_columns(path, header, col, named)
+    require_columns(path, header, col, named)
     kept = _selected(path, rows, col, group, where, min_runs)
     if last is not None:
         run_c, step_c = col[last[0]], col[last[1]]
