@@ -10,6 +10,7 @@ inside each command, so bad flags fail before JAX is imported.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from typer.core import TyperGroup
 from ..core.errors import InputError, ParameterError
 from ..core.files import check_outputs, load_json, write_atomic
 from ..core.interrupts import EXIT_INTERRUPTED, resume_hint, set_resume_hint
+from ..core.units import parse_number
 from .options import (
     Bootstrap,
     CCol,
@@ -749,6 +751,13 @@ def curves_command(
     delta: Annotated[float, typer.Option(help="Huber delta on log loss")] = 1e-3,
     model_error: Annotated[str, typer.Option(help="calibrated: widen predictions by the law's measured error on "
                                              "held-out schedules; none: the fit's interval only")] = "calibrated",
+    points_out: Annotated[Path | None, typer.Option("--points-out", help="also write final-loss points (params, "
+                                                    "tokens, loss) for `budgetopt fit`: every curve that ends "
+                                                    "decayed and every --predict")] = None,
+    params: Annotated[list[str] | None, typer.Option("--params", help="with --points-out: the model's parameters, "
+                                                     "N or SIZE=N per size (repeatable)")] = None,
+    tokens_per_step: Annotated[float | None, number_option("--tokens-per-step", "count", "with --points-out: "
+                                                           "tokens per optimizer step (batch x sequence)")] = None,
     fmt: Fmt = "table", output: Out = None,
 ):
     """Fit a loss-curve law to your runs' curves and predict other schedules' final losses."""
@@ -756,7 +765,16 @@ def curves_command(
     from ..curves.curve_predict import curves_result
     from ..curves.schedules import parse_schedule
 
-    check_outputs({"output": output}, {"curves": list(curves), "holdout": list(holdout or [])})
+    check_outputs({"output": output, "points_out": points_out},
+                  {"curves": list(curves), "holdout": list(holdout or [])})
+    sizes = _size_values(params or [], "params")
+    if points_out is not None and (not sizes or tokens_per_step is None):
+        raise ParameterError("points_out", "needs {params} and {tokens_per_step} (D = steps x tokens per step)",
+                             names=True)
+    _refuse({"params": params, "tokens_per_step": tokens_per_step} if points_out is None else {},
+            "applies with --points-out")
+    if tokens_per_step is not None and not 0 < tokens_per_step < math.inf:
+        raise ParameterError("tokens_per_step", f"must be a positive number, got {tokens_per_step:g}")
     if model_error not in ("calibrated", "none"):
         raise ParameterError("model_error", f"unknown {model_error!r}; allowed: calibrated, none")
     if bootstrap < 0:
@@ -779,7 +797,27 @@ def curves_command(
     res = curves_result([c for c in everything if c.path not in held], form=form,
                         holdout=[c for c in everything if c.path in held], predict=preds, bootstrap=bootstrap,
                         seed=seed, level=level, delta=delta, model_error=model_error == "calibrated")
+    if points_out is not None:
+        from ..curves.curve_predict import ladder_points, points_csv
+
+        points = ladder_points(res, sizes, tokens_per_step)
+        write_atomic(points_out, points_csv(points), "points_out")
+        print(f"wrote {len(points)} final-loss points to {points_out} (use it with `budgetopt fit`)", file=sys.stderr)
     return respond("curves", res, fmt, output)
+
+
+def _size_values(items: list[str], field: str) -> dict[str | None, float]:
+    """``N`` or ``SIZE=N`` items -> {size or None: N}."""
+    out: dict[str | None, float] = {}
+    for item in items:
+        size, eq, value = item.rpartition("=")
+        key = size.strip() if eq else None
+        if key in out:
+            raise ParameterError(field, f"{key or 'a bare N'!r} given twice")
+        out[key] = parse_number(value, flag_of(field))
+        if not out[key] > 0 or not math.isfinite(out[key]):
+            raise ParameterError(field, f"must be a positive count, got {value!r}")
+    return out
 
 
 @app.command("ladder")

@@ -378,17 +378,17 @@ def curves_report(res: dict, width: int | None = None) -> str:
             text += "\n" + to_table(rows, title=title, width=width, notes=notes)
         if rec.get("predictions"):
             me = rec["model_error"]
-            rows = [{"schedule": p["schedule"].replace(",", ", "), "steps": f"{p['steps']:,}",  # a spec wraps "final loss": f"{p['final_loss']:.4f}",
-                     "low": f"{p['low']:.4f}", "high": f"{p['high']:.4f}", "vs best": f"{p['vs_best']:+.4f}"}
-                    for p in rec["predictions"]]
+            # a spec wraps at its commas
+            rows = [{"schedule": p["schedule"].replace(",", ", "), "steps": f"{p['steps']:,}",
+                     "final loss": f"{p['final_loss']:.4f}", "low": f"{p['low']:.4f}", "high": f"{p['high']:.4f}",
+                     "vs best": f"{p['vs_best']:+.4f}"} for p in rec["predictions"]]
             band = (f"the law's error on held-out schedules (±{me['band']:.4f}: z x rms {me['final_rms']:.4f}, "
                     "data/curve_law_error.toml)" if me["band"] else "no model error (--model-error none)")
             fit_part = "the bootstrap interval widened by " if any("fit_interval" in p for p in rec["predictions"]) \
                 else "the fit (no --bootstrap) widened by "
             text += "\n" + to_table(rows, title="Predicted schedules", width=width,
                                      notes=[f"low/high ({rec['level']:.0%}): {fit_part}{band}"])
-        text += warning_lines(rec["warnings"], width)
-    return text
+    return text  # warnings: on stderr (notices)
 
 
 def fit_report(res: dict | list, width: int | None = None) -> str:
@@ -866,7 +866,8 @@ def notices(command: str, result: Any) -> list[str]:
         return lines
     if command == "curves":
         recs = result["groups"].values() if "groups" in result else [result]
-        return [f"warning: {w}" for r in recs for w in r["warnings"]]
+        size = (lambda r: f"size {r['group']}: ") if "groups" in result else (lambda r: "")  # noqa: E731
+        return [f"warning: {size(r)}{w}" for r in recs for w in r["warnings"]]
     if command != "optimize":
         return []
     shape = (result.get("extrapolation") or {}).get("warnings", [])

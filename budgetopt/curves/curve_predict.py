@@ -7,10 +7,18 @@ on a schedule it was not fitted to is not: on the shipped curves (Luo et al.'s 2
 models) the held-out final losses miss by a few 1e-3 to 0.02 (DESIGN §16). That error, measured
 by ``scripts/calibrate_curve_error.py`` and stored in ``data/curve_law_error.toml``, widens every
 interval: low/high = the bootstrap interval ∓ z_level × its rms (0 with ``model_error=False``).
+
+Points (``ladder_points``): each curve that ends decayed (its last learning rate at most half its
+peak: a cosine, a WSD cooldown branch, a two-stage run's second stage) and each predicted schedule
+becomes a final-loss point (N, D, loss) for ``budgetopt fit``, D = steps x tokens per step; a
+constant-LR trunk's last point is not a final loss and is left out. So a ladder is built from a
+trunk per size and its cooldown branches, measured or predicted (Hägele et al. 2024).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from statistics import NormalDist
 
@@ -27,6 +35,10 @@ CURVE_POINTS = 64  # steps of a predicted curve in the JSON (evenly spaced, the 
 EXTRAPOLATION_RATIO = 2.0
 
 
+#: a curve whose last learning rate is at most this fraction of its peak ended decayed: a final-loss point
+DECAYED = 0.5
+
+
 def law_error(form: str) -> dict:
     """The stored held-out error of ``form`` (``data/curve_law_error.toml``)."""
     table = data_toml("curve_law_error.toml")
@@ -35,7 +47,8 @@ def law_error(form: str) -> dict:
 
 def _scores(pred: np.ndarray, c: Curve) -> dict:
     err = pred - c.loss
-    return {"run": c.name, "group": c.group, "schedule": c.schedule, "points": len(c.steps),
+    decayed = bool(c.lrs[c.steps[-1]] <= DECAYED * c.lrs.max())
+    return {"run": c.name, "group": c.group, "schedule": c.schedule, "decayed": decayed, "points": len(c.steps),
             "last_step": int(c.steps[-1]), "final_loss": float(c.loss[-1]), "predicted_final": float(pred[-1]),
             "final_error": float(err[-1]), "mae": float(np.mean(np.abs(err))), "max_error": float(np.max(np.abs(err)))}
 
@@ -122,3 +135,39 @@ def _group_record(form: str, group: str, curves: list[Curve], holdout: list[Curv
         warnings.append(f"{1 - fit.replicate_converged:.0%} of the bootstrap replicates did not converge")
     rec["warnings"] = warnings
     return rec
+
+
+def ladder_points(res: dict, params: dict[str | None, float], tokens_per_step: float) -> list[dict]:
+    """The final-loss points of a `curves` result: every decayed fitted or held-out curve
+    (measured) and every prediction, per size; ``params`` maps a size (None: every size) to N."""
+    if not tokens_per_step > 0 or not math.isfinite(tokens_per_step):
+        raise ParameterError("tokens_per_step", f"must be a positive number, got {tokens_per_step:g}")
+    recs = res["groups"] if "groups" in res else {res["group"]: res}
+    out = []
+    for g, rec in recs.items():
+        n = params.get(g, params.get(None))
+        if n is None:
+            raise ParameterError("params", f"no parameter count for size {g!r}; give --params {g}=N")
+        for kind in ("fitted", "holdout"):
+            for c in rec.get(kind, []):
+                if c["decayed"]:
+                    out.append({"run": c["run"], "size": g, "params": n,
+                                "tokens": (c["last_step"] + 1) * tokens_per_step, "loss": c["final_loss"],
+                                "source": "measured", "schedule": c["schedule"]})
+        for p in rec.get("predictions", []):
+            out.append({"run": p["schedule"], "size": g, "params": n, "tokens": p["steps"] * tokens_per_step,
+                        "loss": p["final_loss"], "source": "predicted", "schedule": p["spec"]})
+    if not out:
+        raise ParameterError("points_out", "no final-loss point: no curve ends decayed (a constant trunk's last point "
+                             "is not a final loss) and no --predict was given")
+    return out
+
+
+def points_csv(points: list[dict]) -> str:
+    """The points as a runs CSV ``budgetopt fit`` reads (params, tokens, loss, ...)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(points[0]), lineterminator="\n")
+    w.writeheader()
+    for p in points:
+        w.writerow({k: repr(v) if isinstance(v, float) else v for k, v in p.items()})
+    return buf.getvalue()

@@ -5,6 +5,7 @@ and 120 columns."""
 
 from __future__ import annotations
 
+import csv as csvlib
 import json
 from statistics import NormalDist
 
@@ -84,10 +85,30 @@ def test_sizes_by_column_and_the_table(tmp_path, monkeypatch):
             parts.append(f.read_text().splitlines())
     one = tmp_path / "all.csv"
     one.write_text("\n".join([parts[0][0]] + [line for p in parts for line in p[1:]]) + "\n")
+    pts = tmp_path / "points.csv"
     r = runner.invoke(app, ["curves", str(one), "--run-col", "run", "--size-col", "size", "--warmup", "400",
-                            "--predict", "cosine:steps=4000,lr=3e-4,final=3e-5,warmup=400", "-f", "json"])
+                            "--predict", "cosine:steps=4000,lr=3e-4,final=3e-5,warmup=400",
+                            "--predict", "wsd:steps=8000,lr=3e-4,warmup=400", "--points-out", str(pts),
+                            "--params", "25m=25e6", "--params", "100m=1e8", "--tokens-per-step", "0.5M", "-f", "json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
+    # the seam to `fit`: a measured point per decayed curve (the cosines, not the constant trunks) and one per
+    # prediction, D = steps x tokens per step, the loss the prediction printed
+    rows = list(csvlib.DictReader(pts.open()))
+    assert [(x["size"], x["source"]) for x in rows] == [(g, s) for g in ("25m", "100m")
+                                                         for s in ("measured", "predicted", "predicted")]
+    for x in rows:
+        rec = res["groups"][x["size"]]
+        if x["source"] == "measured":
+            (c,) = [c for c in rec["fitted"] if c["run"] == x["run"]]
+            assert float(x["tokens"]) == (c["last_step"] + 1) * 5e5 and float(x["loss"]) == c["final_loss"]
+        else:
+            (p,) = [p for p in rec["predictions"] if p["schedule"] == x["run"]]
+            assert float(x["tokens"]) == p["steps"] * 5e5 and float(x["loss"]) == p["final_loss"]
+        assert float(x["params"]) == {"25m": 25e6, "100m": 1e8}[x["size"]]
+    f = runner.invoke(app, ["fit", str(pts), "--approach", "vpnls", "-f", "json"])
+    assert f.exit_code == 0, f.output
+    assert json.loads(f.stdout)["n_runs"] == 6
     names = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
     for size, params in (("25m", OFFICIAL["25"]), ("100m", other)):  # two sizes in one vmapped fit, no cross-talk
         got = [res["groups"][size]["params"][k] for k in names]
@@ -101,4 +122,4 @@ def test_sizes_by_column_and_the_table(tmp_path, monkeypatch):
         assert all(len(line) <= cols for line in text.splitlines()), text
         assert "(size 25m)" in text and "(size 100m)" in text and "Predicted schedules" in text
     csv = render("curves", res, "csv").splitlines()
-    assert csv[0].startswith("group,kind,run") and len(csv) == 1 + 4 + 2  # four fitted curves, two predictions
+    assert csv[0].startswith("group,kind,run") and len(csv) == 1 + 4 + 4  # four fitted curves, four predictions
