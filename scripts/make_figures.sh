@@ -25,3 +25,12 @@ if [ -f ../shared/data/ladders/isoflops.csv ]; then
   "$BIN/budgetopt" plot backtest --backtest docs/backtest.json -o docs/backtest.png
   rm -f docs/backtest.json
 fi
+# the loss-curve figure needs the real curves (../shared/data/curves, Luo et al. 2025's release; ~30 s)
+if [ -d ../shared/data/curves/25 ]; then
+  C=../shared/data/curves/25
+  "$BIN/budgetopt" curves "$C/constant_24000.csv" "$C/cosine_24000.csv" "$C/wsdcon_9.csv" --warmup 2160 \
+    --holdout "$C/wsd_20000_24000.csv" --predict wsd-1sqrt=wsd:steps=24000,lr=3e-4,cooldown=0.2,shape=1-sqrt,warmup=2160 \
+    -f json -o docs/curves.json
+  "$BIN/budgetopt" plot curves --curves docs/curves.json -o docs/curves.png
+  rm -f docs/curves.json
+fi

@@ -68,7 +68,7 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 2, 70  # 1 (no answer): report.exit_
 #: library parameter names a command takes under another name (arguments, short flags)
 _NAMES = {"output": "-o", "runs": "RUNS", "results": "FILES", "kind": "KIND", "scenario": "SCENARIO",
           "sweep_file": "--sweep", "forecast_file": "--forecast", "ladder_file": "--ladder",
-          "plan_file": "--plan", "backtest_file": "--backtest"}
+          "plan_file": "--plan", "backtest_file": "--backtest", "curves_file": "--curves"}
 _COMMAND_NAMES = {"convert": {"flops": "VALUE"}, "fit": {"target": "--at"}, "ladder": {"target": "--at"},
                   "forecast": {"metric_col": "--metric"}, "plot": {"runs": "--runs"}, "curves": {"curves": "CURVES"}}
 
@@ -911,7 +911,7 @@ def audit_command(
 @app.command("plot")
 def plot_command(
     kind: Annotated[str, typer.Argument(help="frontier | isoflop | loss-vs-compute | sweep | forecast | memory | "
-                                        "ladder | moe | backtest")],
+                                        "ladder | moe | backtest | curves")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="PNG or SVG file \\[default: "
                                                    "KIND.png]")] = None,
     law: Annotated[list[str] | None, typer.Option(help="law preset(s) \\[default: hoffmann2022 and "
@@ -925,6 +925,8 @@ def plot_command(
                                                         "FILE`)")] = None,
     backtest_file: Annotated[Path | None, typer.Option("--backtest", help="backtest JSON (`fit RUNS --backtest -f "
                                                           "json -o FILE`)")] = None,
+    curves_file: Annotated[Path | None, typer.Option("--curves", help="curves JSON (`curves FILES -f json -o "
+                                                      "FILE`)")] = None,
     runs: Annotated[Path | None, typer.Option(help="runs CSV to overlay on the isoflop plot (params, tokens|flops, "
                                                  "loss)")] = None,
     max_total_params: Annotated[float | None, number_option("--max-total-params", "count", "memory cap of KIND moe "
@@ -939,19 +941,19 @@ def plot_command(
     height: Annotated[float, typer.Option(help="figure height in inches \\[default: per kind]")] = 0.0,
     dpi: Annotated[int, typer.Option(help="PNG resolution")] = 100,
 ):
-    """Draw the figures: frontier, isoflop, loss-vs-compute, sweep, forecast, memory, ladder, moe, backtest."""
+    """Draw the figures: frontier, isoflop, loss-vs-compute, sweep, forecast, memory, ladder, moe, backtest, curves."""
     from ..core import runtime
     from .plots import draw, unused_inputs
 
     runtime.use_compile_cache()
     given = {"law": law, "law_file": law_file, "sweep_file": sweep_file, "forecast_file": forecast_file,
              "ladder_file": ladder_file, "runs": runs, "plan_file": plan_file, "max_total_params": max_total_params,
-             "min_flops": min_flops, "max_flops": max_flops, "backtest_file": backtest_file}
+             "min_flops": min_flops, "max_flops": max_flops, "backtest_file": backtest_file, "curves_file": curves_file}
     with runtime.precision("plot"):
         out = draw(kind, output, law=law, law_file=law_file, sweep_file=sweep_file, runs=runs, min_flops=min_flops,
                    max_flops=max_flops, width=width, height=height, dpi=dpi, forecast_file=forecast_file,
                    ladder_file=ladder_file, plan_file=plan_file, max_total_params=max_total_params,
-                   backtest_file=backtest_file)
+                   backtest_file=backtest_file, curves_file=curves_file)
     _no_effect(unused_inputs(kind, {k for k, v in given.items() if v}), "plot", f"on plot {kind}")
     print(f"wrote {out}", file=sys.stderr)
     return EXIT_OK

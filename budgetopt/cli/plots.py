@@ -23,7 +23,8 @@ from ..core.files import output_path, to_bytes, write_atomic
 from ..core.units import format_count
 from ..model.laws import has_loss
 
-KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast", "memory", "ladder", "moe", "backtest")
+KINDS = ("frontier", "isoflop", "loss-vs-compute", "sweep", "forecast", "memory", "ladder", "moe", "backtest",
+         "curves")
 
 
 def _plt():
@@ -532,7 +533,8 @@ INPUTS_OF = {"frontier": {"law", "law_file", "min_flops", "max_flops"},
              "loss-vs-compute": {"law", "law_file", "min_flops", "max_flops"},
              "isoflop": {"law", "law_file", "runs"}, "sweep": {"sweep_file"}, "forecast": {"forecast_file"},
              "ladder": {"ladder_file"}, "memory": {"plan_file", "law", "law_file"},
-             "moe": {"min_flops", "max_flops", "max_total_params"}, "backtest": {"backtest_file"}}
+             "moe": {"min_flops", "max_flops", "max_total_params"}, "backtest": {"backtest_file"},
+             "curves": {"curves_file"}}
 
 
 def unused_inputs(kind: str, given: set[str]) -> list[str]:
@@ -681,13 +683,64 @@ def memory_of_plan(plan: Any = None, spec=None, **size):
     return memory_by_zero(shape, layout, usable_gb, reserve_gb=0.0, **size)
 
 
+def curves(result: Any, width: float = 0.0, height: float = 6.0):
+    """`curves -f json`: per model size (a column each) the logged losses (dots), the fitted law
+    (lines; dashed on held-out curves it never saw), each predicted schedule with its band; the
+    learning rate of every run beneath, on a shared step axis."""
+    try:
+        recs = list(result["groups"].values()) if "groups" in result else [result]
+        for r in recs:
+            for c in r["fitted"] + r.get("holdout", []):
+                _ = c["curve"]["step"], c["curve"]["loss"], c["curve"]["fitted"], c["curve"]["lr"]
+            for p in r.get("predictions", []):
+                _ = p["curve"]["low"], p["curve"]["high"], p["curve"]["lr"], p["schedule"]
+    except (KeyError, TypeError):
+        raise ParameterError("curves_file", "not a curves JSON (write one with `budgetopt curves FILES ... -f json -o "
+                             "FILE`)") from None
+    plt = _plt()
+    cols = len(recs)
+    fig, axes = plt.subplots(2, cols, figsize=(width or 5.5 * cols + 1.0, height), squeeze=False, sharex="col",
+                             gridspec_kw={"height_ratios": (3, 1)})
+    for j, rec in enumerate(recs):
+        ax, ax_lr = axes[0, j], axes[1, j]
+        k = 0
+        for kind in ("fitted", "holdout"):
+            for c in rec.get(kind, []):
+                cv, colour = c["curve"], f"C{k % 10}"
+                k += 1
+                ax.scatter(cv["step"], cv["loss"], s=4, color=colour, alpha=0.5, linewidths=0)
+                ax.plot(cv["step"], cv["fitted"], color=colour, lw=1.1, ls="-" if kind == "fitted" else "--",
+                        label=f"{c['run']} ({'fitted' if kind == 'fitted' else 'held out'})")
+                ax_lr.plot(cv["step"], cv["lr"], color=colour, lw=1.0, ls="-" if kind == "fitted" else "--")
+        for p in rec.get("predictions", []):
+            cv, colour = p["curve"], f"C{k % 10}"
+            k += 1
+            ax.plot(cv["step"], cv["loss"], color=colour, lw=1.6, ls=":", label=f"{p['schedule']} (predicted)")
+            ax.fill_between(cv["step"], cv["low"], cv["high"], color=colour, alpha=0.15, linewidths=0)
+            ax_lr.plot(cv["step"], cv["lr"], color=colour, lw=1.4, ls=":")
+        losses = [v for kind in ("fitted", "holdout") for c in rec.get(kind, []) for v in c["curve"]["loss"]]
+        lo, hi = min(losses), np.quantile(losses, 0.98)  # the first steps' steep losses would flatten the rest
+        ax.set_ylim(lo - 0.15 * (hi - lo), hi)
+        size = f" (size {rec['group']})" if len(recs) > 1 or rec["group"] != "all" else ""
+        ax.set_title(f"{rec['form']} law{size}", fontsize=9)
+        ax.set_ylabel("loss")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6.5, loc="upper right")
+        ax_lr.set_ylabel("learning rate")
+        ax_lr.set_xlabel("step")
+        ax_lr.grid(True, alpha=0.3)
+        ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    fig.tight_layout()
+    return fig
+
+
 def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None = None,
          law_file: str | Path | None = None, sweep_file: str | Path | None = None, runs: str | Path | None = None,
          min_flops: float | None = None, max_flops: float | None = None, width: float = 0.0, height: float = 0.0,
          dpi: int = 100,
          forecast_file: str | Path | None = None, ladder_file: str | Path | None = None,
          plan_file: str | Path | None = None, max_total_params: float | None = None,
-         backtest_file: str | Path | None = None) -> Path:
+         backtest_file: str | Path | None = None, curves_file: str | Path | None = None) -> Path:
     """Draw figure ``kind`` (one of KINDS) and save it to ``output`` (PNG or SVG; default
     KIND.png); returns the path. ``law``: preset names (default hoffmann2022 and
     besiroglu2024), ``law_file`` adds a fitted law; ``sweep_file``: a sweep JSON for ``sweep``
@@ -744,6 +797,11 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
             raise ParameterError("backtest_file", "plot backtest needs a backtest JSON: `budgetopt fit RUNS --backtest "
                                  "-f json -o FILE`")
         fig = backtest(load_json(backtest_file, "backtest_file", "a backtest JSON output"), **size)
+    elif kind == "curves":
+        if curves_file is None:
+            raise ParameterError("curves_file", "plot curves needs a curves JSON: `budgetopt curves FILES ... -f json "
+                                 "-o FILE`")
+        fig = curves(load_json(curves_file, "curves_file", "a curves JSON output"), **size)
     elif kind == "forecast":
         if forecast_file is None:
             raise ParameterError("forecast_file",

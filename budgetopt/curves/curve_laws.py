@@ -20,6 +20,7 @@ Units: steps are optimizer steps, η the learning rate as logged, L nats per tok
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -31,13 +32,18 @@ import numpy as np
 #: every logged step's loss within 6e-7 / 2.3e-6 / 1e-5 of the exact sum and cut the 2.8M pairs to 80k / 44k / 24k;
 #: the cost is the pairs' three transcendentals each (a fit's time is proportional). 0.1: far below the noise (1e-3)
 RESOLUTION = 0.1
+#: bounds of the multi-power law's loss-drop shape: without a gradual decay among the fitted curves (a constant trunk
+#: and WSD branches alone) the shape is not identified and an unbounded fit runs off (measured: log C -> -296,
+#: gamma -> 45 after 3000 L-BFGS steps, 8 minutes); the official fits give C ~ 2, beta ~ 0.6, gamma ~ 0.65
+LOG_C_MAX = 12.0
+SHAPE_MAX = 3.0
 #: Tissue et al. 2024's momentum decay of the annealing area (their default, §3)
 ANNEALING_DECAY = 0.999
 
 
 class CurveLaw(NamedTuple):
-    """A form: its parameters (reported in this order) and the fitting coordinates (logs of
-    each, so every scale and exponent stays positive)."""
+    """A form: its parameters (reported in this order), the formula and its source. Fitting
+    coordinates: ``to_params`` / ``to_coords``."""
 
     name: str
     params: tuple[str, ...]
@@ -123,14 +129,49 @@ def join_pairs(parts: list[Pairs], pad_rows: int | None = None, pad_pairs: int |
     return Pairs(s1, s2, row, dist, log_eta, gap)
 
 
-def curve_loss(name: str, theta, p: Pairs, rows: int):
-    """The law's loss at every row of ``p`` for log-parameters ``theta`` (``LAWS[name].params``)."""
+def to_params(name: str, theta):
+    """The law's parameters (``LAWS[name].params`` order) from its fitting coordinates: logs of
+    the scales and of alpha; for the multi-power law's loss-drop shape, log C within ±LOG_C_MAX and
+    beta, gamma within (0, SHAPE_MAX) (a tanh and two sigmoids). Works on NumPy and JAX arrays."""
+    xp = jnp if isinstance(theta, jax.Array) else np
     if name == "multipower":
-        l0, a, alpha, b, c, beta, gamma = jnp.exp(theta)
+        l0, a, alpha, b = xp.exp(theta[:4])
+        c = xp.exp(LOG_C_MAX * xp.tanh(theta[4] / LOG_C_MAX))
+        beta, gamma = SHAPE_MAX / (1 + xp.exp(-theta[5])), SHAPE_MAX / (1 + xp.exp(-theta[6]))
+        return xp.stack([l0, a, alpha, b, c, beta, gamma])
+    return xp.exp(theta)
+
+
+def to_coords(name: str, params) -> np.ndarray:
+    """The fitting coordinates of ``params`` (the inverse of ``to_params``), NumPy."""
+    p = np.asarray(params, np.float64)
+    if name == "multipower":
+        shape = p[5:7] / SHAPE_MAX
+        return np.concatenate([np.log(p[:4]), [LOG_C_MAX * np.arctanh(np.log(p[4]) / LOG_C_MAX)],
+                               np.log(shape / (1 - shape))])
+    return np.log(p)
+
+
+def at_bound(name: str, params, margin: float = 0.02) -> list[str]:
+    """The multi-power law's shape parameters within ``margin`` (relative) of their bounds: the
+    curves do not pin the loss-drop shape (e.g. no gradual decay among them)."""
+    if name != "multipower":
+        return []
+    c, beta, gamma = params[4], params[5], params[6]
+    out = [f"C = {c:.3g}" for _ in [0] if abs(math.log(c)) > (1 - margin) * LOG_C_MAX]
+    out += [f"{k} = {v:.3g}" for k, v in (("beta", beta), ("gamma", gamma)) if v > (1 - margin) * SHAPE_MAX
+            or v < margin * SHAPE_MAX * 0.01]
+    return out
+
+
+def curve_loss(name: str, theta, p: Pairs, rows: int):
+    """The law's loss at every row of ``p`` for fitting coordinates ``theta`` (``to_params``)."""
+    if name == "multipower":
+        l0, a, alpha, b, c, beta, gamma = to_params(name, theta)
         g = 1 - jnp.exp(-beta * jnp.log1p(c * jnp.exp(-gamma * p.log_eta) * p.dist))
         drop = jax.ops.segment_sum(p.gap * g, p.row, num_segments=rows)
         return l0 + a * jnp.exp(-alpha * jnp.log(p.s1)) + b * drop
     if name == "annealing":
-        l0, a, alpha, c = jnp.exp(theta)
+        l0, a, alpha, c = to_params(name, theta)
         return l0 + a * jnp.exp(-alpha * jnp.log(p.s1)) - c * p.s2
     raise ValueError(f"unknown curve law {name!r}")

@@ -27,10 +27,11 @@ import numpy as np
 from ..core.errors import ParameterError
 from ..core.files import data_toml
 from .curve_fit import Curve, CurveFit, evaluate, fit_curve_groups
-from .curve_laws import LAWS, curve_pairs
+from .curve_laws import LAWS, at_bound, curve_pairs, to_params
 from .schedules import Schedule, learning_rates
 
 CURVE_POINTS = 64  # steps of a predicted curve in the JSON (evenly spaced, the last step included)
+LOGGED_POINTS = 200  # at most this many logged points of a run in the JSON (every k-th, the last included)
 #: a prediction longer than this many times the longest fitted curve is flagged as an extrapolation
 EXTRAPOLATION_RATIO = 2.0
 
@@ -48,9 +49,12 @@ def law_error(form: str) -> dict:
 def _scores(pred: np.ndarray, c: Curve) -> dict:
     err = pred - c.loss
     decayed = bool(c.lrs[c.steps[-1]] <= DECAYED * c.lrs.max())
+    keep = np.unique(np.append(np.arange(0, len(c.steps), -(-len(c.steps) // LOGGED_POINTS)), len(c.steps) - 1))
     return {"run": c.name, "group": c.group, "schedule": c.schedule, "decayed": decayed, "points": len(c.steps),
             "last_step": int(c.steps[-1]), "final_loss": float(c.loss[-1]), "predicted_final": float(pred[-1]),
-            "final_error": float(err[-1]), "mae": float(np.mean(np.abs(err))), "max_error": float(np.max(np.abs(err)))}
+            "final_error": float(err[-1]), "mae": float(np.mean(np.abs(err))), "max_error": float(np.max(np.abs(err))),
+            "curve": {"step": c.steps[keep].tolist(), "loss": c.loss[keep].tolist(), "fitted": pred[keep].tolist(),
+                      "lr": c.lrs[c.steps[keep]].tolist()}}
 
 
 def _interval(draws: np.ndarray, level: float) -> tuple[float, float]:
@@ -90,11 +94,12 @@ def _group_record(form: str, group: str, curves: list[Curve], holdout: list[Curv
                   level: float, band: float, err: dict, bootstrap: int, seed: int, delta: float) -> dict:
     law = LAWS[form]
     thetas = np.vstack([fit.theta[None], fit.replicates])
-    params = {p: float(math.exp(v)) for p, v in zip(law.params, fit.theta)}
+    natural = to_params(form, fit.theta)
+    params = {p: float(v) for p, v in zip(law.params, natural)}
     rec = {"form": form, "formula": law.formula, "reference": law.source, "group": group, "params": params}
     if len(fit.replicates):
-        rec["params_interval"] = {p: [math.exp(x) for x in _interval(fit.replicates[:, i], level)]
-                                  for i, p in enumerate(law.params)}
+        draws = np.stack([to_params(form, t) for t in fit.replicates])
+        rec["params_interval"] = {p: list(_interval(draws[:, i], level)) for i, p in enumerate(law.params)}
     rec.update({"objective": fit.objective, "converged": fit.grad_norm < 1e-6, "grad_norm": fit.grad_norm,
                 "steps": fit.steps, "delta": delta, "level": level,
                 "method": f"Huber (delta {delta:g}) on log loss over every logged point, L-BFGS from seeded starts, "
@@ -118,7 +123,12 @@ def _group_record(form: str, group: str, curves: list[Curve], holdout: list[Curv
              "low": min(lo, final) - band, "high": max(hi, final) + band}
         if len(values) > 1:
             p["fit_interval"] = [lo, hi]
-        p["curve"] = {"step": at.tolist(), "loss": values[0].tolist()}
+        q = (1 - level) / 2
+        lo_c, hi_c = ((np.quantile(values[1:], q, axis=0), np.quantile(values[1:], 1 - q, axis=0)) if len(values) > 1
+                      else (values[0], values[0]))
+        p["curve"] = {"step": at.tolist(), "loss": values[0].tolist(), "lr": lrs[at].tolist(),
+                      "low": (np.minimum(lo_c, values[0]) - band).tolist(),
+                      "high": (np.maximum(hi_c, values[0]) + band).tolist()}
         if t > EXTRAPOLATION_RATIO * longest:
             warnings.append(f"{name}: {t:,} steps is {t / longest:.1f}x the longest fitted curve ({longest:,} steps); "
                             "the law is extrapolated")
@@ -129,6 +139,11 @@ def _group_record(form: str, group: str, curves: list[Curve], holdout: list[Curv
             p["vs_best"] = p["final_loss"] - best
         rec["predictions"] = preds
         rec["model_error"] = {"band": band, "final_rms": err["final_rms"], "source": err["source"]}
+    loose = at_bound(form, natural)
+    if loose:
+        warnings.append(f"the loss-drop shape is at its bound ({', '.join(loose)}): these curves do not pin it; "
+                        "fit a curve with a gradual decay (a cosine) too, or read predictions of other decays with "
+                        "care")
     if not rec["converged"]:
         warnings.append(f"the fit stopped with ||grad|| = {fit.grad_norm:.2g} after {fit.steps} steps: not converged")
     if len(fit.replicates) and fit.replicate_converged < 0.9:

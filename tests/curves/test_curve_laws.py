@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from budgetopt.curves.curve_laws import Pairs, curve_loss, curve_pairs, join_pairs
+from budgetopt.curves.curve_laws import Pairs, curve_loss, curve_pairs, join_pairs, to_coords, to_params
 from budgetopt.curves.schedules import learning_rates, parse_schedule
 
 from .reference import OFFICIAL, annealing, multipower
@@ -19,7 +19,7 @@ SPECS = ["cosine:steps=24000,lr=3e-4,final=3e-5,warmup=2160",
 
 def law(name, params, lrs, steps, resolution):
     p = curve_pairs(lrs, steps, resolution)
-    return np.asarray(curve_loss(name, jnp.log(jnp.asarray(params)), Pairs(*map(jnp.asarray, p)), len(steps)))
+    return np.asarray(curve_loss(name, jnp.asarray(to_coords(name, params)), Pairs(*map(jnp.asarray, p)), len(steps)))
 
 
 def test_multipower_at_every_step_of_a_schedule():
@@ -70,6 +70,15 @@ def test_joined_and_padded_pairs_equal_each_curve_alone():
         want.append(law("multipower", OFFICIAL["25"], lrs, steps, 0.1))
     rows = sum(len(p.s1) for p in parts)
     q = join_pairs(parts, pad_rows=rows + 7, pad_pairs=sum(len(p.row) for p in parts) + 13)
-    got = np.asarray(curve_loss("multipower", jnp.log(jnp.asarray(OFFICIAL["25"])), Pairs(*map(jnp.asarray, q)),
-                                rows + 7))
+    theta = jnp.asarray(to_coords("multipower", OFFICIAL["25"]))
+    got = np.asarray(curve_loss("multipower", theta, Pairs(*map(jnp.asarray, q)), rows + 7))
     np.testing.assert_allclose(got[:rows], np.concatenate(want), rtol=1e-14)
+
+
+def test_fitting_coordinates_round_trip_and_bound_the_shape():
+    p = np.array(OFFICIAL["100"])
+    np.testing.assert_allclose(to_params("multipower", to_coords("multipower", p)), p, rtol=1e-12)
+    far = to_params("multipower", np.array([0, 0, 0, 0, -1e4, 1e4, 1e4], float))
+    assert np.exp(-12) <= far[4] < np.exp(-11.9) and far[5] <= 3 and far[6] <= 3
+    np.testing.assert_allclose(to_params("annealing", to_coords("annealing", [2.9, 0.5, 0.5, 80.0])),
+                               [2.9, 0.5, 0.5, 80.0], rtol=1e-14)

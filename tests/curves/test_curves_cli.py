@@ -43,7 +43,7 @@ def folder(tmp_path_factory):
     return d
 
 
-def test_fit_holdout_predictions_and_intervals(folder):
+def test_fit_holdout_predictions_and_intervals(folder, tmp_path):
     specs = [f"--schedule={n}={s}" for n, s in {**TRAIN, "wsd": HELD["wsd"]}.items()]
     args = ["curves", *(str(folder / f"{n}.csv") for n in TRAIN), "--holdout", str(folder / "wsd.csv"), *specs,
             "--predict", "cosine=cosine:steps=4000,lr=3e-4,final=0,warmup=400",
@@ -74,6 +74,21 @@ def test_fit_holdout_predictions_and_intervals(folder):
     true_final = multipower(OFFICIAL["25"], held_lrs, np.array([h["last_step"]]))
     assert abs(h["predicted_final"] - true_final[0]) < 0.01  # noise 1e-3 per point; the law holds exactly
     assert set(res["params_interval"]) == set(p)
+    # the figure draws what the JSON holds: per run its fitted line at the logged steps, per prediction its band
+    from budgetopt.cli.plots import curves as curves_figure
+
+    fig = curves_figure(res)
+    ax, ax_lr = fig.axes[:2] if fig.axes[0].get_ylabel() == "loss" else fig.axes[1::-1]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    for c in res["fitted"]:
+        np.testing.assert_array_equal(lines[f"{c['run']} (fitted)"].get_ydata(), c["curve"]["fitted"])
+    np.testing.assert_array_equal(lines["wsd (held out)"].get_xdata(), res["holdout"][0]["curve"]["step"])
+    assert len(ax.collections) == len(res["fitted"]) + 1 + len(res["predictions"])  # dots per run, a band each
+    assert len(ax_lr.get_lines()) == len(res["fitted"]) + 1 + len(res["predictions"])
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"params": {}}')
+    r = runner.invoke(app, ["plot", "curves", "--curves", str(bad), "-o", str(tmp_path / "c.png")])
+    assert r.exit_code == 2 and "--curves: not a curves JSON" in r.output
 
 
 def test_sizes_by_column_and_the_table(tmp_path, monkeypatch):
