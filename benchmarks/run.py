@@ -77,6 +77,13 @@ def main(argv=None):
         rows.append(("fit --form ludziejewski2025-moe, 200 bootstrap replicates x 8 starts in one call, vs SciPy loop",
                      f"{fo['budgetopt_rate']:.3g} replicates/s", f"{fo['ratio']:.1f}×",
                      f"SciPy lower in {fo['scipy_better_fraction']:.0%}"))
+        import bench_curves
+
+        # 200 replicates on an accelerator (the size); 20 on CPU, where 200 take ~10 minutes
+        cu = bench_curves.main(["--replicates", "200" if args.gpu else "20"] + rec)
+        rows.append((f"curves --bootstrap {cu['replicates']}: multi-power law, 3 curves x 24,000 steps, vs SciPy loop",
+                     f"{cu['budgetopt_rate']:.3g} replicates/s", f"{cu['ratio']:.1f}×",
+                     f"SciPy lower in {cu['scipy_better_fraction']:.0%}"))
     else:
         rows.append(("data-constrained solver, Approach-3 fit", "skipped", "—", "SciPy not installed (baseline)"))
     print(f"\n## Summary ({jax.default_backend()}, {jax.device_count()} devices, {time.time() - t0:.0f} s)\n")
