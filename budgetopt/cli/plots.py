@@ -683,7 +683,7 @@ def memory_of_plan(plan: Any = None, spec=None, **size):
     return memory_by_zero(shape, layout, usable_gb, reserve_gb=0.0, **size)
 
 
-def curves(result: Any, width: float = 0.0, height: float = 6.0):
+def curves_figure(result: Any, width: float = 0.0, height: float = 6.0):
     """`curves -f json`: per model size (a column each) the logged losses (dots), the fitted law
     (lines; dashed on held-out curves it never saw), each predicted schedule with its band; the
     learning rate of every run beneath, on a shared step axis."""
@@ -801,7 +801,7 @@ def draw(kind: str, output: str | Path | None = None, *, law: list[str] | None =
         if curves_file is None:
             raise ParameterError("curves_file", "plot curves needs a curves JSON: `budgetopt curves FILES ... -f json "
                                  "-o FILE`")
-        fig = curves(load_json(curves_file, "curves_file", "a curves JSON output"), **size)
+        fig = curves_figure(load_json(curves_file, "curves_file", "a curves JSON output"), **size)
     elif kind == "forecast":
         if forecast_file is None:
             raise ParameterError("forecast_file",

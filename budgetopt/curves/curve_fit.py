@@ -103,7 +103,7 @@ def curve_starts(curves: list[Curve], count: int, seed: int, name: str) -> np.nd
     return np.stack([to_coords(name, row) for row in np.stack([cols[p] for p in LAWS[name].params], axis=1)])
 
 
-@partial(jax.jit, static_argnames=("name", "rows", "max_iter"))
+@partial(jax.jit, static_argnames=("name", "rows", "max_iter", "tol"))
 def _solve(name: str, theta0, pairs: Pairs, log_l, weights, delta, rows: int, max_iter: int, tol=CURVE_GRAD_TOL):
     """theta0 [G, R, S, P], pairs/log_l per group [G, ...], weights [G, R, rows] -> L-BFGS end
     points, objectives, gradient norms and steps, each [G, R, S(, P)]."""

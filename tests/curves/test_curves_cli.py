@@ -75,7 +75,7 @@ def test_fit_holdout_predictions_and_intervals(folder, tmp_path):
     assert abs(h["predicted_final"] - true_final[0]) < 0.01  # noise 1e-3 per point; the law holds exactly
     assert set(res["params_interval"]) == set(p)
     # the figure draws what the JSON holds: per run its fitted line at the logged steps, per prediction its band
-    from budgetopt.cli.plots import curves as curves_figure
+    from budgetopt.cli.plots import curves_figure
 
     fig = curves_figure(res)
     ax, ax_lr = fig.axes[:2] if fig.axes[0].get_ylabel() == "loss" else fig.axes[1::-1]
