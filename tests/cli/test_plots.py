@@ -61,6 +61,25 @@ def forecast_json(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def curves_json(tmp_path_factory):
+    """A curves record in the shape `budgetopt curves -f json` writes (its numbers are the
+    reference law's; the figure's content against a real fit: tests/curves/test_curves_cli.py)."""
+    from tests.curves.reference import OFFICIAL, multipower
+
+    steps = np.arange(500, 4000, 100)
+    lrs = np.linspace(3e-4, 3e-5, 4000)
+    loss = multipower(OFFICIAL["25"], lrs, steps)
+    run = {"run": "r", "curve": {"step": steps.tolist(), "loss": loss.tolist(), "fitted": loss.tolist(),
+                                 "lr": lrs[steps].tolist()}}
+    pred = {"schedule": "p", "curve": {"step": steps.tolist(), "loss": loss.tolist(), "low": (loss - 0.01).tolist(),
+                                       "high": (loss + 0.01).tolist(), "lr": lrs[steps].tolist()}}
+    f = tmp_path_factory.mktemp("cu") / "curves.json"
+    f.write_text(json.dumps({"form": "multipower", "group": "all", "fitted": [run], "holdout": [run],
+                             "predictions": [pred]}))
+    return f
+
+
+@pytest.fixture(scope="module")
 def backtest_json(tmp_path_factory):
     from budgetopt.fit.backtest import backtest_file
     from tests.fit.test_backtest import ladder
@@ -162,11 +181,12 @@ def test_plot_says_which_flags_a_figure_does_not_read(tmp_path, sweep_json):
 
 @pytest.mark.parametrize("kind", plots.KINDS)
 def test_cli_writes_png_and_svg_of_the_requested_size(tmp_path, kind, sweep_json, forecast_json, ladder_json,
-                                                      backtest_json):
+                                                      backtest_json, curves_json):
     import matplotlib.image as mpimg
 
     extra = {"sweep": ["--sweep", str(sweep_json)], "forecast": ["--forecast", str(forecast_json)],
-             "ladder": ["--ladder", str(ladder_json)], "backtest": ["--backtest", str(backtest_json)]}.get(kind, [])
+             "ladder": ["--ladder", str(ladder_json)], "backtest": ["--backtest", str(backtest_json)],
+             "curves": ["--curves", str(curves_json)]}.get(kind, [])
     png = tmp_path / f"{kind}.png"
     r = runner.invoke(app, ["plot", kind, "-o", str(png), "--width", "6", "--height", "4", "--dpi", "50", *extra])
     assert r.exit_code == 0, r.output
