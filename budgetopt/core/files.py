@@ -114,7 +114,6 @@ def load_json(path: str | Path, field: str, what: str = "a JSON file") -> Any:
     return parse_json(read_text(path, field, what), field, path)
 
 
-@functools.cache
 def csv_table(path: Path, field: str = "runs", what: str = "a CSV of runs"
               ) -> tuple[list[list[str]], list[str], dict[str, int]]:
     """The rows of a CSV, its stripped header and each column's index (duplicates refused);
@@ -142,6 +141,7 @@ def require_columns(path: Path, header: list[str], col: dict[str, int], named: l
             raise ParameterError(flag, f"column {name!r} not in {path.name}; columns: {', '.join(header)}{hint}")
 
 
+@functools.cache
 def data_toml(name: str) -> dict[str, Any]:
     """A data file shipped in ``budgetopt/data`` (``"laws.toml"``, ``"scenarios/serving.toml"``),
     parsed once per process: the one reader of the package's own data. Read-only: callers copy
