@@ -78,7 +78,7 @@ def main(argv=None):
     rate = args.replicates / boot_s
     from scipy.optimize import minimize
 
-    pairs, log_l, _ = group_pairs(cs, RESOLUTION)
+    pairs, log_l = group_pairs(cs, RESOLUTION)
     rows = len(log_l)
     w = block_weights([len(c.steps) for c in cs], args.replicates, 0)
     k = min(args.scipy_replicates, args.replicates)

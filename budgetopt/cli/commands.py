@@ -58,6 +58,7 @@ from .options import (
     Tokens,
     UniqueTokens,
     Where,
+    choice,
     number_argument,
     number_option,
 )
@@ -749,7 +750,8 @@ def curves_command(
     seed: Seed = 0,
     level: Annotated[float, typer.Option(help="interval level")] = 0.9,
     delta: Annotated[float, typer.Option(help="Huber delta on log loss")] = 1e-3,
-    model_error: Annotated[str, typer.Option(help="calibrated: widen predictions by the law's measured error on "
+    model_error: Annotated[str, typer.Option(parser=choice("--model-error", ("calibrated", "none"), "model error"),
+                                             help="calibrated: widen predictions by the law's measured error on "
                                              "held-out schedules; none: the fit's interval only")] = "calibrated",
     points_out: Annotated[Path | None, typer.Option("--points-out", help="also write final-loss points (params, "
                                                     "tokens, loss) for `budgetopt fit`: every curve that ends "
@@ -761,8 +763,8 @@ def curves_command(
     fmt: Fmt = "table", output: Out = None,
 ):
     """Fit a loss-curve law to your runs' curves and predict other schedules' final losses."""
-    from ..curves.curve_files import parse_schedule_flags, read_curve_files
-    from ..curves.curve_predict import curves_result
+    from ..curves.curve_files import named_spec, parse_schedule_flags, read_curve_files
+    from ..curves.curve_predict import check_fit_options, check_tokens_per_step, curves_result
     from ..curves.schedules import parse_schedule
 
     check_outputs({"output": output, "points_out": points_out},
@@ -773,22 +775,16 @@ def curves_command(
                              names=True)
     _refuse({"params": params, "tokens_per_step": tokens_per_step} if points_out is None else {},
             "applies with --points-out")
-    if tokens_per_step is not None and not 0 < tokens_per_step < math.inf:
-        raise ParameterError("tokens_per_step", f"must be a positive number, got {tokens_per_step:g}")
-    if model_error not in ("calibrated", "none"):
-        raise ParameterError("model_error", f"unknown {model_error!r}; allowed: calibrated, none")
-    if bootstrap < 0:
-        raise ParameterError("bootstrap", f"must be >= 0, got {bootstrap}")
-    if not delta > 0:
-        raise ParameterError("delta", f"must be > 0, got {delta:g}")
+    if tokens_per_step is not None:
+        check_tokens_per_step(tokens_per_step)
+    check_fit_options(bootstrap, level, delta)
     if size_col and by_folder:
         raise ParameterError("by_folder", "give {size_col} or {by_folder}, not both", names=True)
     specs = parse_schedule_flags(schedule or [])
     preds = []
     for item in predict or []:
-        head, eq, spec = item.partition("=")
-        name = head.strip() if eq and ":" not in head else None
-        sched = parse_schedule(spec if name else item, "predict")
+        name, spec = named_spec(item)
+        sched = parse_schedule(spec, "predict")
         preds.append((name or sched.text, sched))
     everything = read_curve_files(curves, holdout=holdout or [], schedules=specs, step_col=step_col, lr_col=lr_col,
                                   loss_col=loss_col, run_col=run_col, size_col=size_col, by_folder=by_folder,

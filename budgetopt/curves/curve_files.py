@@ -26,15 +26,18 @@ from .schedules import Schedule, from_logged, learning_rates, parse_schedule
 LR_AGREEMENT = 1e-3
 
 
+def named_spec(item: str) -> tuple[str | None, str]:
+    """``NAME=SPEC`` -> (NAME, SPEC); a bare ``SPEC`` (its first ``=`` comes after the kind's
+    colon) -> (None, SPEC)."""
+    head, eq, spec = item.partition("=")
+    return (head.strip(), spec) if eq and ":" not in head else (None, item)
+
+
 def parse_schedule_flags(items: Sequence[str], field: str = "schedule") -> dict[str | None, Schedule]:
     """``NAME=SPEC`` items (or one bare ``SPEC``, for every run) -> {name: Schedule}."""
     out: dict[str | None, Schedule] = {}
     for item in items:
-        head, eq, spec = item.partition("=")
-        if eq and ":" not in head:
-            name = head.strip()
-        else:
-            name, spec = None, item
+        name, spec = named_spec(item)
         if name in out:
             raise ParameterError(field, f"a schedule for {name or 'every run'!r} given twice")
         out[name] = parse_schedule(spec, field)

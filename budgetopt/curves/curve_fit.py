@@ -59,14 +59,10 @@ def _round_up(n: int) -> int:
     return max(CURVE_PAD, -(-n // CURVE_PAD) * CURVE_PAD)
 
 
-def group_pairs(curves: list[Curve], resolution: float) -> tuple[Pairs, np.ndarray, list[slice]]:
-    """One model size's curves as pairs, their log losses and each curve's rows."""
-    parts, slices, at = [], [], 0
-    for c in curves:
-        parts.append(curve_pairs(c.lrs, c.steps, resolution))
-        slices.append(slice(at, at + len(c.steps)))
-        at += len(c.steps)
-    return join_pairs(parts), np.log(np.concatenate([c.loss for c in curves])), slices
+def group_pairs(curves: list[Curve], resolution: float) -> tuple[Pairs, np.ndarray]:
+    """One model size's curves as pairs and their log losses."""
+    parts = [curve_pairs(c.lrs, c.steps, resolution) for c in curves]
+    return join_pairs(parts), np.log(np.concatenate([c.loss for c in curves]))
 
 
 def _pad_to(p: Pairs, log_l: np.ndarray, rows: int, pairs: int):
@@ -134,7 +130,7 @@ def evaluate(name: str, thetas: np.ndarray, pairs: Pairs) -> np.ndarray:
 def _batch(groups: list[list[Curve]], resolution: float):
     """Every model size's pairs and log losses stacked ([G, ...], padded alike), the padded row
     count, and each size's unpadded (pairs, log losses)."""
-    built = [group_pairs(g, resolution)[:2] for g in groups]
+    built = [group_pairs(g, resolution) for g in groups]
     rows = _round_up(max(len(b[0].s1) for b in built))
     npairs = _round_up(max(len(b[0].row) for b in built))
     padded = [_pad_to(b[0], b[1], rows, npairs) for b in built]
@@ -143,8 +139,8 @@ def _batch(groups: list[list[Curve]], resolution: float):
 
 
 class CurveFit(NamedTuple):
-    """Per model size: the best log-parameters, its objective, ||grad||, steps, and the
-    bootstrap replicates' log-parameters ([R, P], empty without bootstrap)."""
+    """Per model size: the best fitting coordinates (``curve_laws.to_params``), its objective,
+    ||grad||, steps, and the bootstrap replicates' coordinates ([R, P], empty without bootstrap)."""
 
     theta: np.ndarray
     objective: float

@@ -158,10 +158,10 @@ def at_bound(name: str, params, margin: float = 0.02) -> list[str]:
     if name != "multipower":
         return []
     c, beta, gamma = params[4], params[5], params[6]
-    out = [f"C = {c:.3g}" for _ in [0] if abs(math.log(c)) > (1 - margin) * LOG_C_MAX]
-    out += [f"{k} = {v:.3g}" for k, v in (("beta", beta), ("gamma", gamma)) if v > (1 - margin) * SHAPE_MAX
-            or v < margin * SHAPE_MAX * 0.01]
-    return out
+    out = [f"C = {c:.3g}"] if abs(math.log(c)) > (1 - margin) * LOG_C_MAX else []
+    low = margin * SHAPE_MAX * 0.01  # the sigmoid's floor: 6e-4 with the default margin
+    return out + [f"{k} = {v:.3g}" for k, v in (("beta", beta), ("gamma", gamma))
+                  if v > (1 - margin) * SHAPE_MAX or v < low]
 
 
 def curve_loss(name: str, theta, p: Pairs, rows: int):

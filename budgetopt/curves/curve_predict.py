@@ -69,8 +69,7 @@ def curves_result(curves: list[Curve], *, form: str = "multipower", holdout: lis
     ``groups``)."""
     if form not in LAWS:
         raise ParameterError("form", f"unknown curve law {form!r}; known: {', '.join(LAWS)}")
-    if not 0 < level < 1:
-        raise ParameterError("level", f"must be between 0 and 1, got {level:g}")
+    check_fit_options(bootstrap, level, delta)
     groups: dict[str, list[Curve]] = {}
     for c in curves:
         groups.setdefault(c.group, []).append(c)
@@ -152,11 +151,25 @@ def _group_record(form: str, group: str, curves: list[Curve], holdout: list[Curv
     return rec
 
 
+def check_tokens_per_step(tokens_per_step: float) -> None:
+    if not 0 < tokens_per_step < math.inf:
+        raise ParameterError("tokens_per_step", f"must be a positive number, got {tokens_per_step:g}")
+
+
+def check_fit_options(bootstrap: int, level: float, delta: float) -> None:
+    """The options of ``curves_result`` (checked before any file is read by the CLI)."""
+    if bootstrap < 0:
+        raise ParameterError("bootstrap", f"must be >= 0, got {bootstrap}")
+    if not 0 < level < 1:
+        raise ParameterError("level", f"must be between 0 and 1, got {level:g}")
+    if not delta > 0:
+        raise ParameterError("delta", f"must be > 0, got {delta:g}")
+
+
 def ladder_points(res: dict, params: dict[str | None, float], tokens_per_step: float) -> list[dict]:
     """The final-loss points of a `curves` result: every decayed fitted or held-out curve
     (measured) and every prediction, per size; ``params`` maps a size (None: every size) to N."""
-    if not tokens_per_step > 0 or not math.isfinite(tokens_per_step):
-        raise ParameterError("tokens_per_step", f"must be a positive number, got {tokens_per_step:g}")
+    check_tokens_per_step(tokens_per_step)
     recs = res["groups"] if "groups" in res else {res["group"]: res}
     out = []
     for g, rec in recs.items():
