@@ -449,6 +449,9 @@ def fit_report(res: dict | list, width: int | None = None) -> str:
                               f"{format_count(ci['tokens'][0])}-{format_count(ci['tokens'][1])}, D*/N* "
                               f"{format_float(ci['tokens_per_param'][0], 3)}-"
                               f"{format_float(ci['tokens_per_param'][1], 3)}", width)
+            if at.get("model_error"):
+                text += _para(f"{at['model_error']['note']}: what real ladders' forecasts did at that distance, not "
+                              "a correction (`--backtest` measures your own ladder's)", width)
         for f in fits:
             name = "" if single else f"{APPROACHES[f['approach']]}: "
             if f.get("dropped"):

@@ -7,6 +7,7 @@ Units: N parameters, D tokens, C FLOPs, L nats per token.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -226,10 +227,13 @@ def _with_diagnostics(groups: dict[str, Runs], approach: str, fits: dict[str, di
         interval = allocation_interval(res, target)
         if interval is not None:
             res["at"]["ci95"] = interval
-        res["validity"] = to_mapping(runs.fitted_range())
-        ext = extrapolation(runs.fitted_range(), res["at"]["params"], res["at"]["tokens"], target)
+        fitted = dataclasses.replace(runs.fitted_range(), fitted_by=res["approach"])  # its model error by approach
+        res["validity"] = to_mapping(fitted)
+        ext = extrapolation(fitted, res["at"]["params"], res["at"]["tokens"], target)
         if ext is not None and np.isfinite(res["at"]["params"]):
             res["at"]["extrapolation"] = ext["note"]
+            if "model_error" in ext:
+                res["at"]["model_error"] = ext["model_error"]
         r = fit_residuals(res, runs)
         flag = np.zeros(len(r), bool)
         ok = np.isfinite(r)
@@ -247,7 +251,7 @@ def _with_diagnostics(groups: dict[str, Runs], approach: str, fits: dict[str, di
             kept = runs.subset(~flag)
             new = refit({key: kept})[key]
             new["at"] = allocation_at(new, target)
-            new["validity"] = to_mapping(kept.fitted_range())
+            new["validity"] = to_mapping(dataclasses.replace(kept.fitted_range(), fitted_by=new["approach"]))
             moved = {"params_at_target": new["at"]["params"] / res["at"]["params"] - 1.0}
             for k in ("alpha", "beta", "a"):
                 if k in res and k in new:

@@ -13,6 +13,7 @@ Units: N parameters, D tokens, C FLOPs (C = 6ND), L nats per token, the metric a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,7 +107,7 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
             f = vpnls.fit_batch(*map(jnp.asarray, padded([runs], [w])))
             theta = f.log_theta().T
             law_ok = ~(f.at_grid_edge | f.at_zoom_edge)
-            law_name, valid = "fitted to the runs (VPNLS)", runs.fitted_range()
+            law_name, valid = "fitted to the runs (VPNLS)", dataclasses.replace(runs.fitted_range(), fitted_by="vpnls")
         else:  # step 1 from the preset: its covariance when published, else fixed
             mean = np.array([float(v) for v in law.params])
             draws = np.tile(mean, (bootstrap + 1, 1))
@@ -151,7 +152,7 @@ def forecast_runs(runs: Runs, *, link: str = "exp", law: LawSpec | None = None, 
     if not lo_l <= out["loss"]["point"] <= hi_l:
         out["warnings"].append(f"the forecast loss {out['loss']['point']:.4g} lies outside the runs' losses "
                                f"({lo_l:.4g}-{hi_l:.4g}): the link is extrapolated")
-    return attach(out, extrapolation(valid, n_t, d_t))
+    return attach(out, extrapolation(valid, n_t, d_t, loss=out["loss"]["point"]))
 
 
 def forecast_preset(law: LawSpec, *, params: float | None = None, tokens: float | None = None,
@@ -170,7 +171,7 @@ def forecast_preset(law: LawSpec, *, params: float | None = None, tokens: float 
            "target": {"params": n_t, "tokens": d_t, "flops": TRAIN_FLOPS_PER_PARAM_TOKEN * n_t * d_t},
            "loss": {"point": target_loss}, "metric": {"point": float(predict_link(law.link, target_loss))},
            "metric_col": law.link.get("metric", "metric"), "warnings": []}
-    return attach(out, extrapolation(law.validity, n_t, d_t))
+    return attach(out, extrapolation(law.validity, n_t, d_t, loss=target_loss))
 
 
 def forecast_file(path: str | Path, metric_col: str, *, n_col: str = "params", d_col: str = "tokens",

@@ -7,6 +7,7 @@ a leading batch axis, and ``jax.vmap`` / broadcasting work unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from ..core.errors import InputError, ParameterError
 from ..core.files import data_toml, load_json, load_toml
 from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN, number_at, require_in
 from .links import check_link
-from .validity import Validity, from_mapping
+from .validity import MODEL_ERROR_ENTRY, Validity, from_mapping
 
 LOG6 = math.log(TRAIN_FLOPS_PER_PARAM_TOKEN)  # C = 6ND
 
@@ -445,6 +446,8 @@ def law_from_file(path: str | Path) -> LawSpec:
                             or np.linalg.eigvalsh(0.5 * (cov + cov.T)).min() < -1e-9 * max(1.0, np.abs(cov).max())):
         raise InputError(f"{path.name}.bootstrap.cov", "must be a symmetric positive semi-definite 5x5 matrix")
     valid = from_mapping(m["validity"], path.name) if isinstance(m.get("validity"), dict) else None
+    if valid is not None and not valid.fitted_by and m.get("approach") in MODEL_ERROR_ENTRY:
+        valid = dataclasses.replace(valid, fitted_by=m["approach"])  # a file written before fitted_by was recorded
     sd = m.get("rmse_log_loss")
     if sd is not None and (isinstance(sd, bool) or not isinstance(sd, (int, float)) or not 0 <= sd < 1):
         raise InputError(f"{path.name}.rmse_log_loss", f"must be a log-loss standard deviation in [0, 1), got {sd!r}")

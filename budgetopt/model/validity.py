@@ -7,6 +7,13 @@ a note. A warning is kept for answers that leave the fitted region in *shape* �
 parameter outside the fitted range, or a model smaller than the smallest fitted — by more
 than SHAPE_FACTOR: there the law's functional form itself is untested.
 
+A law fitted from a team's runs (``fitted_by`` an approach) that is asked beyond its largest run
+also carries a **model-error band** (DESIGN §17): backtests of real ladders (``fit --backtest``,
+``data/model_error.toml``) found the forecast ln N* off by (drift + sd z) per decade
+extrapolated, and the runs' ln loss likewise; so the true value lies in forecast x exp(-(drift ±
+z sd) x decades) at MODEL_ERROR_LEVEL. It rests on four ladders within two decades: a scale of
+what to expect, carried linearly beyond, not a correction to apply.
+
 Units: parameters and tokens are counts, compute is FLOPs.
 """
 
@@ -14,11 +21,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 from ..core.errors import InputError
+from ..core.files import data_toml
 from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN
 
 SHAPE_FACTOR = 2.0  # tolerated excursion in tokens per parameter, or below the smallest model
+MODEL_ERROR_ENTRY = {"2": "approach2", "3": "approach3", "vpnls": "vpnls"}  # fitted_by -> model_error.toml
+MODEL_ERROR_LEVEL = 0.9
 Range = tuple[float, float]
 
 
@@ -32,6 +43,7 @@ class Validity:
     flops: Range | None = None
     tokens_per_param: Range | None = None
     fitted_on: str = ""
+    fitted_by: str = ""  # the approach that fitted a law to these runs (a MODEL_ERROR_ENTRY key); "" for a preset
 
     def ratio_range(self) -> Range | None:
         if self.tokens_per_param is not None:
@@ -43,7 +55,8 @@ class Validity:
 
 def from_mapping(m: dict, where: str) -> Validity:
     """A preset's ``[name.validity]`` table: params, tokens, flops, tokens_per_param as [low,
-    high] (any may be absent) and ``fitted_on`` (what the runs were)."""
+    high] (any may be absent), ``fitted_on`` (what the runs were) and, for a law fitted by
+    `budgetopt fit`, ``fitted_by`` (its approach: 2, 3 or vpnls)."""
     out = {}
     for key in ("params", "tokens", "flops", "tokens_per_param"):
         if key not in m:
@@ -57,7 +70,10 @@ def from_mapping(m: dict, where: str) -> Validity:
             raise InputError(f"{where}.validity.{key}",
                              f"must be [low, high] with 0 <= low <= high (0: not stated), got {v!r}")
         out[key] = (float(v[0]), float(v[1]))
-    return Validity(**out, fitted_on=str(m.get("fitted_on", "")))
+    by = m.get("fitted_by", "")
+    if by != "" and by not in MODEL_ERROR_ENTRY:
+        raise InputError(f"{where}.validity.fitted_by", f"must be one of {', '.join(MODEL_ERROR_ENTRY)}, got {by!r}")
+    return Validity(**out, fitted_on=str(m.get("fitted_on", "")), fitted_by=by)
 
 
 def from_runs(params: list[float], tokens: list[float], flops: list[float]) -> Validity:
@@ -71,7 +87,7 @@ def to_mapping(v: Validity) -> dict:
     """JSON/TOML form (the inverse of ``from_mapping``)."""
     return {k: list(getattr(v, k)) for k in ("params", "tokens", "flops",
                                              "tokens_per_param") if getattr(v, k) is not None} | (
-        {"fitted_on": v.fitted_on} if v.fitted_on else {})
+        {"fitted_on": v.fitted_on} if v.fitted_on else {}) | ({"fitted_by": v.fitted_by} if v.fitted_by else {})
 
 
 def _beyond(x: float, r: Range | None) -> float:
@@ -81,9 +97,39 @@ def _beyond(x: float, r: Range | None) -> float:
     return x / r[1] if x > r[1] else x / r[0] if x < r[0] and r[0] > 0 else 1.0
 
 
-def extrapolation(v: Validity | None, params: float, tokens: float, flops: float | None = None) -> dict | None:
+def model_error_band(v: Validity, params: float, tokens: float, flops: float, loss: float | None = None) -> dict | None:
+    """The model-error band of an answer (params, tokens, loss) of a law ``fitted_by`` an
+    approach, ``flops`` beyond its largest run: at MODEL_ERROR_LEVEL, true = answer x
+    exp(-(drift ± z sd) x decades) with the approach's backtest entry; tokens mirror params
+    (D = C / 6N); loss where the entry has a loss drift. None for a preset or within range."""
+    if not v.fitted_by or v.flops is None or not flops > v.flops[1]:
+        return None
+    entry = data_toml("model_error.toml")[MODEL_ERROR_ENTRY[v.fitted_by]]
+    z = NormalDist().inv_cdf((1 + MODEL_ERROR_LEVEL) / 2)
+    dec = math.log10(flops / v.flops[1])
+
+    def band(x: float, drift: float, sd: float) -> list[float]:
+        return [x * math.exp(-(drift + z * sd) * dec), x * math.exp(-(drift - z * sd) * dec)]
+
+    n_lo, n_hi = band(params, entry["n_star_drift_per_decade"], entry["n_star_sd_per_decade"])
+    out = {"decades": dec, "level": MODEL_ERROR_LEVEL, "entry": MODEL_ERROR_ENTRY[v.fitted_by],
+           "source": entry["source"], "params": [n_lo, n_hi],
+           "tokens": [tokens * params / n_hi, tokens * params / n_lo]}
+    text = f"N* {n_lo:.3g}-{n_hi:.3g}, D* {out['tokens'][0]:.3g}-{out['tokens'][1]:.3g}"
+    if loss is not None and "loss_drift_per_decade" in entry:
+        out["loss"] = band(loss, entry["loss_drift_per_decade"], entry["loss_sd_per_decade"])
+        text += f", loss {out['loss'][0]:.4g}-{out['loss'][1]:.4g}"
+    out["note"] = (f"model error {dec:.2g} decades past the largest fitted run ({MODEL_ERROR_LEVEL:.0%}, from "
+                   f"backtests of real ladders, {out['entry']}): {text}")
+    return out
+
+
+def extrapolation(v: Validity | None, params: float, tokens: float, flops: float | None = None,
+                  loss: float | None = None) -> dict | None:
     """How far (params, tokens, compute) lies from where the law was fitted: factors (1 inside,
-    > 1 above, < 1 below), one plain ``note`` on scale, and ``warnings`` on shape."""
+    > 1 above, < 1 below), one plain ``note`` on scale, and ``warnings`` on shape; for a law
+    fitted from runs beyond its largest, the ``model_error`` band (``model_error_band``; its
+    note joins the note)."""
     if v is None:
         return None
     flops = TRAIN_FLOPS_PER_PARAM_TOKEN * params * tokens if flops is None else flops
@@ -104,7 +150,12 @@ def extrapolation(v: Validity | None, params: float, tokens: float, flops: float
     if rr is not None and not (rr[0] / SHAPE_FACTOR <= ratio <= rr[1] * SHAPE_FACTOR):
         warnings.append(f"{ratio:.3g} tokens per parameter is outside the fitted range {rr[0]:.3g}-{rr[1]:.3g} by more "
                         f"than x{SHAPE_FACTOR:g}: the law's shape is untested there")
-    return {"factors": f, "note": note + (f" (fitted on {v.fitted_on})" if v.fitted_on else ""), "warnings": warnings}
+    out = {"factors": f, "note": note + (f" (fitted on {v.fitted_on})" if v.fitted_on else ""), "warnings": warnings}
+    band = model_error_band(v, params, tokens, flops, loss)
+    if band is not None:
+        out["model_error"] = band
+        out["note"] += "; " + band["note"]
+    return out
 
 
 

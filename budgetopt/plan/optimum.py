@@ -229,7 +229,7 @@ def optimize(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | No
         train = rec.get("train_flops", flops - rec["unused_flops"])
         rec.update(cluster.describe(train, price_per_hour))
     ext = extrapolation(spec.validity, rec["params"], rec["tokens"],
-                        rec.get("train_flops", flops - rec["unused_flops"]))
+                        rec.get("train_flops", flops - rec["unused_flops"]), rec.get("loss"))
     if ext is not None:
         rec["extrapolation"] = ext
     rec["warnings"] = answer_warnings(spec, rec)

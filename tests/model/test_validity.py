@@ -97,3 +97,63 @@ def test_audit_names_models_outside_the_fitted_shape():
     assert "GPT-3 175B" in shape  # 1.7 tokens per parameter, below 5 / 2
     assert "Llama 3 8B" in shape  # 1875 tokens per parameter, above 640 x 2
     assert "Chinchilla 70B" not in shape  # 20 tokens per parameter
+
+
+def test_a_fitted_law_beyond_its_runs_carries_the_calibrated_model_error_band(tmp_path):
+    """`fit --at`, `optimize --law-file` and `forecast` beyond the largest run: the band is the
+    answer x exp(-(drift ± 1.6449 sd) x decades) with the fitting approach's entry of
+    model_error.toml (written out here), D* mirrors N* (D = C / 6N), and the two commands agree."""
+    from budgetopt.core.files import data_toml
+    from tests.fit.test_real_ladders import synthetic
+
+    path = synthetic(tmp_path, noise=0.002)
+    out = tmp_path / "law.json"
+    r = runner.invoke(app, ["fit", str(path), "--approach", "vpnls", "--law-out", str(out), "--at", "1e23",
+                            "-f", "json"])
+    assert r.exit_code == 0, r.output
+    fit = json.loads(r.stdout)
+    assert json.loads(out.read_text())["validity"]["fitted_by"] == "vpnls"
+    entry = data_toml("model_error.toml")["vpnls"]
+    z, dec = 1.6448536269514722, 3.0  # 90 %; 1e23 over the largest budget 1e20
+    n = fit["at"]["params"]
+    want = [n * math.exp(-(entry["n_star_drift_per_decade"] + s * z * entry["n_star_sd_per_decade"]) * dec)
+            for s in (1, -1)]
+    me = fit["at"]["model_error"]
+    assert me["decades"] == pytest.approx(dec, rel=1e-9) and me["params"] == pytest.approx(want, rel=1e-9)
+    assert me["tokens"] == pytest.approx([1e23 / (6 * want[1]), 1e23 / (6 * want[0])], rel=1e-6)
+    assert "model error 3 decades past the largest fitted run" in runner.invoke(
+        app, ["fit", str(path), "--approach", "vpnls", "--at", "1e23"]).stdout
+    r = runner.invoke(app, ["optimize", "--flops", "1e23", "--law-file", str(out), "-f", "json"])
+    rec = json.loads(r.stdout)
+    band = rec["extrapolation"]["model_error"]
+    assert band["params"] == pytest.approx(me["params"], rel=1e-6)  # the same answer whichever command asks
+    loss = rec["loss"]
+    assert band["loss"] == pytest.approx([loss * math.exp(-(entry["loss_drift_per_decade"] + s * z
+                                                            * entry["loss_sd_per_decade"]) * dec) for s in (1, -1)],
+                                         rel=1e-9)
+    assert "model error" in runner.invoke(app, ["optimize", "--flops", "1e23", "--law-file", str(out)]).stdout
+    # within the fitted range, and for a preset, no band
+    inside = json.loads(runner.invoke(app, ["optimize", "--flops", "1e19", "--law-file", str(out), "-f",
+                                            "json"]).stdout)
+    assert "model_error" not in inside["extrapolation"]
+    assert "model_error" not in optimize(get_preset("besiroglu2024"), flops=1e24)["extrapolation"]
+    # a law file from before fitted_by was recorded takes its approach from the file
+    old = json.loads(out.read_text())
+    del old["validity"]["fitted_by"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    again = json.loads(runner.invoke(app, ["optimize", "--flops", "1e23", "--law-file", str(tmp_path / "old.json"),
+                                           "-f", "json"]).stdout)
+    assert again["extrapolation"]["model_error"]["params"] == pytest.approx(band["params"], rel=1e-12)
+
+
+def test_fitted_by_round_trips_and_a_wrong_one_is_named():
+    from budgetopt.core.errors import InputError
+    from budgetopt.model.validity import from_mapping, to_mapping
+
+    v = Validity(params=(1e8, 1e10), flops=(1e18, 1e20), fitted_by="3")
+    assert from_mapping(to_mapping(v), "law.json") == v
+    with pytest.raises(InputError, match=r"law.json.validity.fitted_by"):
+        from_mapping({**to_mapping(v), "fitted_by": "4"}, "law.json")
+    band = extrapolation(v, 3e10, 1e12, 1e22)["model_error"]
+    assert band["entry"] == "approach3" and band["decades"] == pytest.approx(2.0)
+    assert extrapolation(Validity(params=(1e8, 1e10), flops=(1e18, 1e20)), 3e10, 1e12, 1e22).get("model_error") is None
