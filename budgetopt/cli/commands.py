@@ -832,6 +832,11 @@ def ladder_command(
     bias_per_decade: Annotated[float, typer.Option(help="log loss added per decade a budget lies below --at "
                                                    "(under-tuned small runs)")] = 0.0,
     approach: Annotated[str, typer.Option(help="how each simulated ladder is fitted: vpnls | 3 | 2")] = "vpnls",
+    wsd: Annotated[float | None, typer.Option(help="add each design's WSD twin: one constant-LR trunk per size, "
+                                              "branches whose last FRACTION of tokens decays (0.2: Hägele et al. "
+                                              "2024)", metavar="FRACTION")] = None,
+    wsd_noise: Annotated[float | None, typer.Option(help="sd of log loss added to each WSD point \\[default: the "
+                                                    "curve law's held-out final-loss error, 0.0034]")] = None,
     model_error: Annotated[str, typer.Option(help="the forecast's error growing with the decades extrapolated: "
                                              "calibrated (backtests of real ladders, per approach) | none | a "
                                              "TOML file")] = "calibrated",
@@ -862,11 +867,14 @@ def ladder_command(
     cluster, unused = cluster_from(gpu, dtype=dtype, mfu=mfu, hardware_file=hardware_file)
     _no_effect(unused, "ladder", "without --gpu")
     chosen = read_designs(designs) if designs is not None else None
-    noise_model = model_error_noise(Noise(noise, curve_sigma, bias_per_decade), model_error, approach)
+    if wsd_noise is not None and wsd is None and not any(d.schedule == "wsd" for d in chosen or ()):
+        _no_effect(["wsd_noise"], "ladder", "without WSD designs (--wsd, or schedule = \"wsd\" in --designs)")
+    noise_model = model_error_noise(Noise(noise, curve_sigma, bias_per_decade, wsd_sigma=wsd_noise), model_error,
+                                    approach)
     with runtime.precision("ladder"):
         res = design_ladders(spec, at, chosen, prior=prior, noise=noise_model,
                              approach=approach, ladders=ladders, seed=seed, max_regret=max_regret,
-                             ladder_budget=ladder_budget, cluster=cluster, chunk=chunk)
+                             ladder_budget=ladder_budget, cluster=cluster, chunk=chunk, wsd=wsd)
     return respond("ladder", res, fmt, output)
 
 

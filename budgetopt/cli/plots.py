@@ -424,16 +424,24 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
         same = [q["design"] for q in rows if math.isclose(q["cost_flops"], r["cost_flops"], rel_tol=1e-9)]
         shift = (same.index(r["design"]) - (len(same) - 1) / 2) * DODGE_PT / 72
         dodge[r["design"]] = ax_e.transData + ScaledTranslation(shift, 0, fig.dpi_scale_trans)
+    wsd = [r for r in rows if r.get("schedule") == "wsd"]
     for r in rows:
         c, m = colors[r["points"]], markers[r["spread"]]
         face = c if r["eligible"] else "none"
+        edge = "k" if r in wsd else c  # a WSD design: black-edged
         at = dodge[r["design"]]
         ax_e.plot([r["cost_flops"]] * 2, [100 * r["n_error_p50"], 100 * r["n_error_p95"]], color=c, lw=1, alpha=0.6,
                   transform=at)
-        ax_e.scatter([r["cost_flops"]], [100 * r["n_error_p95"]], color=face, edgecolors=c, marker=m, s=28, zorder=3,
+        ax_e.scatter([r["cost_flops"]], [100 * r["n_error_p95"]], color=face, edgecolors=edge, marker=m, s=28, zorder=3,
                      transform=at)
         ax_e.scatter([r["cost_flops"]], [100 * r["n_error_p50"]], color=c, marker="_", s=40, zorder=3, transform=at)
-        ax_r.scatter([r["cost_flops"]], [r["regret_p95"]], color=face, edgecolors=c, marker=m, s=28, zorder=3)
+        ax_r.scatter([r["cost_flops"]], [r["regret_p95"]], color=face, edgecolors=edge, marker=m, s=28, zorder=3)
+    by_name = {r["design"]: r for r in rows}
+    for w in wsd:  # each WSD design joined to the final-loss design of the same points
+        f = by_name.get(w["design"].removesuffix("/wsd"))
+        if f is not None:
+            ax_r.plot([f["cost_flops"], w["cost_flops"]], [f["regret_p95"], w["regret_p95"]], color=colors[w["points"]],
+                      lw=0.8, alpha=0.6, zorder=2)
     # artists drawn with a shifted transform do not count for autoscaling: the limits from the data
     ax_e.update_datalim([(r["cost_flops"], 100 * r[k]) for r in rows for k in ("n_error_p50", "n_error_p95")])
     ax_e.autoscale_view()
@@ -461,6 +469,9 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
         ax_e.scatter([], [], color=colors[p], marker="o", s=28, label=f"{p} sizes/budget")
     for s_ in spreads:
         ax_e.scatter([], [], color="0.4", marker=markers[s_], s=28, label=f"spread ±{s_:g}x")
+    if wsd:
+        ax_e.scatter([], [], color="0.4", edgecolors="k", marker="o", s=28,
+                     label="WSD trunks (black edge; right: joined to the same points as separate runs)")
     if not all(r["eligible"] for r in rows):
         ax_e.scatter([], [], color="none", edgecolors="0.4", marker="o", s=28, label="fits fail > 5 % (hollow)")
     for ax in (ax_e, ax_r):

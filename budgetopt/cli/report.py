@@ -541,9 +541,12 @@ def ladder_report(res: dict, width: int | None = None) -> str:
     cost, the forecast's bias and error in N*, the regret, the failures; the recommended design
     marked; then the rule that chose it and the warnings."""
     rows = []
+    wsd = any(r.get("schedule") == "wsd" for r in res["designs"])
     for r in sorted(res["designs"], key=lambda r: (r["cost_flops"], r["design"])):
-        row = {"": "*" if r["design"] == res["recommended"] else "", "design": r["design"], "runs": r["runs"],
-               "cost (FLOPs)": format_sci(r["cost_flops"]), "% of target": _pct(r["cost_fraction"])}
+        row = {"": "*" if r["design"] == res["recommended"] else "", "design": r["design"], "runs": r["runs"]}
+        if wsd:
+            row["trunks"] = r["trunks"] if r["schedule"] == "wsd" else "-"
+        row.update({"cost (FLOPs)": format_sci(r["cost_flops"]), "% of target": _pct(r["cost_fraction"])})
         if "gpu_hours" in r:
             row["GPU-hours"] = format_count(r["gpu_hours"])
         row.update({"N* bias": _pct(r["n_bias"], signed=True), "N* err p50": _pct(r["n_error_p50"]),
@@ -554,8 +557,8 @@ def ladder_report(res: dict, width: int | None = None) -> str:
     noise = res["noise"]
     title = (f"budgetopt ladder — which ladder for a {format_sci(res['target_flops'])}-FLOP run? {res['ladders']} "
              f"simulated ladders per design: true laws from {res['law']} "
-             f"({'fixed' if res['prior'] == 'none' else res['prior']}), noise {noise['sigma']:g} in log loss, fitted "
-             f"by {res['approach']}")
+             f"({'fixed' if res['prior'] == 'none' else res['prior']}), noise {noise['sigma']:g} in log loss"
+             + (f" (+ {noise['wsd_sigma']:.2g} on WSD points)" if wsd else "") + f", fitted by {res['approach']}")
     rec = res["recommended"]
     chosen = next((r for r in res["designs"] if r["design"] == rec), None)
     notes = [f"recommended (*): {rec} — {res['rule']}; its p95 regret {chosen['regret_p95']:.3g} nats, 95 % Monte "
@@ -565,6 +568,14 @@ def ladder_report(res: dict, width: int | None = None) -> str:
              "N* bias: median forecast / true N* - 1; err: |forecast / true - 1| quantiles; regret: loss of the "
              "forecast allocation above the true optimum's; compute lost: the share of the target the true optimum "
              "would not need to reach that loss; failed: fits with no forecast or not converged (! over 5%)"]
+    if wsd:
+        cooldowns = sorted({r["cooldown"] for r in res["designs"] if r["schedule"] == "wsd"})
+        notes.append("/wsd: the same points from warmup-stable-decay trunks — sizes snapped to one grid, one "
+                     "constant-LR trunk per size to its largest D, a branch at each other D whose last "
+                     f"{', '.join(f'{c:.0%}' for c in cooldowns)} of tokens decays (cost: each trunk's budget "
+                     "plus that share of each branch's; trunks: runs started); each WSD point's log loss carries "
+                     f"{noise['wsd_sigma']:.2g} more noise, the curve law's held-out final-loss error "
+                     "(--wsd-noise)")
     if noise.get("model_error", "none") != "none":
         notes.append(f"model error: ln N* forecast moved by ({noise['model_drift_per_decade']:+.3f} ± "
                      f"{noise['model_sd_per_decade']:.3f}) per decade from a design's top budget to the target — "
@@ -574,8 +585,17 @@ def ladder_report(res: dict, width: int | None = None) -> str:
     t = res["timing"]
     notes.append(f"{t['fits']} simulated fits in {t['seconds']:.1f} s ({t['fits_per_second']:.0f} fits/s, "
                  f"{t['devices']} device{'s' if t['devices'] > 1 else ''})")
-    optional = ["N* err p50", "GPU-hours", "compute lost p95", "% of target"]
+    optional = ["N* err p50", "GPU-hours", "compute lost p95", "% of target", "trunks"]
     text = to_table(rows, title=title, notes=notes, width=width, optional=optional)
+    if res.get("wsd_versus_final"):
+        pairs = [{"p95 regret at most": f"{q['regret_p95']:.2g}", "final-loss design": q["final"],
+                  "cost": format_sci(q["final_cost_flops"]), "cheapest WSD design": q["wsd"] or "none",
+                  "WSD cost": format_sci(q["wsd_cost_flops"]) if q["wsd"] else "-",
+                  "WSD p95 regret": f"{q['wsd_regret_p95']:.2g}" if q["wsd"] else "-",
+                  "WSD / final cost": f"{q['cost_ratio']:.2f}" if q["wsd"] else "-"} for q in res["wsd_versus_final"]]
+        text += "\n" + to_table(pairs, title="WSD and final-loss designs at equal forecast quality: each final-loss "
+                                "design no cheaper one beats, and the cheapest WSD design whose p95 regret is within "
+                                "its 95 % Monte Carlo interval", width=width)
     return text + "".join(textwrap.fill(f"warning: {w}", width or table_width(), break_on_hyphens=False) + "\n"
                           for w in res.get("warnings", []))
 

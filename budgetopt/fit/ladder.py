@@ -12,6 +12,17 @@ optimum: the error in log N*, the regret L_θs(N̂*, C/6N̂*) − L*_θs(C) in n
 the regret is worth (the fraction of C the true optimum would not have needed to reach the same
 loss). Every (design, ladder) pair of a chunk is one vmapped call, split over the local devices.
 
+A **WSD design** (``schedule = "wsd"``; Hägele et al. 2024, arXiv 2405.18392) trains the same
+points from warmup-stable-decay trunks: its sizes are snapped to one grid in log N (the design's
+own spacing, anchored at the top budget's sizes; a budget's sizes move together by at most half a
+step and stay on its isoFLOP curve), each size trains one constant-LR trunk to its largest D, and
+every other D of that size is a branch whose last ``cooldown`` fraction of tokens decays. It costs
+per trunk 6·N·D_max + Σ cooldown·6·N·D_i over its other points — C_max + cooldown·Σ C_i, since
+each point keeps its budget — instead of Σ C_i as separate runs. A branch's final loss is not a
+tuned run's: each WSD point's log loss carries extra noise ``wsd_sigma`` (default: how far the
+multi-power curve law misses held-out schedules' final losses, ``data/curve_law_error.toml``,
+0.0034 in log loss on Luo et al. 2025's curves).
+
 Randomness is counter-based (``distributions.random_bits``): the law of ladder s is
 ``laws.draw_law`` at index s (ladder s and sweep sample s of a seed draw the same law), the
 noise of run slot j of ladder s the counter (lo = s, hi = j) on its own stream, where j numbers
@@ -48,7 +59,7 @@ from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN, gpu_hours, number_at, requ
 from ..model.allocation import closed_form_x, log_compute_for_loss_closed_form
 from ..model.hardware import Cluster
 from ..model.laws import UNCERTAINTIES, LawSpec, Parametric, default_uncertainty, draw_law, loss, uncertainty_problem
-from ..model.validity import attach, extrapolation
+from ..model.validity import MODEL_ERROR_ENTRY, attach, extrapolation
 from . import vpnls
 from .approach2 import fit_approach2_fixed
 from .approach3 import irls_lm, objective
@@ -60,7 +71,8 @@ APPROACH_NOTES = {"3": " (Huber: IRLS + L-BFGS from the VPNLS fit)"}
 MAX_BUDGETS, MAX_POINTS, MAX_REPEATS = 16, 64, 16  # caps that number a run's noise slot
 MAX_LADDERS = 1_000_000
 MAX_CHUNK = 1 << 16  # pairs per compiled call; the default is 128 per device
-NOISE_STREAM, CURVE_STREAM, MODEL_STREAM = 20, 21, 22  # the law: LAW_STREAM .. + 4 (laws.draw_law), hi = 0
+# random streams; the law's: LAW_STREAM .. + 4 (laws.draw_law), hi = 0
+NOISE_STREAM, CURVE_STREAM, MODEL_STREAM, WSD_STREAM = 20, 21, 22, 23
 DEFAULT_SIGMA = 0.005  # log-loss noise per run without a fitted law's residuals
 FAILURE_WARN = 0.05  # a design whose fits fail (or do not converge) more often is flagged, not recommended
 HUBER_DELTA = 1e-3  # Approach 3's Huber threshold on log-loss residuals (Hoffmann et al. 2022)
@@ -68,15 +80,18 @@ IRLS_STEPS = 30
 POLISH_STEPS = 200
 GRAD_TOL = 1e-8  # Approach 3 converged: |grad| of the Huber objective below this (as `fit`)
 MAX_NAME = 40  # a design's name is a table cell and a figure label
-DESIGN_KEYS = {"name", "budgets", "points", "spread", "centre", "repeats"}
+DESIGN_KEYS = {"name", "budgets", "points", "spread", "centre", "repeats", "schedule", "cooldown"}
+SCHEDULES = ("final", "wsd")  # a point per separate run | WSD trunks with cooldown branches
+DEFAULT_COOLDOWN = 0.2  # Hägele et al. 2024: a 20 % cooldown matches a cosine run's final loss
 
 
 @dataclass(frozen=True)
 class Design:
     """A ladder: isoFLOP ``budgets`` (FLOPs), ``points`` sizes per budget spaced evenly in log N
     from centre/spread to centre x spread around ``centre`` x the prior's N*(C), each trained
-    ``repeats`` times. Validated on construction (errors name the field; a designs file renames
-    them to its TOML path)."""
+    ``repeats`` times: separate runs (``schedule`` "final") or WSD trunks per size with branches
+    whose last ``cooldown`` fraction decays ("wsd"; see the module docstring). Validated on
+    construction (errors name the field; a designs file renames them to its TOML path)."""
 
     name: str
     budgets: tuple[float, ...]
@@ -84,6 +99,8 @@ class Design:
     spread: float
     centre: float = 1.0
     repeats: int = 1
+    schedule: str = "final"
+    cooldown: float = DEFAULT_COOLDOWN
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip() or not self.name.isprintable() \
@@ -103,15 +120,68 @@ class Design:
         require_in(self.centre, "centre", 0.01, 100.0, what="a factor of the prior's optimum")
         if not 1 <= self.repeats <= MAX_REPEATS:
             raise ParameterError("repeats", f"must be an integer from 1 to {MAX_REPEATS}, got {self.repeats}")
+        if self.schedule not in SCHEDULES:
+            raise ParameterError("schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        require_in(self.cooldown, "cooldown", 0.0, 1.0, low_open=True,
+                   what="the fraction of a branch's tokens trained while the learning rate decays")
 
     @property
     def runs(self) -> int:
         return len(self.budgets) * self.points * self.repeats
 
     @property
-    def cost(self) -> float:
-        """Σ 6·N·D over the runs, FLOPs: each run of a budget-C curve costs C."""
+    def separate_cost(self) -> float:
+        """Σ 6·N·D over the points as separate runs, FLOPs: each run of a budget-C curve costs C
+        (a final-loss design's cost; a WSD design's is ``design_cost``)."""
         return self.repeats * self.points * float(sum(self.budgets))
+
+
+def wsd_twin(design: Design, cooldown: float) -> Design:
+    """The WSD design of the same points as ``design`` (named ``NAME/wsd``)."""
+    return dataclasses.replace(design, name=f"{design.name[:MAX_NAME - 4]}/wsd", schedule="wsd", cooldown=cooldown)
+
+
+def design_sizes(design: Design, prior: Parametric) -> np.ndarray:
+    """[budgets, points] ln N of a design's sizes: ``points`` evenly in ln N from centre/spread to
+    centre x spread around ``centre`` x the prior's N*(C). A WSD design's are snapped to the grid
+    of the same spacing anchored at the top budget's sizes (each budget's sizes move together, by
+    at most half a step), so that budgets share trunks."""
+    with jax_x64():
+        lc = np.log(np.asarray(design.budgets, np.float64))
+        centre = np.asarray(closed_form_x(Parametric(*(jnp.float64(v) for v in prior)),
+                                          jnp.asarray(lc))) + math.log(design.centre)
+    step = 2.0 * math.log(design.spread) / (design.points - 1)
+    log_n = centre[:, None] + math.log(design.spread) * np.linspace(-1.0, 1.0, design.points)
+    if design.schedule == "wsd":
+        anchor = log_n[int(np.argmax(lc)), 0]
+        # floor(x + 1/2), not round-half-even: a budget's sizes share one fractional part and must move together
+        log_n = anchor + step * np.floor((log_n - anchor) / step + 0.5 + 1e-9)
+    return log_n
+
+
+class DesignCost(NamedTuple):
+    """What a design costs (FLOPs): ``cost`` as trained, ``separate`` as separate runs, and the
+    number of runs started (``trunks``: WSD trunks, or every run of a final-loss design)."""
+
+    cost: float
+    separate: float
+    trunks: int
+
+
+def design_cost(design: Design, prior: Parametric) -> DesignCost:
+    """A design's cost. WSD: per trunk (one size, one repeat) C_max + cooldown x Σ C_i over its
+    other budgets (6·N·D_max for the trunk, cooldown·6·N·D_i per branch; D = C / 6N)."""
+    if design.schedule == "final":
+        return DesignCost(design.separate_cost, design.separate_cost, design.runs)
+    log_n = design_sizes(design, prior)
+    step = 2.0 * math.log(design.spread) / (design.points - 1)
+    grid = np.rint((log_n - log_n.min()) / step).astype(int)  # a size's grid index: its trunk
+    cost = 0.0
+    trunks = np.unique(grid)
+    for k in trunks:
+        c = np.array([b for b, row in zip(design.budgets, grid) if k in row])
+        cost += c.max() + design.cooldown * (c.sum() - c.max())
+    return DesignCost(design.repeats * cost, design.separate_cost, design.repeats * len(trunks))
 
 
 @dataclass(frozen=True)
@@ -123,7 +193,9 @@ class Noise:
     their losses too high). Validated on construction: each in [0, 1]. And the model error of
     the forecast (``model_error``, DESIGN §17): ln N̂* moved by (drift + sd z) x the decades from
     the design's top budget to the target, z ~ N(0, 1) per ladder — the law's form not holding
-    across scales, as backtests of real ladders measure it (``data/model_error.toml``)."""
+    across scales, as backtests of real ladders measure it (``data/model_error.toml``). A WSD
+    design's points add ``wsd_sigma`` (log loss; None: the multi-power curve law's held-out
+    final-loss error, ``data/curve_law_error.toml``)."""
 
     sigma: float | None = None
     curve_sigma: float = 0.0
@@ -131,23 +203,27 @@ class Noise:
     model_drift_per_decade: float = 0.0
     model_sd_per_decade: float = 0.0
     model_error: str = "none"  # where the model error comes from: none, calibrated (approach), or a file
+    wsd_sigma: float | None = None
 
     def __post_init__(self):
-        for name in ("sigma", "curve_sigma", "bias_per_decade"):
+        for name in ("sigma", "curve_sigma", "bias_per_decade", "wsd_sigma"):
             v = getattr(self, name)
             if v is not None:
-                require_in(v, "noise" if name == "sigma" else name, 0.0, 1.0,
+                require_in(v, {"sigma": "noise", "wsd_sigma": "wsd_noise"}.get(name, name), 0.0, 1.0,
                            what="a log-loss standard deviation or bias")
         require_in(self.model_drift_per_decade, "model_error", -2.0, 2.0, what="a drift of ln N* per decade")
         require_in(self.model_sd_per_decade, "model_error", 0.0, 2.0, what="a spread of ln N* per decade")
 
     def for_law(self, law: LawSpec) -> Noise:
-        """This noise with ``sigma`` decided: as given, else the law file's residuals, else
-        DEFAULT_SIGMA."""
-        if self.sigma is not None:
-            return self
-        sigma = law.residual_sd if law.residual_sd is not None else DEFAULT_SIGMA
-        return dataclasses.replace(self, sigma=sigma)
+        """This noise with ``sigma`` decided (as given, else the law file's residuals, else
+        DEFAULT_SIGMA) and ``wsd_sigma`` (as given, else the curve law's calibrated error)."""
+        from ..core.files import data_toml
+
+        sigma = self.sigma if self.sigma is not None else \
+            law.residual_sd if law.residual_sd is not None else DEFAULT_SIGMA
+        wsd = self.wsd_sigma if self.wsd_sigma is not None else \
+            float(data_toml("curve_law_error.toml")["form"]["multipower"]["final_rms_log"])
+        return dataclasses.replace(self, sigma=sigma, wsd_sigma=wsd)
 
 
 def check_ladder_approach(approach: str) -> str:
@@ -158,7 +234,6 @@ def check_ladder_approach(approach: str) -> str:
 
 
 MODEL_ERRORS = ("calibrated", "none")
-_CALIBRATION_KEY = {"vpnls": "vpnls", "3": "approach3", "2": "approach2"}
 
 
 def model_error_noise(noise: Noise, spec: str, approach: str) -> Noise:
@@ -172,14 +247,14 @@ def model_error_noise(noise: Noise, spec: str, approach: str) -> Noise:
     if spec == "none":
         return dataclasses.replace(noise, model_drift_per_decade=0.0, model_sd_per_decade=0.0, model_error="none")
     if spec == "calibrated":
-        entry, where = data_toml("model_error.toml")[_CALIBRATION_KEY[approach]], "model_error.toml"
-        label = f"calibrated ({_CALIBRATION_KEY[approach]}: {entry['source']})"
+        entry, where = data_toml("model_error.toml")[MODEL_ERROR_ENTRY[approach]], "model_error.toml"
+        label = f"calibrated ({MODEL_ERROR_ENTRY[approach]}: {entry['source']})"
     else:
         path = Path(spec)
         if not path.suffix == ".toml":
             raise ParameterError("model_error", f"must be {' | '.join(MODEL_ERRORS)} or a .toml file, got {spec!r}")
         d = load_toml(path, "model_error", "a model-error TOML file")
-        entry = d.get(_CALIBRATION_KEY[approach], d)
+        entry = d.get(MODEL_ERROR_ENTRY[approach], d)
         where, label = path.name, f"file {path.name}"
     for k in ("n_star_drift_per_decade", "n_star_sd_per_decade"):
         v = entry.get(k) if isinstance(entry, dict) else None
@@ -244,7 +319,8 @@ def _budgets(v: Any, where: str) -> tuple[float, ...]:
 
 
 def design_from_mapping(m: Any, where: str) -> Design:
-    """A design from a TOML table (keys: name, budgets, points, spread, centre, repeats)."""
+    """A design from a TOML table (keys: name, budgets, points, spread, centre, repeats, schedule,
+    cooldown)."""
     if not isinstance(m, dict):
         raise InputError(where, "must be a table")
     for k in m:
@@ -253,12 +329,14 @@ def design_from_mapping(m: Any, where: str) -> Design:
     for k in ("budgets", "points", "spread"):
         if k not in m:
             raise InputError(f"{where}.{k}", "required")
-    if not isinstance(m.get("name", where), str):
-        raise InputError(f"{where}.name", f"must be a string, got {m['name']!r}")
+    for k, default in (("name", where), ("schedule", "final")):
+        if not isinstance(m.get(k, default), str):
+            raise InputError(f"{where}.{k}", f"must be a string, got {m[k]!r}")
     try:
         return Design(m.get("name", where), _budgets(m["budgets"], f"{where}.budgets"),
                       _int(m["points"], f"{where}.points"), number_at(m["spread"], f"{where}.spread"),
-                      number_at(m.get("centre", 1.0), f"{where}.centre"), _int(m.get("repeats", 1), f"{where}.repeats"))
+                      number_at(m.get("centre", 1.0), f"{where}.centre"), _int(m.get("repeats", 1), f"{where}.repeats"),
+                      m.get("schedule", "final"), number_at(m.get("cooldown", DEFAULT_COOLDOWN), f"{where}.cooldown"))
     except ParameterError as e:  # a field out of range: name it by its TOML path
         raise e.rename(lambda name: f"{where}.{name}") from None
 
@@ -287,39 +365,39 @@ def read_designs(path: str | Path) -> list[Design]:
 class DesignTable(NamedTuple):
     """Every design as padded rows (NumPy, float64): ``log_c`` [designs, budgets], ``log_n``,
     ``w`` (1 = a run, 0 = padding) and ``slot`` (the run's noise counter) [designs, budgets,
-    runs per budget], ``curve`` [designs, budgets] (a real curve)."""
+    runs per budget], ``curve`` [designs, budgets] (a real curve), ``wsd`` [designs] (1: a WSD
+    design, whose points carry the extra noise)."""
 
     log_c: np.ndarray
     log_n: np.ndarray
     w: np.ndarray
     slot: np.ndarray
     curve: np.ndarray
+    wsd: np.ndarray
 
 
 def design_table(designs: Sequence[Design], prior: Parametric) -> DesignTable:
-    """The runs of every design, sizes placed around the prior's optimum N*(C)."""
+    """The runs of every design, sizes placed around the prior's optimum N*(C) (``design_sizes``)."""
     nb = max(len(d.budgets) for d in designs)
     m = max(d.points * d.repeats for d in designs)
     shape = (len(designs), nb, m)
     log_c, curve = np.zeros(shape[:2]), np.zeros(shape[:2], bool)
     log_n, w, slot = np.zeros(shape), np.zeros(shape), np.zeros(shape, np.uint32)
-    with jax_x64():
-        for i, d in enumerate(designs):
-            lc = np.log(np.asarray(d.budgets, np.float64))
-            centre = np.asarray(closed_form_x(Parametric(*(jnp.float64(v) for v in prior)),
-                                              jnp.asarray(lc))) + math.log(d.centre)
-            offs = math.log(d.spread) * np.linspace(-1.0, 1.0, d.points)
-            k = d.points * d.repeats
-            for b in range(len(d.budgets)):
-                log_c[i, b], curve[i, b] = lc[b], True
-                log_n[i, b, :k] = np.repeat(centre[b] + offs, d.repeats)
-                w[i, b, :k] = 1.0
-                slots = [(b * MAX_POINTS + p) * MAX_REPEATS + r for p in range(d.points) for r in range(d.repeats)]
-                slot[i, b, :k] = slots
-            log_c[i, len(d.budgets):] = lc[-1]  # padding rows: any budget, weight 0
-            log_n[i, :, k:] = log_n[i, :, :1]
-            log_n[i, len(d.budgets):] = log_n[i, 0]
-    return DesignTable(log_c, log_n, w, slot, curve)
+    for i, d in enumerate(designs):
+        lc = np.log(np.asarray(d.budgets, np.float64))
+        sizes = design_sizes(d, prior)
+        k = d.points * d.repeats
+        for b in range(len(d.budgets)):
+            log_c[i, b], curve[i, b] = lc[b], True
+            log_n[i, b, :k] = np.repeat(sizes[b], d.repeats)
+            w[i, b, :k] = 1.0
+            slots = [(b * MAX_POINTS + p) * MAX_REPEATS + r for p in range(d.points) for r in range(d.repeats)]
+            slot[i, b, :k] = slots
+        log_c[i, len(d.budgets):] = lc[-1]  # padding rows: any budget, weight 0
+        log_n[i, :, k:] = log_n[i, :, :1]
+        log_n[i, len(d.budgets):] = log_n[i, 0]
+    wsd = np.array([d.schedule == "wsd" for d in designs], np.float64)
+    return DesignTable(log_c, log_n, w, slot, curve, wsd)
 
 
 def _outcome(law: Parametric, log_n_hat, log_target, converged) -> Outcome:
@@ -365,6 +443,7 @@ class Config(NamedTuple):
     log_target: Array
     model_drift: Array
     model_sd: Array
+    wsd_sigma: Array
 
 
 def make_config(prior: LawSpec, uncertainty: str, noise: Noise, target: float, seed: int) -> Config:
@@ -375,7 +454,8 @@ def make_config(prior: LawSpec, uncertainty: str, noise: Noise, target: float, s
               else np.asarray(prior.draws, np.float64) if uncertainty == "bootstrap" else np.zeros((1, 5)))
     return Config(np.asarray(key_words(seed), np.uint32), np.array([float(v) for v in prior.params]), spread,
                   *(np.float64(v) for v in (noise.sigma, noise.curve_sigma, noise.bias_per_decade, math.log(target),
-                                            noise.model_drift_per_decade, noise.model_sd_per_decade)))
+                                            noise.model_drift_per_decade, noise.model_sd_per_decade,
+                                            noise.wsd_sigma)))
 
 
 def true_law(cfg: Config, uncertainty: str, index: Array) -> Parametric:
@@ -388,16 +468,20 @@ def true_law(cfg: Config, uncertainty: str, index: Array) -> Parametric:
 
 
 def draw_ladder(design: Array, index: Array, tables: DesignTable, cfg: Config, uncertainty: str) -> Simulated:
-    """Ladder ``index`` of design row ``design``: its true law and its runs' noisy losses. Pure."""
-    log_c, log_n, w, slot, curve = (jnp.asarray(t)[design] for t in tables)
+    """Ladder ``index`` of design row ``design``: its true law and its runs' noisy losses (a WSD
+    design's with ``wsd_sigma`` more, on its own stream: the final-loss twin's draws are the
+    same). Pure."""
+    log_c, log_n, w, slot, curve, wsd = (jnp.asarray(t)[design] for t in tables)
     dtype = log_n.dtype
     key = (cfg.key[0], cfg.key[1])
     law = true_law(cfg, uncertainty, index)
     log_d = log_c[:, None] - math.log(TRAIN_FLOPS_PER_PARAM_TOKEN) - log_n
     z = jax.scipy.special.ndtri(uniform(key, index, slot, NOISE_STREAM, dtype))
     zc = jax.scipy.special.ndtri(uniform(key, index, jnp.arange(log_c.shape[0], dtype=jnp.uint32), CURVE_STREAM, dtype))
+    zw = jax.scipy.special.ndtri(uniform(key, index, slot, WSD_STREAM, dtype))
     log_obs = (jnp.log(loss(law, log_n, log_d)) + cfg.sigma * z + cfg.curve_sigma * zc[:, None]
-               + cfg.bias_per_decade * ((cfg.log_target - log_c) / math.log(10.0))[:, None])
+               + cfg.bias_per_decade * ((cfg.log_target - log_c) / math.log(10.0))[:, None]
+               + wsd * cfg.wsd_sigma * zw)
     return Simulated(law, log_c, log_n, log_d, jnp.exp(log_obs), w, curve)
 
 
@@ -514,18 +598,22 @@ def quantile_band(v: np.ndarray, q: float) -> tuple[float, float, float]:
     return float(np.quantile(v, q)), float(s[lo]), float(s[hi])
 
 
-def design_row(design: Design, out: Outcome, target: float, cluster: Cluster | None = None) -> dict:
-    """One design's row: cost, bias and quantiles of the forecast error and the regret over the
-    ladders whose fit gave a forecast, and how many did not (``failed``) or did not converge."""
+def design_row(design: Design, out: Outcome, target: float, cost: DesignCost, cluster: Cluster | None = None) -> dict:
+    """One design's row: cost (``design_cost``), bias and quantiles of the forecast error and the
+    regret over the ladders whose fit gave a forecast, and how many did not (``failed``) or did
+    not converge."""
     ok = out.ok
     err, regret, lost = out.log_n_error[ok], out.regret[ok], out.compute_lost[ok]
     n = len(ok)
     r95, r95_lo, r95_hi = quantile_band(regret, 0.95)
     row = {"design": design.name, "budgets": list(design.budgets), "points": design.points, "spread": design.spread,
-           "centre": design.centre, "repeats": design.repeats, "runs": design.runs, "cost_flops": design.cost,
-           "cost_fraction": design.cost / target}
+           "centre": design.centre, "repeats": design.repeats, "schedule": design.schedule, "runs": design.runs,
+           "trunks": cost.trunks, "cost_flops": cost.cost, "separate_cost_flops": cost.separate,
+           "cost_fraction": cost.cost / target}
+    if design.schedule == "wsd":
+        row["cooldown"] = design.cooldown
     if cluster is not None:
-        row["gpu_hours"] = gpu_hours(design.cost, cluster.peak_flops, cluster.mfu)
+        row["gpu_hours"] = gpu_hours(cost.cost, cluster.peak_flops, cluster.mfu)
     abs_err = np.abs(err)
     row.update({
         "n_bias": float(np.expm1(np.median(err))) if ok.any() else math.nan,
@@ -566,6 +654,29 @@ def choose_design(rows: list[dict], max_regret: float | None, ladder_budget: flo
     return {"design": best["design"], "rule": rule}
 
 
+def wsd_versus_final(rows: list[dict]) -> list[dict]:
+    """WSD and final-loss designs at equal forecast quality: for each final-loss design on the
+    cost-regret front (no cheaper one has a lower p95 regret), the cheapest WSD design whose p95
+    regret is within that design's (at most the upper end of its 95 % Monte Carlo interval: the
+    two are not told apart by the simulation), and the ratio of their costs (None: no WSD design
+    reaches it)."""
+    usable = [r for r in rows if r["eligible"] and math.isfinite(r["regret_p95"])]
+    final = sorted((r for r in usable if r["schedule"] == "final"), key=lambda r: (r["cost_flops"], r["regret_p95"]))
+    wsd = [r for r in usable if r["schedule"] == "wsd"]
+    out, best = [], math.inf
+    for f in final:
+        if f["regret_p95"] >= best:
+            continue
+        best = f["regret_p95"]
+        as_good = [r for r in wsd if r["regret_p95"] <= f["regret_p95_ci"][1]]
+        w = min(as_good, key=lambda r: (r["cost_flops"], r["regret_p95"]), default=None)
+        out.append({"regret_p95": best, "final": f["design"], "final_cost_flops": f["cost_flops"],
+                    "wsd": None if w is None else w["design"], "wsd_cost_flops": None if w is None else w["cost_flops"],
+                    "wsd_regret_p95": None if w is None else w["regret_p95"],
+                    "cost_ratio": None if w is None else w["cost_flops"] / f["cost_flops"]})
+    return out
+
+
 def prior_kind(law: LawSpec, prior: str | None) -> str:
     """The law's uncertainty to draw true laws from: given, else its covariance, else its
     bootstrap draws, else none (the law fixed)."""
@@ -580,7 +691,8 @@ def prior_kind(law: LawSpec, prior: str | None) -> str:
 class LadderDesigns(TypedDict):
     """``design_ladders``'s answer: the JSON of `budgetopt ladder -f json`. ``designs``: one row
     per design (``design_row``: cost, N* bias and error quantiles, regret, failures);
-    ``recommended`` the chosen design's name (None: none qualifies) by ``rule``."""
+    ``recommended`` the chosen design's name (None: none qualifies) by ``rule``; with WSD and
+    final-loss designs both, ``wsd_versus_final`` (their costs at equal forecast quality)."""
 
     target_flops: float
     law: str
@@ -598,14 +710,16 @@ class LadderDesigns(TypedDict):
     cluster: dict[str, Any] | None
     timing: dict[str, float]
     extrapolation: NotRequired[dict[str, Any]]
+    wsd_versus_final: NotRequired[list[dict[str, Any]]]
 
 
 def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None = None, *, prior: str | None = None,
                    noise: Noise = Noise(), approach: str = "vpnls", ladders: float = 1000, seed: int = 0,
                    max_regret: float | None = None, ladder_budget: float | None = None, cluster: Cluster | None = None,
-                   chunk: int | None = None) -> LadderDesigns:
-    """``budgetopt ladder``: simulate every design (``family(target)`` by default), summarise and
-    recommend. See the module docstring."""
+                   chunk: int | None = None, wsd: float | None = None) -> LadderDesigns:
+    """``budgetopt ladder``: simulate every design (``family(target)`` by default; with ``wsd`` a
+    cooldown fraction, each final-loss design beside its WSD twin), summarise and recommend. See
+    the module docstring."""
     if not isinstance(law.params, Parametric):
         raise ParameterError("law", f"{law.name} is not a parametric law E + A/N^alpha + B/D^beta")
     require_in(target, "target", 0.0, low_open=True, what="FLOPs")
@@ -625,6 +739,13 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
     noise = noise.for_law(law)
     kind = prior_kind(law, prior)
     designs = list(designs) if designs is not None else family(target)
+    if wsd is not None:
+        require_in(wsd, "wsd", 0.0, 1.0, low_open=True, what="a cooldown fraction of each branch's tokens")
+        designs = [t for d in designs for t in ((d, wsd_twin(d, wsd)) if d.schedule == "final" else (d,))]
+        names = [d.name for d in designs]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ParameterError("wsd", f"the WSD twin's name {dup!r} is a design's name already")
     for i, d in enumerate(designs):
         if max(d.budgets) >= target:
             raise InputError(f"design[{i}].budgets",
@@ -632,7 +753,8 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
     t0 = time.perf_counter()
     out = simulate(designs, law, kind, noise, target, ladders, approach, seed, chunk)
     seconds = time.perf_counter() - t0
-    rows = [design_row(d, Outcome(*(v[i] for v in out)), target, cluster) for i, d in enumerate(designs)]
+    rows = [design_row(d, Outcome(*(v[i] for v in out)), target, design_cost(d, law.params), cluster)
+            for i, d in enumerate(designs)]
     choice = choose_design(rows, max_regret, ladder_budget)
     warnings = [f"{r['design']}: {r['not_converged']} of {r['ladders']} fits failed or did not converge ({r['failed']} "
                 "without a forecast); not recommended" for r in rows if not r["eligible"]]
@@ -655,5 +777,7 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
             "max_regret": max_regret, "ladder_budget": ladder_budget, "warnings": warnings, "cluster": cluster_rec,
             "timing": {"seconds": seconds, "fits": fits, "fits_per_second": fits / seconds,
                        "devices": jax.local_device_count()}}
+    if {"wsd", "final"} <= {r["schedule"] for r in rows}:
+        out["wsd_versus_final"] = wsd_versus_final(rows)
     return attach(out, extrapolation(law.validity, n_star, target / (TRAIN_FLOPS_PER_PARAM_TOKEN * n_star), target),
                   warn=False)
