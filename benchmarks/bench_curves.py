@@ -2,14 +2,15 @@
 over every replicate in one call, against a SciPy loop (L-BFGS-B per replicate, NumPy objective
 on the same merged pairs), in one run on the same curves.
 
-    python benchmarks/bench_curves.py [--replicates 200] [--scipy-replicates 5] [--record]
+    python benchmarks/bench_curves.py [--replicates 200] [--scipy-replicates 5] [--shorter 1] [--record]
 
 The curves: the multi-power law at the official 25M parameters (tests/curves/reference.py's
 OFFICIAL) on the paper's three training schedules (24,000-step constant and cosine, 16,000-step
 two-stage; warmup 2,160), logged every 128 steps from step 2,176 as the shipped files are, with
 log-normal loss noise (sd 1e-3). Both minimise the same Huber objective from the full fit's
 optimum; printed: replicates per second each way, the ratio, and how often SciPy's objective beats
-budgetopt's (it should not).
+budgetopt's (it should not). ``--shorter K`` divides every step count by K (the smoke test's
+quick run; figures are recorded at K = 1).
 """
 
 from __future__ import annotations
@@ -29,10 +30,14 @@ from budgetopt.curves.curve_laws import RESOLUTION, to_coords, to_params
 from budgetopt.curves.schedules import learning_rates, parse_schedule
 
 OFFICIAL_25M = [3.04045406, 0.52468604, 0.50786857, 363.78751622, 2.06560812, 0.58279013, 0.64142257]
-W = "warmup=2160"
-SPECS = {"constant_24000": f"constant:steps=24000,lr=3e-4,{W}",
-         "cosine_24000": f"cosine:steps=24000,lr=3e-4,final=3e-5,{W}",
-         "wsdcon_9": f"two-stage:steps=16000,lr=3e-4,switch=8000,lr2=9e-5,{W}"}
+
+
+def specs(k: int = 1) -> dict[str, str]:
+    """The paper's three training schedules, every step count divided by ``k``."""
+    w = f"warmup={2160 // k}"
+    return {"constant_24000": f"constant:steps={24000 // k},lr=3e-4,{w}",
+            "cosine_24000": f"cosine:steps={24000 // k},lr=3e-4,final=3e-5,{w}",
+            "wsdcon_9": f"two-stage:steps={16000 // k},lr=3e-4,switch={8000 // k},lr2=9e-5,{w}"}
 
 
 def numpy_loss(theta, p, rows: int) -> np.ndarray:
@@ -42,12 +47,12 @@ def numpy_loss(theta, p, rows: int) -> np.ndarray:
     return l0 + a * p.s1 ** -alpha + b * np.bincount(p.row, weights=p.gap * g, minlength=rows)
 
 
-def curves(noise: float = 1e-3, seed: int = 0) -> list[Curve]:
+def curves(noise: float = 1e-3, seed: int = 0, k: int = 1) -> list[Curve]:
     rng = np.random.default_rng(seed)
     out = []
-    for name, spec in SPECS.items():
+    for name, spec in specs(k).items():
         lrs = learning_rates(parse_schedule(spec, "spec"))
-        steps = np.arange(2176, len(lrs), 128)
+        steps = np.arange(2176 // k, len(lrs), 128 // k)
         p = curve_fit.curve_pairs(lrs, steps, 0.0)
         loss = numpy_loss(to_coords("multipower", OFFICIAL_25M), p, len(steps)) * np.exp(noise * rng.standard_normal(len(steps)))
         out.append(Curve(name, "all", steps, loss, lrs, spec, "", np.arange(1, len(steps) + 1)))
@@ -59,9 +64,12 @@ def main(argv=None):
     ap.add_argument("--replicates", type=int, default=200)
     ap.add_argument("--scipy-replicates", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--shorter", type=int, default=1, help="divide every step count by this (a quick run)")
     ap.add_argument("--record", action="store_true", help="append the figures to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
-    cs = curves()
+    if args.record and args.shorter != 1:
+        ap.error("--record keeps the full-length curves: drop --shorter")
+    cs = curves(k=args.shorter)
     out = {}
 
     def run():

@@ -314,7 +314,7 @@ _BENCH = {
     "bench_ladder.py": ["--designs", "2", "--ladders", "64", "--scipy-fits", "2"],
     "bench_moe.py": ["--problems", "1000", "--scipy-sample", "5", "--repeats", "1"],
     "bench_forms.py": ["--replicates", "2", "--scipy-replicates", "1", "--repeats", "1", "--starts", "8"],
-    "bench_curves.py": ["--replicates", "2", "--scipy-replicates", "1", "--repeats", "1"],
+    "bench_curves.py": ["--replicates", "2", "--scipy-replicates", "1", "--repeats", "1", "--shorter", "8"],
     "run.py": ["--help"],
 }
 
