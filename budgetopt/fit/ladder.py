@@ -692,7 +692,8 @@ class LadderDesigns(TypedDict):
     """``design_ladders``'s answer: the JSON of `budgetopt ladder -f json`. ``designs``: one row
     per design (``design_row``: cost, N* bias and error quantiles, regret, failures);
     ``recommended`` the chosen design's name (None: none qualifies) by ``rule``; with WSD and
-    final-loss designs both, ``wsd_versus_final`` (their costs at equal forecast quality)."""
+    final-loss designs both, ``wsd_versus_final`` (their costs at equal forecast quality; None
+    without both kinds)."""
 
     target_flops: float
     law: str
@@ -710,7 +711,7 @@ class LadderDesigns(TypedDict):
     cluster: dict[str, Any] | None
     timing: dict[str, float]
     extrapolation: NotRequired[dict[str, Any]]
-    wsd_versus_final: NotRequired[list[dict[str, Any]]]
+    wsd_versus_final: list[dict[str, Any]] | None
 
 
 def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None = None, *, prior: str | None = None,
@@ -777,7 +778,6 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
             "max_regret": max_regret, "ladder_budget": ladder_budget, "warnings": warnings, "cluster": cluster_rec,
             "timing": {"seconds": seconds, "fits": fits, "fits_per_second": fits / seconds,
                        "devices": jax.local_device_count()}}
-    if {"wsd", "final"} <= {r["schedule"] for r in rows}:
-        out["wsd_versus_final"] = wsd_versus_final(rows)
+    out["wsd_versus_final"] = wsd_versus_final(rows) if {"wsd", "final"} <= {r["schedule"] for r in rows} else None
     return attach(out, extrapolation(law.validity, n_star, target / (TRAIN_FLOPS_PER_PARAM_TOKEN * n_star), target),
                   warn=False)
