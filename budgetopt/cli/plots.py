@@ -428,7 +428,7 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
     for r in rows:
         c, m = colors[r["points"]], markers[r["spread"]]
         face = c if r["eligible"] else "none"
-        edge = "k" if r in wsd else c  # a WSD design: black-edged
+        edge = "k" if r.get("schedule") == "wsd" else c  # a WSD design: black-edged
         at = dodge[r["design"]]
         ax_e.plot([r["cost_flops"]] * 2, [100 * r["n_error_p50"], 100 * r["n_error_p95"]], color=c, lw=1, alpha=0.6,
                   transform=at)
@@ -436,9 +436,12 @@ def ladder(result: Any, width: float = 12.0, height: float = 4.6):
                      transform=at)
         ax_e.scatter([r["cost_flops"]], [100 * r["n_error_p50"]], color=c, marker="_", s=40, zorder=3, transform=at)
         ax_r.scatter([r["cost_flops"]], [r["regret_p95"]], color=face, edgecolors=edge, marker=m, s=28, zorder=3)
-    by_name = {r["design"]: r for r in rows}
-    for w in wsd:  # each WSD design joined to the final-loss design of the same points
-        f = by_name.get(w["design"].removesuffix("/wsd"))
+    def runs_of(r):
+        return tuple(r["budgets"]), r["points"], r["spread"], r["centre"], r["repeats"]
+
+    finals = {runs_of(r): r for r in rows if r.get("schedule") != "wsd"}
+    for w in wsd:  # each WSD design joined to the final-loss design of the same points (its name may be cut)
+        f = finals.get(runs_of(w))
         if f is not None:
             ax_r.plot([f["cost_flops"], w["cost_flops"]], [f["regret_p95"], w["regret_p95"]], color=colors[w["points"]],
                       lw=0.8, alpha=0.6, zorder=2)

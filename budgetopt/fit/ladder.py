@@ -52,7 +52,7 @@ from jaxtyping import Array
 
 from ..core.distributions import key_words, uniform
 from ..core.errors import InputError, ParameterError
-from ..core.files import load_toml
+from ..core.files import data_toml, load_toml
 from ..core.lbfgs import lbfgs_minimize
 from ..core.runtime import jax_x64
 from ..core.units import TRAIN_FLOPS_PER_PARAM_TOKEN, gpu_hours, number_at, require_in
@@ -130,6 +130,11 @@ class Design:
         return len(self.budgets) * self.points * self.repeats
 
     @property
+    def size_step(self) -> float:
+        """The step in ln N between a budget's neighbouring sizes."""
+        return 2.0 * math.log(self.spread) / (self.points - 1)
+
+    @property
     def separate_cost(self) -> float:
         """Σ 6·N·D over the points as separate runs, FLOPs: each run of a budget-C curve costs C
         (a final-loss design's cost; a WSD design's is ``design_cost``)."""
@@ -150,9 +155,9 @@ def design_sizes(design: Design, prior: Parametric) -> np.ndarray:
         lc = np.log(np.asarray(design.budgets, np.float64))
         centre = np.asarray(closed_form_x(Parametric(*(jnp.float64(v) for v in prior)),
                                           jnp.asarray(lc))) + math.log(design.centre)
-    step = 2.0 * math.log(design.spread) / (design.points - 1)
     log_n = centre[:, None] + math.log(design.spread) * np.linspace(-1.0, 1.0, design.points)
     if design.schedule == "wsd":
+        step = design.size_step
         anchor = log_n[int(np.argmax(lc)), 0]
         # floor(x + 1/2), not round-half-even: a budget's sizes share one fractional part and must move together
         log_n = anchor + step * np.floor((log_n - anchor) / step + 0.5 + 1e-9)
@@ -174,8 +179,7 @@ def design_cost(design: Design, prior: Parametric) -> DesignCost:
     if design.schedule == "final":
         return DesignCost(design.separate_cost, design.separate_cost, design.runs)
     log_n = design_sizes(design, prior)
-    step = 2.0 * math.log(design.spread) / (design.points - 1)
-    grid = np.rint((log_n - log_n.min()) / step).astype(int)  # a size's grid index: its trunk
+    grid = np.rint((log_n - log_n.min()) / design.size_step).astype(int)  # a size's grid index: its trunk
     cost = 0.0
     trunks = np.unique(grid)
     for k in trunks:
@@ -217,8 +221,6 @@ class Noise:
     def for_law(self, law: LawSpec) -> Noise:
         """This noise with ``sigma`` decided (as given, else the law file's residuals, else
         DEFAULT_SIGMA) and ``wsd_sigma`` (as given, else the curve law's calibrated error)."""
-        from ..core.files import data_toml
-
         sigma = self.sigma if self.sigma is not None else \
             law.residual_sd if law.residual_sd is not None else DEFAULT_SIGMA
         wsd = self.wsd_sigma if self.wsd_sigma is not None else \
@@ -241,8 +243,6 @@ def model_error_noise(noise: Noise, spec: str, approach: str) -> Noise:
     ``data/model_error.toml`` for ``approach`` (backtests of real ladders); or a TOML file with
     ``n_star_drift_per_decade`` and ``n_star_sd_per_decade`` (top level, or in a table named
     like the calibration's: approach2, approach3, vpnls)."""
-    from ..core.files import data_toml
-
     check_ladder_approach(approach)
     if spec == "none":
         return dataclasses.replace(noise, model_drift_per_decade=0.0, model_sd_per_decade=0.0, model_error="none")
@@ -341,6 +341,13 @@ def design_from_mapping(m: Any, where: str) -> Design:
         raise e.rename(lambda name: f"{where}.{name}") from None
 
 
+def repeated_name(designs: Sequence[Design]) -> tuple[str, int] | None:
+    """The first name two designs share and the index of its second design (None: all unique)."""
+    names = [d.name for d in designs]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    return None if dup is None else (dup, names.index(dup, names.index(dup) + 1))
+
+
 def read_designs(path: str | Path) -> list[Design]:
     """Designs from a TOML file: an array of tables ``[[design]]``."""
     data = load_toml(path, "designs", "a designs TOML file")
@@ -351,10 +358,9 @@ def read_designs(path: str | Path) -> list[Design]:
     if not isinstance(items, list) or not items:
         raise InputError("design", "the file must hold at least one [[design]] table")
     designs = [design_from_mapping(m, f"design[{i}]") for i, m in enumerate(items)]
-    names = [d.name for d in designs]
-    dup = next((n for n in names if names.count(n) > 1), None)
+    dup = repeated_name(designs)
     if dup is not None:
-        raise InputError(f"design[{names.index(dup, names.index(dup) + 1)}].name", f"{dup!r} is used twice")
+        raise InputError(f"design[{dup[1]}].name", f"{dup[0]!r} is used twice")
     return designs
 
 
@@ -743,10 +749,9 @@ def design_ladders(law: LawSpec, target: float, designs: Sequence[Design] | None
     if wsd is not None:
         require_in(wsd, "wsd", 0.0, 1.0, low_open=True, what="a cooldown fraction of each branch's tokens")
         designs = [t for d in designs for t in ((d, wsd_twin(d, wsd)) if d.schedule == "final" else (d,))]
-        names = [d.name for d in designs]
-        dup = next((n for n in names if names.count(n) > 1), None)
+        dup = repeated_name(designs)
         if dup is not None:
-            raise ParameterError("wsd", f"the WSD twin's name {dup!r} is a design's name already")
+            raise ParameterError("wsd", f"the WSD twin's name {dup[0]!r} is a design's name already")
     for i, d in enumerate(designs):
         if max(d.budgets) >= target:
             raise InputError(f"design[{i}].budgets",
