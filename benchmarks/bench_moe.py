@@ -38,8 +38,9 @@ def problems(n: int, seed: int = 0):
 
 
 def scipy_baseline(log_c, log_m):
-    """The same maths written plainly: eq. 1/6 in NumPy float64, bounded Brent per (problem, E)."""
-    from scipy.optimize import minimize_scalar
+    """The same maths written plainly: eq. 1/6 in NumPy float64, bounded Brent per (problem, E),
+    the memory cap's N_act by Brent's root of eq. 9 (d_model = 64 n_blocks, vocabulary 50,257)."""
+    from scipy.optimize import brentq, minimize_scalar
 
     a, al, de, ga, b, be, om, ze, es, em, c = (35.91, -0.1889, -0.2285, 0.0098, 35.98, -0.1775, 0.5529, -0.0259,
                                                2.0732, 290.4521, 1.3637)
@@ -53,7 +54,9 @@ def scipy_baseline(log_c, log_m):
             def f(x, eh=eh, le=le, s=s):
                 return a * eh ** de * math.exp((al + ga * le) * x) + b * eh ** om * (s / math.exp(x)) ** (be + ze * le) + c
 
-            hi = min(math.log(s), lm + math.log(13.0 / (4.0 + 9.0 * e)))
+            m = math.exp(lm)
+            d = brentq(lambda d, e=e, m=m: 2 * d * 50257 + (4 + 9 * e) * d ** 3 / 64 - m, 0.0, (64 * m) ** (1 / 3))
+            hi = min(math.log(s), math.log(2 * d * 50257 + 13 * d ** 3 / 64))
             r = minimize_scalar(f, bounds=(0.0, hi), method="bounded", options={"xatol": 1e-10})
             out[i, j] = r.x, r.fun
     return out

@@ -43,3 +43,16 @@ def brute_force_min(f, lo, hi, points=100_001, rounds=4):
     ys = f(xs)
     i = int(np.nanargmin(ys))
     return xs[i], ys[i]
+
+
+def joint_moe_active_cap(M, E, T=0.0, V=50257.0, w=64.0):
+    """Ludziejewski et al. 2025 eq. 9/10 on their shape (d_model = w n_blocks, vocabulary V): the
+    active parameters N_act = 2dV + 13 d³/w of the widest model whose total 2dV + (4 + 9E) d³/w
+    plus KV cache 2T d²/w (§4.3) fits M parameters. Newton on the increasing convex cubic from
+    the root of its leading term (above the root), so it descends monotonically."""
+    M = np.asarray(M, np.float64)
+    k3, k2, k1 = (4.0 + 9.0 * E) / w, 2.0 * T / w, 2.0 * V
+    d = (M / k3) ** (1 / 3)
+    for _ in range(200):
+        d = d - (k3 * d ** 3 + k2 * d ** 2 + k1 * d - M) / (3 * k3 * d ** 2 + 2 * k2 * d + k1)
+    return 2.0 * d * V + 13.0 * d ** 3 / w

@@ -209,6 +209,10 @@ def optimize_command(
     max_total_params: Annotated[float | None, number_option("--max-total-params", "count",
                                                             "memory cap: all experts are held (total parameters)",
                                                             panel="Mixture of experts")] = None,
+    kv_tokens: Annotated[float | None, number_option("--kv-tokens", "count",
+                                                     "tokens of serving context held in the KV cache, counted in "
+                                                     "--max-total-params (2 x layers x width per token)",
+                                                     panel="Mixture of experts")] = None,
     precision: Annotated[str | None, typer.Option(rich_help_panel="Precision",
                                                   help="auto (the best), a format (bf16, fp8, fp4) or, with "
                                                        "kumar2024-precision, a number of bits")] = None,
@@ -248,12 +252,12 @@ def optimize_command(
                                     "inference_tokens": None if is_precision(spec.params) else inference_tokens,
                                     "target_loss": target_loss, "ratio": ratio,
                                     "experts": experts, "granularity": granularity, "max_experts": max_experts,
-                                    "max_total_params": max_total_params},
+                                    "max_total_params": max_total_params, "kv_tokens": kv_tokens},
                                    Constraints(max_params=max_params, max_tokens=max_tokens), price_per_hour)
     _refuse(precision_flags, lambda name: "applies with --precision" + (" under kumar2024-precision"
                                                                         if name == "serve_precision" else ""))
     moe_flags = {"experts": experts, "granularity": granularity, "max_total_params": max_total_params,
-                 "max_experts": max_experts}
+                 "max_experts": max_experts, "kv_tokens": kv_tokens}
     if is_moe(spec.params):
         from ..plan.moe_optimum import optimize_moe
         from .report import moe_notes
@@ -265,8 +269,8 @@ def optimize_command(
         with runtime.precision("optimize", x64):
             rec = optimize_moe(spec, flops=flops, cluster=cluster,
                                experts=experts, granularity=granularity, max_experts=max_experts,
-                               max_total_params=max_total_params, inference_tokens=inference_tokens,
-                               price_per_hour=price_per_hour)
+                               max_total_params=max_total_params, kv_tokens=kv_tokens,
+                               inference_tokens=inference_tokens, price_per_hour=price_per_hour)
         _no_effect(unused, "optimize", "without --gpu")
         return respond("optimize", rec, fmt, output, notes=moe_notes(spec, rec))
     _refuse(moe_flags, f"needs a mixture-of-experts law (ludziejewski2025-moe: --experts; krajewski2024-moe: "

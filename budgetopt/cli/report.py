@@ -24,7 +24,8 @@ from ..core.units import format_count, format_float, format_sci
 FORMATS = ("table", "json", "csv")
 
 _COUNT_KEYS = {"params", "tokens", "optimal_params", "optimal_tokens", "unique_tokens", "max_params",
-               "max_tokens", "inference_tokens", "params_active", "params_total", "max_total_params", "critical_tokens"}
+               "max_tokens", "inference_tokens", "params_active", "params_total", "max_total_params", "critical_tokens",
+               "kv_tokens", "kv_cache"}
 
 LABELS = {
     "law": "law", "flops": "compute (FLOPs)", "pf_days": "compute (PF-days)", "params": "parameters N",
@@ -39,6 +40,7 @@ LABELS = {
     "target_loss": "target loss", "experts": "experts E", "granularity": "granularity G",
     "params_active": "active parameters", "params_total": "total parameters", "loss_gain": "loss below dense",
     "max_total_params": "memory cap: total parameters", "params_meaning": "parameter counts",
+    "kv_tokens": "KV cache: serving tokens", "kv_cache": "KV cache (elements)",
     "verdict_dense": "verdict dense",
 }
 
@@ -704,11 +706,12 @@ def moe_notes(spec, rec: dict) -> list[str]:
     is counted, how far the answer extrapolates."""
     notes = [f"law: {spec.name} — {spec.describe()}", f"source: {spec.source}"]
     if "experts" in rec:
-        notes.append("N_act includes embeddings; total = N_act (4 + 9E)/13 (eq. 9/10 without a shape: embeddings "
-                     "counted as if routed, a slight over-count); compute 6·N_act·D, routing neglected")
+        notes.append("N_act includes embeddings; total and KV cache by eq. 9/10 on the paper's shape (d_model = 64 "
+                     "layers, vocabulary 50,257); compute 6·N_act·D, routing neglected")
     else:
-        notes.append("N = total non-embedding parameters at expansion E = 64, active = 12N/(8E + 4); FLOPs per token "
-                     "of eq. 10-11 with the router and d = 64 n_blocks; dense: the paper's dense fit")
+        notes.append(f"N = total non-embedding parameters at expansion E = {float(spec.params.expansion):g}, active = "
+                     "12N/(8E + 4); FLOPs per token of eq. 10-11 with the router and d = 64 n_blocks; dense: the "
+                     "paper's dense fit")
     if rec.get("inference_tokens"):
         notes.append("with inference tokens the budget is lifetime FLOPs: training plus one forward pass per "
                      "served token")
@@ -785,8 +788,8 @@ def moe_report(rec: dict, notes: Iterable[str] = (), width: int | None = None) -
     head["dense: parameters, tokens"] = f"{format_count(d['params'])}, {format_count(d['tokens'])}"
     head["dense: loss"] = f"{d['loss']:.4f}"
     head["loss_gain"] = f"{rec['loss_gain']:.4f}"
-    for k in ("max_total_params", "inference_tokens", "converged", "method", "gpu", "mfu", "count", "gpu_hours",
-              "wall_days", "cost"):
+    for k in ("max_total_params", "kv_tokens", "kv_cache", "inference_tokens", "converged", "method", "gpu", "mfu",
+              "count", "gpu_hours", "wall_days", "cost"):
         if k in rec:
             head[k] = rec[k]
     text = record_table(head, title=f"budgetopt optimize — {rec['law']} ({rec['params_meaning']})", width=width)

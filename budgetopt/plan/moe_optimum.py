@@ -27,7 +27,10 @@ from ..model.moe import (
     allocate_joint,
     fine_grained_active_params,
     fine_grained_log_flops_per_token,
-    joint_total_params,
+    fine_grained_log_total_cap,
+    joint_counts,
+    joint_log_width,
+    joint_shape,
 )
 from ..model.validity import extrapolation
 
@@ -54,6 +57,8 @@ class MoEOptimum(ClusterRecord, total=False):
     loss: float
     loss_gain: float
     max_total_params: float
+    kv_tokens: float
+    kv_cache: float
     inference_tokens: float
     converged: bool
     method: str
@@ -93,9 +98,12 @@ def fine_grained_dense(spec: LawSpec) -> LawSpec:
 def optimize_moe(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | None = None,
                  experts: str | float | None = None, granularity: str | float | None = None,
                  max_experts: int | None = None, max_total_params: float | None = None,
-                 inference_tokens: float | None = None, price_per_hour: float | None = None) -> MoEOptimum:
+                 kv_tokens: float | None = None, inference_tokens: float | None = None,
+                 price_per_hour: float | None = None) -> MoEOptimum:
     """The compute-optimal MoE for a budget (``flops``, or a ``cluster`` with count and hours)
-    under ``spec`` (a JointMoE or FineGrainedMoE law), with the dense optimum beside it."""
+    under ``spec`` (a JointMoE or FineGrainedMoE law), with the dense optimum beside it.
+    ``max_total_params``: a memory cap in parameters that every expert, and the KV cache of
+    ``kv_tokens`` serving tokens (counted in elements of the same width), must fit."""
     law = spec.params
     joint = isinstance(law, JointMoE)
     if not joint and not isinstance(law, FineGrainedMoE):
@@ -121,6 +129,12 @@ def optimize_moe(spec: LawSpec, *, flops: float | None = None, cluster: Cluster 
     units.require_in(flops, budget, 6.0, what="a number of FLOPs (at least one parameter on one token)")
     if max_total_params is not None:
         units.require_in(max_total_params, "max_total_params", 1.0, what="a number of parameters")
+    if kv_tokens is not None:
+        units.require_in(kv_tokens, "kv_tokens", 0.0, what="a number of tokens")
+        if max_total_params is None:
+            raise ParameterError("kv_tokens", "counts the KV cache in the memory cap: give {max_total_params} too",
+                                 names=True)
+    kv = float(kv_tokens or 0.0)
     if inference_tokens is not None:
         units.require_in(inference_tokens, "inference_tokens", 0.0, what="a number of tokens")
     log_c = math.log(flops)
@@ -128,11 +142,11 @@ def optimize_moe(spec: LawSpec, *, flops: float | None = None, cluster: Cluster 
     log_inf = math.log(inference_tokens) if inference_tokens else -math.inf
     if joint:
         cands = _choice(experts, "experts", tuple(2.0 ** k for k in range(int(math.log2(max_experts)) + 1)))
-        rows, dense = _joint(spec, np.asarray(cands), log_c, log_cap, log_inf)
+        rows, dense = _joint(spec, np.asarray(cands), log_c, log_cap, log_inf, kv)
         key = "experts"
     else:
         cands = _choice(granularity, "granularity", GRANULARITIES)
-        rows, dense = _fine_grained(spec, np.asarray(cands), log_c, log_cap, log_inf)
+        rows, dense = _fine_grained(spec, np.asarray(cands), log_c, log_cap, log_inf, kv)
         key = "granularity"
     feasible = [r for r in rows if r["feasible"]]
     if not feasible:
@@ -148,6 +162,8 @@ def optimize_moe(spec: LawSpec, *, flops: float | None = None, cluster: Cluster 
                        "loss": best["loss"], "loss_gain": dense["loss"] - best["loss"]}
     if max_total_params:
         rec["max_total_params"] = max_total_params
+    if kv:
+        rec["kv_tokens"], rec["kv_cache"] = kv, best["kv_cache"]
     if inference_tokens:
         rec["inference_tokens"] = inference_tokens
     rec["converged"] = bool(best["converged"])
@@ -164,39 +180,49 @@ def optimize_moe(spec: LawSpec, *, flops: float | None = None, cluster: Cluster 
     return rec
 
 
-def _joint(spec: LawSpec, experts: np.ndarray, log_c: float, log_cap: float, log_inf: float):
+def _joint(spec: LawSpec, experts: np.ndarray, log_c: float, log_cap: float, log_inf: float, kv: float):
     """Every expert count at once: the joint law at E is a Chinchilla-form law in (N_act, D), its
-    memory cap N_act <= M 13 / (4 + 9E); E = 1 of the same law is the dense answer."""
+    memory cap a cap on N_act (eq. 9/10 on the paper's shape, KV cache included); E = 1 of the same
+    law is the dense answer."""
+    shape = joint_shape()
     e = np.concatenate([experts, [1.0]])  # the dense model rides along as the last problem
     a = allocate_joint(to_array_law(spec.params), jnp.full(e.shape, log_c), log_cap, e,
-                       log_inf if math.isfinite(log_inf) else -math.inf)
-    n, d, lo, ok = (np.asarray(v, np.float64) for v in (a.log_n, a.log_d, a.loss, a.converged))
+                       log_inf if math.isfinite(log_inf) else -math.inf, shape, kv)
+    counts = joint_counts(joint_log_width(a.log_n, shape), e, shape, kv)
+    n, d, lo, ok, tot, cache = (np.asarray(v, np.float64) for v in (a.log_n, a.log_d, a.loss, a.converged,
+                                                                     counts.log_total, counts.log_kv))
     rows = []
     for i, ex in enumerate(e):
         feasible = bool(np.isfinite(lo[i]) and n[i] >= 0 and d[i] >= 0)
-        rows.append({"experts": float(ex), "params_active": math.exp(n[i]),
-                     "params_total": float(joint_total_params(math.exp(n[i]), ex)), "tokens": math.exp(d[i]),
-                     "loss": float(lo[i]), "converged": bool(ok[i]), "feasible": feasible})
+        rows.append({"experts": float(ex), "params_active": math.exp(n[i]), "params_total": math.exp(tot[i]),
+                     "tokens": math.exp(d[i]), "loss": float(lo[i]), "converged": bool(ok[i]), "feasible": feasible,
+                     **({"kv_cache": math.exp(cache[i])} if kv else {})})
     dense = rows.pop()
     return rows, {"params": dense["params_active"], "tokens": dense["tokens"], "loss": dense["loss"]}
 
 
-def _fine_grained(spec: LawSpec, granularity: np.ndarray, log_c: float, log_cap: float, log_inf: float):
+def _fine_grained(spec: LawSpec, granularity: np.ndarray, log_c: float, log_cap: float, log_inf: float, kv: float):
     """Every granularity at once (model/moe.py), N the total non-embedding parameters under the
-    memory cap; the dense law of the same paper at the same budget and cap beside it."""
+    memory cap (less the KV cache); the dense law of the same paper at the same budget and
+    memory beside it."""
     law = to_array_law(spec.params)
-    a = allocate_fine_grained(law, jnp.full(granularity.shape, log_c), jnp.asarray(log_cap), jnp.asarray(log_inf),
+    log_n_max = fine_grained_log_total_cap(law, jnp.asarray(log_cap), kv)
+    a = allocate_fine_grained(law, jnp.full(granularity.shape, log_c), log_n_max, jnp.asarray(log_inf),
                               jnp.asarray(granularity))
     log_k = fine_grained_log_flops_per_token(law, a.log_n, jnp.asarray(granularity))
     active = fine_grained_active_params(law, jnp.exp(a.log_n))
     n, d, lo, ok, fe, k, act = (np.asarray(v) for v in (a.log_n, a.log_d, a.loss, a.converged, a.feasible, log_k,
                                                         active))
+    width = 8.0 * float(spec.params.expansion) + 4.0
     rows = [{"granularity": float(g), "params_active": float(act[i]), "params_total": math.exp(float(n[i])),
              "tokens": math.exp(float(d[i])), "loss": float(lo[i]), "flops_per_token": math.exp(float(k[i])),
-             "converged": bool(ok[i]), "feasible": bool(fe[i])} for i, g in enumerate(granularity)]
+             "converged": bool(ok[i]), "feasible": bool(fe[i]),
+             # KV = 2·T·n·d with d = 64·n and N = (8E + 4)·d³/64
+             **({"kv_cache": 2.0 * kv * (64.0 * math.exp(float(n[i])) / width) ** (2.0 / 3.0) / 64.0} if kv else {})}
+            for i, g in enumerate(granularity)]
     dense_spec = fine_grained_dense(spec)
     dl = to_array_law(dense_spec.params)
-    da = allocate(dl, Budget(jnp.asarray(log_c), log_n_max=jnp.asarray(log_cap), log_d_inf=log_inf),
-                  method="solve")
+    dense_cap = fine_grained_log_total_cap(law._replace(expansion=1.0), jnp.asarray(log_cap), kv)
+    da = allocate(dl, Budget(jnp.asarray(log_c), log_n_max=dense_cap, log_d_inf=log_inf), method="solve")
     dense = {"params": math.exp(float(da.log_n)), "tokens": math.exp(float(da.log_d)), "loss": float(da.loss)}
     return rows, dense

@@ -4,7 +4,7 @@ problem, and may scale the loss it reaches:
 
 - [moe] (DESIGN §14): the joint law at E_k (the Chinchilla form it is at a fixed E,
   ``sampling.expert_laws``) and the total-parameter cap turned into the active-parameter cap it
-  leaves at E_k (``sampling.active_cap_shift``); no loss scale.
+  leaves at E_k (``sampling.active_cap``); no loss scale.
 - [precision] (DESIGN §15): the booking's BF16 compute times the format's end-to-end speed-up
   (drawn per sample); under the empirical penalty the loss times (1 + the format's relative
   penalty, drawn per sample) and the law's B times its token factor^beta (MXFP4's 1.36x tokens);
@@ -30,7 +30,7 @@ from jaxtyping import Array, Int
 from ..model.allocation import Allocation, Budget
 from ..model.laws import DataConstrained, Law
 from ..model.precision import penalised_law
-from .sampling import active_cap_shift
+from .sampling import active_cap
 from .scenario import Scenario
 
 
@@ -74,8 +74,7 @@ def option_problems(scenario: Scenario, law: Law, b: Budget, option_draw) -> Pro
     the draw's per-format (log speed-up, loss scale) of a [precision] sweep, else None."""
     dt = b.log_c.dtype
     if scenario.experts is not None:  # the law is already stacked per expert count ([K, 1] leaves)
-        shift = jnp.asarray(active_cap_shift(scenario), dt)
-        b_k = jax.tree_util.tree_map(_lift, b)._replace(log_n_max=b.log_n_max + shift)
+        b_k = jax.tree_util.tree_map(_lift, b)._replace(log_n_max=active_cap(scenario, b.log_n_max).astype(dt))
         return Problems(law, b_k)
     p = scenario.precision
     log_speedup, scale = option_draw

@@ -275,10 +275,10 @@ def make_kernel(scenario: Scenario, chunk: int, dtype, devices) -> Kernel:
             if axis is None:
                 law_s, b_s, opt_s, use_s = decision_subsample((law, b, s.loss, live & s.converged), stride, offset)
                 stats = candidate_stats(law_s, b_s, opt_s, use_s, xs)
-            else:  # every option's problem, its leaves [options | 1, S | 1]
-                p_s, opt_s, use_s = decision_subsample((option_problems(scenario, law, b, s.draw.option), s.loss,
-                                                        live & s.converged), stride, offset)
-                stats = candidate_stats(None, None, opt_s, use_s, xs, p_s)
+            else:  # every option's problem, its leaves [options | 1, S | 1], built on the subsample only
+                law_s, b_s, option_s, opt_s, use_s = decision_subsample(
+                    (law, b, s.draw.option, s.loss, live & s.converged), stride, offset)
+                stats = candidate_stats(None, None, opt_s, use_s, xs, option_problems(scenario, law_s, b_s, option_s))
             state = state._replace(candidates=stats)
         return jax.tree_util.tree_map(lambda v: v[None], state)  # this device's slot
 

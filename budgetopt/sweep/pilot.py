@@ -20,7 +20,7 @@ from ..model.laws import has_loss
 from .accumulators import Ranges
 from .choices import Problems, at_option, best_option, choose, chosen_values, option_axis, option_problems
 from .kernel import candidate_loss, quantities, quantity_names, solve_options, solve_samples
-from .sampling import active_cap_shift, complete_draw, make_sampler, sample_indices
+from .sampling import active_cap, complete_draw, make_sampler, sample_indices
 from .scenario import Scenario
 
 PILOT = 4096
@@ -118,7 +118,7 @@ def option_size_cap(scenario: Scenario, k: int) -> float:
     of a [moe] sweep turned into active parameters at E_k; otherwise ``size_bounds``'."""
     cap = scenario.max_total_params
     if scenario.experts is not None:
-        return math.log(cap.a) + active_cap_shift(scenario)[k, 0] if cap is not None and cap.fixed else math.inf
+        return float(active_cap(scenario, math.log(cap.a))[k, 0]) if cap is not None and cap.fixed else math.inf
     return size_bounds(scenario)[1]
 
 

@@ -98,11 +98,14 @@ def expert_laws(scenario: Scenario) -> Parametric:
         return Parametric(*(np.asarray(v, np.float64).reshape(-1, 1) for v in law))
 
 
-def active_cap_shift(scenario: Scenario) -> np.ndarray:
-    """[experts, 1]: log(N_act cap / total cap) = log(13 / (4 + 9E)) at each expert count — the
-    active parameters a total-parameter cap leaves (eq. 9/10 without a shape, as `optimize`)."""
-    e = np.asarray(scenario.experts, np.float64)
-    return np.log(13.0 / (4.0 + 9.0 * e)).reshape(-1, 1)
+def active_cap(scenario: Scenario, log_total_max):
+    """[experts, ...]: the log active parameters a total-parameter cap (log, broadcast against
+    the expert counts) leaves at each expert count — eq. 9/10 on the paper's shape, as
+    `optimize` (``model.moe.joint_log_active_cap``)."""
+    from ..model.moe import joint_log_active_cap, joint_shape
+
+    e = jnp.asarray(np.asarray(scenario.experts, np.float64).reshape(-1, 1), jnp.result_type(log_total_max, 1.0))
+    return joint_log_active_cap(log_total_max, e, joint_shape())
 
 
 def complete_draw(scenario: Scenario, draw: Draw) -> tuple[Law, Budget]:

@@ -58,7 +58,7 @@ def test_besiroglu_covariance_is_symmetric_positive_definite_and_correlated():
 def test_all_presets_listed():
     assert set(preset_names()) == {"hoffmann2022", "besiroglu2024", "muennighoff2023", "kaplan2020", "tokens-per-param",
                                    "gadre2024-rpj", "gadre2024-c4", "gadre2024-rw", "ludziejewski2025-moe",
-                                   "krajewski2024-moe", "kumar2024-precision"}
+                                   "krajewski2024-moe", "krajewski2024-moe-e16", "kumar2024-precision"}
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_VALUES))

@@ -19,6 +19,8 @@ from budgetopt.model import moe
 from budgetopt.model.laws import get_preset, preset_rows, resolve_law
 from budgetopt.plan.moe_optimum import fine_grained_dense, optimize_moe
 
+from .. import reference as ref
+
 runner = CliRunner()
 JOINT = get_preset("ludziejewski2025-moe")
 FINE = get_preset("krajewski2024-moe")
@@ -114,7 +116,7 @@ def test_joint_optimum_equals_a_brute_force_grid(flops, cap):
         e = c["experts"]
         hi = math.log(flops / 6)
         if cap is not None:
-            hi = min(hi, math.log(cap * 13 / (4 + 9 * e)))
+            hi = min(hi, math.log(ref.joint_moe_active_cap(cap, e)))
         x, y, step = _grid_min(lambda x, e=e: joint_np(np.exp(x), flops / 6 / np.exp(x), e), 0.0, hi)
         assert c["loss"] == pytest.approx(y, abs=1e-9)
         assert math.log(c["params_active"]) == pytest.approx(x, abs=2 * step + 1e-6)
@@ -223,3 +225,152 @@ def test_float32_answers_equal_float64_and_say_they_converged(law):
     assert lo["converged"] and hi["converged"] and lo[key] == hi[key]
     assert lo["params_total"] == pytest.approx(hi["params_total"], rel=1e-4)
     assert lo["loss"] == pytest.approx(hi["loss"], rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# The papers' own compute-optimal tables. Krajewski et al. write a model as "E x N_act" (their
+# section 5: expansion rate times active non-embedding parameters 12·d²·n_blocks), so
+# "64 x 1B" is 1B active, 43B total non-embedding.
+
+#: Krajewski et al. 2024, Table 2 (E = 64): (N_act, D, G, FLOPs, loss)
+KRAJEWSKI_TABLE_2 = [(100e6, 4.37e9, 8, 2.95e18, 3.133), (1e9, 28.94e9, 16, 1.93e20, 2.491),
+                     (3e9, 72.90e9, 16, 1.41e21, 2.245), (7e9, 137.60e9, 32, 6.46e21, 2.076),
+                     (70e9, 941.07e9, 32, 4.16e23, 1.694), (300e9, 2.96e12, 64, 5.69e24, 1.503),
+                     (1e12, 7.94e12, 64, 4.97e25, 1.367)]
+#: their bootstrap 10th-90th percentiles of the optimum's D and G at each N_act: Table 6 (E = 64)
+#: and Table 9 (E = 16, the Appendix D fit)
+KRAJEWSKI_BOOTSTRAP = {
+    "krajewski2024-moe": [(100e6, 2.97e9, 5.98e9, 8, 8), (1e9, 21.17e9, 40.73e9, 16, 16),
+                          (3e9, 50.20e9, 105.88e9, 16, 32), (7e9, 101.06e9, 205.40e9, 32, 32),
+                          (70e9, 638.49e9, 1.59e12, 32, 64), (300e9, 1.99e12, 5.62e12, 64, 64),
+                          (1e12, 5.29e12, 16.87e12, 64, 64)],
+    "krajewski2024-moe-e16": [(100e6, 10.29e9, 17.73e9, 8, 16), (1e9, 53.74e9, 103.54e9, 16, 32),
+                              (3e9, 106.22e9, 261.04e9, 16, 32), (7e9, 177.65e9, 511.43e9, 16, 32),
+                              (70e9, 721.60e9, 3.22e12, 32, 64), (300e9, 1.73e12, 10.69e12, 32, 64),
+                              (1e12, 3.60e12, 28.22e12, 32, 128)]}
+
+
+def test_krajewski_table_2_is_reproduced():
+    """At each budget of Table 2 the optimum picks the table's granularity exactly; N_act and D
+    agree within 3 % and the loss within 1 %, ours below (Table 1 prints alpha to 3 decimals:
+    0.0005 of alpha moves the N term by ~1 % at 4e9 total parameters, ~0.015 nats — the size of
+    the gap, 0.011-0.024); eq. 10 gives the table's FLOPs from its own (N_act, D, G) within 0.5 %."""
+    for n_act, d, g, flops, loss in KRAJEWSKI_TABLE_2:
+        res = optimize_moe(FINE, flops=flops)
+        assert res["converged"] and res["granularity"] == g, (flops, res["granularity"])
+        assert res["params_active"] == pytest.approx(n_act, rel=0.03)
+        assert res["tokens"] == pytest.approx(d, rel=0.03)
+        assert 0.0 < loss - res["loss"] < 0.01 * loss
+        total = n_act * (8 * 64 + 4) / 12
+        assert fine_flops_per_token_np(total, g) * d == pytest.approx(flops, rel=0.005)
+
+
+@pytest.mark.parametrize("name", sorted(KRAJEWSKI_BOOTSTRAP))
+def test_krajewski_optimum_lies_in_the_papers_bootstrap_intervals(name):
+    """At each model size of Table 6 (E = 64) and Table 9 (E = 16), the compute-optimal D lies
+    inside the authors' bootstrap 10th-90th percentile interval and G within its bounds: the
+    budgets whose optimum has that N_act are found on one vmapped grid of 2001 budgets x 9
+    granularities (the optimum's N_act grows with the budget: checked)."""
+    from budgetopt.model.laws import to_array_law
+    from budgetopt.plan.moe_optimum import GRANULARITIES
+
+    law = to_array_law(get_preset(name).params)
+    log_c = np.linspace(math.log(1e17), math.log(1e27), 2001)
+    g = np.asarray(GRANULARITIES)
+    a = moe.allocate_fine_grained(law, jnp.asarray(log_c[:, None]), jnp.inf, -jnp.inf, jnp.asarray(g[None, :]))
+    assert bool(np.all(np.asarray(a.converged)))
+    best = np.asarray(a.loss).argmin(axis=1)
+    rows = np.arange(len(log_c))
+    log_act = np.log(np.asarray(moe.fine_grained_active_params(law, np.exp(np.asarray(a.log_n)))))[rows, best]
+    log_d = np.asarray(a.log_d)[rows, best]
+    assert np.all(np.diff(log_act) > 0)
+    for n_act, d_lo, d_hi, g_lo, g_hi in KRAJEWSKI_BOOTSTRAP[name]:
+        i = int(np.searchsorted(log_act, math.log(n_act)))
+        assert d_lo < math.exp(np.interp(math.log(n_act), log_act, log_d)) < d_hi, n_act
+        assert g_lo <= g[best[i]] <= g_hi and g_lo <= g[best[i - 1]] <= g_hi, n_act
+
+
+#: Ludziejewski et al. 2025, Table 1: compute-optimal (E, N_act, D) at three budgets
+LUDZIEJEWSKI_TABLE_1 = {
+    1e20: [(1, 1.7e9, 9.7e9), (2, 1.5e9, 11.4e9), (4, 1.2e9, 13.9e9), (8, 990e6, 17e9), (16, 810e6, 20.7e9),
+           (32, 669e6, 24.9e9)],
+    1e21: [(1, 5.7e9, 29.3e9), (2, 5e9, 33e9), (4, 4.4e9, 38e9), (8, 3.8e9, 44.3e9), (16, 3.3e9, 51.2e9),
+           (32, 2.85e9, 58.4e9)],
+    1e22: [(1, 18.8e9, 88.6e9), (2, 17.4e9, 96e9), (4, 15.8e9, 105.4e9), (8, 14.4e9, 115.8e9), (16, 13.2e9, 126.5e9),
+           (32, 12.2e9, 136.9e9)]}
+
+
+@pytest.mark.parametrize("flops", sorted(LUDZIEJEWSKI_TABLE_1))
+def test_ludziejewski_table_1_is_reproduced(flops):
+    """Every cell of Table 1 from Table 3's constants: N_act within 2.5 % and D within 1.5 %
+    (the table prints 2-3 significant digits, "1.7B" alone spans ±3 %; measured: ≤ 2.1 % and
+    ≤ 1.2 %)."""
+    res = optimize_moe(JOINT, flops=flops, max_experts=32)
+    got = {c["experts"]: c for c in res["candidates"]}
+    for e, n_act, d in LUDZIEJEWSKI_TABLE_1[flops]:
+        assert got[e]["converged"]
+        assert got[e]["params_active"] == pytest.approx(n_act, rel=0.025), e
+        assert got[e]["tokens"] == pytest.approx(d, rel=0.015), e
+
+
+def test_ludziejewski_table_4_is_the_joint_law_at_each_expert_count():
+    """Table 4's per-E Chinchilla coefficients (m, µ, n, ν) from Table 3's joint constants:
+    scales within 0.3 %, exponents within 0.1 % (both tables are rounded to 4-5 digits)."""
+    table_4 = {1: (30.3640, -0.1817, 53.9838, -0.1965), 2: (27.7982, -0.1780, 66.8401, -0.2065),
+               4: (24.8462, -0.1731, 87.7022, -0.2192), 8: (21.8330, -0.1676, 119.9126, -0.2338),
+               16: (19.0159, -0.1617, 167.5073, -0.2494), 32: (16.5424, -0.1557, 234.6726, -0.2652)}
+    for e, (m, mu, n, nu) in table_4.items():
+        p = moe.joint_at(JOINT.params, float(e))
+        assert math.exp(float(p.log_A)) == pytest.approx(m, rel=0.003)
+        assert math.exp(float(p.log_B)) == pytest.approx(n, rel=0.003)
+        assert -float(p.alpha) == pytest.approx(mu, rel=0.001) and -float(p.beta) == pytest.approx(nu, rel=0.001)
+
+
+def test_ludziejewski_table_2_memory_optimal_expert_counts():
+    """Table 2: the best E (of 1 .. 32; "≥ 32" is 32) under 24, 80 and 640 GB, with the paper's
+    accounting (bf16 weights and KV cache, 16k serving tokens, eq. 9/10 on its shape). 9 of the
+    12 cells match exactly. The other three differ by one power of two, in both directions, and
+    the paper's E is then within 0.4 % of our loss: the table rests on memory details the paper
+    does not state (DESIGN §14), so those cells are named here rather than hidden."""
+    paper = {1e21: (16, 32, 32), 1e22: (4, 16, 32), 1e23: (1, 8, 32), 1e24: (1, 1, 16)}
+    differs = {(1e21, 24): 32, (1e23, 80): 4, (1e24, 640): 8}
+    for flops, row in paper.items():
+        for gb, want in zip((24, 80, 640), row):
+            cap = gb * 1e9 / 2  # bf16: two bytes an element
+            res = optimize_moe(JOINT, flops=flops, max_total_params=cap, kv_tokens=16384, max_experts=32)
+            assert res["converged"] and res["experts"] == differs.get((flops, gb), want), (flops, gb)
+            assert res["params_total"] + res["kv_cache"] <= cap * (1 + 1e-9)
+            theirs = next(c for c in res["candidates"] if c["experts"] == want)
+            assert theirs["loss"] <= res["loss"] * 1.004
+
+
+def test_the_joint_counts_are_eq_9_10_on_the_papers_shape():
+    """Total parameters and KV cache of every candidate from its N_act (d from eq. 10, then eq.
+    9 and 2·T·n·d), against a NumPy Newton solve of the same cubic; the memory cap binds
+    exactly where it binds; the cap on N_act equals the reference over random (M, E, T)."""
+    res = optimize_moe(JOINT, flops=1e24, max_total_params=3e11, kv_tokens=32768, max_experts=256)
+    for c in res["candidates"]:
+        n = c["params_active"]
+        d = np.roots([13 / 64, 0, 2 * 50257, -n]).real.max()  # the one real root
+        assert c["params_total"] == pytest.approx(2 * d * 50257 + (4 + 9 * c["experts"]) * d ** 3 / 64, rel=1e-9)
+        assert c["kv_cache"] == pytest.approx(2 * 32768 * d * d / 64, rel=1e-9)
+        assert c["params_total"] + c["kv_cache"] <= 3e11 * (1 + 1e-9)
+    rng = np.random.default_rng(7)
+    m, e, t = np.exp(rng.uniform(np.log(1e6), np.log(1e13), 64)), 2.0 ** rng.integers(0, 9, 64), rng.uniform(0, 1e6, 64)
+    got = np.exp(np.asarray(moe.joint_log_active_cap(jnp.log(m), e, moe.joint_shape(), t)))
+    np.testing.assert_allclose(got, ref.joint_moe_active_cap(m, e, t), rtol=1e-9)
+
+
+def test_a_serving_kv_cache_shares_the_fine_grained_memory_cap():
+    """krajewski2024-moe with --kv-tokens: N (total non-embedding) plus the KV cache 2·T·n·d of
+    its own shape (N = (8E + 4)·d³/64, d = 64·n) fills a binding cap exactly; the dense
+    comparison holds its own KV cache (N = 12·d³/64); more serving tokens leave a smaller model."""
+    cap, t = 2e10, 1e6
+    res = optimize_moe(FINE, flops=1e24, max_total_params=cap, kv_tokens=t)
+    for c in res["candidates"]:
+        d = (64 * c["params_total"] / (8 * 64 + 4)) ** (1 / 3)
+        assert c["kv_cache"] == pytest.approx(2 * t * (d / 64) * d, rel=1e-9)
+        assert c["params_total"] + c["kv_cache"] == pytest.approx(cap, rel=1e-9)  # binding at 1e24 FLOPs
+    d_dense = (64 * res["dense"]["params"] / 12) ** (1 / 3)
+    assert res["dense"]["params"] + 2 * t * d_dense ** 2 / 64 == pytest.approx(cap, rel=1e-9)
+    assert optimize_moe(FINE, flops=1e24, max_total_params=cap, kv_tokens=4 * t)["params_total"] < res["params_total"]

@@ -60,9 +60,9 @@ def test_without_uncertainty_the_moe_recommendation_is_optimizes(cap, inference)
 
 def test_the_moe_decision_is_the_numpy_argmin_on_the_same_draws():
     """Uncertain hours, MFU and total-parameter cap: every candidate (E, N_act) scored in float64
-    NumPy — D = C/6N where N_act(4 + 9E)/13 fits the sample's cap, else the loss of N on one
-    token (untrainable) — against each sample's optimum, the best expert count's closed form
-    clipped to its cap. The sweep's choice is the argmin; its expected loss, regret and
+    NumPy — D = C/6N where the model of N_act (eq. 9/10 on the paper's shape) fits the sample's
+    cap, else the loss of N on one token (untrainable) — against each sample's optimum, the best
+    expert count's closed form clipped to its cap. The sweep's choice is the argmin; its expected loss, regret and
     untrainable share agree."""
     budget = {"gpu": "h100-sxm", "count": 2048, "days": {"dist": "uniform", "low": 30, "high": 45},
               "mfu": {"dist": "uniform", "low": 0.25, "high": 0.4}}
@@ -72,7 +72,7 @@ def test_the_moe_decision_is_the_numpy_argmin_on_the_same_draws():
     c6 = np.exp(np.asarray(b.log_c, np.float64)) / 6
     total_cap = np.exp(np.asarray(b.log_n_max, np.float64))
     experts = sc.experts
-    caps = [total_cap * 13 / (4 + 9 * e) for e in experts]
+    caps = [ref.joint_moe_active_cap(total_cap, e) for e in experts]
     opts = []
     for e, cap in zip(experts, caps):
         E, A, B, al, be = joint_at_numpy(e)
