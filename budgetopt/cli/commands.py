@@ -30,6 +30,7 @@ from .options import (
     DCol,
     DeviceCount,
     Dtype,
+    Experts,
     FlagError,
     Flops,
     Fmt,
@@ -40,12 +41,15 @@ from .options import (
     HardwareFile,
     HostDevices,
     Hours,
+    KvTokens,
     LawFile,
     LawParams,
     LawPreset,
     LossCol,
+    MaxExperts,
     MaxParams,
     MaxTokens,
+    MaxTotalParams,
     Mfu,
     NCol,
     Out,
@@ -195,24 +199,12 @@ def optimize_command(
     hardware_file: HardwareFile = None,
     x64: Annotated[bool | None, typer.Option("--x64/--x32", help="float64 / float32 \\[default: float64 on CPU, "
                                                 "float32 on accelerators]")] = None,
-    experts: Annotated[str | None, typer.Option(rich_help_panel="Mixture of experts",
-                                                help="expert count E (whole, >= 1) or auto: the best power of two "
-                                                     "up to --max-experts; ludziejewski2025-moe "
-                                                     "\\[default: auto]")] = None,
-    max_experts: Annotated[int | None, typer.Option(rich_help_panel="Mixture of experts",
-                                                    help="largest expert count --experts auto tries "
-                                                         "\\[default: 64]")] = None,
+    experts: Experts = None, max_experts: MaxExperts = None,
     granularity: Annotated[str | None, typer.Option(rich_help_panel="Mixture of experts",
                                                     help="granularity G = d_ff / d_expert (whole, >= 1) or auto: the "
                                                          "best of 1, 2, 4 .. 256; krajewski2024-moe "
                                                          "\\[default: auto]")] = None,
-    max_total_params: Annotated[float | None, number_option("--max-total-params", "count",
-                                                            "memory cap: all experts are held (total parameters)",
-                                                            panel="Mixture of experts")] = None,
-    kv_tokens: Annotated[float | None, number_option("--kv-tokens", "count",
-                                                     "tokens of serving context held in the KV cache, counted in "
-                                                     "--max-total-params (2 x layers x width per token)",
-                                                     panel="Mixture of experts")] = None,
+    max_total_params: MaxTotalParams = None, kv_tokens: KvTokens = None,
     precision: Annotated[str | None, typer.Option(rich_help_panel="Precision",
                                                   help="auto (the best), a format (bf16, fp8, fp4) or, with "
                                                        "kumar2024-precision, a number of bits")] = None,
@@ -362,8 +354,11 @@ def plan_command(
                                                   "speed-up; memory as BF16 mixed precision) \\[default: "
                                                   "bf16]")] = None,
     fp8_speedup: Fp8Speedup = None, fp4_speedup: Fp4Speedup = None,
-    ep: Annotated[int | None, typer.Option(help="expert-parallel degree with --arch: routed experts sharded over EP "
-                                           r"ranks taken from dp x tp \[default: 1]")] = None,
+    ep: Annotated[int | None, typer.Option(help="expert-parallel degree of a routed model (--arch, or an MoE law): "
+                                           "routed experts sharded over EP ranks taken from dp x tp "
+                                           r"\[default: 1]")] = None,
+    experts: Experts = None, max_experts: MaxExperts = None, max_total_params: MaxTotalParams = None,
+    kv_tokens: KvTokens = None,
     batch_law: Annotated[str, typer.Option(help="batch size and learning rate: deepseek2024 | "
                                            "steplaw2025")] = "deepseek2024",
     price_per_hour: Price = None, pue: Pue = None, power_watts: Power = None, grid_intensity: GridIntensity = None,
@@ -375,7 +370,7 @@ def plan_command(
 
     from ..core import runtime
     from ..model.hardware import cluster_from
-    from ..model.laws import resolve_law
+    from ..model.laws import is_moe, resolve_law
     from ..model.memory import Layout
     from ..model.shape import shape_from
     from ..plan.launch import launch_plan
@@ -392,14 +387,39 @@ def plan_command(
 
     catalog_shape = architecture(arch)[0] if arch is not None else None
     routed = isinstance(catalog_shape, MoEShape)
-    if ep is not None and not routed:
-        raise ParameterError("ep", "applies to a routed model: give --arch with a mixture of experts (e.g. "
-                             "deepseek-v3)")
     spec = resolve_law(law, law_params, law_file, default="ludziejewski2025-moe" if routed else "besiroglu2024",
-                       moe=routed)
+                       moe=routed or arch is None)
+    moe_optimum = arch is None and is_moe(spec.params)
+    if ep is not None and not (routed or moe_optimum):
+        raise ParameterError("ep", "applies to a routed model: give --arch with a mixture of experts (e.g. "
+                             "deepseek-v3) or an MoE law (--law ludziejewski2025-moe)")
+    if not moe_optimum:
+        _refuse({"experts": experts, "max_experts": max_experts, "max_total_params": max_total_params,
+                 "kv_tokens": kv_tokens},
+                "--arch fixes the routed shape" if routed else "applies to an MoE optimum: plan --law "
+                "ludziejewski2025-moe")
     cluster, unused = cluster_from(gpu, dtype=dtype, count=count, hours=hours, days=days, mfu=mfu,
                                    price_per_hour=price_per_hour, pue=pue, power_watts=power_watts,
                                    grid_intensity=grid_intensity, hardware_file=hardware_file)
+    if moe_optimum:
+        from ..plan.launch import moe_optimum_plan
+
+        _refuse({"params": params, "tokens": tokens, "unique_tokens": unique_tokens, "max_params": max_params,
+                 "n_layer": n_layer, "d_model": d_model, "n_heads": n_heads, "n_kv_heads": n_kv_heads, "d_ff": d_ff,
+                 "ffn": None if ffn == "swiglu" else ffn, "untied": None if untied else False,
+                 "precision": precision, "fp8_speedup": fp8_speedup, "fp4_speedup": fp4_speedup},
+                lambda name: f"not supported when planning {spec.name}'s optimum: it shapes the law's own family "
+                "(d_model = 64 layers, top-1 SwiGLU experts)" + ("; its memory cap is --max-total-params"
+                                                                 if name == "max_params" else ""))
+        layout = Layout(dp=1 if dp is None else dp, tp=tp, pp=pp, zero=zero, micro_batch=micro_batch,
+                        recompute=recompute, flash=flash, ep=1 if ep is None else ep)
+        with runtime.precision("plan"):
+            rec = moe_optimum_plan(spec, flops=flops, cluster=cluster, experts=experts, max_experts=max_experts,
+                                   max_total_params=max_total_params, kv_tokens=kv_tokens, seq_len=seq_len,
+                                   vocab=vocab, layout=layout, convention=flops_convention, batch_law=batch_law,
+                                   reserve_gb=reserve_gb, max_tokens=max_tokens, price_per_hour=price_per_hour)
+        _no_effect(unused, "plan", "without --gpu")
+        return respond("plan", rec, fmt, output)
     if routed:
         from ..plan.launch import moe_launch_plan
 

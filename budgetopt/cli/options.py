@@ -138,3 +138,16 @@ Where = Annotated[list[str] | None, typer.Option("--where", help="keep rows wher
 Bootstrap = Annotated[int, typer.Option("--bootstrap", help="bootstrap replicates")]
 Seed = Annotated[int, typer.Option("--seed", help="seed of the bootstrap resampling")]
 
+# the mixture-of-experts flags `optimize` and `plan` share
+Experts = Annotated[str | None, typer.Option(rich_help_panel="Mixture of experts",
+                                             help="expert count E (whole, >= 1) or auto: the best power of two up to "
+                                                  "--max-experts; ludziejewski2025-moe \\[default: auto]")]
+MaxExperts = Annotated[int | None, typer.Option(rich_help_panel="Mixture of experts",
+                                                help="largest expert count --experts auto tries \\[default: 64]")]
+MaxTotalParams = Annotated[float | None, number_option("--max-total-params", "count",
+                                                       "memory cap: all experts are held (total parameters)",
+                                                       panel="Mixture of experts")]
+KvTokens = Annotated[float | None, number_option("--kv-tokens", "count",
+                                                 "tokens of serving context held in the KV cache, counted in "
+                                                 "--max-total-params (2 x layers x width per token)",
+                                                 panel="Mixture of experts")]

@@ -245,9 +245,13 @@ def sweep_report(res: dict) -> str:
         memory = f"{mem['total'] / 1e9:.1f} GB"
         if "device_memory" in mem:
             memory += f" of {mem['device_memory'] / 1e9:.0f} GB usable: {'fits' if mem['fits'] else 'DOES NOT FIT'}"
-        plan = {"shape": f"{sh['n_layer']} layers x d {sh['d_model']:,}, {sh['n_heads']} heads, {sh['ffn']} "
-                         f"{sh['d_ff']:,}",
-                "params (the shape's)": format_count(p["params"]),
+        routed = "experts" in p
+        ffn = (f"{sh['experts']} experts of width {sh['d_expert']:,}, top-{sh['top_k']}" if routed else
+               f"{sh['ffn']} {sh['d_ff']:,}")
+        plan = {"shape": f"{sh['n_layer']} layers x d {sh['d_model']:,}, {sh['n_heads']} heads, {ffn}",
+                **({"params total, active (the shape's)": f"{format_count(p['params_total'])}, "
+                                                          f"{format_count(p['params'])}"} if routed else
+                   {"params (the shape's)": format_count(p["params"])}),
                 "tokens at the median budget": format_count(p["tokens"]),
                 f"FLOPs/token ({p['flops_convention']}) vs 6N": f"x{p['flops_ratio_to_6n'][p['flops_convention']]:.3f}",
                 "memory per device": memory,
@@ -261,8 +265,11 @@ def sweep_report(res: dict) -> str:
                 v = p["quantiles"][key]
                 scale = 1e-3 if key == "energy_kwh" else 1.0
                 plan[f"{label}, p5 / p50 / p95"] = " / ".join(fmt.format(v[k] * scale) for k in ("p05", "p50", "p95"))
+        if routed:
+            plan["memory per device"] += f" (ep {p['layout']['ep']})"
         text += to_table([{"quantity": k, "value": v} for k, v in plan.items()],
                          title="Run plan of the recommended size ([plan]; `budgetopt plan` for the full table)")
+        text += "".join(f"warning: {w}\n" for w in p.get("warnings", []))
     if res.get("extrapolation"):
         ext = res["extrapolation"]
         text += _para(f"validity (the recommendation at the median budget): {ext['note']}")
@@ -614,8 +621,8 @@ def launch_report(rec: dict, width: int | None = None) -> str:
     """A run plan (``launch.launch_plan``) as four short tables: model, compute, memory, batch."""
     sh = rec["shape"]
     if "experts" in rec:  # a released routed architecture
-        attention = ("MLA" if sh["attention"] == "mla" else "GQA") + f", {sh['n_heads']} heads" + (
-            f" ({sh['n_kv_heads']} kv)" if sh.get("n_kv_heads") else "")
+        kind = "MLA" if sh["attention"] == "mla" else "GQA" if sh.get("n_kv_heads") else "MHA"
+        attention = f"{kind}, {sh['n_heads']} heads" + (f" ({sh['n_kv_heads']} kv)" if sh.get("n_kv_heads") else "")
         model = {"layers x d_model": f"{sh['n_layer']} x {sh['d_model']:,}", "attention": attention,
                  "routed experts": f"{sh['experts']} of width {sh['d_expert']:,}, top-{sh['top_k']}"
                                    + (f", {sh['shared_experts']} shared" if sh["shared_experts"] else ""),
@@ -625,7 +632,18 @@ def launch_report(rec: dict, width: int | None = None) -> str:
                  "params active": format_count(rec["params"]), "tokens": rec["tokens"],
                  "tokens per active param": format_float(rec["tokens_per_param"], 4),
                  f"loss at E = {rec['experts']}": rec["loss"]}
-        title = f"budgetopt plan — {rec['arch']}, law {rec['law']}"
+        if "optimum" in rec:  # an optimum's MoE: what it asked for, what rounding to a shape cost
+            o = rec["optimum"]
+            model = {"optimum: E, active, total": f"{o['experts']:g}, {format_count(o['params_active'])}, "
+                                                  f"{format_count(o['params_total'])}",
+                     "optimum: tokens, loss": f"{format_count(o['tokens'])}, {o['loss']:.4f}", **model,
+                     "loss change from the shape": f"{rec['loss_change']:+.2e}"}
+            if "max_total_params" in rec:
+                model["memory cap: total parameters"] = format_count(rec["max_total_params"]) + (
+                    f" (+ KV cache of {format_count(rec['kv_tokens'])} tokens)" if "kv_tokens" in rec else "")
+            title = f"budgetopt plan — the optimum's MoE (d_model = 64 layers, top-1), law {rec['law']}"
+        else:
+            title = f"budgetopt plan — {rec['arch']}, law {rec['law']}"
     else:
         model = {"layers x d_model": f"{sh['n_layer']} x {sh['d_model']:,}",
                  "heads (kv)": f"{sh['n_heads']} ({sh['n_kv_heads']})",
@@ -671,10 +689,17 @@ def launch_report(rec: dict, width: int | None = None) -> str:
              f"{lay['micro_batch']}, recompute {lay['recompute']}, flash {'on' if lay['flash'] else 'off'}")
     text += record_table(m, title=title, width=width)
     b = rec["batch"]
-    text += record_table({"peak learning rate": f"{b['learning_rate']:.3g}", "batch (sequences)": f"{b['sequences']:,}",
-                          "batch (tokens)": f"{b['tokens']:,.0f}", "optimizer steps": f"{b['steps']:,}",
-                          "gradient accumulation": f"{b['grad_accumulation']:g}"},
-                         title=f"Batch and learning rate: {b['law']}", notes=[f"source: {b['source']}"], width=width)
+    rows = {"peak learning rate": f"{b['learning_rate']:.3g}", "batch (sequences)": f"{b['sequences']:,}",
+            "batch (tokens)": f"{b['tokens']:,.0f}", "optimizer steps": f"{b['steps']:,}",
+            "gradient accumulation": f"{b['grad_accumulation']:g}"}
+    notes = [f"source: {b['source']}"]
+    if "learning_rate_moe" in b:  # the MoE law's own rule, beside the batch law's
+        m = b["learning_rate_moe"]
+        rows["peak learning rate, MoE rule"] = f"{m['learning_rate']:.3g}" + (" (extrapolated)" if m["extrapolates"]
+                                                                               else "")
+        notes.append(f"MoE rule: {m['source']}" + ("; this model is outside that range: read it as a trend, not a "
+                                                   "setting" if m["extrapolates"] else ""))
+    text += record_table(rows, title=f"Batch and learning rate: {b['law']}", notes=notes, width=width)
     if rec.get("extrapolation"):
         text += textwrap.fill(f"validity: {rec['extrapolation']['note']}", width or table_width()) + "\n"
     return text + warning_lines(rec.get("warnings", []), width)

@@ -174,3 +174,37 @@ def published_active(entry: dict, counts: dict) -> float:
     if entry.get("active_counts_input_embedding", True):
         return counts["params_active"]
     return counts["params_active"] - entry["vocab"] * entry["d_model"]
+
+
+#: the widest family member ``joint_shape_for`` considers: 1,024 layers of width 65,536
+MAX_JOINT_LAYERS = 1024
+
+
+def joint_family(n_layer: int, experts: int, vocab: int) -> MoEShape:
+    """The routed models Ludziejewski et al. 2025 trained (their §5.1 and Appendix A.3):
+    d_model = 64·n_blocks, as many heads of width 64 as blocks, top-1 Switch experts whose SwiGLU
+    hidden width is 3·d_model, an MoE FFN in every layer, an untied output head."""
+    return MoEShape(n_layer=n_layer, d_model=64 * n_layer, n_heads=n_layer, vocab=vocab, experts=experts, top_k=1,
+                    d_expert=3 * 64 * n_layer)
+
+
+def joint_shape_for(params_active: float, experts: int, *, vocab: int, tp: int = 1, max_total: float | None = None,
+                    kv_tokens: float = 0.0) -> MoEShape:
+    """The member of ``joint_family`` with E experts whose active parameters (embeddings
+    included, the law's convention) are nearest ``params_active`` in log, among those whose heads
+    split over ``tp`` and whose total parameters plus the KV cache of ``kv_tokens`` serving tokens
+    (2·T·layers·d_model elements) fit ``max_total``; the smallest member if none fits."""
+    import math
+
+    best, best_gap = None, math.inf
+    for n_layer in range(tp, MAX_JOINT_LAYERS + 1, tp):
+        sh = joint_family(n_layer, experts, vocab)
+        c = sh.counts()
+        if max_total is not None and c["params_total"] + 2.0 * kv_tokens * n_layer * sh.d_model > max_total:
+            break  # the total only grows with the layers
+        gap = abs(math.log(c["params_active"] / params_active))
+        if gap < best_gap:
+            best, best_gap = sh, gap
+        elif c["params_active"] > params_active:
+            break
+    return best if best is not None else joint_family(tp, experts, vocab)

@@ -272,7 +272,6 @@ def moe_launch_plan(arch: str, spec: LawSpec, *, flops: float | None = None, clu
     (a joint MoE law) at the architecture's routed expert count and active parameters with
     embeddings (its convention)."""
     from ..model.laws import JointMoE
-    from ..model.moe import joint_loss
     from ..model.moe_shape import MoEShape, architecture
 
     check_convention(convention)
@@ -304,36 +303,148 @@ def moe_launch_plan(arch: str, spec: LawSpec, *, flops: float | None = None, clu
     if d > d_max:
         warnings.append(f"the budget pays for {d:.4g} tokens; --max-tokens holds the run to {d_max:.4g}")
         d = d_max
+    rec: RunPlan = {"law": spec.name, "arch": arch, "source": entry["source"]}
+    _routed_run(rec, spec, shape, d, seq_len=seq_len, layout=layout, convention=convention, batch_law=batch_law,
+                reserve_gb=reserve_gb, cluster=cluster, d_max=d_max, warnings=warnings)
+    if shape.top_k > 1 or shape.shared_experts:
+        rec["warnings"].append(f"{spec.name} was fitted on top-1 routing without shared experts: {arch} (top-"
+                               f"{shape.top_k}{', shared experts' if shape.shared_experts else ''}) is placed at its "
+                               f"routed expert count E = {shape.experts}, a reading the law does not test")
+    _hardware(rec, cluster, booked, price_per_hour)
+    return rec
+
+
+def moe_optimum_plan(spec: LawSpec, *, flops: float | None = None, cluster: Cluster | None = None,
+                     experts: str | float | None = None, max_experts: int | None = None,
+                     max_total_params: float | None = None, kv_tokens: float | None = None, seq_len: int = 4096,
+                     vocab: int = 32_000, layout: Layout | None = None, convention: str = "chinchilla",
+                     batch_law: str = "deepseek2024", reserve_gb: float = 4.0, max_tokens: float | None = None,
+                     price_per_hour: float | None = None) -> RunPlan:
+    """The run plan of the MoE a budget should train under a joint MoE law: the optimum
+    (``moe_optimum.optimize_moe``: the expert count, or the one given, and N_act under the memory
+    cap and serving KV cache) shaped as the family the law was fitted on (``joint_shape_for``:
+    d_model = 64 layers, top-1, SwiGLU experts of width 3·d_model) nearest its N_act, with its
+    heads split over tp and every expert and the KV cache under the cap. As the dense plan, a
+    booking is spent: the allocation's budget is the booked FLOPs over the shape's real cost per
+    6·N_act·D (its FLOPs per token under ``convention``, x 4/3 with full recomputation), to a fixed
+    point; a FLOPs budget is 6·N_act·D. The shape's own N_act then trains on the tokens its budget
+    buys, and ``loss_change`` is what rounding to a shape cost."""
+    from ..model.laws import JointMoE
+    from ..model.moe_shape import joint_shape_for
+    from .moe_optimum import optimize_moe
+
+    check_convention(convention)
+    if not isinstance(spec.params, JointMoE):
+        raise ParameterError("law", f"{spec.name} is not a joint MoE law: `plan` shapes the top-1 routed models of "
+                             "ludziejewski2025-moe (or a law file fitted in its form); ask `optimize` for "
+                             f"{spec.name}'s answer")
+    layout = layout or Layout()
+    units.require_in(reserve_gb, "reserve_gb", 0.0, what="GB")
+    rework = RECOMPUTE_FACTOR if layout.recompute == "full" else 1.0
+    booked = cluster is not None and cluster.hours is not None
+    if booked and flops is not None:
+        raise ParameterError("hours", "give one budget: {flops} or {hours}, not both", names=True)
+    d_max = math.inf if max_tokens is None else units.require_positive(max_tokens, "max_tokens")
+    kv = float(kv_tokens or 0.0)
+    scale = 1.0
+    for _ in range(12):  # the shape's cost per 6·N_act·D, then the allocation that cost allows, to a fixed point
+        opt = optimize_moe(spec, flops=cluster.flops() / scale if booked else flops,
+                           cluster=None if booked else cluster, experts=experts, max_experts=max_experts,
+                           max_total_params=max_total_params, kv_tokens=kv_tokens)
+        shape = joint_shape_for(opt["params_active"], int(opt["experts"]), vocab=vocab, tp=layout.tp,
+                                max_total=max_total_params, kv_tokens=kv)
+        n_act = float(shape.counts()["params_active"])
+        new = shape.flops_per_token(seq_len)[convention] / (units.TRAIN_FLOPS_PER_PARAM_TOKEN * n_act) * rework
+        if not booked or abs(new / scale - 1.0) < 1e-12:
+            break
+        scale = new
+    d = opt["params_active"] * opt["tokens"] / n_act  # the optimum's 6·N_act·D, spent by the shape
+    warnings: list[str] = []
+    if d > d_max:
+        warnings.append(f"the budget pays for {d:.4g} tokens; --max-tokens holds the run to {d_max:.4g}")
+        d = d_max
+    rec: RunPlan = {"law": spec.name, "optimum": {k: opt[k] for k in ("experts", "params_active", "params_total",
+                                                                         "tokens", "loss", "converged")}}
+    layout = _layout_for(layout, cluster)
+    _routed_run(rec, spec, shape, d, seq_len=seq_len, layout=layout, convention=convention, batch_law=batch_law,
+                reserve_gb=reserve_gb, cluster=cluster, d_max=d_max, warnings=warnings)
+    rec["loss_change"] = rec["loss"] - opt["loss"]
+    if max_total_params is not None:
+        rec["max_total_params"] = max_total_params
+    if kv:
+        rec["kv_tokens"] = kv
+    _hardware(rec, cluster, booked, price_per_hour)
+    return rec
+
+
+def moe_size_plan(spec: LawSpec, params_active: float, experts: int, tokens: float, *,
+                  cluster: Cluster | None = None, max_total_params: float | None = None, seq_len: int = 4096,
+                  vocab: int = 32_000, layout: Layout | None = None, convention: str = "chinchilla",
+                  batch_law: str = "deepseek2024", reserve_gb: float = 4.0) -> RunPlan:
+    """The run plan of a chosen (E, N_act) on ``tokens`` (a [moe] sweep's recommendation at its
+    median budget): ``joint_shape_for``'s member nearest N_act (heads over tp, every expert under
+    the cap), trained on the tokens given; ``loss_change`` against the law at (N_act, D) itself."""
+    from ..model.moe import joint_loss
+    from ..model.moe_shape import joint_shape_for
+
+    check_convention(convention)
+    units.require_in(reserve_gb, "reserve_gb", 0.0, what="GB")
+    layout = _layout_for(layout or Layout(), cluster)
+    shape = joint_shape_for(params_active, experts, vocab=vocab, tp=layout.tp, max_total=max_total_params)
+    rec: RunPlan = {"law": spec.name}
+    _routed_run(rec, spec, shape, tokens, seq_len=seq_len, layout=layout, convention=convention, batch_law=batch_law,
+                reserve_gb=reserve_gb, cluster=cluster, d_max=math.inf, warnings=[])
+    asked = float(joint_loss(to_array_law(spec.params), jnp.log(params_active), jnp.log(tokens), float(experts)))
+    rec["loss_change"] = rec["loss"] - asked
+    _hardware(rec, cluster, False, None)
+    return rec
+
+
+def _routed_run(rec: RunPlan, spec: LawSpec, shape, d: float, *, seq_len: int, layout: Layout, convention: str,
+                batch_law: str, reserve_gb: float, cluster: Cluster | None, d_max: float, warnings: list[str]) -> None:
+    """A routed model's run on ``d`` tokens, into ``rec``: its counts, the joint law's loss at its
+    expert count and active parameters with embeddings, FLOPs per token on the active path,
+    memory per device with expert parallelism, batch and steps, the MoE learning-rate rule beside
+    the batch law's, validity."""
+    from ..model.moe import joint_loss
+
     c = shape.counts()
-    rec: RunPlan = {"law": spec.name, "arch": arch, "source": entry["source"], "shape": shape.describe(),
-                    "params": float(c["params_active"]), "params_total": float(c["params_total"]),
-                    "experts": shape.experts, "tokens": d, "tokens_per_param": d / c["params_active"]}
-    rec["shape"]["seq_len"] = seq_len
+    per_token = shape.flops_per_token(seq_len)
+    rec.update({"shape": {**shape.describe(), "seq_len": seq_len}, "params": float(c["params_active"]),
+                "params_total": float(c["params_total"]), "experts": shape.experts, "tokens": d,
+                "tokens_per_param": d / c["params_active"]})
     law = to_array_law(spec.params)
     rec["loss"] = float(joint_loss(law, jnp.log(float(c["params_active"])), jnp.log(d), float(shape.experts)))
     rec["flops_per_token"] = per_token
     rec["flops_ratio_to_6n"] = {k: v / per_token["6n"] for k, v in per_token.items()}
     rec["flops_convention"] = convention
     rec["flops"] = per_token[convention] * d
-    rec["hardware_flops"] = rec["flops"] * rework
+    rec["hardware_flops"] = rec["flops"] * (RECOMPUTE_FACTOR if layout.recompute == "full" else 1.0)
     rec["layout"] = _layout_record(layout)
     rec["memory"] = moe_memory(shape, layout, seq_len, cluster.accelerator.memory_gb if cluster else None, reserve_gb)
     params = {"total": float(c["params_active"]), "non_embedding": float(c["params_active_non_embedding"])}
     rec["warnings"] = warnings
     rec["batch"] = _steps(batch_from(batch_law, per_token, params, d), layout, seq_len, d, d_max, rec["warnings"])
-    if shape.top_k > 1 or shape.shared_experts:
-        rec["warnings"].append(f"{spec.name} was fitted on top-1 routing without shared experts: {arch} (top-"
-                               f"{shape.top_k}{', shared experts' if shape.shared_experts else ''}) is placed at its "
-                               f"routed expert count E = {shape.experts}, a reading the law does not test")
+    rec["batch"]["learning_rate_moe"] = moe_learning_rate(float(c["params_active_non_embedding"]), shape.experts)
     attach(rec, extrapolation(spec.validity, rec["params"], d))
-    _hardware(rec, cluster, booked, price_per_hour)
-    return rec
+
+
+def moe_learning_rate(params_active_non_embedding: float, experts: int) -> dict:
+    """Ludziejewski et al. 2025's peak learning rate (eq. 8, ``data/laws.toml``):
+    exp(c0 + c_n ln N_act,non-emb + c_e ln E), with whether it extrapolates beyond the expert
+    counts and sizes it was fitted on."""
+    e = data_toml("laws.toml")["ludziejewski2025-moe"]["learning_rate"]
+    lr = math.exp(e["log_coef"] + e["n_exponent"] * math.log(params_active_non_embedding)
+                  + e["e_exponent"] * math.log(experts))
+    lo_e, hi_e = e["experts"]
+    inside = lo_e <= experts <= hi_e and params_active_non_embedding <= e["params_max"]
+    return {"learning_rate": lr, "source": e["source"], "extrapolates": not inside}
 
 
 #: a scenario's [plan] keys and their defaults (the `budgetopt plan` flags of the same names)
 PLAN_DEFAULTS = {"seq_len": 4096, "vocab": 32_000, "ffn": "swiglu", "flops_convention": "chinchilla",
                  "batch_law": "deepseek2024", "tp": 1, "pp": 1, "zero": 1, "micro_batch": 1, "recompute": "none",
-                 "flash": True, "pue": 1.0}
+                 "flash": True, "pue": 1.0, "ep": 1}
 
 
 def check_plan_options(options: dict) -> dict:
@@ -350,8 +461,7 @@ def check_plan_options(options: dict) -> dict:
     check_energy(opts["pue"], None, None)
     Shape(1, 128, 1, ffn=opts["ffn"], vocab=opts["vocab"], seq_len=opts["seq_len"])
     Layout(tp=opts["tp"], pp=opts["pp"], zero=opts["zero"], micro_batch=opts["micro_batch"],
-           recompute=opts["recompute"],
-           flash=opts["flash"])
+           recompute=opts["recompute"], flash=opts["flash"], ep=opts["ep"])
     check_convention(opts["flops_convention"])
     laws = data_toml("batch_laws.toml")
     if opts["batch_law"] not in laws:

@@ -20,7 +20,7 @@ from ..core.errors import InputError, ParameterError
 from ..model.hardware import Cluster
 from ..model.memory import Layout
 from ..model.validity import extrapolation, from_mapping
-from ..plan.launch import launch_plan
+from ..plan.launch import launch_plan, moe_size_plan
 from . import state as st
 from .accumulators import QUANTILES, Ranges, merge, moments, quantile_from_hist
 from .decision import recommend
@@ -225,9 +225,22 @@ def plan_for_sweep(scenario: Scenario, result: dict) -> dict | None:
         count = max(1, round(median(scenario.count)))
         cluster = Cluster(scenario.accelerator, scenario.dtype, median(scenario.mfu), count, pue=o["pue"])
     layout = Layout(tp=o["tp"], pp=o["pp"], zero=o["zero"], micro_batch=o["micro_batch"], recompute=o["recompute"],
-                    flash=o["flash"])
-    rec = launch_plan(scenario.law, params=n, tokens=d, cluster=cluster, layout=layout, seq_len=o["seq_len"],
-                      vocab=o["vocab"], ffn=o["ffn"], convention=o["flops_convention"], batch_law=o["batch_law"])
+                    flash=o["flash"], ep=o["ep"])
+    warnings = []
+    if scenario.experts is not None:  # the recommended (E, N_act), shaped as the joint law's family
+        cap, e = scenario.max_total_params, int(result["recommendation"]["experts"])
+        if e % layout.ep:  # the recommendation was not known when plan.ep was written
+            warnings.append(f"plan.ep = {layout.ep} does not divide the recommended E = {e}: planned with ep "
+                            f"{math.gcd(e, layout.ep)}")
+            layout = dataclasses.replace(layout, ep=math.gcd(e, layout.ep))
+        rec = moe_size_plan(scenario.law, n, e, d, cluster=cluster,
+                            max_total_params=cap.a if cap is not None and cap.fixed else None, seq_len=o["seq_len"],
+                            vocab=o["vocab"], layout=layout, convention=o["flops_convention"],
+                            batch_law=o["batch_law"])
+    else:
+        rec = launch_plan(scenario.law, params=n, tokens=d, cluster=cluster, layout=layout, seq_len=o["seq_len"],
+                          vocab=o["vocab"], ffn=o["ffn"], convention=o["flops_convention"], batch_law=o["batch_law"])
+    rec["warnings"] = warnings + rec.get("warnings", [])
     q = result["quantiles"]
     if "gpu_hours" in q and "wall_days" in q:
         # the run's work per 6ND: its FLOPs per token over 6N, with recomputation

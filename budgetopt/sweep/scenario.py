@@ -75,7 +75,7 @@ SECTIONS = {
     "moe": {"experts", "max_total_params"},
     "precision": {"formats", "penalty", "form", "speedup", "loss_penalty"},
     "plan": {"seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp", "zero", "micro_batch", "recompute",
-             "flash", "pue"},
+             "flash", "pue", "ep"},
 }
 MAX_SAMPLES = 10**13
 MAX_CANDIDATES = 1024
@@ -88,8 +88,7 @@ TOML_PATHS = {"hardware_file": "--hardware-file", "law": "law.preset", "ratio": 
               **{k: f"recommend.{k}" for k in ("candidates", "risk", "refine", "subsample")},
               "experts": "moe.experts", "max_total_params": "moe.max_total_params",
               **{k: f"plan.{k}" for k in ("seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp",
-                                          "zero",
-                                          "micro_batch", "recompute", "flash", "pue")}}
+                                          "zero", "micro_batch", "recompute", "flash", "pue", "ep")}}
 # the decision subsample: candidates are scored on the samples with global index = 0 mod this
 SUBSAMPLES = (1, 2, 4, 8, 16, 32, 64)
 # A lognormal's 4-sigma range is a factor exp(8 sigma); beyond sigma = 10 (1e34) it is no longer
@@ -546,9 +545,9 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path |
             if key in d.get(sec, {}):
                 raise InputError(f"{sec}.{key}", "is not part of a [moe] sweep (the joint law has no repeated-data "
                                  "form; cap the parameters with moe.max_total_params)")
-        if "plan" in d:
-            raise InputError("plan", "a [moe] sweep's run plan is not made yet: plan the chosen size with "
-                             "`budgetopt plan --arch` or `budgetopt optimize --experts E`")
+        if d.get("plan", {}).get("ffn", "swiglu") != "swiglu":
+            raise InputError("plan.ffn", "a [moe] sweep plans the joint law's family, whose experts are SwiGLU: "
+                             "leave it out")
     if "precision" in d:
         kw["precision"] = _precision(d["precision"], kw)
         if "plan" in d:
@@ -557,6 +556,8 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path |
     if "plan" in d:
         _check_keys(d["plan"], "plan", "plan")
         kw["plan"] = check_plan_options(d["plan"])
+        if kw["plan"]["ep"] != 1 and "moe" not in d:
+            raise InputError("plan.ep", "expert parallelism applies to a [moe] sweep's routed model")
         if "count" in kw:  # the plan is made on the median device count (results.plan_for_sweep)
             count, split = max(1, round(median(kw["count"]))), kw["plan"]["tp"] * kw["plan"]["pp"]
             if count % split:

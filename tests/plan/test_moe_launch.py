@@ -141,3 +141,80 @@ def test_every_kind_of_plan_prints_its_table(args):
     r = runner.invoke(app, ["plan", *args], env={"COLUMNS": "100"})
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("budgetopt plan —") and "Memory per device" in r.stdout
+
+
+# ----------------------------------------------------------------------------------------------
+# `plan --law ludziejewski2025-moe`: the optimum's MoE, shaped as the family the law was fitted on
+
+
+def test_the_joint_family_counts_eq_9_10_plus_router_and_norms():
+    """d_model = 64 L, L heads, top-1 SwiGLU experts of width 3d, untied head: active = 2dV + 13 L d²
+    (eq. 10) + the router's d·E and two norms per layer + the final norm; total = the same with
+    (4 + 9E) L d² (eq. 9)."""
+    from budgetopt.model.moe_shape import joint_family
+
+    for n_layer, e, v in ((4, 1, 50257), (26, 4, 50257), (104, 8, 32000)):
+        c = joint_family(n_layer, e, v).counts()
+        d = 64 * n_layer
+        extra = n_layer * (d * e + 2 * d) + d
+        assert c["params_active"] == 2 * d * v + 13 * n_layer * d * d + extra
+        assert c["params_total"] == 2 * d * v + (4 + 9 * e) * n_layer * d * d + extra
+
+
+@pytest.mark.parametrize("tp,cap,kv", [(1, None, 0.0), (8, 4e11, 0.0), (4, 2e11, 32768.0)])
+def test_the_shape_is_the_familys_nearest_that_splits_and_fits(tp, cap, kv):
+    """Against a brute force over every layer count: the nearest member in log N_act among those
+    whose heads split over tp and whose total plus KV cache (2·T·L·d) fits the cap."""
+    from budgetopt.model.moe_shape import joint_family, joint_shape_for
+
+    target = 6.9e10
+    got = joint_shape_for(target, 8, vocab=32000, tp=tp, max_total=cap, kv_tokens=kv)
+    ok = []
+    for n_layer in range(1, 400):
+        c = joint_family(n_layer, 8, 32000).counts()
+        if n_layer % tp == 0 and (cap is None or c["params_total"] + 2 * kv * n_layer * 64 * n_layer <= cap):
+            ok.append((abs(math.log(c["params_active"] / target)), n_layer))
+    assert got.n_layer == min(ok)[1]
+
+
+def test_an_moe_optimum_plan_spends_its_budget_on_the_optimizes_answer():
+    """`plan --law ludziejewski2025-moe --flops C` with a cap: its optimum is `optimize`'s (the
+    same flags, the same answer); the shape's N_act trains on the tokens the optimum's 6·N·D buys;
+    its loss is eq. 1 at the shape's N_act and E (NumPy), loss_change the difference; every expert
+    fits the cap; the MoE learning-rate rule is eq. 8 written out."""
+    from budgetopt.plan.moe_optimum import optimize_moe
+
+    res = plan("--law", "ludziejewski2025-moe", "--flops", "1e23", "--max-total-params", "60B", "--max-experts", "32")
+    want = optimize_moe(get_preset("ludziejewski2025-moe"), flops=1e23, max_total_params=6e10, max_experts=32)
+    o = res["optimum"]
+    assert (o["experts"], o["params_active"], o["tokens"], o["loss"]) == (
+        want["experts"], want["params_active"], want["tokens"], want["loss"])
+    assert res["experts"] == want["experts"] and res["params_total"] <= 6e10
+    assert 6 * res["params"] * res["tokens"] == pytest.approx(6 * o["params_active"] * o["tokens"], rel=1e-12)
+    p = get_preset("ludziejewski2025-moe").params
+    le = -math.log(1 / (res["experts"] - 1 + 1 / (1 / p.e_start - 1 / p.e_max)) + 1 / p.e_max)
+    n, d = res["params"], res["tokens"]
+    loss = (math.exp(p.log_a + p.delta * le) * n ** (p.alpha + p.gamma * le)
+            + math.exp(p.log_b + p.omega * le) * d ** (p.beta + p.zeta * le) + p.c)
+    assert res["loss"] == pytest.approx(loss, rel=1e-9)
+    assert res["loss_change"] == pytest.approx(loss - o["loss"], abs=1e-12)
+    assert abs(math.log(n / o["params_active"])) < 0.05  # the family is 3 % apart at this size
+    lr = math.exp(8.39 - 0.81 * math.log(res["shape"]["params_active_non_embedding"]) - 0.25 * math.log(res["experts"]))
+    assert res["batch"]["learning_rate_moe"]["learning_rate"] == pytest.approx(lr, rel=1e-12)
+    assert res["batch"]["learning_rate_moe"]["extrapolates"]  # > 2.7B active non-embedding
+    small = plan("--law", "ludziejewski2025-moe", "--flops", "1e20", "--experts", "8")
+    assert small["experts"] == 8 and not small["batch"]["learning_rate_moe"]["extrapolates"]
+
+
+def test_an_moe_optimum_plan_fits_its_booking():
+    """A booking is spent at the shape's real cost (chinchilla FLOPs per token, x 4/3 with full
+    recomputation): the run takes the booked days exactly, on the layout asked for."""
+    res = plan("--law", "ludziejewski2025-moe", "--gpu", "h100-sxm", "--count", "512", "--days", "20",
+               "--max-total-params", "200B", "--kv-tokens", "16384", "--tp", "4", "--ep", "8", "--zero", "3",
+               "--recompute", "full")
+    cluster, _ = cluster_from("h100-sxm", count=512, days=20)
+    assert res["tokens"] * res["flops_per_token"]["chinchilla"] * 4 / 3 == pytest.approx(cluster.flops(), rel=1e-6)
+    assert res["fits_booking"] and res["wall_days"] == pytest.approx(20, rel=1e-6)
+    sh = res["shape"]
+    assert sh["n_heads"] % 4 == 0 and res["layout"]["ep"] == 8 and res["layout"]["dp"] == 128
+    assert res["params_total"] + 2 * 16384 * sh["n_layer"] * sh["d_model"] <= 2e11

@@ -121,3 +121,31 @@ def test_the_moe_example_recommends_an_expert_count():
     assert rec["experts"] in sc.experts and rec["p_untrainable"] == 0.0
     assert res["converged_fraction"] == 1.0
     assert set(res["quantiles"]) >= {"params", "tokens", "loss", "experts"}
+
+
+def test_a_moe_sweeps_plan_is_the_recommendations_plan():
+    """[moe] with [plan]: the plan is `plan`'s for the recommended (E, N_act) on the median
+    budget's tokens (D = C_p50 / 6 N): the joint family's member nearest N_act under the fixed cap
+    with heads over tp, on the scenario's devices; a plan.ep that does not divide the chosen E is
+    lowered to their common divisor and said so."""
+    from budgetopt.model.hardware import Cluster, get_accelerator
+    from budgetopt.model.memory import Layout
+    from budgetopt.plan.launch import moe_size_plan
+
+    d = {"samples": 2000, "seed": 2, "law": {"preset": "ludziejewski2025-moe"},
+         "budget": {"gpu": "h100-sxm", "count": 1024, "mfu": 0.4, "days": {"dist": "uniform", "low": 20, "high": 30}},
+         "moe": {"experts": [1, 4, 16], "max_total_params": 3e11}, "recommend": {"candidates": 24},
+         "plan": {"tp": 8, "ep": 16, "zero": 3}}
+    sc = scn.from_dict(d, "moe-plan")
+    res = sw.run(sc, chunk_size=1024, x64=True)
+    rec, plan = res["recommendation"], res["plan"]
+    e, n = int(rec["experts"]), rec["params"]
+    tokens = res["quantiles"]["flops"]["p50"] / (6 * n)
+    cluster = Cluster(get_accelerator("h100-sxm"), "bf16", 0.4, 1024)
+    ep = math.gcd(16, e)
+    want = moe_size_plan(JOINT, n, e, tokens, cluster=cluster, max_total_params=3e11,
+                         layout=Layout(tp=8, zero=3, ep=ep))
+    assert plan["experts"] == e and plan["shape"] == want["shape"] and plan["tokens"] == pytest.approx(tokens)
+    assert plan["params_total"] <= 3e11 and plan["shape"]["n_heads"] % 8 == 0 and plan["layout"]["ep"] == ep
+    assert plan["memory"] == want["memory"] and plan["loss"] == pytest.approx(want["loss"], rel=1e-12)
+    assert (ep != 16) == any("plan.ep" in w for w in plan["warnings"])
