@@ -129,7 +129,8 @@ def test_exact_runs_give_back_the_published_constants_and_the_presets_optimum(tm
 
 def test_an_moe_law_file_is_refused_where_dense_laws_are_needed(tmp_path):
     """A law file of the fine-grained kind (as `fit --form krajewski2024-moe --law-out` writes
-    it) drives `optimize` like the preset, and `plan`, which takes dense laws, refuses it."""
+    it) drives `optimize` like the preset, and `plan`, which shapes dense models and the joint
+    law's routed ones only, refuses it and points to `optimize`."""
     consts = {**preset_constants("krajewski2024-moe"), "expansion": 64, "c_f": 6, "c_r": 14}
     law = tmp_path / "law.json"
     law.write_text(json.dumps({"form": "krajewski2024-moe", "kind": "moe-fine-grained", "constants": consts}))
@@ -137,7 +138,7 @@ def test_an_moe_law_file_is_refused_where_dense_laws_are_needed(tmp_path):
     fitted = json.loads(runner.invoke(app, [*ask, "--law-file", str(law)]).stdout)
     assert fitted["loss"] == json.loads(runner.invoke(app, [*ask, "--law", "krajewski2024-moe"]).stdout)["loss"]
     r = runner.invoke(app, ["plan", "--flops", "1e22", "--law-file", str(law)])
-    assert r.exit_code == 2 and "mixture-of-experts" in r.stderr
+    assert r.exit_code == 2 and "not a joint MoE law" in r.stderr and "`optimize`" in r.stderr
 
 
 # ---------------------------------------------------------------------------- Clark et al.'s runs
