@@ -378,19 +378,21 @@ def moe_optimum_plan(spec: LawSpec, *, flops: float | None = None, cluster: Clus
 
 
 def moe_size_plan(spec: LawSpec, params_active: float, experts: int, tokens: float, *,
-                  cluster: Cluster | None = None, max_total_params: float | None = None, seq_len: int = 4096,
-                  vocab: int = 32_000, layout: Layout | None = None, convention: str = "chinchilla",
-                  batch_law: str = "deepseek2024", reserve_gb: float = 4.0) -> RunPlan:
+                  cluster: Cluster | None = None, max_total_params: float | None = None, kv_tokens: float = 0.0,
+                  seq_len: int = 4096, vocab: int = 32_000, layout: Layout | None = None,
+                  convention: str = "chinchilla", batch_law: str = "deepseek2024", reserve_gb: float = 4.0) -> RunPlan:
     """The run plan of a chosen (E, N_act) on ``tokens`` (a [moe] sweep's recommendation at its
-    median budget): ``joint_shape_for``'s member nearest N_act (heads over tp, every expert under
-    the cap), trained on the tokens given; ``loss_change`` against the law at (N_act, D) itself."""
+    median budget): ``joint_shape_for``'s member nearest N_act (heads over tp, every expert and
+    the KV cache of ``kv_tokens`` under the cap), trained on the tokens given; ``loss_change``
+    against the law at (N_act, D) itself."""
     from ..model.moe import joint_loss
     from ..model.moe_shape import joint_shape_for
 
     check_convention(convention)
     units.require_in(reserve_gb, "reserve_gb", 0.0, what="GB")
     layout = _layout_for(layout or Layout(), cluster)
-    shape = joint_shape_for(params_active, experts, vocab=vocab, tp=layout.tp, max_total=max_total_params)
+    shape = joint_shape_for(params_active, experts, vocab=vocab, tp=layout.tp, max_total=max_total_params,
+                            kv_tokens=kv_tokens)
     rec: RunPlan = {"law": spec.name}
     _routed_run(rec, spec, shape, tokens, seq_len=seq_len, layout=layout, convention=convention, batch_law=batch_law,
                 reserve_gb=reserve_gb, cluster=cluster, d_max=math.inf, warnings=[])

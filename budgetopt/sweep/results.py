@@ -234,7 +234,8 @@ def plan_for_sweep(scenario: Scenario, result: dict) -> dict | None:
                             f"{math.gcd(e, layout.ep)}")
             layout = dataclasses.replace(layout, ep=math.gcd(e, layout.ep))
         rec = moe_size_plan(scenario.law, n, e, d, cluster=cluster,
-                            max_total_params=cap.a if cap is not None and cap.fixed else None, seq_len=o["seq_len"],
+                            max_total_params=cap.a if cap is not None and cap.fixed else None,
+                            kv_tokens=scenario.kv_tokens, seq_len=o["seq_len"],
                             vocab=o["vocab"], layout=layout, convention=o["flops_convention"],
                             batch_law=o["batch_law"])
     else:

@@ -100,12 +100,12 @@ def expert_laws(scenario: Scenario) -> Parametric:
 
 def active_cap(scenario: Scenario, log_total_max):
     """[experts, ...]: the log active parameters a total-parameter cap (log, broadcast against
-    the expert counts) leaves at each expert count — eq. 9/10 on the paper's shape, as
-    `optimize` (``model.moe.joint_log_active_cap``)."""
+    the expert counts) leaves at each expert count beside the KV cache of ``moe.kv_tokens`` —
+    eq. 9/10 on the paper's shape, as `optimize` (``model.moe.joint_log_active_cap``)."""
     from ..model.moe import joint_log_active_cap, joint_shape
 
     e = jnp.asarray(np.asarray(scenario.experts, np.float64).reshape(-1, 1), jnp.result_type(log_total_max, 1.0))
-    return joint_log_active_cap(log_total_max, e, joint_shape())
+    return joint_log_active_cap(log_total_max, e, joint_shape(), scenario.kv_tokens)
 
 
 def complete_draw(scenario: Scenario, draw: Draw) -> tuple[Law, Budget]:

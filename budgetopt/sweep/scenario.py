@@ -17,7 +17,7 @@ distribution; unknown keys, wrong types, bad ranges are InputErrors naming the f
     [constraints]                # max_params, max_tokens, max_epochs, inference_tokens
     [recommend]                  # candidates (grid size), risk = "mean" | "p95", refine, subsample
     [moe]                        # with a joint MoE law: the expert counts to choose among, and
-    experts = [1, 8, 32, 64]     # optionally max_total_params (every expert held; may be uncertain)
+    experts = [1, 8, 32, 64]     # optionally max_total_params (every expert held; may be uncertain), kv_tokens
     [precision]                  # with a dense law on budget.gpu (booked in bf16): the training
     formats = ["bf16", "fp8"]    # formats to choose among (default: every format the device has),
     penalty = "empirical"        # the loss each costs (empirical | law, and form with law) and
@@ -72,7 +72,7 @@ SECTIONS = {
     "data": {"unique_tokens"},
     "constraints": {"max_params", "max_tokens", "max_epochs", "inference_tokens"},
     "recommend": {"candidates", "risk", "refine", "subsample"},
-    "moe": {"experts", "max_total_params"},
+    "moe": {"experts", "max_total_params", "kv_tokens"},
     "precision": {"formats", "penalty", "form", "speedup", "loss_penalty"},
     "plan": {"seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp", "zero", "micro_batch", "recompute",
              "flash", "pue", "ep"},
@@ -86,7 +86,7 @@ TOML_PATHS = {"hardware_file": "--hardware-file", "law": "law.preset", "ratio": 
               "mfu": "budget.mfu", "unique_tokens": "data.unique_tokens",
               **{k: f"constraints.{k}" for k in ("max_params", "max_tokens", "max_epochs", "inference_tokens")},
               **{k: f"recommend.{k}" for k in ("candidates", "risk", "refine", "subsample")},
-              "experts": "moe.experts", "max_total_params": "moe.max_total_params",
+              "experts": "moe.experts", "max_total_params": "moe.max_total_params", "kv_tokens": "moe.kv_tokens",
               **{k: f"plan.{k}" for k in ("seq_len", "vocab", "ffn", "flops_convention", "batch_law", "tp", "pp",
                                           "zero", "micro_batch", "recompute", "flash", "pue", "ep")}}
 # the decision subsample: candidates are scored on the samples with global index = 0 mod this
@@ -143,6 +143,7 @@ class Scenario:
     plan: dict | None = None  # [plan]: report the recommendation as a run plan (results.plan_for_sweep)
     experts: tuple[int, ...] | None = None  # [moe]: the expert counts the decision chooses among (joint MoE law)
     max_total_params: Dist | None = None  # [moe]: total parameters (all experts) a run may hold
+    kv_tokens: float = 0.0  # [moe]: serving tokens whose KV cache shares max_total_params (optimize --kv-tokens)
     precision: PrecisionChoice | None = None  # [precision]: the training formats the decision chooses among
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False)
@@ -468,6 +469,14 @@ def _from_dict(d: dict, source: str, base_dir: Path, hardware_file: str | Path |
         if "max_total_params" in d["moe"]:
             kw["max_total_params"] = parse_dist(d["moe"]["max_total_params"], "max_total_params",
                                                 "moe.max_total_params")
+        if "kv_tokens" in d["moe"]:
+            t = number_at(d["moe"]["kv_tokens"], "moe.kv_tokens", units="count", expected="a number of tokens")
+            if not (math.isfinite(t) and t >= 0):
+                raise InputError("moe.kv_tokens", f"must be a number of tokens >= 0, got {t!r}")
+            if "max_total_params" not in d["moe"]:
+                raise InputError("moe.kv_tokens", "counts the KV cache in the memory cap: give moe.max_total_params "
+                                 "too")
+            kw["kv_tokens"] = t
     kw["law"], kw["uncertainty"] = _law(d.get("law", {}), base_dir, "moe" in d)
     if "precision" in d and "moe" in d:
         raise InputError("precision", "one discrete decision per sweep: [moe] or [precision], not both")

@@ -45,12 +45,15 @@ def joint_at_numpy(e: float) -> tuple[float, float, float, float, float]:
             -(p.alpha + p.gamma * le), -(p.beta + p.zeta * le))
 
 
-@pytest.mark.parametrize("cap,inference", [(2e11, None), (None, None), (4e11, 2e12)])
-def test_without_uncertainty_the_moe_recommendation_is_optimizes(cap, inference):
-    """A fixed budget (and cap, and serving): the robust (E, N_act) is `optimize`'s, to 1e-6."""
-    moe = {"experts": POWERS, **({"max_total_params": cap} if cap else {})}
+@pytest.mark.parametrize("cap,inference,kv", [(2e11, None, None), (None, None, None), (4e11, 2e12, None),
+                                               (1e11, None, 1e6)])
+def test_without_uncertainty_the_moe_recommendation_is_optimizes(cap, inference, kv):
+    """A fixed budget (and cap, serving compute, a serving KV cache in the cap): the robust
+    (E, N_act) is `optimize`'s, to 1e-6."""
+    moe = {"experts": POWERS, **({"max_total_params": cap} if cap else {}), **({"kv_tokens": kv} if kv else {})}
     _, res = _sweep({"flops": 1e23}, moe, {"inference_tokens": inference} if inference else None, samples=800)
-    want = optimize_moe(JOINT, flops=1e23, max_total_params=cap, inference_tokens=inference, max_experts=64)
+    want = optimize_moe(JOINT, flops=1e23, max_total_params=cap, kv_tokens=kv, inference_tokens=inference,
+                        max_experts=64)
     rec = res["recommendation"]
     assert rec["experts"] == want["experts"]
     assert rec["params"] == pytest.approx(want["params_active"], rel=1e-6)
