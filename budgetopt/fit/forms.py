@@ -170,6 +170,61 @@ def starts(name: str, count: int = STARTS, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(f.low, f.high, size=(count, len(f.coords)))
 
 
+#: the routing form's variable projection: a grid of (log E_start, log(E_max − E_start)) over its
+#: box, and IRLS steps of the Huber regression for (a, b, c, d) at each grid point
+VP_GRID = 33
+IRLS_STEPS = 60
+
+
+def _routing_design(phi, x):
+    """[n, 4] design of the routing form in natural log loss at (log E_start, log gap) ``phi``:
+    ln L = ln 10 (a l10N + b l10Ê + c l10N l10Ê + d), linear in (a, b, c, d)."""
+    l10n, l10e = x[0] / LN10, log_effective_experts(jnp.exp(x[1]), *_e_range(phi, 0)) / LN10
+    return LN10 * jnp.stack([l10n, l10e, l10n * l10e, jnp.ones_like(l10n)], axis=-1)
+
+
+def _routing_projection(phi, x, log_l, weights, delta):
+    """Variable projection of the routing form: at fixed (E_start, E_max) the Huber regression
+    of ln L on the design is convex in (a, b, c, d); IRLS (weights min(1, delta/|r|), a
+    majorise-minimise scheme whose objective never rises) from the weighted least-squares fit.
+    Returns (a, b, c, d) and the Huber objective there."""
+    design = _routing_design(phi, x)
+
+    def solve(u):
+        xt = design.T * u
+        return jnp.linalg.solve(xt @ design + 1e-12 * jnp.eye(4), xt @ log_l)
+
+    def step(theta, _):
+        r = design @ theta - log_l
+        return solve(weights * jnp.minimum(1.0, delta / jnp.maximum(jnp.abs(r), 1e-300))), None
+
+    theta, _ = jax.lax.scan(step, solve(weights), None, length=IRLS_STEPS)
+    return theta, jnp.sum(weights * huber(design @ theta - log_l, delta))
+
+
+@jax.jit
+def _routing_profile(phis, x, log_l, weights, delta):
+    """The projected objective and (a, b, c, d) at every grid point ``phis`` [G, 2] of every
+    problem (x [B, 2, n], log_l, weights [B, n])."""
+    per_point = jax.vmap(_routing_projection, in_axes=(0, None, None, None, None))
+    return jax.vmap(per_point, in_axes=(None, 0, 0, 0, None))(phis, x, log_l, weights, delta)
+
+
+def routing_starts(x, log_l, weights, delta: float, count: int = REPLICATE_STARTS) -> np.ndarray:
+    """[B, count, 6] starts of the routing form by variable projection: (a, b, c, d) projected
+    out by IRLS at every point of a ``VP_GRID`` x ``VP_GRID`` grid over the form's (log E_start,
+    log gap) box, the ``count`` best points per problem (with their linear coefficients)."""
+    f = FORMS["clark2022-routing"]
+    axes = [np.linspace(f.low[i], f.high[i], VP_GRID) for i in (4, 5)]
+    phis = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 2)
+    lin, obj = jax.device_get(_routing_profile(jnp.asarray(phis), jnp.asarray(x), jnp.asarray(log_l),
+                                               jnp.asarray(weights), delta))
+    obj = np.where(np.isfinite(obj), obj, np.inf)
+    best = np.argsort(obj, axis=1)[:, :count]
+    rows = np.arange(len(best))[:, None]
+    return np.concatenate([lin[rows, best], np.broadcast_to(phis[best], (*best.shape, 2))], axis=-1)
+
+
 @partial(jax.jit, static_argnames=("name", "max_iter"))
 def _fit_batch(name: str, theta0, x, log_l, weights, delta, max_iter: int = FORM_MAX_ITER):
     """Every (problem, start): theta0 [B, S, P], x [B, k, n], log_l [B, n], weights [B, n] ->
@@ -225,7 +280,11 @@ def fit_form(name: str, tables: dict[str, Table], delta: float = 1e-3, bootstrap
     s0 = starts(name, n_starts)
     with jax_x64():
         x, ll, w = _stack(name, tabs, [np.ones((1, len(t.log_l))) for t in tabs])
-        theta0 = np.broadcast_to(s0, (len(tabs), *s0.shape))
+        if name == "clark2022-routing":  # linear in (a, b, c, d): project them out, search the other two on a grid
+            theta0 = routing_starts(x, ll, w, delta)
+            s0 = theta0[0]
+        else:
+            theta0 = np.broadcast_to(s0, (len(tabs), *s0.shape))
         ends, vals, grads, steps = jax.device_get(_fit_batch(name, jnp.asarray(theta0), jnp.asarray(x),
                                                              jnp.asarray(ll), jnp.asarray(w), delta))
         best, v = _best(vals, grads)
@@ -251,7 +310,10 @@ def fit_form(name: str, tables: dict[str, Table], delta: float = 1e-3, bootstrap
                "rmse_log_loss": float(np.sqrt(np.mean((pred - t.log_l) ** 2))), "n_runs": n, "delta": delta,
                "converged": bool(grads[i, b] < CONVERGED_GRAD), "grad_norm": float(grads[i, b]),
                "steps": int(steps[i, b]), "starts": len(s0), "starts_at_best_fraction": float(near.mean()),
-               "method": f"Huber (delta {delta:g}) on log loss, L-BFGS from {len(s0)} seeded starts, float64",
+               "method": (f"Huber (delta {delta:g}) on log loss; (a, b, c, d) projected out by IRLS on a "
+                          f"{VP_GRID}x{VP_GRID} grid of (E_start, E_max), L-BFGS from its {len(s0)} best points, "
+                          "float64" if name == "clark2022-routing" else
+                          f"Huber (delta {delta:g}) on log loss, L-BFGS from {len(s0)} seeded starts, float64"),
                "range": {v: [float(t.values[v].min()), float(t.values[v].max())] for v in f.variables},
                "reference": f.source, "warnings": []}
         if not rec["converged"]:

@@ -210,3 +210,48 @@ def test_clark_routing_law_on_the_released_runs_matches_an_independent_scipy_fit
         ours = np.array([rec["params"][k] for k in ("a", "b", "c", "d", "e_start", "e_max")])
         np.testing.assert_allclose(ours[:4], params[:4], rtol=2e-3, atol=2e-4)
         np.testing.assert_allclose(ours[4:], params[4:], rtol=2e-2)
+
+
+def test_the_routing_form_projects_out_its_linear_coefficients():
+    """`clark2022-routing` is linear in (a, b, c, d) at fixed (E_start, E_max): the fit projects
+    them out (IRLS of the convex Huber regression) on a grid of the other two and polishes the
+    grid's best points. (1) At a fixed (E_start, E_max) the projection equals SciPy's minimum of
+    the same Huber objective over the four coefficients; (2) on noisy runs the fit reaches the
+    objective of L-BFGS from the 256 seeded random starts (the generic path) or lower, at the
+    same parameters."""
+    import jax.numpy as jnp
+
+    from budgetopt.core.runtime import jax_x64
+
+    rng = np.random.default_rng(5)
+    truth = {"a": -0.085, "b": -0.13, "c": 0.011, "d": 1.12, "e_start": 2.3, "e_max": 300.0}
+    t = table(rng, "clark2022-routing", 60)
+    t = Table(t.values, np.log(paper_loss("clark2022-routing", truth, t.values)) + rng.normal(0, 0.003, 60), t.rows)
+    x = forms.centred_x("clark2022-routing", t)
+    w = np.ones(60)
+    phi = np.array([math.log(2.0), math.log(250.0)])
+    with jax_x64():
+        lin, obj = (np.asarray(v) for v in forms._routing_projection(jnp.asarray(phi), jnp.asarray(x),
+                                                                        jnp.asarray(t.log_l), jnp.asarray(w), 1e-3))
+        design = np.asarray(forms._routing_design(jnp.asarray(phi), jnp.asarray(x)))
+
+    def huber_sum(theta):
+        r = design @ theta - t.log_l
+        return float(np.sum(np.where(np.abs(r) <= 1e-3, 0.5 * r * r, 1e-3 * (np.abs(r) - 5e-4))))
+
+    ref = min((minimize(huber_sum, lin + rng.normal(0, s, 4), method="Powell",
+                        options={"xtol": 1e-12, "ftol": 1e-15, "maxiter": 100_000}) for s in (0.0, 1e-3, 1e-2)),
+              key=lambda r: r.fun)
+    assert obj <= ref.fun * (1 + 1e-9) and obj == pytest.approx(huber_sum(lin), rel=1e-12)
+
+    fit = forms.fit_form("clark2022-routing", {"all": t})["all"]
+    assert fit["converged"] and fit["starts"] == forms.REPLICATE_STARTS
+    with jax_x64():
+        x3, ll, ww = forms._stack("clark2022-routing", [t], [np.ones((1, 60))])
+        s0 = forms.starts("clark2022-routing")
+        _, vals, grads, _ = forms._fit_batch("clark2022-routing", jnp.asarray(s0[None]), jnp.asarray(x3),
+                                             jnp.asarray(ll), jnp.asarray(ww), 1e-3)
+    generic = float(np.min(np.where(np.isfinite(np.asarray(grads)), np.asarray(vals), np.inf)))
+    assert fit["objective"] <= generic * (1 + 1e-12)
+    for k in ("a", "b", "c", "d"):
+        assert fit["params"][k] == pytest.approx(truth[k], abs=0.02)
