@@ -172,8 +172,8 @@ def starts(name: str, count: int = STARTS, seed: int = 0) -> np.ndarray:
 
 #: the routing form's variable projection: a grid of (log E_start, log(E_max − E_start)) over its
 #: box, and IRLS steps of the Huber regression for (a, b, c, d) at each grid point
-VP_GRID = 33
-IRLS_STEPS = 60
+ROUTING_VP_GRID = 33
+ROUTING_IRLS_STEPS = 60
 
 
 def _routing_design(phi, x):
@@ -198,7 +198,7 @@ def _routing_projection(phi, x, log_l, weights, delta):
         r = design @ theta - log_l
         return solve(weights * jnp.minimum(1.0, delta / jnp.maximum(jnp.abs(r), 1e-300))), None
 
-    theta, _ = jax.lax.scan(step, solve(weights), None, length=IRLS_STEPS)
+    theta, _ = jax.lax.scan(step, solve(weights), None, length=ROUTING_IRLS_STEPS)
     return theta, jnp.sum(weights * huber(design @ theta - log_l, delta))
 
 
@@ -212,10 +212,11 @@ def _routing_profile(phis, x, log_l, weights, delta):
 
 def routing_starts(x, log_l, weights, delta: float, count: int = REPLICATE_STARTS) -> np.ndarray:
     """[B, count, 6] starts of the routing form by variable projection: (a, b, c, d) projected
-    out by IRLS at every point of a ``VP_GRID`` x ``VP_GRID`` grid over the form's (log E_start,
-    log gap) box, the ``count`` best points per problem (with their linear coefficients)."""
+    out by IRLS at every point of a ``ROUTING_VP_GRID`` x ``ROUTING_VP_GRID`` grid over the form's
+    (log E_start, log gap) box, the ``count`` best points per problem (with their linear
+    coefficients)."""
     f = FORMS["clark2022-routing"]
-    axes = [np.linspace(f.low[i], f.high[i], VP_GRID) for i in (4, 5)]
+    axes = [np.linspace(f.low[i], f.high[i], ROUTING_VP_GRID) for i in (4, 5)]
     phis = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 2)
     lin, obj = jax.device_get(_routing_profile(jnp.asarray(phis), jnp.asarray(x), jnp.asarray(log_l),
                                                jnp.asarray(weights), delta))
@@ -311,8 +312,8 @@ def fit_form(name: str, tables: dict[str, Table], delta: float = 1e-3, bootstrap
                "converged": bool(grads[i, b] < CONVERGED_GRAD), "grad_norm": float(grads[i, b]),
                "steps": int(steps[i, b]), "starts": len(s0), "starts_at_best_fraction": float(near.mean()),
                "method": (f"Huber (delta {delta:g}) on log loss; (a, b, c, d) projected out by IRLS on a "
-                          f"{VP_GRID}x{VP_GRID} grid of (E_start, E_max), L-BFGS from its {len(s0)} best points, "
-                          "float64" if name == "clark2022-routing" else
+                          f"{ROUTING_VP_GRID}x{ROUTING_VP_GRID} grid of (E_start, E_max), L-BFGS from its "
+                          f"{len(s0)} best points, float64" if name == "clark2022-routing" else
                           f"Huber (delta {delta:g}) on log loss, L-BFGS from {len(s0)} seeded starts, float64"),
                "range": {v: [float(t.values[v].min()), float(t.values[v].max())] for v in f.variables},
                "reference": f.source, "warnings": []}
