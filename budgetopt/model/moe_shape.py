@@ -13,6 +13,7 @@ head is untied; the final norm d. Units: parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 from ..core.errors import InputError, ParameterError
@@ -194,8 +195,6 @@ def joint_shape_for(params_active: float, experts: int, *, vocab: int, tp: int =
     included, the law's convention) are nearest ``params_active`` in log, among those whose heads
     split over ``tp`` and whose total parameters plus the KV cache of ``kv_tokens`` serving tokens
     (2·T·layers·d_model elements) fit ``max_total``; the smallest member if none fits."""
-    import math
-
     best, best_gap = None, math.inf
     for n_layer in range(tp, MAX_JOINT_LAYERS + 1, tp):
         sh = joint_family(n_layer, experts, vocab)

@@ -299,13 +299,9 @@ def moe_launch_plan(arch: str, spec: LawSpec, *, flops: float | None = None, clu
         d = units.require_positive(flops, "flops") / per_token[convention]
     else:
         d = cluster.flops() / (per_token[convention] * rework)
-    warnings: list[str] = []
-    if d > d_max:
-        warnings.append(f"the budget pays for {d:.4g} tokens; --max-tokens holds the run to {d_max:.4g}")
-        d = d_max
     rec: RunPlan = {"law": spec.name, "arch": arch, "source": entry["source"]}
     _routed_run(rec, spec, shape, d, seq_len=seq_len, layout=layout, convention=convention, batch_law=batch_law,
-                reserve_gb=reserve_gb, cluster=cluster, d_max=d_max, warnings=warnings)
+                reserve_gb=reserve_gb, cluster=cluster, d_max=d_max)
     if shape.top_k > 1 or shape.shared_experts:
         rec["warnings"].append(f"{spec.name} was fitted on top-1 routing without shared experts: {arch} (top-"
                                f"{shape.top_k}{', shared experts' if shape.shared_experts else ''}) is placed at its "
@@ -359,15 +355,11 @@ def moe_optimum_plan(spec: LawSpec, *, flops: float | None = None, cluster: Clus
             break
         scale = new
     d = opt["params_active"] * opt["tokens"] / n_act  # the optimum's 6·N_act·D, spent by the shape
-    warnings: list[str] = []
-    if d > d_max:
-        warnings.append(f"the budget pays for {d:.4g} tokens; --max-tokens holds the run to {d_max:.4g}")
-        d = d_max
     rec: RunPlan = {"law": spec.name, "optimum": {k: opt[k] for k in ("experts", "params_active", "params_total",
                                                                          "tokens", "loss", "converged")}}
     layout = _layout_for(layout, cluster)
     _routed_run(rec, spec, shape, d, seq_len=seq_len, layout=layout, convention=convention, batch_law=batch_law,
-                reserve_gb=reserve_gb, cluster=cluster, d_max=d_max, warnings=warnings)
+                reserve_gb=reserve_gb, cluster=cluster, d_max=d_max)
     rec["loss_change"] = rec["loss"] - opt["loss"]
     if max_total_params is not None:
         rec["max_total_params"] = max_total_params
@@ -395,7 +387,7 @@ def moe_size_plan(spec: LawSpec, params_active: float, experts: int, tokens: flo
                             kv_tokens=kv_tokens)
     rec: RunPlan = {"law": spec.name}
     _routed_run(rec, spec, shape, tokens, seq_len=seq_len, layout=layout, convention=convention, batch_law=batch_law,
-                reserve_gb=reserve_gb, cluster=cluster, d_max=math.inf, warnings=[])
+                reserve_gb=reserve_gb, cluster=cluster, d_max=math.inf)
     asked = float(joint_loss(to_array_law(spec.params), jnp.log(params_active), jnp.log(tokens), float(experts)))
     rec["loss_change"] = rec["loss"] - asked
     _hardware(rec, cluster, False, None)
@@ -403,13 +395,17 @@ def moe_size_plan(spec: LawSpec, params_active: float, experts: int, tokens: flo
 
 
 def _routed_run(rec: RunPlan, spec: LawSpec, shape, d: float, *, seq_len: int, layout: Layout, convention: str,
-                batch_law: str, reserve_gb: float, cluster: Cluster | None, d_max: float, warnings: list[str]) -> None:
-    """A routed model's run on ``d`` tokens, into ``rec``: its counts, the joint law's loss at its
-    expert count and active parameters with embeddings, FLOPs per token on the active path,
-    memory per device with expert parallelism, batch and steps, the MoE learning-rate rule beside
-    the batch law's, validity."""
+                batch_law: str, reserve_gb: float, cluster: Cluster | None, d_max: float) -> None:
+    """A routed model's run on ``d`` tokens (held to ``d_max``, with a warning), into ``rec``: its
+    counts, the joint law's loss at its expert count and active parameters with embeddings, FLOPs
+    per token on the active path, memory per device with expert parallelism, batch and steps, the
+    MoE learning-rate rule beside the batch law's, validity."""
     from ..model.moe import joint_loss
 
+    warnings: list[str] = []
+    if d > d_max:
+        warnings.append(f"the budget pays for {d:.4g} tokens; --max-tokens holds the run to {d_max:.4g}")
+        d = d_max
     c = shape.counts()
     per_token = shape.flops_per_token(seq_len)
     rec.update({"shape": {**shape.describe(), "seq_len": seq_len}, "params": float(c["params_active"]),
